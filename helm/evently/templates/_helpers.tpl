@@ -1,0 +1,158 @@
+{{/*
+Chart name, truncated to 63 characters (the DNS label limit for names and label values).
+*/}}
+{{- define "evently.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified name prefix: the release name, plus the chart name unless the release name
+already contains it; at most 63 characters.
+*/}}
+{{- define "evently.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of a per-role resource: the prefix is shortened so that "<prefix>-<suffix>" stays within 63.
+Usage: include "evently.componentName" (dict "root" $ "component" "api")
+*/}}
+{{- define "evently.componentName" -}}
+{{- $suffix := printf "-%s" .component }}
+{{- $max := sub 63 (len $suffix) | int }}
+{{- printf "%s%s" (include "evently.fullname" .root | trunc $max | trimSuffix "-") $suffix }}
+{{- end }}
+
+{{/*
+Chart label value: name-version, with "+" (not allowed in label values) replaced.
+*/}}
+{{- define "evently.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels: the immutable subset used by Deployments, Services and policies.
+They never include the version or chart, so upgrades do not change selectors.
+*/}}
+{{- define "evently.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "evently.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Selector labels of one role. Usage: include "evently.componentSelectorLabels" (dict "root" $ "component" "api")
+*/}}
+{{- define "evently.componentSelectorLabels" -}}
+{{ include "evently.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+Common labels for every resource: selector labels plus version, chart and user labels.
+*/}}
+{{- define "evently.labels" -}}
+helm.sh/chart: {{ include "evently.chart" . }}
+{{ include "evently.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "evently.imageTag" . | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: evently
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Common labels of one role's resources. Usage: include "evently.componentLabels" (dict "root" $ "component" "api")
+*/}}
+{{- define "evently.componentLabels" -}}
+{{ include "evently.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+Image tag: image.tag, defaulting to the chart's appVersion.
+*/}}
+{{- define "evently.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag }}
+{{- end }}
+
+{{/*
+Full image reference; a digest pins the image and wins over the tag.
+*/}}
+{{- define "evently.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (include "evently.imageTag" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+ServiceAccount of the long-running pods.
+*/}}
+{{- define "evently.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "evently.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+ServiceAccount of the migration hook. Hooks run before release resources exist, so a
+chart-created ServiceAccount cannot be used on first install.
+*/}}
+{{- define "evently.migrateServiceAccountName" -}}
+{{- if .Values.migrate.serviceAccountName }}
+{{- .Values.migrate.serviceAccountName }}
+{{- else if not .Values.serviceAccount.create }}
+{{- include "evently.serviceAccountName" . }}
+{{- else }}
+{{- "default" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the Secret holding DATABASE_URL, AMQP_URL and API_KEY.
+*/}}
+{{- define "evently.secretName" -}}
+{{- default (include "evently.fullname" .) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{/*
+Secret data (base64) rendered by the chart when no existingSecret is given.
+*/}}
+{{- define "evently.secretData" -}}
+DATABASE_URL: {{ required "secrets.databaseUrl is required unless secrets.existingSecret is set" .Values.secrets.databaseUrl | b64enc | quote }}
+AMQP_URL: {{ required "secrets.amqpUrl is required unless secrets.existingSecret is set" .Values.secrets.amqpUrl | b64enc | quote }}
+{{- with .Values.secrets.apiKey }}
+API_KEY: {{ . | b64enc | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Non-secret configuration: every non-empty entry of .Values.config, as string values.
+*/}}
+{{- define "evently.configData" -}}
+{{- range $key, $value := .Values.config }}
+{{- if not (or (eq (toString $value) "") (eq (toString $value) "<nil>")) }}
+{{ $key }}: {{ toString $value | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The HTTP port every role listens on.
+*/}}
+{{- define "evently.containerPort" -}}
+8080
+{{- end }}

@@ -1,0 +1,160 @@
+import amqp from "amqplib";
+import { mkdirSync, openSync, writeSync, closeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import postgres from "postgres";
+import { loadConfig } from "../../services/core/config/index.ts";
+import { deleteTopology } from "../../services/core/queue/topology.ts";
+
+/**
+ * An Evently installation for one benchmark run, as separate processes the way it is deployed:
+ * `migrate`, then `api`, `worker` and `dispatcher` (or `all`), each `bun services/main.ts <role>`.
+ * It gets a scratch database and its own AMQP prefix, so it shares nothing with other installations
+ * on the same servers, and stop() removes both. Process output goes to log files, one per role.
+ */
+export interface StackOptions {
+  /** Roles to run, each in its own process. Default api, worker, dispatcher. */
+  roles?: Array<"api" | "worker" | "dispatcher" | "all">;
+  /** A database URL on the server to use; the stack uses a scratch database beside it. */
+  databaseUrl?: string;
+  amqpUrl?: string;
+  /** Extra environment for every role (e.g. WORKER_MAX_IN_FLIGHT). */
+  env?: Record<string, string>;
+  log?: (msg: string) => void;
+}
+
+export interface Stack {
+  apiUrl: string;
+  /** Health/metrics URL of every role process. */
+  roleUrls: Record<string, string>;
+  env: Record<string, string>;
+  logDir: string;
+  stop(): Promise<void>;
+}
+
+const REPO_ROOT = new URL("../../", import.meta.url).pathname;
+const MAIN = join(REPO_ROOT, "services/main.ts");
+
+interface Child {
+  role: string;
+  proc: ReturnType<typeof Bun.spawn>;
+  started: Promise<number>;
+}
+
+/** Spawns one role; `started` resolves with its port from the "evently started" log line. */
+function spawnRole(role: string, env: Record<string, string>, logDir: string): Child {
+  const proc = Bun.spawn([process.execPath, MAIN, role], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const file = openSync(join(logDir, `${role}.log`), "a");
+  let resolveStarted: (port: number) => void = () => {};
+  let rejectStarted: (err: Error) => void = () => {};
+  const started = new Promise<number>((res, rej) => ((resolveStarted = res), (rejectStarted = rej)));
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    let buffered = "";
+    for await (const chunk of stream) {
+      const text = decoder.decode(chunk, { stream: true });
+      writeSync(file, text);
+      buffered += text;
+      let nl: number;
+      while ((nl = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        if (line.includes('"evently started"')) {
+          const port = (JSON.parse(line) as { port?: number }).port;
+          if (port) resolveStarted(port);
+        }
+      }
+    }
+  };
+  void Promise.all([pump(proc.stdout), pump(proc.stderr)]).finally(() => closeSync(file));
+  void proc.exited.then((code) => rejectStarted(new Error(`${role} exited with code ${code} before starting; see ${logDir}/${role}.log`)));
+  return { role, proc, started };
+}
+
+async function waitReady(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await fetch(`${url}/ready`).then((r) => r.ok, () => false);
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`${url}/ready did not answer 200 within ${timeoutMs} ms`);
+    await Bun.sleep(100);
+  }
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const log = options.log ?? (() => {});
+  const id = `${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  const dbUrl = new URL(options.databaseUrl ?? process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres");
+  const adminUrl = new URL(dbUrl);
+  adminUrl.pathname = "/postgres";
+  dbUrl.pathname = `/evently_bench_${id}`;
+  // The caller's settings first; then what makes this installation its own, which must not be
+  // overridden (a DATABASE_URL from the environment would point the stack at a real database).
+  const env: Record<string, string> = {
+    DELIVERY_ALLOW_PRIVATE_NETWORKS: "true",
+    ...options.env,
+    DATABASE_URL: dbUrl.toString(),
+    AMQP_URL: options.amqpUrl ?? process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672",
+    AMQP_PREFIX: `evently-bench-${id}`,
+    HOST: "127.0.0.1",
+    PORT: "0",
+    // info at least: the "evently started" line is how the stack learns each port.
+    LOG_LEVEL: options.env?.LOG_LEVEL === "debug" ? "debug" : "info",
+  };
+  const logDir = join(tmpdir(), `evently-bench-${id}`);
+  mkdirSync(logDir, { recursive: true });
+  log(`stack: scratch database ${dbUrl.pathname.slice(1)}, AMQP prefix ${env.AMQP_PREFIX}, logs in ${logDir}`);
+
+  const children: Child[] = [];
+  const stop = async () => {
+    for (const c of children.reverse()) {
+      c.proc.kill("SIGTERM");
+      const exited = await Promise.race([c.proc.exited.then(() => true), Bun.sleep(10_000).then(() => false)]);
+      if (!exited) c.proc.kill("SIGKILL");
+    }
+    await cleanup(env, adminUrl.toString(), dbUrl.pathname.slice(1)).catch((err) => log(`stack cleanup: ${(err as Error).message}`));
+  };
+
+  try {
+    const migrate = Bun.spawn([process.execPath, MAIN, "migrate"], { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdout: "ignore", stderr: "pipe" });
+    if ((await migrate.exited) !== 0) throw new Error(`migrate failed: ${await new Response(migrate.stderr).text()}`);
+    const roleUrls: Record<string, string> = {};
+    for (const role of options.roles ?? ["api", "worker", "dispatcher"]) {
+      const child = spawnRole(role, env, logDir);
+      children.push(child);
+      const port = await Promise.race([child.started, Bun.sleep(30_000).then(() => Promise.reject(new Error(`${role} did not start within 30 s`)))]);
+      roleUrls[role] = `http://127.0.0.1:${port}`;
+      await waitReady(roleUrls[role]!, 30_000);
+    }
+    const apiUrl = roleUrls.api ?? roleUrls.all;
+    if (!apiUrl) throw new Error("no api or all role among the roles");
+    return { apiUrl, roleUrls, env, logDir, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Deletes the run's exchanges and queues, then its database. */
+async function cleanup(env: Record<string, string>, adminUrl: string, database: string): Promise<void> {
+  const config = loadConfig(env);
+  const connection = await amqp.connect(config.amqp.AMQP_URL);
+  try {
+    const channel = await connection.createChannel();
+    await deleteTopology(channel, config.amqp).catch(() => {});
+    await channel.close().catch(() => {});
+  } finally {
+    await connection.close();
+  }
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`drop database if exists "${database}" with (force)`);
+  } finally {
+    await admin.end();
+  }
+}

@@ -1,0 +1,95 @@
+import { z } from "zod";
+import { isId, type IdKind } from "@evently/core/ids.ts";
+
+/**
+ * Schemas shared by several modules. Request schemas strip unknown fields rather than reject them
+ * (as Svix does): clients can send fields a newer server knows without breaking older ones.
+ */
+
+// Event types are dot-separated segments; a pattern may end in a whole `.*` segment or be just `*`.
+const SEGMENT = "[A-Za-z0-9_:-]+";
+export const EVENT_TYPE_REGEX = new RegExp(`^${SEGMENT}(\\.${SEGMENT})*$`);
+export const EVENT_TYPE_PATTERN_REGEX = new RegExp(`^(\\*|${SEGMENT}(\\.${SEGMENT})*(\\.\\*)?)$`);
+export const EVENT_TYPE_MAX_LENGTH = 200;
+
+// No .min(1): the regex already refuses "", and one problem should produce one message.
+export const eventType = z
+  .string()
+  .max(EVENT_TYPE_MAX_LENGTH)
+  .regex(EVENT_TYPE_REGEX, "must be dot-separated segments of letters, digits, '_', ':' or '-', like order.paid")
+  .describe("Event type, like `order.paid`.");
+
+export const eventTypePattern = z
+  .string()
+  .max(EVENT_TYPE_MAX_LENGTH)
+  .regex(
+    EVENT_TYPE_PATTERN_REGEX,
+    "must be an event type (order.paid), a prefix ending in .* (order.*) or * alone",
+  )
+  .describe("Event type pattern: exact (`order.paid`), every type under a prefix (`order.*`) or all (`*`).");
+
+/** An id of `kind` in a body or query field; a malformed one is a 422 naming the field. */
+export const idOf = (kind: IdKind, what: string) =>
+  z.string().refine((v) => isId(kind, v), `must be ${what} id`);
+
+/** A stored timestamp as the API renders it. */
+export const timestamp = z.iso.datetime();
+
+export const PAGE_LIMIT_DEFAULT = 50;
+export const PAGE_LIMIT_MAX = 250;
+
+/**
+ * Cursor pagination: lists run newest first; `cursor` is the previous page's `nextCursor` (the id
+ * of its last item, ids being time-sortable).
+ */
+export const pageQuery = (kind: IdKind) =>
+  z.object({
+    limit: z.coerce.number().int().min(1).max(PAGE_LIMIT_MAX).default(PAGE_LIMIT_DEFAULT).describe("Items per page."),
+    cursor: idOf(kind, `a ${kind}`).optional().describe("`nextCursor` of the previous page."),
+  });
+
+/** `since` (inclusive) and `until` (exclusive) bound created_at. */
+export const timeRangeQuery = z.object({
+  since: z.iso
+    .datetime({ offset: true })
+    .transform((v) => new Date(v))
+    .optional()
+    .describe("Only items created at or after this ISO 8601 time."),
+  until: z.iso
+    .datetime({ offset: true })
+    .transform((v) => new Date(v))
+    .optional()
+    .describe("Only items created before this ISO 8601 time."),
+});
+
+export const pageOf = <T extends z.ZodType>(item: T) =>
+  z.object({
+    data: z.array(item),
+    nextCursor: z.string().nullable().describe("Pass as `cursor` for the next page; null on the last page."),
+  });
+
+export interface Page<T> {
+  data: T[];
+  nextCursor: string | null;
+}
+
+/**
+ * Turns rows fetched with `limit + 1` into a page: the extra row only tells that another page exists.
+ */
+export function toPage<Row extends { id: string }, T>(rows: Row[], limit: number, present: (row: Row) => T): Page<T> {
+  const more = rows.length > limit;
+  const items = more ? rows.slice(0, limit) : rows;
+  return { data: items.map(present), nextCursor: more ? items[items.length - 1]!.id : null };
+}
+
+/** The body of every error response (rendered by plugins/errors.ts). */
+export const ErrorBody = z
+  .object({
+    code: z.string().describe("Stable machine-readable code, like `validation_failed` or `not_found`."),
+    detail: z.string().describe("Human-readable explanation."),
+    errors: z
+      .array(z.object({ field: z.string(), message: z.string() }))
+      .optional()
+      .describe("Every problem found, on 422 `validation_failed`; `field` is a dotted path like `events.3.type`."),
+  })
+  .meta({ id: "Error" });

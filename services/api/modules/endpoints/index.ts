@@ -1,0 +1,92 @@
+import { defineRoute, type ApiRoute } from "../../routing/route.ts";
+import {
+  Endpoint,
+  EndpointCreate,
+  EndpointListQuery,
+  EndpointPage,
+  EndpointUpdate,
+  EndpointWithSecret,
+  Secret,
+} from "./model.ts";
+import type { EndpointService } from "./service.ts";
+
+const tag = "endpoints";
+
+export function endpointRoutes(endpoints: EndpointService): ApiRoute[] {
+  return [
+    defineRoute({
+      method: "POST",
+      path: "/endpoints",
+      operationId: "createEndpoint",
+      summary: "Create an endpoint (and, with eventTypes, its routes)",
+      description: "The response is the only one, besides GET /endpoints/{id}/secret, that carries the signing secret.",
+      tag,
+      body: EndpointCreate,
+      status: 201,
+      response: EndpointWithSecret,
+      handle: ({ body }) => endpoints.create(body),
+    }),
+    defineRoute({
+      method: "GET",
+      path: "/endpoints",
+      operationId: "listEndpoints",
+      summary: "List endpoints, newest first",
+      tag,
+      query: EndpointListQuery,
+      status: 200,
+      response: EndpointPage,
+      handle: ({ query }) => endpoints.list(query),
+    }),
+    defineRoute({
+      method: "GET",
+      path: "/endpoints/:id",
+      operationId: "getEndpoint",
+      summary: "Get an endpoint",
+      tag,
+      status: 200,
+      response: Endpoint,
+      handle: ({ params }) => endpoints.get(params.id!),
+    }),
+    defineRoute({
+      method: "PATCH",
+      path: "/endpoints/:id",
+      operationId: "updateEndpoint",
+      summary: "Change some of an endpoint's fields",
+      tag,
+      body: EndpointUpdate,
+      status: 200,
+      response: Endpoint,
+      handle: ({ params, body }) => endpoints.update(params.id!, body),
+    }),
+    defineRoute({
+      method: "DELETE",
+      path: "/endpoints/:id",
+      operationId: "deleteEndpoint",
+      summary: "Delete an endpoint with its routes, jobs and attempts",
+      tag,
+      status: 204,
+      handle: ({ params }) => endpoints.remove(params.id!),
+    }),
+    defineRoute({
+      method: "GET",
+      path: "/endpoints/:id/secret",
+      operationId: "getEndpointSecret",
+      summary: "Get an endpoint's signing secret",
+      tag,
+      status: 200,
+      response: Secret,
+      handle: ({ params }) => endpoints.secret(params.id!),
+    }),
+    defineRoute({
+      method: "POST",
+      path: "/endpoints/:id/secret/rotate",
+      operationId: "rotateEndpointSecret",
+      summary: "Replace an endpoint's signing secret with a new one",
+      description: "Takes effect for the next delivery attempt; there is no overlap period yet.",
+      tag,
+      status: 200,
+      response: Secret,
+      handle: ({ params }) => endpoints.rotateSecret(params.id!),
+    }),
+  ];
+}

@@ -1,0 +1,166 @@
+import { z } from "zod";
+import type { EndpointRow } from "@evently/core/endpoints/sql.ts";
+import { eventTypePattern, pageOf, pageQuery, timestamp } from "../../common/model.ts";
+
+const URL_MAX_LENGTH = 2048;
+
+/** http(s) with a host, nothing else: `ftp:`, `javascript:`, `http:foo` and stray spaces are refused. */
+export function isHttpUrl(value: string): boolean {
+  if (!/^https?:\/\/[^\s]+$/i.test(value) || !URL.canParse(value)) return false;
+  const url = new URL(value);
+  return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "";
+}
+
+const url = z
+  .string()
+  .max(URL_MAX_LENGTH)
+  .refine(isHttpUrl, "must be an http:// or https:// URL with a host")
+  .describe("Where deliveries are POSTed.");
+
+// Headers the delivery itself owns: hop-by-hop headers, framing, the body's type and encoding, and
+// the Standard Webhooks headers that carry the id, timestamp and signature.
+const RESERVED_HEADERS = new Set([
+  "host",
+  "content-length",
+  "content-type",
+  "content-encoding",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "upgrade",
+  "expect",
+]);
+const RESERVED_PREFIX = "webhook-";
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const HEADER_VALUE = /^[\t\x20-\x7e]*$/;
+const MAX_HEADERS = 50;
+const HEADER_VALUE_MAX_LENGTH = 4096;
+
+const headers = z
+  .record(z.string(), z.string())
+  .superRefine((value, ctx) => {
+    const names = Object.keys(value);
+    if (names.length > MAX_HEADERS) ctx.addIssue({ code: "custom", message: `at most ${MAX_HEADERS} headers` });
+    const seen = new Set<string>();
+    for (const name of names) {
+      const lower = name.toLowerCase();
+      const problem = !HEADER_NAME.test(name)
+        ? "is not a valid header name"
+        : RESERVED_HEADERS.has(lower) || lower.startsWith(RESERVED_PREFIX)
+          ? "is set by Evently and cannot be overridden"
+          : seen.has(lower)
+            ? "is given twice (header names are case-insensitive)"
+            : !HEADER_VALUE.test(value[name]!) || value[name]!.length > HEADER_VALUE_MAX_LENGTH
+              ? `value must be at most ${HEADER_VALUE_MAX_LENGTH} printable ASCII characters`
+              : null;
+      if (problem) ctx.addIssue({ code: "custom", message: `header ${problem}`, path: [name] });
+      seen.add(lower);
+    }
+  })
+  // Stored lower-cased: HTTP names are case-insensitive and the worker merges them without surprises.
+  .transform((value) => Object.fromEntries(Object.entries(value).map(([k, v]) => [k.toLowerCase(), v])))
+  .describe("Extra headers sent with every delivery. Hop-by-hop, framing and `webhook-*` headers are refused.");
+
+const MAX_METADATA_KEYS = 50;
+const metadata = z
+  .record(z.string().max(100), z.string().max(1000))
+  .refine((value) => Object.keys(value).length <= MAX_METADATA_KEYS, `at most ${MAX_METADATA_KEYS} keys`)
+  .describe("Your own string key-value pairs; stored and returned, never sent.");
+
+const description = z.string().max(1000);
+const enabled = z.boolean().describe("A disabled endpoint gets no new jobs.");
+const timeoutMs = z
+  .number()
+  .int()
+  .min(100)
+  .max(300_000)
+  .nullable()
+  .describe("Per-attempt timeout; null uses DELIVERY_TIMEOUT_MS.");
+const rateLimitPerSecond = z
+  .number()
+  .int()
+  .min(1)
+  .max(1_000_000)
+  .nullable()
+  .describe("Stored for the coming rate-limit work; not yet enforced.");
+const eventTypes = z
+  .array(eventTypePattern)
+  .max(100)
+  .describe("Convenience: the endpoint's routes, as event type patterns. On update, replaces them all.");
+
+export const EndpointCreate = z
+  .object({
+    url,
+    description: description.default(""),
+    headers: headers.default({}),
+    timeoutMs: timeoutMs.default(null),
+    metadata: metadata.default({}),
+    enabled: enabled.default(true),
+    rateLimitPerSecond: rateLimitPerSecond.default(null),
+    eventTypes: eventTypes.optional(),
+  })
+  .meta({ id: "EndpointCreate" });
+export type EndpointCreate = z.output<typeof EndpointCreate>;
+
+/** A partial update: absent fields keep their value; null resets timeoutMs and rateLimitPerSecond. */
+export const EndpointUpdate = z
+  .object({
+    url: url.optional(),
+    description: description.optional(),
+    headers: headers.optional(),
+    timeoutMs: timeoutMs.optional(),
+    metadata: metadata.optional(),
+    enabled: enabled.optional(),
+    rateLimitPerSecond: rateLimitPerSecond.optional(),
+    eventTypes: eventTypes.optional(),
+  })
+  .meta({ id: "EndpointUpdate" });
+export type EndpointUpdate = z.output<typeof EndpointUpdate>;
+
+export const Endpoint = z
+  .object({
+    id: z.string(),
+    url: z.string(),
+    description: z.string(),
+    enabled: z.boolean(),
+    timeoutMs: z.number().int().nullable(),
+    rateLimitPerSecond: z.number().int().nullable(),
+    headers: z.record(z.string(), z.string()),
+    metadata: z.record(z.string(), z.string()),
+    eventTypes: z.array(z.string()),
+    createdAt: timestamp,
+    updatedAt: timestamp,
+  })
+  .meta({ id: "Endpoint" });
+export type Endpoint = z.output<typeof Endpoint>;
+
+export const EndpointWithSecret = Endpoint.extend({
+  secret: z.string().describe("Signing secret (`whsec_…`); only this response and GET /endpoints/{id}/secret show it."),
+}).meta({ id: "EndpointWithSecret" });
+
+export const Secret = z.object({ secret: z.string() }).meta({ id: "EndpointSecret" });
+
+export const EndpointPage = pageOf(Endpoint).meta({ id: "EndpointPage" });
+export const EndpointListQuery = pageQuery("endpoint");
+export type EndpointListQuery = z.output<typeof EndpointListQuery>;
+
+export function presentEndpoint(row: EndpointRow): Endpoint {
+  return {
+    id: row.id,
+    url: row.url,
+    description: row.description,
+    enabled: row.enabled,
+    timeoutMs: row.timeoutMs,
+    rateLimitPerSecond: row.rateLimitPerSecond,
+    headers: row.headers,
+    metadata: row.metadata,
+    eventTypes: row.eventTypes,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+  };
+}

@@ -1,0 +1,78 @@
+import type { Config } from "@evently/core/config/index.ts";
+import { defineRoute, type ApiRoute } from "../../routing/route.ts";
+import { EventAccepted, BatchAccepted, EventCreate, EventDetail, EventListQuery, EventPage, eventBatch } from "./model.ts";
+import type { EventService } from "./service.ts";
+
+const tag = "events";
+const REPLAYED_HEADER = "idempotent-replayed";
+
+/**
+ * The batch body limit: room for MAX_BATCH_EVENTS events of MAX_PAYLOAD_BYTES each, but never more
+ * than 32 MiB, which is what one request may make this process buffer and parse. Each event's data
+ * is still held to MAX_PAYLOAD_BYTES on its own.
+ */
+export const BATCH_BODY_CAP_BYTES = 32 * 1024 * 1024;
+export function batchBodyLimit(http: Config["http"]): number {
+  return Math.min(http.MAX_PAYLOAD_BYTES * http.MAX_BATCH_EVENTS, BATCH_BODY_CAP_BYTES);
+}
+
+export function eventRoutes(events: EventService, http: Config["http"]): ApiRoute[] {
+  return [
+    defineRoute({
+      method: "POST",
+      path: "/events",
+      operationId: "createEvent",
+      summary: "Accept an event and create a job for each endpoint routed to its type",
+      description:
+        "Answers once the event and its jobs are committed. With an idempotency key seen before, answers " +
+        "with the original event (and its jobs) and the header `idempotent-replayed: true`; nothing is written.",
+      tag,
+      body: EventCreate,
+      headers: [{ name: "Idempotency-Key", description: "Same as the `idempotencyKey` field." }],
+      status: 202,
+      response: EventAccepted,
+      responseHeaders: [{ name: REPLAYED_HEADER, description: "`true` when the idempotency key was seen before." }],
+      errors: [503],
+      handle: async ({ body, headers, setHeader }) => {
+        const { event, replayed } = await events.publish(body, headers.get("idempotency-key"));
+        if (replayed) setHeader(REPLAYED_HEADER, "true");
+        return event;
+      },
+    }),
+    defineRoute({
+      method: "POST",
+      path: "/events/batch",
+      operationId: "createEvents",
+      summary: "Accept up to MAX_BATCH_EVENTS events in one transaction",
+      description: "The Idempotency-Key header does not apply; give each event its own `idempotencyKey`.",
+      tag,
+      body: eventBatch(http.MAX_BATCH_EVENTS),
+      bodyLimitBytes: batchBodyLimit(http),
+      status: 202,
+      response: BatchAccepted,
+      errors: [503],
+      handle: ({ body }) => events.publishBatch(body.events),
+    }),
+    defineRoute({
+      method: "GET",
+      path: "/events",
+      operationId: "listEvents",
+      summary: "List events, newest first (without their data)",
+      tag,
+      query: EventListQuery,
+      status: 200,
+      response: EventPage,
+      handle: ({ query }) => events.list(query),
+    }),
+    defineRoute({
+      method: "GET",
+      path: "/events/:id",
+      operationId: "getEvent",
+      summary: "Get an event with its data and its jobs",
+      tag,
+      status: 200,
+      response: EventDetail,
+      handle: ({ params }) => events.get(params.id!),
+    }),
+  ];
+}

@@ -1,0 +1,72 @@
+import { z } from "zod";
+import { defineRoute, Reply, type ApiRoute } from "../../routing/route.ts";
+import { checkReadiness, type ReadinessCheck } from "./service.ts";
+
+const Health = z.object({ status: z.literal("ok") }).meta({ id: "Health" });
+const ReadinessBody = z
+  .object({
+    status: z.enum(["ok", "unavailable"]),
+    checks: z.record(z.string(), z.boolean()).describe("Reachability of each dependency, like `postgres`, `rabbitmq`."),
+  })
+  .meta({ id: "Readiness" });
+
+/** Within the usual 5 s probe timeout of orchestrators, leaving room for the network. */
+const READINESS_TIMEOUT_MS = 3000;
+
+export interface HealthDeps {
+  readiness: ReadinessCheck;
+  /** Prometheus text exposition; /metrics is served only when given. */
+  renderMetrics?: () => Promise<string>;
+}
+
+/** Liveness, readiness and metrics: served by every role, without the API key. */
+export function healthRoutes(deps: HealthDeps): ApiRoute[] {
+  const routes = [
+    defineRoute({
+      method: "GET",
+      path: "/health",
+      operationId: "getHealth",
+      summary: "Liveness: the process is up and serving HTTP",
+      tag: "operations",
+      public: true,
+      status: 200,
+      response: Health,
+      handle: () => ({ status: "ok" }),
+    }),
+    defineRoute({
+      method: "GET",
+      path: "/ready",
+      operationId: "getReadiness",
+      summary: "Readiness: every dependency this process needs is reachable",
+      tag: "operations",
+      public: true,
+      status: 200,
+      response: ReadinessBody,
+      otherResponses: [{ status: 503, description: "A dependency is unreachable", schema: ReadinessBody }],
+      handle: async () => {
+        const { ready, checks } = await checkReadiness(deps.readiness, READINESS_TIMEOUT_MS);
+        return ready ? { status: "ok", checks } : new Reply(503, { status: "unavailable", checks });
+      },
+    }),
+  ];
+  const { renderMetrics } = deps;
+  if (renderMetrics) {
+    routes.push(
+      defineRoute({
+        method: "GET",
+        path: "/metrics",
+        operationId: "getMetrics",
+        summary: "Prometheus metrics of this process",
+        tag: "operations",
+        public: true,
+        status: 200,
+        response: "text",
+        handle: async () =>
+          new Response(await renderMetrics(), {
+            headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+          }),
+      }),
+    );
+  }
+  return routes;
+}

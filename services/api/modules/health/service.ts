@@ -1,0 +1,25 @@
+/** Reachability of each dependency, by name; the runtime supplies the real checks. */
+export type ReadinessCheck = () => Promise<Record<string, boolean>>;
+
+export interface Readiness {
+  ready: boolean;
+  checks: Record<string, boolean>;
+}
+
+/**
+ * Runs the readiness checks with a deadline: a probe that hangs (a half-open TCP connection) must
+ * answer "not ready" in time for the orchestrator's probe timeout, not hang with it.
+ */
+export async function checkReadiness(check: ReadinessCheck, timeoutMs: number): Promise<Readiness> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), timeoutMs);
+  });
+  try {
+    const checks = await Promise.race([check().catch(() => null), deadline]);
+    if (!checks) return { ready: false, checks: {} };
+    return { ready: Object.values(checks).every(Boolean), checks };
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,65 @@
+import { defineRoute, type ApiRoute } from "../../routing/route.ts";
+import { AttemptListQuery, AttemptPage, EndpointJobListQuery, Job, JobDetail, JobListQuery, JobPage } from "./model.ts";
+import type { JobService } from "./service.ts";
+
+const tag = "jobs";
+
+/** Jobs (one event for one endpoint) and their delivery attempts: the audit trail. */
+export function jobRoutes(jobs: JobService): ApiRoute[] {
+  return [
+    defineRoute({
+      method: "GET",
+      path: "/jobs",
+      operationId: "listJobs",
+      summary: "List jobs, newest first",
+      tag,
+      query: JobListQuery,
+      status: 200,
+      response: JobPage,
+      handle: ({ query }) => jobs.list(query),
+    }),
+    defineRoute({
+      method: "GET",
+      path: "/jobs/:id",
+      operationId: "getJob",
+      summary: "Get a job with every attempt made",
+      tag,
+      status: 200,
+      response: JobDetail,
+      handle: ({ params }) => jobs.get(params.id!),
+    }),
+    defineRoute({
+      method: "POST",
+      path: "/jobs/:id/retry",
+      operationId: "retryJob",
+      summary: "Give a failed job one more attempt, now",
+      tag,
+      status: 202,
+      response: Job,
+      errors: [409],
+      handle: ({ params }) => jobs.retry(params.id!),
+    }),
+    defineRoute({
+      method: "GET",
+      path: "/endpoints/:id/jobs",
+      operationId: "listEndpointJobs",
+      summary: "List an endpoint's jobs, newest first",
+      tag,
+      query: EndpointJobListQuery,
+      status: 200,
+      response: JobPage,
+      handle: ({ params, query }) => jobs.listForEndpoint(params.id!, query),
+    }),
+    defineRoute({
+      method: "GET",
+      path: "/endpoints/:id/attempts",
+      operationId: "listEndpointAttempts",
+      summary: "List delivery attempts to an endpoint, newest first",
+      tag,
+      query: AttemptListQuery,
+      status: 200,
+      response: AttemptPage,
+      handle: ({ params, query }) => jobs.listAttemptsForEndpoint(params.id!, query),
+    }),
+  ];
+}

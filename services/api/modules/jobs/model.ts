@@ -1,0 +1,104 @@
+import { z } from "zod";
+import type { AttemptRow } from "@evently/core/attempts/sql.ts";
+import { ERROR_CLASSES } from "@evently/core/attempts/sql.ts";
+import { JOB_STATUSES, type JobRow } from "@evently/core/jobs/sql.ts";
+import { eventTypePattern, idOf, pageOf, pageQuery, timeRangeQuery, timestamp } from "../../common/model.ts";
+
+export const Job = z
+  .object({
+    id: z.string(),
+    eventId: z.string(),
+    endpointId: z.string(),
+    eventType: z.string(),
+    status: z
+      .enum(JOB_STATUSES)
+      .describe("pending (not yet queued) → queued → delivering → delivered, or scheduled for a retry, or failed."),
+    attemptCount: z.number().int(),
+    nextAttemptAt: timestamp.nullable().describe("When the job is next due (retry time, grace or lease expiry)."),
+    lastAttemptAt: timestamp.nullable(),
+    deliveredAt: timestamp.nullable(),
+    createdAt: timestamp,
+    updatedAt: timestamp,
+  })
+  .meta({ id: "Job" });
+export type Job = z.output<typeof Job>;
+
+export const Attempt = z
+  .object({
+    id: z.string(),
+    jobId: z.string(),
+    eventId: z.string(),
+    endpointId: z.string(),
+    attemptNumber: z.number().int(),
+    url: z.string(),
+    requestHeaders: z.record(z.string(), z.string()).describe("Headers as sent, the signature redacted."),
+    responseStatus: z.number().int().nullable(),
+    responseBody: z.string().nullable().describe("The start of the response body, capped at DELIVERY_MAX_RESPONSE_BYTES."),
+    durationMs: z.number().int(),
+    errorClass: z.enum(ERROR_CLASSES).nullable().describe("Null when delivered."),
+    errorDetail: z.string().nullable(),
+    createdAt: timestamp,
+  })
+  .meta({ id: "Attempt" });
+export type Attempt = z.output<typeof Attempt>;
+
+export const JobDetail = Job.extend({ attempts: z.array(Attempt) }).meta({ id: "JobDetail" });
+export const JobPage = pageOf(Job).meta({ id: "JobPage" });
+export const AttemptPage = pageOf(Attempt).meta({ id: "AttemptPage" });
+
+const jobFilters = {
+  status: z.enum(JOB_STATUSES).optional(),
+  eventType: eventTypePattern.optional(),
+};
+
+export const EndpointJobListQuery = pageQuery("job").extend(jobFilters).extend(timeRangeQuery.shape);
+export type EndpointJobListQuery = z.output<typeof EndpointJobListQuery>;
+
+export const JobListQuery = EndpointJobListQuery.extend({
+  endpointId: idOf("endpoint", "an endpoint").optional(),
+});
+export type JobListQuery = z.output<typeof JobListQuery>;
+
+export const AttemptListQuery = pageQuery("attempt")
+  .extend({
+    status: z.enum(["succeeded", "failed"]).optional().describe("succeeded: delivered (2xx); failed: anything else."),
+    eventType: eventTypePattern.optional(),
+  })
+  .extend(timeRangeQuery.shape);
+export type AttemptListQuery = z.output<typeof AttemptListQuery>;
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+export function presentJob(row: JobRow): Job {
+  return {
+    id: row.id,
+    eventId: row.eventId,
+    endpointId: row.endpointId,
+    eventType: row.eventType,
+    status: row.status,
+    attemptCount: row.attemptCount,
+    nextAttemptAt: iso(row.nextAttemptAt),
+    lastAttemptAt: iso(row.lastAttemptAt),
+    deliveredAt: iso(row.deliveredAt),
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+  };
+}
+
+export function presentAttempt(row: AttemptRow): Attempt {
+  return {
+    id: row.id,
+    jobId: row.jobId,
+    eventId: row.eventId,
+    endpointId: row.endpointId,
+    attemptNumber: row.attemptNumber,
+    url: row.url,
+    requestHeaders: row.requestHeaders,
+    responseStatus: row.responseStatus,
+    responseBody: row.responseBody,
+    durationMs: row.durationMs,
+    errorClass: row.errorClass,
+    errorDetail: row.errorDetail,
+    createdAt: row.createdAt.toISOString(),
+  };
+}

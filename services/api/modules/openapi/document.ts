@@ -1,0 +1,198 @@
+import { z } from "zod";
+import { ErrorBody } from "../../common/model.ts";
+import type { ApiRoute } from "../../routing/route.ts";
+
+/**
+ * Builds the OpenAPI 3.1 document from the route table: the same zod schemas that validate requests
+ * (converted with io "input": defaults make fields optional) and describe responses (io "output").
+ */
+
+type JsonSchema = Record<string, unknown>;
+type Registry = z.core.$ZodRegistry<{ id: string }>;
+
+const ERROR_DESCRIPTIONS: Record<number, string> = {
+  400: "The body is not JSON (`malformed_json`)",
+  401: "API_KEY is set and the request does not carry it (`unauthorized`)",
+  404: "No such resource (`not_found`)",
+  409: "Conflicts with the current state (`conflict`)",
+  413: "The body is larger than the limit (`payload_too_large`)",
+  422: "A field is invalid (`validation_failed`); `errors` lists every problem",
+  500: "Internal error; nothing about it is disclosed (`internal`)",
+  503: "A dependency is unavailable; nothing was written (`unavailable`)",
+};
+
+const componentRef = (id: string) => `#/components/schemas/${id}`;
+const pascal = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
+const toOpenApiPath = (path: string) => path.replace(/:([A-Za-z0-9_]+)/g, "{$1}");
+
+export interface DocumentInfo {
+  title: string;
+  version: string;
+}
+
+export function buildOpenApiDocument(routes: ApiRoute[], info: DocumentInfo): JsonSchema {
+  const requests: Registry = z.registry<{ id: string }>();
+  const responses: Registry = z.registry<{ id: string }>();
+  responses.add(ErrorBody, { id: "Error" });
+  const register = (registry: Registry, schema: z.ZodType, fallbackId: string): string => {
+    const existing = registry.get(schema)?.id;
+    if (existing) return existing;
+    const id = (schema.meta()?.id as string | undefined) ?? fallbackId;
+    registry.add(schema, { id });
+    return id;
+  };
+
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const route of routes) {
+    const operation: Record<string, unknown> = {
+      operationId: route.operationId,
+      summary: route.summary,
+      ...(route.description ? { description: route.description } : {}),
+      tags: [route.tag],
+      ...(route.public ? { security: [] } : {}),
+      parameters: parameters(route),
+    };
+    if (route.body) {
+      const id = register(requests, route.body, `${pascal(route.operationId)}Request`);
+      operation.requestBody = { required: true, content: { "application/json": { schema: { $ref: componentRef(id) } } } };
+    }
+    operation.responses = operationResponses(route, (schema, fallback) => register(responses, schema, fallback));
+    (paths[toOpenApiPath(route.path)] ??= {})[route.method.toLowerCase()] = operation;
+  }
+
+  return {
+    openapi: "3.1.0",
+    info: {
+      ...info,
+      description:
+        "Evently accepts events, fans them out to endpoints by route and delivers them as signed webhooks. " +
+        "Request bodies are JSON whatever their content type; unknown fields are ignored.",
+    },
+    tags: [...new Set(routes.map((r) => r.tag))].map((name) => ({ name })),
+    security: [{ apiKey: [] }],
+    paths,
+    components: {
+      schemas: mergeComponents(components(requests, "input"), components(responses, "output")),
+      securitySchemes: {
+        apiKey: { type: "http", scheme: "bearer", description: "`Authorization: Bearer <API_KEY>`, when API_KEY is set." },
+      },
+    },
+  };
+}
+
+function parameters(route: ApiRoute): JsonSchema[] {
+  const list: JsonSchema[] = [];
+  for (const [, name] of route.path.matchAll(/:([A-Za-z0-9_]+)/g)) {
+    list.push({ name, in: "path", required: true, schema: { type: "string" } });
+  }
+  if (route.query) {
+    const schema = toJsonSchema(route.query, "input") as { properties?: Record<string, JsonSchema>; required?: string[] };
+    for (const [name, property] of Object.entries(schema.properties ?? {})) {
+      const { description, ...rest } = property;
+      list.push({
+        name,
+        in: "query",
+        required: schema.required?.includes(name) ?? false,
+        ...(description ? { description } : {}),
+        schema: rest,
+      });
+    }
+  }
+  for (const header of route.headers ?? []) {
+    list.push({ name: header.name, in: "header", required: false, description: header.description, schema: { type: "string" } });
+  }
+  return list;
+}
+
+function operationResponses(route: ApiRoute, register: (schema: z.ZodType, fallbackId: string) => string): JsonSchema {
+  const out: JsonSchema = {};
+  const headers = route.responseHeaders?.length
+    ? {
+        headers: Object.fromEntries(
+          route.responseHeaders.map((h) => [h.name, { description: h.description, schema: { type: "string" } }]),
+        ),
+      }
+    : {};
+  if (route.response === undefined) out[route.status] = { description: "No content", ...headers };
+  else if (route.response === "text") {
+    out[route.status] = { description: "OK", content: { "text/plain": { schema: { type: "string" } } }, ...headers };
+  } else {
+    const id = register(route.response, `${pascal(route.operationId)}Response`);
+    out[route.status] = { description: "OK", content: { "application/json": { schema: { $ref: componentRef(id) } } }, ...headers };
+  }
+  for (const other of route.otherResponses ?? []) {
+    const id = register(other.schema, `${pascal(route.operationId)}Response${other.status}`);
+    out[other.status] = { description: other.description, content: { "application/json": { schema: { $ref: componentRef(id) } } } };
+  }
+  for (const status of impliedErrors(route)) {
+    out[status] = {
+      description: ERROR_DESCRIPTIONS[status] ?? "Error",
+      content: { "application/json": { schema: { $ref: componentRef("Error") } } },
+    };
+  }
+  return out;
+}
+
+/** The errors any route of this shape can answer, plus the ones it declares. */
+function impliedErrors(route: ApiRoute): number[] {
+  const statuses = new Set(route.errors ?? []);
+  if (!route.public) statuses.add(401);
+  if (route.body) [400, 413, 422].forEach((s) => statuses.add(s));
+  if (route.query) statuses.add(422);
+  if (route.path.includes(":")) statuses.add(404);
+  statuses.add(500);
+  return [...statuses].sort((a, b) => a - b);
+}
+
+/** Request and response schemas are converted apart (input vs output); one id must not mean two shapes. */
+function mergeComponents(a: Record<string, JsonSchema>, b: Record<string, JsonSchema>): Record<string, JsonSchema> {
+  for (const id of Object.keys(b)) {
+    if (id in a && JSON.stringify(a[id]) !== JSON.stringify(b[id])) {
+      throw new Error(`schema id ${id} names both a request and a response shape; give them different ids`);
+    }
+  }
+  return { ...a, ...b };
+}
+
+// zod puts schemas that carry an id (`.meta({id})`) but were not registered themselves, like the
+// Attempt inside JobDetail, under a `__shared` entry's $defs; they are lifted into components too.
+const SHARED = "__shared";
+
+function components(registry: Registry, io: "input" | "output"): Record<string, JsonSchema> {
+  const { schemas } = z.toJSONSchema(registry, { io, uri: componentRef, unrepresentable: "any", override: tidy }) as {
+    schemas: Record<string, JsonSchema>;
+  };
+  const shared = (schemas[SHARED]?.$defs ?? {}) as Record<string, JsonSchema>;
+  delete schemas[SHARED];
+  const all = { ...shared, ...schemas };
+  for (const schema of Object.values(all)) {
+    delete schema.$schema;
+    delete schema.$id;
+  }
+  return liftSharedRefs(all) as Record<string, JsonSchema>;
+}
+
+function liftSharedRefs(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(liftSharedRefs);
+  if (node === null || typeof node !== "object") return node;
+  return Object.fromEntries(
+    Object.entries(node).map(([key, value]) =>
+      key === "$ref" && typeof value === "string"
+        ? [key, value.replace(`${componentRef(SHARED)}#/$defs/`, componentRef(""))]
+        : [key, liftSharedRefs(value)],
+    ),
+  );
+}
+
+function toJsonSchema(schema: z.ZodType, io: "input" | "output"): JsonSchema {
+  const json = z.toJSONSchema(schema, { io, unrepresentable: "any", override: tidy }) as JsonSchema;
+  delete json.$schema;
+  return json;
+}
+
+/** Drops what zod spells out but says nothing: the date-time regex, and the safe-integer bounds of `.int()`. */
+function tidy({ jsonSchema }: { jsonSchema: JsonSchema }): void {
+  if (jsonSchema.format === "date-time") delete jsonSchema.pattern;
+  if (jsonSchema.minimum === Number.MIN_SAFE_INTEGER) delete jsonSchema.minimum;
+  if (jsonSchema.maximum === Number.MAX_SAFE_INTEGER) delete jsonSchema.maximum;
+}

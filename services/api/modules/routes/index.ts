@@ -1,0 +1,53 @@
+import { defineRoute, type ApiRoute } from "../../routing/route.ts";
+import { Route, RouteCreate, RouteListQuery, RoutePage } from "./model.ts";
+import type { RouteService } from "./service.ts";
+
+const tag = "routes";
+
+export function routeRoutes(routes: RouteService): ApiRoute[] {
+  return [
+    defineRoute({
+      method: "POST",
+      path: "/routes",
+      operationId: "createRoute",
+      summary: "Subscribe an endpoint to an event type pattern",
+      description: "Only events created after the route exists are delivered through it.",
+      tag,
+      body: RouteCreate,
+      status: 201,
+      response: Route,
+      errors: [409],
+      handle: ({ body }) => routes.create(body),
+    }),
+    defineRoute({
+      method: "GET",
+      path: "/routes",
+      operationId: "listRoutes",
+      summary: "List routes, newest first",
+      tag,
+      query: RouteListQuery,
+      status: 200,
+      response: RoutePage,
+      handle: ({ query }) => routes.list(query),
+    }),
+    defineRoute({
+      method: "GET",
+      path: "/routes/:id",
+      operationId: "getRoute",
+      summary: "Get a route",
+      tag,
+      status: 200,
+      response: Route,
+      handle: ({ params }) => routes.get(params.id!),
+    }),
+    defineRoute({
+      method: "DELETE",
+      path: "/routes/:id",
+      operationId: "deleteRoute",
+      summary: "Delete a route; jobs already created keep going",
+      tag,
+      status: 204,
+      handle: ({ params }) => routes.remove(params.id!),
+    }),
+  ];
+}

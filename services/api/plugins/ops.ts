@@ -1,0 +1,28 @@
+import { Elysia } from "elysia";
+import { silentLogger, type Logger } from "@evently/core/log.ts";
+import { healthRoutes, type HealthDeps } from "../modules/health/index.ts";
+import { mountRoutes } from "../routing/mount.ts";
+import { errorsPlugin } from "./errors.ts";
+import { metricsPlugin } from "./metrics.ts";
+import { requestIdPlugin } from "./request-id.ts";
+
+/**
+ * The HTTP basics every role's server shares: request ids, request metrics and error rendering.
+ * Request ids come first so every response, 401s and 404s included, carries one.
+ */
+export function createHttpApp(log: Logger) {
+  return new Elysia().use(requestIdPlugin()).use(metricsPlugin()).use(errorsPlugin(log));
+}
+
+export interface OpsDeps extends HealthDeps {
+  log?: Logger;
+}
+
+/**
+ * `/health`, `/ready` and `/metrics` alone: the HTTP server of the worker and dispatcher roles.
+ * The API (app.ts) serves the same routes next to its own.
+ */
+export function createOpsApp(deps: OpsDeps) {
+  // No route here reads a body; the limit only has to be some number.
+  return mountRoutes(createHttpApp(deps.log ?? silentLogger), healthRoutes(deps), { bodyLimitBytes: 1024 });
+}

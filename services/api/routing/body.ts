@@ -1,0 +1,118 @@
+import { MalformedBodyError, PayloadTooLargeError, ValidationError } from "@evently/core/errors.ts";
+import { fieldName } from "./validate.ts";
+
+/**
+ * Request bodies are read here, never by Elysia's parser, so that:
+ * - the size limit is enforced while streaming (413 before a huge body is buffered), per route;
+ * - any content type is read as JSON (a `text/plain` body holding JSON is accepted, as curl users
+ *   forget the header);
+ * - JSON Postgres cannot store is refused as 422 naming the field, instead of failing the insert.
+ */
+
+/** Deeper nesting is refused: Postgres' jsonb parser overflows its stack somewhere past ~10k levels. */
+export const MAX_JSON_DEPTH = 128;
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+export async function readJsonBody(request: Request, limitBytes: number): Promise<unknown> {
+  const text = await readText(request, limitBytes);
+  if (text.trim() === "") throw new MalformedBodyError("request body is empty; expected JSON");
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new MalformedBodyError();
+  }
+  assertStorable(text, value);
+  return value;
+}
+
+async function readText(request: Request, limitBytes: number): Promise<string> {
+  const declared = Number(request.headers.get("content-length"));
+  if (declared > limitBytes) throw new PayloadTooLargeError(limitBytes);
+  if (!request.body) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = request.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limitBytes) {
+      await reader.cancel().catch(() => {});
+      throw new PayloadTooLargeError(limitBytes);
+    }
+    chunks.push(value);
+  }
+  try {
+    return utf8.decode(Buffer.concat(chunks, size));
+  } catch {
+    throw new MalformedBodyError("request body is not valid UTF-8");
+  }
+}
+
+// JSON escapes Postgres jsonb rejects: \u0000, and UTF-16 surrogates (only well-formed pairs pass).
+// Raw NUL or lone surrogates cannot reach a parsed string any other way: JSON forbids raw control
+// characters and the UTF-8 decoder is fatal, so checking the text first spares most bodies a walk.
+const SUSPECT_ESCAPE = /\\u(?:0000|[dD][89a-fA-F])/;
+
+/** Throws a 422 naming the first field Postgres could not store. */
+function assertStorable(text: string, value: unknown): void {
+  if (exceedsDepth(text, MAX_JSON_DEPTH)) {
+    throw new ValidationError([{ field: "body", message: `JSON nests deeper than ${MAX_JSON_DEPTH} levels` }]);
+  }
+  if (!SUSPECT_ESCAPE.test(text)) return;
+  const problem = findUnstorableString(value, []);
+  if (problem) throw new ValidationError([problem]);
+}
+
+/** One pass over the text counting brackets outside strings; cheaper than walking the parsed value. */
+function exceedsDepth(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* \ */) i++;
+      else if (c === 34 /* " */) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 /* { */ || c === 91 /* [ */) {
+      if (++depth > limit) return true;
+    } else if (c === 125 /* } */ || c === 93 /* ] */) depth--;
+  }
+  return false;
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function unstorableReason(s: string): string | null {
+  if (s.includes("\u0000")) return "contains \\u0000, which cannot be stored";
+  if (LONE_SURROGATE.test(s)) return "contains an unpaired UTF-16 surrogate, which cannot be stored";
+  return null;
+}
+
+/** A key as it can be shown in a field path: the offending characters escaped as in JSON. */
+const printableKey = (key: string) => JSON.stringify(key).slice(1, -1);
+
+function findUnstorableString(value: unknown, path: (string | number)[]): { field: string; message: string } | null {
+  if (typeof value === "string") {
+    const reason = unstorableReason(value);
+    return reason ? { field: fieldName(path, "body"), message: reason } : null;
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = findUnstorableString(value[i], [...path, i]);
+      if (found) return found;
+    }
+    return null;
+  }
+  if (value !== null && typeof value === "object") {
+    for (const [key, item] of Object.entries(value)) {
+      const keyReason = unstorableReason(key);
+      if (keyReason) return { field: fieldName([...path, printableKey(key)], "body"), message: `key ${keyReason}` };
+      const found = findUnstorableString(item, [...path, key]);
+      if (found) return found;
+    }
+  }
+  return null;
+}

@@ -1,0 +1,59 @@
+import type { AnyElysia } from "elysia";
+import { readJsonBody } from "./body.ts";
+import { Reply, type ApiRoute, type RouteInput } from "./route.ts";
+import { parseInput } from "./validate.ts";
+
+/** The part of Elysia's handler context the table's handlers need. */
+interface HandlerContext {
+  request: Request;
+  params: Record<string, string>;
+  query: Record<string, string | undefined>;
+  set: { status?: number | string; headers: Record<string, string | number> };
+}
+
+// Elysia's `route` is typed for inference from literal schemas; the table is typed by ApiRoute
+// instead, so registration goes through this narrow view of it.
+interface RouteRegistrar {
+  route(method: string, path: string, handler: (ctx: HandlerContext) => unknown, hook: { parse: "none" }): unknown;
+}
+
+export interface MountOptions {
+  /** Body limit for routes that set none (MAX_PAYLOAD_BYTES). */
+  bodyLimitBytes: number;
+}
+
+/**
+ * Registers each route of the table: validates the query, reads and validates the body (our reader,
+ * not Elysia's parser: see body.ts), calls the handler and answers with the route's status.
+ */
+export function mountRoutes<App extends AnyElysia>(app: App, routes: ApiRoute[], options: MountOptions): App {
+  const registrar = app as unknown as RouteRegistrar;
+  for (const route of routes) {
+    const bodyLimit = route.bodyLimitBytes ?? options.bodyLimitBytes;
+    registrar.route(
+      route.method,
+      route.path,
+      async ({ request, params, query, set }) => {
+        const input: RouteInput<unknown, unknown> = {
+          params,
+          query: route.query ? parseInput(route.query, query, "query") : undefined,
+          body: route.body ? parseInput(route.body, await readJsonBody(request, bodyLimit), "body") : undefined,
+          headers: request.headers,
+          setHeader: (name, value) => {
+            set.headers[name] = value;
+          },
+        };
+        const result = await route.handle(input);
+        if (result instanceof Response) return result;
+        if (result instanceof Reply) {
+          set.status = result.status;
+          return result.body;
+        }
+        set.status = route.status;
+        return route.response === undefined ? undefined : result;
+      },
+      { parse: "none" },
+    );
+  }
+  return app;
+}

@@ -1,0 +1,66 @@
+import type { z } from "zod";
+
+/**
+ * The route table. Every HTTP route is one ApiRoute: mount.ts registers it with Elysia (reading and
+ * validating the body and query with its schemas) and openapi builds the document from the same
+ * objects, so the schemas that validate a request are the ones documented, and no route can be
+ * served without being documented.
+ */
+export type Method = "GET" | "POST" | "PATCH" | "DELETE";
+
+export interface RouteInput<Query, Body> {
+  /** Raw path parameters; handlers check ids with isId and answer 404 for junk. */
+  params: Record<string, string>;
+  query: Query;
+  body: Body;
+  headers: Headers;
+  setHeader(name: string, value: string): void;
+}
+
+export interface ApiRoute<Q extends z.ZodType = z.ZodType, B extends z.ZodType = z.ZodType> {
+  method: Method;
+  /** Elysia path template, like `/endpoints/:id`. */
+  path: string;
+  operationId: string;
+  summary: string;
+  description?: string;
+  tag: string;
+  /** Served without the API key (health, readiness, metrics, the OpenAPI document). */
+  public?: boolean;
+  query?: Q;
+  body?: B;
+  /** Largest accepted body; defaults to MAX_PAYLOAD_BYTES. */
+  bodyLimitBytes?: number;
+  /** Request headers the route reads, for the document. */
+  headers?: { name: string; description: string }[];
+  /** The success status (a handler returns a Reply for the rare other one). */
+  status: number;
+  /** The success body: a schema, `text` for plain text, or absent for an empty body (204). */
+  response?: z.ZodType | "text";
+  /** Response headers the route may set, for the document. */
+  responseHeaders?: { name: string; description: string }[];
+  /** Non-error responses besides the success one (GET /ready's 503), for the document. */
+  otherResponses?: { status: number; description: string; schema: z.ZodType }[];
+  /** Error statuses beyond the ones implied (401, 400/413/422 with a body, 422 with a query, 404 with an id). */
+  errors?: number[];
+  /** Returns the response body, a Reply for another status, or a Response passed through as is. */
+  handle(input: RouteInput<z.output<Q>, z.output<B>>): unknown;
+}
+
+/** A body sent with a status other than the route's usual one (GET /ready answering 503). */
+export class Reply {
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+  ) {}
+}
+
+/**
+ * Declares one route. The generics let the handler see the parsed query and body types; the result
+ * is widened so routes with different schemas fit one table.
+ */
+export function defineRoute<Q extends z.ZodType = z.ZodUndefined, B extends z.ZodType = z.ZodUndefined>(
+  route: ApiRoute<Q, B>,
+): ApiRoute {
+  return route as unknown as ApiRoute;
+}

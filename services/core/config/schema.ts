@@ -1,0 +1,119 @@
+import { z } from "zod";
+
+/**
+ * One zod schema per concern. Every variable carries a description: the README's configuration
+ * table is rendered from these schemas (see table.ts) and a test keeps the two in step.
+ */
+const bool = (fallback: boolean) =>
+  z
+    .enum(["true", "false", "1", "0"])
+    .default(fallback ? "true" : "false")
+    .transform((v) => v === "true" || v === "1");
+
+const int = (fallback: number, min: number, max: number) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+
+export const databaseSchema = z.object({
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
+    .default("postgres://postgres@127.0.0.1:5432/evently")
+    .describe("Postgres connection URL; `migrate` creates the database if it is missing."),
+  DATABASE_POOL_MAX: int(10, 1, 200).describe("Connections per process."),
+});
+
+export const amqpSchema = z.object({
+  AMQP_URL: z
+    .string()
+    .regex(/^amqps?:\/\//, "must be an amqp:// or amqps:// URL")
+    .default("amqp://guest:guest@127.0.0.1:5672")
+    .describe("RabbitMQ connection URL."),
+  AMQP_PREFIX: z
+    .string()
+    .regex(/^[a-zA-Z0-9_.-]{1,100}$/, "letters, digits, '.', '_' or '-'")
+    .default("evently")
+    .describe("Prefix of every exchange and queue name, so several installations can share a vhost."),
+  AMQP_QUEUE_TYPE: z
+    .enum(["quorum", "classic"])
+    .default("quorum")
+    .describe("`quorum` (replicated in a cluster) or `classic` queues."),
+  AMQP_WORK_QUEUES: int(2, 1, 64).describe(
+    "Work queues the jobs are spread over; one queue is one Erlang process, so more queues use more broker cores.",
+  ),
+});
+
+export const httpSchema = z.object({
+  HOST: z.string().default("0.0.0.0").describe("Address the HTTP server binds."),
+  PORT: int(8080, 0, 65535).describe(
+    "HTTP port: the API in `api`/`all`, health and metrics in `worker`/`dispatcher`.",
+  ),
+  MAX_PAYLOAD_BYTES: int(262_144, 1024, 16_777_216).describe(
+    "Largest accepted `POST /events` body, in bytes (413 above it).",
+  ),
+  MAX_BATCH_EVENTS: int(500, 1, 10_000).describe("Most events in one `POST /events/batch`."),
+  API_KEY: z
+    .string()
+    .min(16, "must be at least 16 characters")
+    .optional()
+    .describe("When set, every request except health, readiness, metrics and OpenAPI needs `Authorization: Bearer <API_KEY>`."),
+});
+
+export const ingestSchema = z.object({
+  INGEST_GROUP_MAX_EVENTS: int(2000, 1, 50_000).describe(
+    "Most events committed in one group-commit transaction.",
+  ),
+  INGEST_GROUP_CONCURRENCY: int(2, 1, 32).describe("Group-commit transactions in flight at once."),
+});
+
+export const dispatchSchema = z.object({
+  DISPATCH_INTERVAL_MS: int(500, 10, 60_000).describe(
+    "How often the dispatcher sweeps the outbox for due jobs (missed fast path, retries, lost leases).",
+  ),
+  DISPATCH_BATCH_SIZE: int(1000, 1, 20_000).describe("Most jobs one sweep publishes."),
+  DISPATCH_GRACE_MS: int(5000, 0, 600_000).describe(
+    "How long a new job waits for the fast path (publish right after commit) before the sweeper takes it.",
+  ),
+  DISPATCH_JOBS_PER_MESSAGE: int(64, 1, 1000).describe(
+    "Jobs carried by one AMQP message; batching is what lets one queue carry thousands of deliveries a second.",
+  ),
+});
+
+export const deliverySchema = z.object({
+  WORKER_PREFETCH: int(64, 1, 10_000).describe("Unacknowledged AMQP messages per work queue consumer."),
+  WORKER_MAX_IN_FLIGHT: int(512, 1, 100_000).describe("HTTP deliveries in flight per worker process."),
+  WORKER_MAX_IN_FLIGHT_PER_ENDPOINT: int(32, 1, 10_000).describe(
+    "HTTP deliveries in flight to one endpoint; the rest wait without holding up other endpoints.",
+  ),
+  DELIVERY_TIMEOUT_MS: int(15_000, 100, 300_000).describe("Default per-attempt timeout for endpoints that set none."),
+  DELIVERY_MAX_RESPONSE_BYTES: int(4096, 0, 1_048_576).describe("Response body bytes kept on each attempt."),
+  DELIVERY_ALLOW_PRIVATE_NETWORKS: bool(false).describe(
+    "Allow deliveries to loopback, private, link-local and other non-public addresses (SSRF guard off).",
+  ),
+  RETRY_SCHEDULE: z
+    .string()
+    .regex(/^\d+(ms|s|m|h)(,\d+(ms|s|m|h))*$/, "comma-separated durations like 5s,5m,30m,2h")
+    .default("5s,5m,30m,2h,5h,10h,10h")
+    .describe("Delays before each retry; a job fails after the last one. Each delay gets ±RETRY_JITTER."),
+  RETRY_JITTER: z.coerce.number().min(0).max(1).default(0.2).describe("Random fraction added or removed from each retry delay."),
+  RECORD_BATCH_MAX: int(500, 1, 10_000).describe("Most attempts written in one statement."),
+});
+
+export const telemetrySchema = z.object({
+  LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info").describe("Least severe log level printed."),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z
+    .string()
+    .url()
+    .optional()
+    .describe("When set, spans are exported over OTLP/HTTP to this endpoint."),
+  OTEL_SERVICE_NAME: z.string().default("evently").describe("Service name on spans and metrics."),
+});
+
+export const configSchemas = {
+  database: databaseSchema,
+  amqp: amqpSchema,
+  http: httpSchema,
+  ingest: ingestSchema,
+  dispatch: dispatchSchema,
+  delivery: deliverySchema,
+  telemetry: telemetrySchema,
+} as const;

@@ -1,0 +1,34 @@
+/** Error codes that mean "the database was not reachable", not "the request was wrong". */
+const CONNECTION_CODES = new Set([
+  "57P01", // admin_shutdown
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "DEADLINE_EXCEEDED",
+]);
+
+export function isConnectionError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (code.startsWith("08") || CONNECTION_CODES.has(code));
+}
+
+export class DeadlineError extends Error {
+  readonly code = "DEADLINE_EXCEEDED";
+}
+
+/**
+ * Rejects when `work` has not settled within `ms`. A connection cut at the wrong moment can leave
+ * a postgres.js query unsettled forever; callers whose work is safe to retry bound it with this.
+ */
+export function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DeadlineError(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,112 @@
+import type { Sql, TxSql } from "../db/client.ts";
+
+/** An endpoint as the API shows it: everything but the secret, plus the event types routed to it. */
+export interface EndpointRow {
+  id: string;
+  url: string;
+  description: string;
+  enabled: boolean;
+  timeoutMs: number | null;
+  headers: Record<string, string>;
+  rateLimitPerSecond: number | null;
+  metadata: Record<string, string>;
+  eventTypes: string[];
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** The columns a caller may set; `secret` only on insert and rotation. */
+export interface EndpointValues {
+  url: string;
+  description: string;
+  enabled: boolean;
+  timeoutMs: number | null;
+  headers: Record<string, string>;
+  rateLimitPerSecond: number | null;
+  metadata: Record<string, string>;
+}
+
+type Db = Sql | TxSql;
+
+interface RawEndpointRow extends Omit<EndpointRow, "headers" | "metadata"> {
+  headersJson: string;
+  metadataJson: string;
+}
+
+// jsonb columns are read as text and parsed here: the client's camelCase transform would otherwise
+// rewrite the keys inside them (`x_api_key` -> `xApiKey`), and user keys must come back verbatim.
+const selectEndpoints = (sql: Db) => sql`
+  select e.id, e.url, e.description, e.enabled, e.timeout_ms, e.headers::text as headers_json,
+         e.rate_limit_per_second, e.metadata::text as metadata_json, e.created_at, e.updated_at,
+         array(select r.event_type from routes r where r.endpoint_id = e.id order by r.event_type) as event_types
+  from endpoints e`;
+
+function fromRaw({ headersJson, metadataJson, ...rest }: RawEndpointRow): EndpointRow {
+  return { ...rest, headers: JSON.parse(headersJson), metadata: JSON.parse(metadataJson) };
+}
+
+export async function insertEndpoint(sql: Db, id: string, secret: string, values: EndpointValues): Promise<void> {
+  await sql`
+    insert into endpoints (id, url, description, secret, enabled, timeout_ms, headers, rate_limit_per_second, metadata)
+    values (${id}, ${values.url}, ${values.description}, ${secret}, ${values.enabled}, ${values.timeoutMs},
+            ${sql.json(values.headers)}, ${values.rateLimitPerSecond}, ${sql.json(values.metadata)})`;
+}
+
+export async function findEndpoint(sql: Db, id: string): Promise<EndpointRow | null> {
+  const [row] = await sql<RawEndpointRow[]>`${selectEndpoints(sql)} where e.id = ${id}`;
+  return row ? fromRaw(row) : null;
+}
+
+/** Newest first; `before` is the last id of the previous page. */
+export async function listEndpoints(sql: Db, page: { before?: string; limit: number }): Promise<EndpointRow[]> {
+  const rows = await sql<RawEndpointRow[]>`
+    ${selectEndpoints(sql)}
+    ${page.before ? sql`where e.id < ${page.before}` : sql``}
+    order by e.id desc
+    limit ${page.limit}`;
+  return rows.map(fromRaw);
+}
+
+/** Locks the row for a read-modify-write, so concurrent partial updates do not lose each other. */
+export async function lockEndpointValues(tx: TxSql, id: string): Promise<EndpointValues | null> {
+  const [row] = await tx<(Omit<EndpointValues, "headers" | "metadata"> & { headersJson: string; metadataJson: string })[]>`
+    select url, description, enabled, timeout_ms, headers::text as headers_json, rate_limit_per_second,
+           metadata::text as metadata_json
+    from endpoints where id = ${id}
+    for update`;
+  if (!row) return null;
+  const { headersJson, metadataJson, ...rest } = row;
+  return { ...rest, headers: JSON.parse(headersJson), metadata: JSON.parse(metadataJson) };
+}
+
+export async function updateEndpoint(sql: Db, id: string, values: EndpointValues): Promise<void> {
+  await sql`
+    update endpoints
+    set url = ${values.url}, description = ${values.description}, enabled = ${values.enabled},
+        timeout_ms = ${values.timeoutMs}, headers = ${sql.json(values.headers)},
+        rate_limit_per_second = ${values.rateLimitPerSecond}, metadata = ${sql.json(values.metadata)},
+        updated_at = now()
+    where id = ${id}`;
+}
+
+/** Deletes the endpoint with its routes, jobs and attempts (cascade); false when it did not exist. */
+export async function deleteEndpoint(sql: Db, id: string): Promise<boolean> {
+  const result = await sql`delete from endpoints where id = ${id}`;
+  return result.count > 0;
+}
+
+export async function endpointExists(sql: Db, id: string): Promise<boolean> {
+  const [row] = await sql<{ exists: boolean }[]>`select exists (select 1 from endpoints where id = ${id}) as exists`;
+  return row!.exists;
+}
+
+export async function findSecret(sql: Db, id: string): Promise<string | null> {
+  const [row] = await sql<{ secret: string }[]>`select secret from endpoints where id = ${id}`;
+  return row?.secret ?? null;
+}
+
+/** Replaces the signing secret at once; workers drop their cached copy on the change notification. */
+export async function replaceSecret(sql: Db, id: string, secret: string): Promise<boolean> {
+  const result = await sql`update endpoints set secret = ${secret}, updated_at = now() where id = ${id}`;
+  return result.count > 0;
+}

@@ -1,0 +1,61 @@
+/**
+ * The few error classes the API renders, each with an HTTP status and a stable `code`.
+ * They are rendered in one place (api/plugins/errors.ts) as `{code, detail}`.
+ */
+export class AppError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    readonly detail: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(detail);
+  }
+}
+
+export interface FieldProblem {
+  field: string;
+  message: string;
+}
+
+export class ValidationError extends AppError {
+  constructor(readonly errors: FieldProblem[]) {
+    const first = errors[0];
+    super(
+      422,
+      "validation_failed",
+      first ? `${first.field}: ${first.message}` : "request is invalid",
+      { errors },
+    );
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(what: string, id: string) {
+    super(404, "not_found", `${what} ${id} does not exist`);
+  }
+}
+
+export class ConflictError extends AppError {
+  constructor(detail: string) {
+    super(409, "conflict", detail);
+  }
+}
+
+export class MalformedBodyError extends AppError {
+  constructor(detail = "request body is not valid JSON") {
+    super(400, "malformed_json", detail);
+  }
+}
+
+export class PayloadTooLargeError extends AppError {
+  constructor(limitBytes: number) {
+    super(413, "payload_too_large", `request body exceeds ${limitBytes} bytes`);
+  }
+}
+
+export class UnavailableError extends AppError {
+  constructor(detail: string) {
+    super(503, "unavailable", detail);
+  }
+}

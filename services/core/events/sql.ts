@@ -1,0 +1,135 @@
+import type { Sql, TxSql } from "../db/client.ts";
+import { eventTypeCondition } from "../routes/sql.ts";
+
+export interface NewEventRow {
+  id: string;
+  type: string;
+  /** The payload, already serialised once; cast to json in SQL (text[] -> json). */
+  dataJson: string;
+  idempotencyKey: string | null;
+  createdAt: Date;
+}
+
+export interface CreatedJob {
+  id: string;
+  eventId: string;
+  endpointId: string;
+}
+
+export interface InsertedBatch {
+  insertedEventIds: Set<string>;
+  jobs: CreatedJob[];
+}
+
+/** The route patterns that match `type`: itself, each `prefix.*`, and `*`. */
+export function matchingPatterns(type: string): string[] {
+  const parts = type.split(".");
+  const patterns = [type];
+  for (let i = parts.length - 1; i > 0; i--) patterns.push(`${parts.slice(0, i).join(".")}.*`);
+  patterns.push("*");
+  return patterns;
+}
+
+/**
+ * Inserts a batch of events and, in the same statement, one job per (event, enabled endpoint with a
+ * matching route). Events whose idempotency key already exists are skipped, and get no jobs; so
+ * are events whose id exists, which happens only when a retried transaction had in fact committed.
+ * Fan-out is computed against committed routes inside the transaction, never against a cache.
+ */
+export async function insertEventsWithJobs(tx: TxSql | Sql, rows: NewEventRow[], graceMs: number): Promise<InsertedBatch> {
+  const result = await tx<{ kind: "e" | "j"; id: string; eventId: string | null; endpointId: string | null }[]>`
+    with input as (
+      select * from unnest(
+        ${rows.map((r) => r.id)}::text[], ${rows.map((r) => r.type)}::text[], ${rows.map((r) => r.dataJson)}::text[],
+        ${rows.map((r) => r.idempotencyKey)}::text[], ${rows.map((r) => r.createdAt.toISOString())}::timestamptz[],
+        ${rows.map((r) => matchingPatterns(r.type).join(" "))}::text[]
+      ) as t (id, type, data, idempotency_key, created_at, patterns)
+    ), inserted as (
+      insert into events (id, type, payload, idempotency_key, created_at)
+      select id, type, data::json, idempotency_key, created_at from input
+      on conflict do nothing
+      returning id
+    ), targets as (
+      select distinct i.id as event_id, i.type, i.created_at, r.endpoint_id
+      from inserted
+      join input i on i.id = inserted.id
+      join routes r on r.event_type = any (string_to_array(i.patterns, ' '))
+      join endpoints e on e.id = r.endpoint_id and e.enabled
+    ), jobs_inserted as (
+      insert into jobs (id, event_id, endpoint_id, event_type, status, next_attempt_at, created_at)
+      select evently_id('job'), event_id, endpoint_id, type, 'pending',
+             created_at + ${graceMs} * interval '1 millisecond', created_at
+      from targets
+      returning id, event_id, endpoint_id
+    )
+    select 'e' as kind, id, null as event_id, null as endpoint_id from inserted
+    union all
+    select 'j' as kind, id, event_id, endpoint_id from jobs_inserted`;
+  const insertedEventIds = new Set<string>();
+  const jobs: CreatedJob[] = [];
+  for (const row of result) {
+    if (row.kind === "e") insertedEventIds.add(row.id);
+    else jobs.push({ id: row.id, eventId: row.eventId!, endpointId: row.endpointId! });
+  }
+  return { insertedEventIds, jobs };
+}
+
+export interface StoredEventSummary {
+  id: string;
+  type: string;
+  idempotencyKey: string | null;
+  createdAt: Date;
+}
+
+/**
+ * Stored events that explain why rows of a batch were not inserted: those holding the batch's own
+ * ids (committed by an earlier try of the same batch) and those holding its idempotency keys.
+ */
+export async function findExisting(sql: TxSql | Sql, ids: string[], keys: string[]): Promise<StoredEventSummary[]> {
+  if (ids.length === 0) return [];
+  return sql<StoredEventSummary[]>`
+    select id, type, idempotency_key, created_at from events
+    where id = any (${ids}::text[]) or idempotency_key = any (${keys}::text[])`;
+}
+
+// ---- Reads for the API (appended; the statements above are the ingest hot path) ----
+
+export interface EventSummary {
+  id: string;
+  type: string;
+  idempotencyKey: string | null;
+  createdAt: Date;
+}
+
+export interface StoredEvent extends EventSummary {
+  /** The payload as stored, read as text: the client's camelCase transform must not touch user keys. */
+  dataJson: string;
+}
+
+export async function findEvent(sql: TxSql | Sql, id: string): Promise<StoredEvent | null> {
+  const [row] = await sql<StoredEvent[]>`
+    select id, type, idempotency_key, created_at, payload::text as data_json from events where id = ${id}`;
+  return row ?? null;
+}
+
+export interface EventListFilter {
+  /** An event type pattern: exact, `prefix.*` or `*`. */
+  type?: string;
+  since?: Date;
+  until?: Date;
+  /** The last id of the previous page; lists run newest first. */
+  before?: string;
+  limit: number;
+}
+
+export async function listEvents(sql: TxSql | Sql, filter: EventListFilter): Promise<EventSummary[]> {
+  return sql<EventSummary[]>`
+    select id, type, idempotency_key, created_at from events
+    where true
+      ${eventTypeCondition(sql, "type", filter.type)}
+      ${filter.since ? sql`and created_at >= ${filter.since}` : sql``}
+      ${filter.until ? sql`and created_at < ${filter.until}` : sql``}
+      ${filter.before ? sql`and id < ${filter.before}` : sql``}
+    order by id desc
+    limit ${filter.limit}`;
+}

@@ -1,0 +1,64 @@
+import type { ChannelModel, ConfirmChannel } from "amqplib";
+import { UnavailableError } from "../errors.ts";
+import type { BrokerConnection } from "./connection.ts";
+import type { Topology } from "./topology.ts";
+
+export interface OutgoingMessage {
+  queueIndex: number;
+  content: Buffer;
+}
+
+/**
+ * Publishes persistent messages on a confirm channel and resolves only when RabbitMQ has confirmed
+ * every one of them (written to the queue's replicas for quorum queues). Any failure rejects: the
+ * caller leaves the jobs in the outbox and the sweeper publishes them later.
+ */
+export class ConfirmPublisher {
+  private channel: ConfirmChannel | undefined;
+
+  constructor(
+    private readonly broker: BrokerConnection,
+    private readonly topology: Topology,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.broker.onConnect(async (connection: ChannelModel) => {
+      const channel = await connection.createConfirmChannel();
+      channel.on("error", () => {});
+      channel.on("close", () => {
+        if (this.channel === channel) this.channel = undefined;
+      });
+      this.channel = channel;
+    });
+  }
+
+  /** Closes the channel (before the connection is closed, so pending confirms are not lost). */
+  async close(): Promise<void> {
+    const channel = this.channel;
+    this.channel = undefined;
+    await channel?.close().catch(() => {});
+  }
+
+  get ready(): boolean {
+    return this.channel !== undefined;
+  }
+
+  async publish(messages: OutgoingMessage[]): Promise<void> {
+    const channel = this.channel;
+    if (!channel) throw new UnavailableError("RabbitMQ is not connected");
+    const confirmations = messages.map(
+      (m) =>
+        new Promise<void>((resolve, reject) => {
+          const ok = channel.publish(
+            this.topology.exchange,
+            String(m.queueIndex),
+            m.content,
+            { persistent: true, contentType: "application/json", mandatory: false },
+            (err) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve()),
+          );
+          void ok; // back-pressure is bounded by callers: they publish one batch per commit or sweep
+        }),
+    );
+    await Promise.all(confirmations);
+  }
+}

@@ -1,0 +1,56 @@
+import type { Counter, Histogram, UpDownCounter } from "@opentelemetry/api";
+import { METRIC } from "./names.ts";
+import { meter } from "./setup.ts";
+
+// Latency buckets from 1 ms to 30 s: webhook latencies span four orders of magnitude.
+const SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const BATCH = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+
+function build() {
+  const m = meter();
+  const counter = (name: string, description: string): Counter => m.createCounter(name, { description });
+  const seconds = (name: string, description: string): Histogram =>
+    m.createHistogram(name, { description, unit: "s", advice: { explicitBucketBoundaries: SECONDS } });
+  const gauge = (name: string, description: string): UpDownCounter => m.createUpDownCounter(name, { description });
+  return {
+    httpRequests: counter(METRIC.httpRequests, "API requests by route and status"),
+    httpDuration: seconds(METRIC.httpDuration, "API request duration by route"),
+    eventsAccepted: counter(METRIC.eventsAccepted, "Events committed"),
+    eventsDeduplicated: counter(METRIC.eventsDeduplicated, "Events answered from an existing idempotency key"),
+    jobsCreated: counter(METRIC.jobsCreated, "Jobs (event x endpoint) committed"),
+    ingestBatchSize: m.createHistogram(METRIC.ingestBatchSize, {
+      description: "Events per group-commit transaction",
+      advice: { explicitBucketBoundaries: BATCH },
+    }),
+    ingestCommitDuration: seconds(METRIC.ingestCommitDuration, "Group-commit transaction duration"),
+    jobsPublished: counter(METRIC.jobsPublished, "Jobs confirmed by RabbitMQ, by path (fast, sweep)"),
+    publishFailures: counter(METRIC.publishFailures, "Publish attempts that failed, left for the sweeper"),
+    publishDuration: seconds(METRIC.publishDuration, "Publish-with-confirm duration per batch"),
+    outboxSwept: counter(METRIC.outboxSwept, "Jobs taken from the outbox by the sweeper, by previous status"),
+    messagesConsumed: counter(METRIC.messagesConsumed, "AMQP messages consumed by workers"),
+    messagesDeadLettered: counter(METRIC.messagesDeadLettered, "AMQP messages rejected to the dead-letter queue"),
+    duplicateJobs: counter(METRIC.duplicateJobs, "Job messages dropped because the job was already claimed"),
+    deliveryAttempts: counter(METRIC.deliveryAttempts, "HTTP delivery attempts by outcome and error class"),
+    deliveryDuration: seconds(METRIC.deliveryDuration, "HTTP delivery attempt duration"),
+    deliveryLag: seconds(METRIC.deliveryLag, "Time from event creation to a successful delivery"),
+    deliveriesInFlight: gauge(METRIC.deliveriesInFlight, "HTTP deliveries in flight"),
+    deliveriesWaiting: gauge(METRIC.deliveriesWaiting, "Deliveries waiting for an endpoint slot"),
+    attemptsRecorded: counter(METRIC.attemptsRecorded, "Attempts written to Postgres"),
+    recordDuration: seconds(METRIC.recordDuration, "Attempt batch write duration"),
+    jobsFailed: counter(METRIC.jobsFailed, "Jobs that exhausted the retry schedule"),
+    jobsDeferred: counter(METRIC.jobsDeferred, "Jobs handed back for later because their endpoint had no free slot"),
+  };
+}
+
+export type Instruments = ReturnType<typeof build>;
+let cached: Instruments | undefined;
+
+/** Instruments bound to the current meter provider (no-ops until telemetry starts). */
+export function instruments(): Instruments {
+  return (cached ??= build());
+}
+
+/** Called by startTelemetry so instruments made before it rebind to the real provider. */
+export function resetInstruments(): void {
+  cached = undefined;
+}

@@ -1,0 +1,168 @@
+import type { AttemptRow } from "@evently/core/attempts/sql.ts";
+import { Batcher } from "@evently/core/batching.ts";
+import type { Sql } from "@evently/core/db/client.ts";
+import { withDeadline } from "@evently/core/db/errors.ts";
+import { newId } from "@evently/core/ids.ts";
+import { claimJobs, type ClaimRequest, type JobOutcome } from "@evently/core/jobs/sql.ts";
+import type { Logger } from "@evently/core/log.ts";
+import type { DeliveryMessage, JobMessage } from "@evently/core/queue/messages.ts";
+import { sign } from "@evently/core/signing/index.ts";
+import { instruments } from "@evently/core/telemetry/instruments.ts";
+import { SPAN } from "@evently/core/telemetry/names.ts";
+import { tracer } from "@evently/core/telemetry/setup.ts";
+import type { DeliveryTarget, EndpointCache } from "../endpoint-cache.ts";
+import { send, type SendResult } from "../http/send.ts";
+import { nextStep, parseRetryAfter, type RetryPolicy } from "../retry/policy.ts";
+import type { DeliveryLimiter } from "./limiter.ts";
+import type { AttemptRecorder } from "./recorder.ts";
+
+export interface PipelineOptions {
+  defaultTimeoutMs: number;
+  allowPrivateNetworks: boolean;
+  maxResponseBytes: number;
+  claimBatch: number;
+  retry: RetryPolicy;
+}
+
+/** Margin on top of an endpoint's timeout before a claim lapses and the job is recovered. */
+const LEASE_MARGIN_MS = 60_000;
+const USER_AGENT = "Evently-Webhooks/0.1";
+// Header values that may carry credentials are kept out of the attempt log.
+const SENSITIVE_HEADER = /authorization|cookie|token|secret|api[-_]?key|password|signature/i;
+
+/**
+ * One worker's delivery stages: prepare (endpoint from cache, claim) → send (bounded per endpoint)
+ * → record (batched). `handle` resolves once every job in the message is durably settled —
+ * attempt recorded, deferred, or found to be a duplicate — and only then is the message acked.
+ */
+export class DeliveryPipeline {
+  private readonly claims: Batcher<ClaimRequest, boolean>;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly endpoints: EndpointCache,
+    private readonly limiter: DeliveryLimiter,
+    private readonly recorder: AttemptRecorder,
+    private readonly options: PipelineOptions,
+    private readonly log: Logger,
+  ) {
+    this.claims = new Batcher(
+      async (requests) => {
+        const claimed = await withDeadline(claimJobs(this.sql, requests), 10_000, "claim");
+        return requests.map((r) => claimed.has(r.jobId));
+      },
+      { maxBatch: options.claimBatch, concurrency: 2 },
+    );
+  }
+
+  async handle(message: DeliveryMessage): Promise<void> {
+    const targets = await this.endpoints.getMany(message.jobs.map((j) => j.endpointId));
+    await Promise.all(message.jobs.map((job) => this.handleJob(job, targets.get(job.endpointId))));
+  }
+
+  private async handleJob(job: JobMessage, target: DeliveryTarget | undefined): Promise<void> {
+    const m = instruments();
+    // No endpoint row: it was deleted, and its jobs with it. Nothing to deliver or record.
+    if (!target) return;
+    const timeoutMs = target.timeoutMs ?? this.options.defaultTimeoutMs;
+    const claimed = await this.claims.add({ jobId: job.jobId, attempt: job.attempt, leaseMs: timeoutMs + LEASE_MARGIN_MS });
+    if (!claimed) {
+      m.duplicateJobs.add(1);
+      return;
+    }
+    if (!target.enabled) {
+      await this.record(job, target, { status: null, responseBody: null, retryAfter: null, durationMs: 0, errorClass: "endpoint_disabled", errorDetail: "endpoint is disabled" }, {}, new Date(), true);
+      return;
+    }
+    if ((await this.limiter.acquire(target.id)) === "defer") {
+      m.jobsDeferred.add(1);
+      await this.recorder.defer(job.jobId);
+      return;
+    }
+    let result: SendResult | undefined;
+    let headers: Record<string, string> = {};
+    const attemptedAt = new Date();
+    m.deliveriesInFlight.add(1);
+    try {
+      ({ result, headers } = await tracer().startActiveSpan(SPAN.deliverySend, async (span) => {
+        span.setAttributes({ "evently.job_id": job.jobId, "evently.endpoint_id": target.id, "evently.attempt": job.attempt + 1 });
+        try {
+          const timestamp = Math.floor(attemptedAt.getTime() / 1000);
+          const headers: Record<string, string> = {
+            ...target.headers,
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": job.jobId,
+            "webhook-timestamp": String(timestamp),
+            "webhook-signature": sign(target.key, job.jobId, timestamp, job.body),
+          };
+          const result = await send({
+            url: target.url,
+            headers,
+            body: job.body,
+            timeoutMs,
+            allowPrivateNetworks: this.options.allowPrivateNetworks,
+            maxResponseBytes: this.options.maxResponseBytes,
+          });
+          span.setAttributes({ "http.response.status_code": result.status ?? 0, "evently.error_class": result.errorClass ?? "" });
+          return { result, headers };
+        } finally {
+          span.end();
+        }
+      }));
+    } finally {
+      m.deliveriesInFlight.add(-1);
+      this.limiter.release(target.id, result?.durationMs ?? timeoutMs);
+    }
+    m.deliveryDuration.record(result.durationMs / 1000, { outcome: result.errorClass ? "failed" : "delivered" });
+    await this.record(job, target, result, headers, attemptedAt, false);
+  }
+
+  private async record(
+    job: JobMessage,
+    target: DeliveryTarget,
+    result: SendResult,
+    sentHeaders: Record<string, string>,
+    attemptedAt: Date,
+    terminal: boolean,
+  ): Promise<void> {
+    const m = instruments();
+    const attemptNumber = job.attempt + 1;
+    let outcome: JobOutcome;
+    if (result.errorClass === null) {
+      outcome = { jobId: job.jobId, status: "delivered", attemptNumber, nextAttemptAt: null, attemptedAt };
+      m.deliveryLag.record((Date.now() - job.createdAt) / 1000);
+    } else {
+      const retryAfterMs = result.status === 429 || result.status === 503 ? parseRetryAfter(result.retryAfter, attemptedAt) : null;
+      const step = terminal ? ({ kind: "fail" } as const) : nextStep(this.options.retry, attemptNumber, attemptedAt, retryAfterMs);
+      outcome =
+        step.kind === "retry"
+          ? { jobId: job.jobId, status: "scheduled", attemptNumber, nextAttemptAt: step.at, attemptedAt }
+          : { jobId: job.jobId, status: "failed", attemptNumber, nextAttemptAt: null, attemptedAt };
+      if (step.kind === "fail") m.jobsFailed.add(1);
+    }
+    m.deliveryAttempts.add(1, { outcome: outcome.status, error_class: result.errorClass ?? "none" });
+    const attempt: AttemptRow = {
+      id: newId("attempt", attemptedAt.getTime()),
+      jobId: job.jobId,
+      eventId: job.eventId,
+      endpointId: target.id,
+      attemptNumber,
+      url: target.url,
+      requestHeaders: redact(sentHeaders),
+      responseStatus: result.status,
+      responseBody: result.responseBody,
+      durationMs: result.durationMs,
+      errorClass: result.errorClass,
+      errorDetail: result.errorDetail,
+      createdAt: attemptedAt,
+    };
+    await this.recorder.record({ attempt, outcome });
+  }
+}
+
+function redact(headers: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) out[name] = SENSITIVE_HEADER.test(name) ? "[redacted]" : value;
+  return out;
+}

@@ -1,0 +1,92 @@
+import { insertAttempts, type AttemptRow } from "@evently/core/attempts/sql.ts";
+import { Batcher } from "@evently/core/batching.ts";
+import type { Sql } from "@evently/core/db/client.ts";
+import { withDeadline } from "@evently/core/db/errors.ts";
+import { applyOutcomes, deferJobs, type JobOutcome } from "@evently/core/jobs/sql.ts";
+import type { Logger } from "@evently/core/log.ts";
+import { instruments } from "@evently/core/telemetry/instruments.ts";
+import { SPAN } from "@evently/core/telemetry/names.ts";
+import { tracer } from "@evently/core/telemetry/setup.ts";
+
+// Writes are idempotent, so one cut off mid-flight by a lost connection is simply written again.
+const WRITE_DEADLINE_MS = 10_000;
+
+export interface RecordedAttempt {
+  attempt: AttemptRow;
+  outcome: JobOutcome;
+}
+
+/**
+ * Writes attempts and job outcomes in batches: concurrent deliveries share one transaction
+ * (attempt rows + job updates), so the database sees a few statements per hundreds of deliveries.
+ * A write that fails (database restarting) is retried until it succeeds or the worker stops; the
+ * AMQP message stays unacknowledged meanwhile, so nothing is lost either way.
+ */
+export class AttemptRecorder {
+  private readonly attempts: Batcher<RecordedAttempt, void>;
+  private readonly deferrals: Batcher<string, void>;
+  private stopped = false;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly log: Logger,
+    options: { maxBatch: number; deferDelayMs: number },
+  ) {
+    this.attempts = new Batcher((items) => this.persistent(() => this.write(items)), { maxBatch: options.maxBatch, concurrency: 2 });
+    this.deferrals = new Batcher<string, void>(
+      (ids) => this.persistent(async () => {
+        await withDeadline(deferJobs(this.sql, ids, options.deferDelayMs), WRITE_DEADLINE_MS, "deferral");
+        return ids.map(() => undefined);
+      }),
+      { maxBatch: options.maxBatch, concurrency: 1 },
+    );
+  }
+
+  record(entry: RecordedAttempt): Promise<void> {
+    return this.attempts.add(entry);
+  }
+
+  defer(jobId: string): Promise<void> {
+    return this.deferrals.add(jobId);
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private async write(items: RecordedAttempt[]): Promise<void[]> {
+    const started = performance.now();
+    await tracer().startActiveSpan(SPAN.attemptsRecord, async (span) => {
+      span.setAttribute("evently.attempts", items.length);
+      try {
+        await withDeadline(
+          this.sql.begin(async (tx) => {
+            await insertAttempts(tx, items.map((i) => i.attempt));
+            await applyOutcomes(tx, items.map((i) => i.outcome));
+          }),
+          WRITE_DEADLINE_MS,
+          "attempt write",
+        );
+      } finally {
+        span.end();
+      }
+    });
+    const m = instruments();
+    m.recordDuration.record((performance.now() - started) / 1000);
+    m.attemptsRecorded.add(items.length);
+    return items.map(() => undefined);
+  }
+
+  private async persistent<T>(fn: () => Promise<T>): Promise<T> {
+    for (let failures = 0; ; failures++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (this.stopped) throw err;
+        const delay = Math.min(5000, 50 * 2 ** Math.min(failures, 7));
+        if (failures % 10 === 0) this.log.warn("recording attempts failed, retrying", { error: (err as Error).message, delayMs: delay });
+        await Bun.sleep(delay);
+      }
+    }
+  }
+}

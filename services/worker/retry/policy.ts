@@ -1,0 +1,36 @@
+/**
+ * Retry policy as data: `scheduleMs[n]` is the delay before retry n+1, each varied by ±jitter so
+ * a burst of failures does not come back as a burst. After the last entry the job fails.
+ * A `Retry-After` from the receiver (429/503) can push a retry later, never earlier, and at most
+ * to `maxRetryAfterMs`.
+ */
+export interface RetryPolicy {
+  scheduleMs: number[];
+  jitter: number;
+  maxRetryAfterMs: number;
+}
+
+export type NextStep = { kind: "retry"; at: Date } | { kind: "fail" };
+
+export function nextStep(
+  policy: RetryPolicy,
+  attemptsMade: number,
+  now: Date,
+  retryAfterMs: number | null = null,
+  random: () => number = Math.random,
+): NextStep {
+  const base = policy.scheduleMs[attemptsMade - 1];
+  if (base === undefined) return { kind: "fail" };
+  const jittered = base * (1 + policy.jitter * (2 * random() - 1));
+  const delay = retryAfterMs === null ? jittered : Math.max(jittered, Math.min(retryAfterMs, policy.maxRetryAfterMs));
+  return { kind: "retry", at: new Date(now.getTime() + Math.round(delay)) };
+}
+
+/** Parses `Retry-After` (delta seconds or an HTTP date) into milliseconds from `now`. */
+export function parseRetryAfter(value: string | null, now: Date): number | null {
+  if (!value) return null;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? null : Math.max(0, at - now.getTime());
+}

@@ -1,0 +1,9 @@
+output "api_url" {
+  description = "In-cluster URL of the Evently API."
+  value       = module.evently.api_url
+}
+
+output "release_status" {
+  description = "Status of the Helm release."
+  value       = module.evently.release_status
+}

@@ -1,0 +1,182 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { hookUrl, startApi, type TestApi } from "./harness.ts";
+
+/**
+ * Bad input is answered with the right status, code and field, never a 500, and never writes
+ * anything. A `*` route exists, so a wrongly accepted event would leave an event and a job behind.
+ */
+const MAX_PAYLOAD_BYTES = 2048;
+const MAX_BATCH_EVENTS = 5;
+
+let api: TestApi;
+let endpointId: string;
+beforeAll(async () => {
+  api = await startApi({ env: { MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD_BYTES), MAX_BATCH_EVENTS: String(MAX_BATCH_EVENTS) } });
+  const res = await api.request("POST", "/endpoints", { body: { url: hookUrl(), eventTypes: ["*"] } });
+  endpointId = res.body.id;
+});
+afterAll(async () => {
+  await api.close();
+});
+
+interface Case {
+  name: string;
+  method?: string;
+  path: string | (() => string);
+  /** Sent as JSON, or verbatim when a string. */
+  body?: unknown;
+  headers?: Record<string, string>;
+  status: number;
+  code: string;
+  /** The one field the 422 must name. */
+  field?: string;
+}
+
+const event = (over: Record<string, unknown> = {}) => ({ type: "order.paid", data: { a: 1 }, ...over });
+const bigString = (bytes: number) => "x".repeat(bytes);
+
+const cases: Case[] = [
+  // Bodies that are not JSON at all.
+  { name: "malformed JSON", path: "/events", body: '{"type": "a", "data": {', status: 400, code: "malformed_json" },
+  { name: "empty body", path: "/events", body: "", status: 400, code: "malformed_json" },
+  { name: "whitespace body", path: "/events", body: "  \n", status: 400, code: "malformed_json" },
+  { name: "JSON with a trailing comma", path: "/events", body: '{"type":"a","data":{},}', status: 400, code: "malformed_json" },
+  { name: "a raw control character in a string", path: "/events", body: '{"type":"a","data":{"x":"a\u0001b"}}', status: 400, code: "malformed_json" },
+  { name: "malformed JSON to /endpoints", path: "/endpoints", body: "url=https://x", status: 400, code: "malformed_json" },
+  { name: "malformed JSON to PATCH", method: "PATCH", path: () => `/endpoints/${endpointId}`, body: "{", status: 400, code: "malformed_json" },
+
+  // Valid JSON, wrong shape.
+  { name: "body is an array", path: "/events", body: [event()], status: 422, code: "validation_failed", field: "body" },
+  { name: "body is null", path: "/events", body: "null", status: 422, code: "validation_failed", field: "body" },
+  { name: "missing type", path: "/events", body: { data: {} }, status: 422, code: "validation_failed", field: "type" },
+  { name: "type not a string", path: "/events", body: event({ type: 5 }), status: 422, code: "validation_failed", field: "type" },
+  { name: "type with a space", path: "/events", body: event({ type: "order paid" }), status: 422, code: "validation_failed", field: "type" },
+  { name: "type with *", path: "/events", body: event({ type: "order.*" }), status: 422, code: "validation_failed", field: "type" },
+  { name: "type too long", path: "/events", body: event({ type: "a".repeat(201) }), status: 422, code: "validation_failed", field: "type" },
+  { name: "missing data", path: "/events", body: { type: "a" }, status: 422, code: "validation_failed", field: "data" },
+  { name: "data a string", path: "/events", body: event({ data: "hello" }), status: 422, code: "validation_failed", field: "data" },
+  { name: "data null", path: "/events", body: event({ data: null }), status: 422, code: "validation_failed", field: "data" },
+  { name: "empty idempotencyKey", path: "/events", body: event({ idempotencyKey: "" }), status: 422, code: "validation_failed", field: "idempotencyKey" },
+  { name: "idempotencyKey a number", path: "/events", body: event({ idempotencyKey: 5 }), status: 422, code: "validation_failed", field: "idempotencyKey" },
+
+  // What Postgres jsonb cannot store.
+  { name: "\\u0000 in data", path: "/events", body: '{"type":"a","data":{"note":"x\\u0000y"}}', status: 422, code: "validation_failed", field: "data.note" },
+  { name: "\\u0000 deep in an array", path: "/events", body: '{"type":"a","data":{"list":[1,{"k":"\\u0000"}]}}', status: 422, code: "validation_failed", field: "data.list.1.k" },
+  { name: "\\u0000 in a key", path: "/events", body: '{"type":"a","data":{"a\\u0000":1}}', status: 422, code: "validation_failed", field: "data.a\\u0000" },
+  { name: "a lone surrogate", path: "/events", body: '{"type":"a","data":{"s":"\\ud800"}}', status: 422, code: "validation_failed", field: "data.s" },
+  { name: "\\u0000 in an endpoint description", path: "/endpoints", body: '{"url":"https://a.example","description":"\\u0000"}', status: 422, code: "validation_failed", field: "description" },
+  { name: "nesting deeper than 128", path: "/events", body: `{"type":"a","data":${"[".repeat(200)}${"]".repeat(200)}}`, status: 422, code: "validation_failed", field: "body" },
+
+  // Size limits.
+  { name: "event body over MAX_PAYLOAD_BYTES", path: "/events", body: event({ data: { s: bigString(MAX_PAYLOAD_BYTES) } }), status: 413, code: "payload_too_large" },
+  { name: "endpoint body over MAX_PAYLOAD_BYTES", path: "/endpoints", body: { url: "https://a.example", description: bigString(MAX_PAYLOAD_BYTES) }, status: 413, code: "payload_too_large" },
+  { name: "batch body over its limit", path: "/events/batch", body: { events: Array.from({ length: 5 }, () => event({ data: { s: bigString(2100) } })) }, status: 413, code: "payload_too_large" },
+  { name: "batch item data over MAX_PAYLOAD_BYTES", path: "/events/batch", body: { events: [event(), event({ data: { s: bigString(MAX_PAYLOAD_BYTES) } })] }, status: 422, code: "validation_failed", field: "events.1.data" },
+
+  // Batches.
+  { name: "batch without events", path: "/events/batch", body: {}, status: 422, code: "validation_failed", field: "events" },
+  { name: "empty batch", path: "/events/batch", body: { events: [] }, status: 422, code: "validation_failed", field: "events" },
+  { name: "batch over MAX_BATCH_EVENTS", path: "/events/batch", body: { events: Array.from({ length: MAX_BATCH_EVENTS + 1 }, () => event()) }, status: 422, code: "validation_failed", field: "events" },
+  { name: "batch with one bad type", path: "/events/batch", body: { events: [event(), event(), event(), event({ type: "bad type" })] }, status: 422, code: "validation_failed", field: "events.3.type" },
+  { name: "batch with \\u0000 in one item", path: "/events/batch", body: '{"events":[{"type":"a","data":{}},{"type":"a","data":{"x":"\\u0000"}}]}', status: 422, code: "validation_failed", field: "events.1.data.x" },
+
+  // Endpoints.
+  { name: "endpoint without url", path: "/endpoints", body: {}, status: 422, code: "validation_failed", field: "url" },
+  ...["ftp://files.example.com/x", "javascript:alert(1)", "not a url", "http://", "https:// spaced.example", "http:example.com", "//example.com/x", "file:///etc/passwd", "https://a.example/\nx"].map(
+    (url): Case => ({ name: `endpoint url ${JSON.stringify(url)}`, path: "/endpoints", body: { url }, status: 422, code: "validation_failed", field: "url" }),
+  ),
+  ...["Host", "content-length", "Content-Type", "Transfer-Encoding", "connection", "webhook-signature", "Webhook-Id"].map(
+    (name): Case => ({ name: `reserved header ${name}`, path: "/endpoints", body: { url: "https://a.example", headers: { [name]: "v" } }, status: 422, code: "validation_failed", field: `headers.${name}` }),
+  ),
+  { name: "header name with a space", path: "/endpoints", body: { url: "https://a.example", headers: { "x bad": "v" } }, status: 422, code: "validation_failed", field: "headers.x bad" },
+  { name: "header value with a newline", path: "/endpoints", body: { url: "https://a.example", headers: { "x-a": "v\r\nx-b: injected" } }, status: 422, code: "validation_failed", field: "headers.x-a" },
+  { name: "header given twice in two cases", path: "/endpoints", body: { url: "https://a.example", headers: { "X-A": "1", "x-a": "2" } }, status: 422, code: "validation_failed", field: "headers.x-a" },
+  { name: "header value not a string", path: "/endpoints", body: { url: "https://a.example", headers: { "x-a": 1 } }, status: 422, code: "validation_failed", field: "headers.x-a" },
+  { name: "timeoutMs below 100", path: "/endpoints", body: { url: "https://a.example", timeoutMs: 99 }, status: 422, code: "validation_failed", field: "timeoutMs" },
+  { name: "timeoutMs above 300000", path: "/endpoints", body: { url: "https://a.example", timeoutMs: 300_001 }, status: 422, code: "validation_failed", field: "timeoutMs" },
+  { name: "timeoutMs fractional", path: "/endpoints", body: { url: "https://a.example", timeoutMs: 150.5 }, status: 422, code: "validation_failed", field: "timeoutMs" },
+  { name: "rateLimitPerSecond zero", path: "/endpoints", body: { url: "https://a.example", rateLimitPerSecond: 0 }, status: 422, code: "validation_failed", field: "rateLimitPerSecond" },
+  { name: "enabled a string", path: "/endpoints", body: { url: "https://a.example", enabled: "yes" }, status: 422, code: "validation_failed", field: "enabled" },
+  { name: "metadata value not a string", path: "/endpoints", body: { url: "https://a.example", metadata: { a: 1 } }, status: 422, code: "validation_failed", field: "metadata.a" },
+  { name: "eventTypes with a bad pattern", path: "/endpoints", body: { url: "https://a.example", eventTypes: ["ok.type", "bad.*.x"] }, status: 422, code: "validation_failed", field: "eventTypes.1" },
+  { name: "PATCH with a bad url", method: "PATCH", path: () => `/endpoints/${endpointId}`, body: { url: "ftp://x.example" }, status: 422, code: "validation_failed", field: "url" },
+  { name: "PATCH with a reserved header", method: "PATCH", path: () => `/endpoints/${endpointId}`, body: { headers: { host: "x" } }, status: 422, code: "validation_failed", field: "headers.host" },
+  { name: "PATCH with a bad eventTypes", method: "PATCH", path: () => `/endpoints/${endpointId}`, body: { eventTypes: ["*.x"] }, status: 422, code: "validation_failed", field: "eventTypes.0" },
+
+  // Unknown ids.
+  { name: "PATCH an unknown endpoint", method: "PATCH", path: "/endpoints/ep_00000000000000000000000000000000", body: { description: "x" }, status: 404, code: "not_found" },
+  { name: "DELETE a junk endpoint id", method: "DELETE", path: "/endpoints/'; drop table endpoints; --", status: 404, code: "not_found" },
+  { name: "DELETE an unknown route", method: "DELETE", path: "/routes/rt_00000000000000000000000000000000", status: 404, code: "not_found" },
+  { name: "route to an unknown endpoint", path: "/routes", body: { endpointId: "ep_00000000000000000000000000000000", eventType: "a" }, status: 422, code: "validation_failed", field: "endpointId" },
+  { name: "retry an unknown job", path: "/jobs/job_00000000000000000000000000000000/retry", status: 404, code: "not_found" },
+  { name: "rotate an unknown endpoint's secret", path: "/endpoints/ep_00000000000000000000000000000000/secret/rotate", status: 404, code: "not_found" },
+  { name: "an unknown path", method: "GET", path: "/nothing/here", status: 404, code: "not_found" },
+  { name: "a known path with another method", method: "PUT", path: "/events", body: event(), status: 404, code: "not_found" },
+];
+
+describe("bad input", () => {
+  for (const c of cases) {
+    test(c.name, async () => {
+      const before = await api.fingerprint();
+      const path = typeof c.path === "function" ? c.path() : c.path;
+      const res = await api.request(c.method ?? "POST", path, { body: c.body, headers: c.headers });
+      expect({ status: res.status, code: res.body?.code }).toEqual({ status: c.status, code: c.code });
+      expect(typeof res.body.detail).toBe("string");
+      if (c.field !== undefined) {
+        expect(res.body.errors.map((e: { field: string }) => e.field)).toContain(c.field);
+        expect(res.body.detail.startsWith(`${c.field}: `)).toBe(true);
+      }
+      expect(await api.fingerprint()).toBe(before);
+    });
+  }
+});
+
+describe("accepted despite appearances", () => {
+  test("a text/plain body holding JSON is accepted", async () => {
+    const before = await api.counts();
+    const res = await api.request("POST", "/events", {
+      body: JSON.stringify(event({ type: "plain.text" })),
+      headers: { "content-type": "text/plain" },
+    });
+    expect(res.status).toBe(202);
+    const after = await api.counts();
+    expect(after.events).toBe(before.events + 1);
+    expect(after.jobs).toBe(before.jobs + 1);
+  });
+
+  test("a body of exactly MAX_PAYLOAD_BYTES is accepted", async () => {
+    const skeleton = JSON.stringify(event({ data: { s: "" } }));
+    const body = JSON.stringify(event({ data: { s: bigString(MAX_PAYLOAD_BYTES - skeleton.length) } }));
+    expect(body.length).toBe(MAX_PAYLOAD_BYTES);
+    expect((await api.request("POST", "/events", { body })).status).toBe(202);
+  });
+
+  test("a streamed body without content-length is cut off at the limit", async () => {
+    const before = await api.fingerprint();
+    const chunk = new TextEncoder().encode(bigString(1024));
+    let sent = 0;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent++ < 64) controller.enqueue(chunk);
+        else controller.close();
+      },
+    });
+    const res = await api.app.handle(new Request("http://localhost/events", { method: "POST", body: stream }));
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { code: string }).code).toBe("payload_too_large");
+    expect(sent).toBeLessThan(64); // the reader stopped early rather than buffering everything
+    expect(await api.fingerprint()).toBe(before);
+  });
+
+  test("a \\u0000 written as an escaped backslash is just text, and stored", async () => {
+    const res = await api.request("POST", "/events", { body: '{"type":"a","data":{"path":"C:\\\\u0000"}}' });
+    expect(res.status).toBe(202);
+    expect((await api.request("GET", `/events/${res.body.id}`)).body.data).toEqual({ path: "C:\\u0000" });
+  });
+
+  test("well-formed surrogate pairs (emoji) are stored", async () => {
+    const res = await api.request("POST", "/events", { body: '{"type":"a","data":{"e":"\\ud83d\\ude00"}}' });
+    expect(res.status).toBe(202);
+    expect((await api.request("GET", `/events/${res.body.id}`)).body.data).toEqual({ e: "😀" });
+  });
+});

@@ -1,0 +1,120 @@
+import { createApp } from "../../services/api/app.ts";
+import { GroupCommitter } from "../../services/api/modules/events/group-commit.ts";
+import { loadConfig, type Config } from "../../services/core/config/index.ts";
+import { createSql, type Sql } from "../../services/core/db/client.ts";
+import type { Logger } from "../../services/core/log.ts";
+import { createTestDatabase, type TestDatabase } from "../support/database.ts";
+
+/** An API over a database of its own, driven through `app.handle` (no port). */
+export interface TestApi {
+  app: ReturnType<typeof createApp>;
+  sql: Sql;
+  db: TestDatabase;
+  config: Config;
+  request(method: string, path: string, options?: RequestOptions): Promise<TestResponse>;
+  /** Row counts of every table: "nothing was written" is these being unchanged. */
+  counts(): Promise<Record<Table, number>>;
+  /** A digest of every row of every table, to catch updates as well as inserts and deletes. */
+  fingerprint(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface RequestOptions {
+  /** Sent as JSON unless it is a string (sent verbatim). */
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface TestResponse {
+  status: number;
+  headers: Headers;
+  // The API's bodies are JSON of many shapes; tests assert on them field by field.
+  body: any;
+  text: string;
+}
+
+export interface StartOptions {
+  env?: Record<string, string>;
+  readiness?: (sql: Sql) => Promise<Record<string, boolean>>;
+  renderMetrics?: () => Promise<string>;
+  log?: Logger;
+}
+
+const TABLES = ["endpoints", "routes", "events", "jobs", "attempts"] as const;
+type Table = (typeof TABLES)[number];
+
+export async function startApi(options: StartOptions = {}): Promise<TestApi> {
+  const db = await createTestDatabase();
+  const config = loadConfig({ DATABASE_URL: db.url, DATABASE_POOL_MAX: "4", ...options.env });
+  const sql = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 4 });
+  const ingest = new GroupCommitter(sql, { maxEvents: 1000, concurrency: 2, graceMs: 5000 });
+  const readiness = options.readiness ?? postgresReadiness;
+  const app = createApp({
+    config,
+    sql,
+    ingest,
+    readiness: () => readiness(sql),
+    renderMetrics: options.renderMetrics,
+    log: options.log,
+  });
+  return {
+    app,
+    sql,
+    db,
+    config,
+    request: (method, path, opts) => send(app, method, path, opts),
+    async counts() {
+      const out = {} as Record<Table, number>;
+      for (const table of TABLES) {
+        const [row] = await sql<{ n: number }[]>`select count(*)::int as n from ${sql(table)}`;
+        out[table] = row!.n;
+      }
+      return out;
+    },
+    async fingerprint() {
+      const parts: string[] = [];
+      for (const table of TABLES) {
+        const [row] = await sql<{ digest: string | null }[]>`
+          select md5(string_agg(t::text, '|' order by t.id)) as digest from ${sql(table)} t`;
+        parts.push(`${table}:${row!.digest}`);
+      }
+      return parts.join(" ");
+    },
+    async close() {
+      await sql.end();
+      await db.drop();
+    },
+  };
+}
+
+export async function send(
+  app: { handle(request: Request): Promise<Response> },
+  method: string,
+  path: string,
+  opts: RequestOptions = {},
+): Promise<TestResponse> {
+  const headers: Record<string, string> = { ...opts.headers };
+  let body: string | undefined;
+  if (opts.body !== undefined) {
+    body = typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
+    if (!Object.keys(headers).some((h) => h.toLowerCase() === "content-type")) headers["content-type"] = "application/json";
+  }
+  const response = await app.handle(new Request(`http://localhost${path}`, { method, headers, body }));
+  const text = await response.text();
+  let parsed: unknown = undefined;
+  try {
+    parsed = text === "" ? undefined : JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return { status: response.status, headers: response.headers, body: parsed, text };
+}
+
+/** A real check: Postgres answers a query. */
+export async function postgresReadiness(sql: Sql): Promise<Record<string, boolean>> {
+  return { postgres: await sql`select 1`.then(() => true, () => false) };
+}
+
+let counter = 0;
+/** A distinct, valid https URL per call, so endpoints are told apart in assertions. */
+export const hookUrl = () => `https://hooks.example.com/${++counter}`;

@@ -1,0 +1,229 @@
+/**
+ * docker-compose.yml, the Dockerfile, .dockerignore and the container health probe.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { CONFIG_ENV, osTool, readText, repo, ROOT, run, runAsync } from "./support.ts";
+
+type Obj = Record<string, any>;
+const composeText = await readText("docker-compose.yml");
+const compose = Bun.YAML.parse(composeText) as { services: Record<string, Obj>; volumes?: Record<string, unknown> };
+const services = compose.services;
+const ROLES = ["api", "worker", "dispatcher"];
+const dockerfile = await readText("Dockerfile");
+const dockerignore = await readText(".dockerignore");
+
+/** Dockerfile instructions (continuation lines joined), grouped by stage. */
+function stages(text: string): { name: string; from: string; instructions: { op: string; args: string }[] }[] {
+  const joined = text.replace(/\\\n/g, " ").split("\n").map((l) => l.trim());
+  const out: { name: string; from: string; instructions: { op: string; args: string }[] }[] = [];
+  for (const line of joined) {
+    if (!line || line.startsWith("#")) continue;
+    const [op = "", ...rest] = line.split(/\s+/);
+    const args = rest.join(" ");
+    if (op.toUpperCase() === "FROM") {
+      const m = /^(\S+)(?:\s+AS\s+(\S+))?/i.exec(args);
+      out.push({ from: m?.[1] ?? "", name: m?.[2] ?? String(out.length), instructions: [] });
+    } else out.at(-1)?.instructions.push({ op: op.toUpperCase(), args });
+  }
+  return out;
+}
+
+describe("docker-compose.yml", () => {
+  test("runs every role from the one image, with the role as the command", () => {
+    for (const role of [...ROLES, "migrate"]) {
+      const svc = services[role];
+      expect(svc, role).toBeDefined();
+      expect(svc!.command).toEqual([role]);
+      expect(svc!.build).toEqual({ context: ".", target: "runtime" });
+      expect(svc!.image).toBe(services.api!.image);
+    }
+  });
+
+  test("every role waits for a successful migrate; migrate waits for healthy Postgres", () => {
+    for (const role of ROLES) expect(services[role]!.depends_on.migrate).toEqual({ condition: "service_completed_successfully" });
+    expect(services.migrate!.depends_on.postgres).toEqual({ condition: "service_healthy" });
+    expect(services.migrate!.restart).toBe("no");
+  });
+
+  test("every long-running service has a healthcheck; roles probe /ready", () => {
+    const imageHealthcheck = (target: string | undefined) =>
+      stages(dockerfile).find((s) => s.name === target)?.instructions.some((i) => i.op === "HEALTHCHECK") ?? false;
+    for (const [name, svc] of Object.entries(services)) {
+      if (name === "migrate" || name === "k6") continue; // one-shots
+      expect(svc.healthcheck !== undefined || imageHealthcheck(svc.build?.target), `${name} healthcheck`).toBe(true);
+    }
+    for (const role of ROLES) expect(services[role]!.healthcheck.test).toEqual(["CMD", "bun", "deploy/docker/healthcheck.ts", "/ready"]);
+  });
+
+  test("infrastructure versions: Postgres 15, RabbitMQ 3.10 or newer with management", () => {
+    expect(services.postgres!.image).toMatch(/^postgres:\$\{POSTGRES_VERSION:-15\}$|^postgres:15/);
+    const rabbit = /rabbitmq:\$\{RABBITMQ_VERSION:-([\d.]+)-management\}/.exec(services.rabbitmq!.image);
+    expect(rabbit).not.toBeNull();
+    const [major = 0, minor = 0] = rabbit![1]!.split(".").map(Number);
+    expect(major > 3 || (major === 3 && minor >= 10)).toBe(true);
+  });
+
+  test("environment only sets settings Evently knows, and secrets come from the shell or .env", () => {
+    for (const role of [...ROLES, "migrate"]) {
+      const env = services[role]!.environment as Record<string, string | null>;
+      for (const key of Object.keys(env)) expect(CONFIG_ENV.has(key), `${role}: ${key}`).toBe(true);
+      // An empty API_KEY would fail validation (min 16): it must be passed through or left unset.
+      expect(env.API_KEY).toBeNull();
+      // Passwords inside URLs are interpolated from the shell or .env, never written here.
+      for (const key of ["DATABASE_URL", "AMQP_URL"]) expect(env[key]).toMatch(/^\w+:\/\/\w+:\$\{[A-Z_]+(:-[^}]*)?\}@/);
+    }
+  });
+
+  test("observability and load test services are behind profiles, and their files exist", () => {
+    for (const name of ["prometheus", "grafana"]) expect(services[name]!.profiles).toEqual(["observability"]);
+    for (const name of ["k6", "sink"]) expect(services[name]!.profiles).toEqual(["loadtest"]);
+    expect(services.sink!.build.target).toBe("sink");
+    const mounts = Object.values(services).flatMap((s) => (s.volumes ?? []) as string[]);
+    for (const mount of mounts.filter((m) => m.startsWith("./"))) expect(existsSync(repo(mount.split(":")[0]!)), mount).toBe(true);
+    for (const script of ["publish.ts", "latency.ts", "soak.ts"]) expect(existsSync(repo("loadtest/k6", script)), script).toBe(true);
+    expect(services.k6!.command).toEqual(["run", "/scripts/${K6_SCRIPT:-publish.ts}"]);
+    expect(existsSync(repo("loadtest/sink/main.ts"))).toBe(true);
+  });
+
+  test("named volumes are declared", () => {
+    const named = Object.values(services)
+      .flatMap((s) => (s.volumes ?? []) as string[])
+      .map((m) => m.split(":")[0]!)
+      .filter((src) => !src.startsWith("."));
+    for (const v of named) expect(Object.keys(compose.volumes ?? {})).toContain(v);
+  });
+
+  const dc = osTool("docker-compose");
+  dc.test("docker-compose config accepts the file and resolves the defaults", () => {
+    const quiet = run([dc.path!, "-f", "docker-compose.yml", "config", "-q"]);
+    expect(quiet.stderr).toBe("");
+    expect(quiet.code).toBe(0);
+    const resolved = run([dc.path!, "-f", "docker-compose.yml", "--profile", "observability", "--profile", "loadtest", "config"], {
+      env: { POSTGRES_PASSWORD: "pw-from-env", API_KEY: undefined },
+    });
+    expect(resolved.code).toBe(0);
+    const cfg = Bun.YAML.parse(resolved.stdout) as { services: Record<string, Obj> };
+    expect(Object.keys(cfg.services).sort()).toEqual(Object.keys(services).sort());
+    expect(cfg.services.worker!.environment.DATABASE_URL).toBe("postgres://evently:pw-from-env@postgres:5432/evently");
+    expect(cfg.services.postgres!.environment.POSTGRES_PASSWORD).toBe("pw-from-env");
+  });
+});
+
+describe("Dockerfile", () => {
+  const all = stages(dockerfile);
+  const runtime = all.at(-1)!;
+  const ops = (op: string) => runtime.instructions.filter((i) => i.op === op);
+
+  test("is multi-stage and ends with the runtime stage compose builds", () => {
+    expect(all.length).toBeGreaterThanOrEqual(3);
+    expect(runtime.name).toBe("runtime");
+    for (const target of new Set(Object.values(services).map((s) => s.build?.target).filter(Boolean)))
+      expect(all.map((s) => s.name)).toContain(target);
+  });
+
+  test("runs as a non-root user with a /health HEALTHCHECK and `bun services/main.ts <role>`", () => {
+    const user = ops("USER").at(-1)?.args ?? "root";
+    expect(user).not.toMatch(/^(root|0)(:|$)/);
+    expect(ops("HEALTHCHECK").at(-1)?.args).toContain('"/health"');
+    const entrypoint = JSON.parse(ops("ENTRYPOINT").at(-1)!.args) as string[];
+    expect(entrypoint.slice(-2)).toEqual(["bun", "services/main.ts"]);
+    expect(JSON.parse(ops("CMD").at(-1)!.args)).toEqual(["all"]);
+  });
+
+  test("installs the locked production dependencies and the locked Bun, and runs no Node", () => {
+    const runs = (stage: string) =>
+      all.find((s) => s.name === stage)?.instructions.filter((i) => i.op === "RUN").map((i) => i.args).join(" ");
+    expect(runs("deps")).toContain("npm ci --omit=dev");
+    expect(runs("bun")).toContain("require('./package-lock.json').packages['node_modules/bun'].version");
+    const lock = JSON.parse(readFileSync(repo("package-lock.json"), "utf8")) as { packages: Record<string, { version?: string }> };
+    expect(lock.packages["node_modules/bun"]?.version).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(runtime.from).toBe("base");
+    expect(all.find((s) => s.name === "base")!.from).toMatch(/^debian:/);
+  });
+
+  test("each entry point's imports are in its image and use production dependencies only", () => {
+    const pkg = JSON.parse(readFileSync(repo("package.json"), "utf8")) as { dependencies: Record<string, string>; workspaces: string[] };
+    // Workspace packages (e.g. @evently/core) resolve through node_modules symlinks to their folders.
+    const workspaces = new Map<string, string>();
+    for (const pattern of pkg.workspaces)
+      for (const manifest of new Bun.Glob(`${pattern}/package.json`).scanSync({ cwd: ROOT }))
+        workspaces.set((JSON.parse(readFileSync(repo(manifest), "utf8")) as { name: string }).name, path.dirname(manifest));
+    const transpiler = new Bun.Transpiler({ loader: "ts" });
+    const byName = new Map(all.map((s) => [s.name, s]));
+    for (const stage of all.filter((s) => s.instructions.some((i) => i.op === "ENTRYPOINT"))) {
+      // Paths copied from the build context into this stage and the stages it builds on.
+      const copied: string[] = [];
+      for (let s: typeof stage | undefined = stage; s; s = byName.get(s.from))
+        for (const i of s.instructions.filter((i) => i.op === "COPY" && !i.args.includes("--from")))
+          copied.push(...i.args.split(/\s+/).filter((a) => !a.startsWith("--")).slice(0, -1).map((a) => a.replace(/\/$/, "")));
+      const entry = (JSON.parse(stage.instructions.find((i) => i.op === "ENTRYPOINT")!.args) as string[]).find((a) => a.endsWith(".ts"))!;
+      const seen = new Set<string>();
+      const missing: string[] = [];
+      const visit = (file: string) => {
+        if (seen.has(file)) return;
+        seen.add(file);
+        if (!copied.some((c) => file === c || file.startsWith(`${c}/`))) missing.push(`${stage.name}: ${file} is not copied`);
+        if (!/\.[cm]?[jt]s$/.test(file)) return; // e.g. an imported package.json
+        for (const imp of transpiler.scanImports(readFileSync(repo(file), "utf8"))) {
+          if (imp.path.startsWith(".")) visit(path.normalize(path.join(path.dirname(file), imp.path)));
+          else if (!/^(node|bun):/.test(imp.path) && !["bun", "bun:test"].includes(imp.path)) {
+            const name = imp.path.startsWith("@") ? imp.path.split("/").slice(0, 2).join("/") : imp.path.split("/")[0]!;
+            const workspace = workspaces.get(name);
+            if (workspace && imp.path !== name) visit(path.join(workspace, imp.path.slice(name.length + 1)));
+            else if (!(name in pkg.dependencies)) missing.push(`${stage.name}: ${file} imports ${name}, not a production dependency`);
+          }
+        }
+      };
+      visit(entry);
+      expect(seen.size, stage.name).toBeGreaterThan(1);
+      expect(missing).toEqual([]);
+    }
+  });
+
+  test("every path COPY'd from the build context passes .dockerignore", () => {
+    const reincluded = dockerignore
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l.startsWith("!"))
+      .map((l) => l.slice(1).replace(/\/$/, ""));
+    expect(dockerignore.split("\n").map((l) => l.trim())).toContain("*");
+    const copied = all
+      .flatMap((s) => s.instructions)
+      .filter((i) => i.op === "COPY" && !i.args.includes("--from"))
+      .flatMap((i) => i.args.split(/\s+/).filter((a) => !a.startsWith("--")).slice(0, -1))
+      .filter((src) => src !== ".");
+    expect(copied.length).toBeGreaterThan(2);
+    for (const src of copied) {
+      const clean = src.replace(/\/$/, "");
+      expect(reincluded.some((r) => clean === r || clean.startsWith(`${r}/`)), src).toBe(true);
+      expect(existsSync(repo(clean)), src).toBe(true);
+    }
+  });
+});
+
+describe("deploy/docker/healthcheck.ts", () => {
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch: (req) => new Response(null, { status: new URL(req.url).pathname === "/health" ? 200 : 503 }),
+  });
+  afterAll(() => server.stop(true));
+  const probe = async (path: string, port: number) =>
+    (
+      await runAsync([process.execPath, repo("deploy/docker/healthcheck.ts"), path], {
+        env: { PORT: String(port), HEALTHCHECK_TIMEOUT_MS: "2000" },
+      })
+    ).code;
+
+  test("exits 0 on 2xx, 1 on 503 or an unreachable port, 2 on bad arguments", async () => {
+    expect(await probe("/health", server.port!)).toBe(0);
+    expect(await probe("/ready", server.port!)).toBe(1);
+    expect(await probe("health", server.port!)).toBe(2);
+    const closed = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
+    const port = closed.port!;
+    await closed.stop(true);
+    expect(await probe("/health", port)).toBe(1);
+  });
+});

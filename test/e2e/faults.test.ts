@@ -1,0 +1,78 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import postgres from "postgres";
+import type { RunningRoles } from "../../services/runtime.ts";
+import { pollUntil } from "../support/poll.ts";
+import { startReceiver, type Receiver } from "../support/receiver.ts";
+import { createTestStack, type TestStack } from "../support/stack.ts";
+
+let stack: TestStack;
+let app: RunningRoles;
+let receiver: Receiver;
+
+beforeAll(async () => {
+  receiver = startReceiver();
+  stack = await createTestStack({ DISPATCH_GRACE_MS: "500", RETRY_SCHEDULE: "100ms,200ms,400ms,800ms,1s,1s,1s" });
+  app = await stack.start("all");
+});
+
+afterAll(async () => {
+  await stack.stop();
+  await receiver.stop();
+});
+
+async function setup(path: string, type: string) {
+  const ep = await stack.api(app, "POST", "/endpoints", { url: `${receiver.url}${path}` });
+  await stack.api(app, "POST", "/routes", { endpointId: ep.body.id, eventType: type });
+  return ep.body.id as string;
+}
+
+/** Posts `count` events in waves while `fault` runs part-way through; returns the accepted ids. */
+async function publishThrough(type: string, count: number, fault: () => Promise<void>): Promise<Set<string>> {
+  const accepted = new Set<string>();
+  let faulted: Promise<void> | undefined;
+  for (let i = 0; i < count; i += 10) {
+    if (i === count / 2) faulted = fault();
+    const wave = await Promise.all(
+      Array.from({ length: 10 }, (_, k) => stack.api(app, "POST", "/events", { type, data: { n: i + k } }).catch((e) => (console.log("DEBUGERR", String(e)), null))),
+    );
+    for (const res of wave) if (res?.status === 202) accepted.add(res.body.id);
+      else console.log("DEBUG", res?.status, JSON.stringify(res?.body));
+    await Bun.sleep(20);
+  }
+  await faulted;
+  return accepted;
+}
+
+test("every event accepted while RabbitMQ connections are dropped is delivered", async () => {
+  await setup("/broker-fault", "fault.broker");
+  const accepted = await publishThrough("fault.broker", 200, async () => {
+    const run = Bun.spawn(["rabbitmqctl", "close_all_connections", "evently fault test"], { stdout: "ignore", stderr: "ignore" });
+    expect(await run.exited).toBe(0);
+  });
+  // The API keeps accepting while the broker link is down: events wait in the outbox.
+  expect(accepted.size).toBe(200);
+  await pollUntil(() => {
+    const got = new Set(receiver.on("/broker-fault").map((r) => JSON.parse(r.body).id));
+    return [...accepted].every((id) => got.has(id));
+  }, { what: "all accepted events delivered after the broker link came back", timeoutMs: 30_000 });
+});
+
+test("every event accepted around a loss of all database connections is delivered", async () => {
+  await setup("/db-fault", "fault.db");
+  const accepted = await publishThrough("fault.db", 200, async () => {
+    // What a database restart looks like from our side: every connection is cut at once.
+    const admin = postgres("postgres://postgres@127.0.0.1:5432/postgres", { max: 1, onnotice: () => {} });
+    const cut = await admin`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${stack.db.name}`;
+    await admin.end();
+    expect(cut.length).toBeGreaterThan(0);
+  });
+  // Ingest retries a lost connection before answering, so the cut costs no request.
+  expect(accepted.size).toBe(200);
+  await pollUntil(() => {
+    const got = new Set(receiver.on("/db-fault").map((r) => JSON.parse(r.body).id));
+    return [...accepted].every((id) => got.has(id));
+  }, { what: "all accepted events delivered after the database came back", timeoutMs: 30_000 });
+  const rows = await stack.sql`
+    select count(*)::int as n from jobs where event_type = 'fault.db' and status = 'delivered'`;
+  expect(rows[0]!.n).toBe(accepted.size);
+});

@@ -1,0 +1,78 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import type { RunningRoles } from "../../services/runtime.ts";
+import { pollUntil } from "../support/poll.ts";
+import { startReceiver, type Receiver } from "../support/receiver.ts";
+import { createTestStack, type TestStack } from "../support/stack.ts";
+
+let stack: TestStack;
+let app: RunningRoles;
+let receiver: Receiver;
+
+beforeAll(async () => {
+  receiver = startReceiver();
+  // A small prefetch window and per-endpoint bound: if a slow endpoint could hold the consumer,
+  // this configuration would show it at once.
+  stack = await createTestStack({
+    WORKER_PREFETCH: "4",
+    WORKER_MAX_IN_FLIGHT_PER_ENDPOINT: "3",
+    DISPATCH_JOBS_PER_MESSAGE: "4",
+    RETRY_SCHEDULE: "1h",
+  });
+  app = await stack.start("all");
+});
+
+afterAll(async () => {
+  await stack.stop();
+  await receiver.stop();
+});
+
+test("an endpoint sleeping past its timeout does not hold up deliveries to ten healthy ones", async () => {
+  let slowInFlight = 0;
+  let slowMaxInFlight = 0;
+  receiver.respond("/slow", async (req) => {
+    slowInFlight++;
+    slowMaxInFlight = Math.max(slowMaxInFlight, slowInFlight);
+    // Sleeps past the endpoint's 500 ms timeout; the worker hangs up first.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 2000);
+      req.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()));
+    });
+    slowInFlight--;
+    return new Response("late");
+  });
+  const slow = await stack.api(app, "POST", "/endpoints", { url: `${receiver.url}/slow`, timeoutMs: 500 });
+  await stack.api(app, "POST", "/routes", { endpointId: slow.body.id, eventType: "slow.*" });
+  const healthy: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    const ep = await stack.api(app, "POST", "/endpoints", { url: `${receiver.url}/healthy-${i}` });
+    await stack.api(app, "POST", "/routes", { endpointId: ep.body.id, eventType: "fast.*" });
+    healthy.push(ep.body.id);
+  }
+
+  // Slow and healthy events interleaved in one batch, so they share commits and AMQP messages.
+  const events = Array.from({ length: 60 }, (_, i) =>
+    i % 3 === 0 ? { type: "slow.tick", data: { i } } : { type: "fast.tick", data: { i } },
+  );
+  const res = await stack.api(app, "POST", "/events/batch", { events });
+  expect(res.status).toBe(202);
+
+  const healthyTotal = 40 * 10;
+  await pollUntil(() => receiver.received.filter((r) => r.path.startsWith("/healthy-")).length >= healthyTotal, {
+    what: "healthy deliveries",
+    timeoutMs: 20_000,
+  });
+  // By the time every healthy endpoint has all its events, the slow endpoint (20 jobs, 3 at a
+  // time, 500 ms each) cannot have finished: healthy traffic did not queue behind it.
+  const slowAttempts = await stack.sql`select count(*)::int as n from attempts where endpoint_id = ${slow.body.id}`;
+  expect(slowAttempts[0]!.n).toBeLessThan(20);
+  for (let i = 0; i < 10; i++) expect(receiver.on(`/healthy-${i}`)).toHaveLength(40);
+  expect(slowMaxInFlight).toBeLessThanOrEqual(3);
+
+  // And the slow endpoint's jobs are not lost: each gets its timed-out attempt recorded.
+  const timedOut = await pollUntil(async () => {
+    const rows = await stack.sql`
+      select error_class from attempts where endpoint_id = ${slow.body.id}`;
+    return rows.length >= 20 && rows;
+  }, { what: "slow attempts recorded", timeoutMs: 30_000 });
+  expect(new Set(timedOut.map((r) => r.errorClass))).toEqual(new Set(["timeout"]));
+});

@@ -1,0 +1,92 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { leaseDue } from "../../services/core/jobs/sql.ts";
+import { publishFromOutbox } from "../../services/core/outbox/publish.ts";
+import { BrokerConnection } from "../../services/core/queue/connection.ts";
+import { ConfirmPublisher } from "../../services/core/queue/publisher.ts";
+import { topologyFor } from "../../services/core/queue/topology.ts";
+import { silentLogger } from "../../services/core/log.ts";
+import { toJobMessage } from "../../services/dispatcher/sweeper.ts";
+import { pollUntil } from "../support/poll.ts";
+import { startReceiver, type Receiver } from "../support/receiver.ts";
+import { createTestStack, type TestStack } from "../support/stack.ts";
+
+let stack: TestStack;
+let receiver: Receiver;
+
+beforeAll(async () => {
+  receiver = startReceiver();
+  stack = await createTestStack({ DISPATCH_GRACE_MS: "300" });
+});
+
+afterAll(async () => {
+  await stack.stop();
+  await receiver.stop();
+});
+
+test("an event committed but never published (the publisher died) is still delivered by the sweeper", async () => {
+  // An API whose broker is unreachable: it commits and answers 202, but its fast-path publish
+  // cannot happen — the state a crash between commit and publish leaves behind.
+  const api = await stack.start("api", { AMQP_URL: "amqp://guest:guest@127.0.0.1:1" });
+  const ep = await stack.api(api, "POST", "/endpoints", { url: `${receiver.url}/orphan` });
+  await stack.api(api, "POST", "/routes", { endpointId: ep.body.id, eventType: "orphan.event" });
+  const accepted = await Promise.all(
+    Array.from({ length: 20 }, (_, i) => stack.api(api, "POST", "/events", { type: "orphan.event", data: { i } })),
+  );
+  expect(accepted.map((r) => r.status)).toEqual(Array(20).fill(202));
+  await api.stop();
+
+  const pending = await stack.sql`select status from jobs where endpoint_id = ${ep.body.id}`;
+  expect(pending.map((r) => r.status)).toEqual(Array(20).fill("pending"));
+  expect(receiver.on("/orphan")).toHaveLength(0);
+
+  // Dispatcher and worker come up with a working broker: the sweeper finds the pending jobs.
+  const dispatcher = await stack.start("dispatcher");
+  const worker = await stack.start("worker");
+  await pollUntil(() => receiver.on("/orphan").length >= 20, { what: "orphaned events delivered", timeoutMs: 15_000 });
+  const delivered = await pollUntil(async () => {
+    const rows = await stack.sql`select status from jobs where endpoint_id = ${ep.body.id} and status = 'delivered'`;
+    return rows.length === 20 && rows;
+  }, { what: "jobs delivered" });
+  expect(delivered).toHaveLength(20);
+  const seen = receiver.on("/orphan").map((r) => JSON.parse(r.body).data.i).sort((a, b) => a - b);
+  expect(seen).toEqual(Array.from({ length: 20 }, (_, i) => i));
+  await dispatcher.stop();
+  await worker.stop();
+});
+
+test("a job published twice is delivered once", async () => {
+  const api = await stack.start("api", { AMQP_URL: "amqp://guest:guest@127.0.0.1:1" });
+  const ep = await stack.api(api, "POST", "/endpoints", { url: `${receiver.url}/twice` });
+  await stack.api(api, "POST", "/routes", { endpointId: ep.body.id, eventType: "twice.event" });
+  const event = await stack.api(api, "POST", "/events", { type: "twice.event", data: { once: true } });
+  expect(event.status).toBe(202);
+  await api.stop();
+
+  // Publish the same job twice by hand, the way a dispatcher that died after publishing but
+  // before marking would, and again after it restarts.
+  await Bun.sleep(350); // past DISPATCH_GRACE_MS so the job is due
+  const config = stack.config();
+  const broker = new BrokerConnection(config.amqp.AMQP_URL, silentLogger);
+  const publisher = new ConfirmPublisher(broker, topologyFor(config.amqp));
+  await publisher.start();
+  await broker.start();
+  const [due] = (await leaseDue(stack.sql, 10, 60_000)).filter((j) => j.eventId === event.body.id);
+  expect(due).toBeDefined();
+  const message = toJobMessage(due!);
+  const options = { queueCount: config.amqp.AMQP_WORK_QUEUES, jobsPerMessage: 10, path: "sweep" as const };
+  await publishFromOutbox(stack.sql, publisher, [message], options);
+  await publishFromOutbox(stack.sql, publisher, [message], options);
+  await publisher.close();
+  await broker.close();
+  // Only a worker: no dispatcher that could publish the job a third time.
+  await stack.start("worker");
+
+  await pollUntil(async () => {
+    const [job] = await stack.sql`select status from jobs where id = ${due!.id}`;
+    return job?.status === "delivered";
+  }, { what: "job delivered" });
+  await Bun.sleep(300);
+  expect(receiver.on("/twice")).toHaveLength(1);
+  const attempts = await stack.sql`select attempt_number from attempts where job_id = ${due!.id}`;
+  expect(attempts).toHaveLength(1);
+});

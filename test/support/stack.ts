@@ -1,0 +1,70 @@
+import amqp from "amqplib";
+import { loadConfig, type Config } from "../../services/core/config/index.ts";
+import { createSql, type Sql } from "../../services/core/db/client.ts";
+import { deleteTopology } from "../../services/core/queue/topology.ts";
+import { startRoles, type Role, type RunningRoles } from "../../services/runtime.ts";
+import { createTestDatabase, type TestDatabase } from "./database.ts";
+
+/**
+ * A whole Evently installation for one test file: its own database, its own AMQP prefix (so its
+ * exchanges and queues are its own), any roles started in-process on port 0.
+ */
+export interface TestStack {
+  db: TestDatabase;
+  sql: Sql;
+  env: Record<string, string>;
+  config(overrides?: Record<string, string>): Config;
+  start(role: Role, overrides?: Record<string, string>): Promise<RunningRoles>;
+  /** Sends a JSON request to a running API. */
+  api(running: RunningRoles, method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
+  stop(): Promise<void>;
+}
+
+export async function createTestStack(env: Record<string, string> = {}): Promise<TestStack> {
+  const db = await createTestDatabase();
+  const prefix = `evently_test_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  const baseEnv: Record<string, string> = {
+    DATABASE_URL: db.url,
+    DATABASE_POOL_MAX: "5",
+    AMQP_PREFIX: prefix,
+    HOST: "127.0.0.1",
+    PORT: "0",
+    DELIVERY_ALLOW_PRIVATE_NETWORKS: "true",
+    DISPATCH_INTERVAL_MS: "100",
+    LOG_LEVEL: "error",
+    ...env,
+  };
+  const sql = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 2 });
+  const running: RunningRoles[] = [];
+  const config = (overrides: Record<string, string> = {}) => loadConfig({ ...baseEnv, ...overrides });
+  return {
+    db,
+    sql,
+    env: baseEnv,
+    config,
+    async start(role, overrides) {
+      const r = await startRoles(config(overrides), role);
+      running.push(r);
+      return r;
+    },
+    async api(r, method, path, body, headers = {}) {
+      const response = await fetch(`${r.url}${path}`, {
+        method,
+        headers: { "content-type": "application/json", ...headers },
+        body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+      });
+      const text = await response.text();
+      return { status: response.status, body: text ? JSON.parse(text) : null, headers: response.headers };
+    },
+    async stop() {
+      for (const r of running.reverse()) await r.stop();
+      await sql.end();
+      const connection = await amqp.connect(baseEnv.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672");
+      const channel = await connection.createChannel();
+      await deleteTopology(channel, config().amqp).catch(() => {});
+      await channel.close();
+      await connection.close();
+      await db.drop();
+    },
+  };
+}
