@@ -29,6 +29,8 @@ export interface Stack {
   roleUrls: Record<string, string>;
   env: Record<string, string>;
   logDir: string;
+  /** Job counts by status and attempt count: where undelivered events are, when some are. */
+  jobStates(): Promise<{ status: string; attemptCount: number; count: number }[]>;
   stop(): Promise<void>;
 }
 
@@ -133,7 +135,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     }
     const apiUrl = roleUrls.api ?? roleUrls.all;
     if (!apiUrl) throw new Error("no api or all role among the roles");
-    return { apiUrl, roleUrls, env, logDir, stop };
+    const jobStates = async () => {
+      const sql = postgres(dbUrl.toString(), { max: 1, onnotice: () => {}, transform: postgres.camel });
+      try {
+        return await sql<{ status: string; attemptCount: number; count: number }[]>`
+          select status, attempt_count, count(*)::int as count from jobs group by 1, 2 order by 1, 2`;
+      } finally {
+        await sql.end();
+      }
+    };
+    return { apiUrl, roleUrls, env, logDir, jobStates, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -68,7 +68,8 @@ export class OutboxSweeper {
     if (!this.publisher.ready) return 0;
     return tracer().startActiveSpan(SPAN.outboxSweep, async (span) => {
       try {
-        const due = await leaseDue(this.sql, this.config.dispatch.DISPATCH_BATCH_SIZE, SWEEP_LEASE_MS);
+        const leaseUntil = new Date(Date.now() + SWEEP_LEASE_MS);
+        const due = await leaseDue(this.sql, this.config.dispatch.DISPATCH_BATCH_SIZE, leaseUntil);
         span.setAttribute("evently.jobs", due.length);
         if (due.length === 0) return 0;
         const m = instruments();
@@ -77,6 +78,7 @@ export class OutboxSweeper {
           queueCount: this.config.amqp.AMQP_WORK_QUEUES,
           jobsPerMessage: this.config.dispatch.DISPATCH_JOBS_PER_MESSAGE,
           path: "sweep",
+          leaseUntil,
         });
         return due.length;
       } finally {

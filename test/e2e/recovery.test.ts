@@ -70,10 +70,11 @@ test("a job published twice is delivered once", async () => {
   const publisher = new ConfirmPublisher(broker, topologyFor(config.amqp));
   await publisher.start();
   await broker.start();
-  const [due] = (await leaseDue(stack.sql, 10, 60_000)).filter((j) => j.eventId === event.body.id);
+  const leaseUntil = new Date(Date.now() + 60_000);
+  const [due] = (await leaseDue(stack.sql, 10, leaseUntil)).filter((j) => j.eventId === event.body.id);
   expect(due).toBeDefined();
   const message = toJobMessage(due!);
-  const options = { queueCount: config.amqp.AMQP_WORK_QUEUES, jobsPerMessage: 10, path: "sweep" as const };
+  const options = { queueCount: config.amqp.AMQP_WORK_QUEUES, jobsPerMessage: 10, path: "sweep" as const, leaseUntil };
   await publishFromOutbox(stack.sql, publisher, [message], options);
   await publishFromOutbox(stack.sql, publisher, [message], options);
   await publisher.close();

@@ -20,9 +20,10 @@ export interface DueJob {
  * Takes up to `limit` jobs the dispatcher owes RabbitMQ: pending jobs the fast path missed, retries
  * now due, and deliveries whose worker lease ran out (the worker died mid-attempt). Each is leased
  * for `leaseMs` so concurrent dispatchers never take the same row; a lapsed delivery lease turns the
- * job back into `scheduled`.
+ * job back into `scheduled`. `leaseUntil` has millisecond precision, so markQueued can recognise the
+ * lease exactly.
  */
-export async function leaseDue(sql: Sql, limit: number, leaseMs: number): Promise<DueJob[]> {
+export async function leaseDue(sql: Sql, limit: number, leaseUntil: Date): Promise<DueJob[]> {
   return sql<DueJob[]>`
     with due as (
       select id, status from jobs
@@ -33,7 +34,7 @@ export async function leaseDue(sql: Sql, limit: number, leaseMs: number): Promis
     )
     update jobs j
     set status = case when j.status = 'delivering' then 'scheduled' else j.status end,
-        next_attempt_at = now() + ${leaseMs} * interval '1 millisecond',
+        next_attempt_at = ${leaseUntil},
         updated_at = now()
     from due, events e
     where j.id = due.id and e.id = j.event_id
@@ -44,16 +45,25 @@ export async function leaseDue(sql: Sql, limit: number, leaseMs: number): Promis
 // Every batch update below locks its rows in id order first (the `locked` CTE): concurrent batches
 // from API, dispatcher and workers then wait on each other instead of deadlocking.
 
-/** Marks published jobs as queued; a job a worker already claimed is left alone. */
-export async function markQueued(sql: Sql, jobIds: string[]): Promise<void> {
+/**
+ * Marks published jobs as queued, but only those still in the state they were published from:
+ * `pending` for the fast path, or still holding the sweeper's lease (`leaseUntil`). A job a worker
+ * has meanwhile claimed, deferred or retried is left alone; marking it would strand it as `queued`
+ * with no message in the broker.
+ */
+export async function markQueued(sql: Sql, jobIds: string[], leaseUntil: Date | null): Promise<void> {
   if (jobIds.length === 0) return;
   await sql`
     with locked as (
-      select id from jobs where id = any (${jobIds}::text[]) and status in ('pending', 'scheduled')
+      select id from jobs
+      where id = any (${jobIds}::text[])
+        and ${leaseUntil === null ? sql`status = 'pending'` : sql`status in ('pending', 'scheduled') and next_attempt_at = ${leaseUntil}`}
       order by id for update
     )
     update jobs j set status = 'queued', next_attempt_at = null, updated_at = now()
-    from locked where j.id = locked.id and j.status in ('pending', 'scheduled')`;
+    from locked
+    where j.id = locked.id
+      and ${leaseUntil === null ? sql`j.status = 'pending'` : sql`j.status in ('pending', 'scheduled') and j.next_attempt_at = ${leaseUntil}`}`;
 }
 
 export interface ClaimRequest {

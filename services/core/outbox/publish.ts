@@ -8,8 +8,10 @@ import { instruments } from "../telemetry/instruments.ts";
 export interface OutboxPublishOptions {
   queueCount: number;
   jobsPerMessage: number;
-  /** `fast` right after commit, `sweep` from the dispatcher: a label on the metrics. */
+  /** `fast` right after commit (jobs still `pending`), `sweep` from the dispatcher (jobs leased). */
   path: "fast" | "sweep";
+  /** For `sweep`: the lease the sweeper holds on the jobs; only jobs still under it are marked. */
+  leaseUntil?: Date;
 }
 
 /**
@@ -49,5 +51,6 @@ export async function publishFromOutbox(
   await markQueued(
     sql,
     jobs.map((j) => j.jobId),
+    options.leaseUntil ?? null,
   );
 }
