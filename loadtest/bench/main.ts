@@ -76,8 +76,6 @@ try {
     if (!d.complete) {
       failures.push(`${spec.name}: ${d.unique} of ${d.expected} accepted events delivered before the drain timeout`);
       log(`job states: ${JSON.stringify(await stack.jobStates())}`);
-      log("DEBUGQ " + Bun.spawnSync(["rabbitmqctl", "list_queues", "name", "messages_ready", "messages_unacknowledged"]).stdout.toString().split("\n").filter((l) => l.includes("bench")).join(" | "));
-      for (const url of Object.values(stack.roleUrls)) log("DEBUGM " + (await (await fetch(url + "/metrics")).text()).split("\n").filter((l) => /duplicate|in_flight|waiting|consumed|deferred|dead/.test(l) && !l.startsWith("#")).join(" | "));
     }
     if (d.invalid > 0) failures.push(`${spec.name}: ${d.invalid} deliveries failed signature checks`);
     if (result.publish.eventsAccepted === 0) failures.push(`${spec.name}: no event was accepted (${JSON.stringify(result.publish.errorKinds)})`);

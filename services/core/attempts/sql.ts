@@ -31,23 +31,29 @@ export interface AttemptRow {
   createdAt: Date;
 }
 
-/** Writes a batch of attempts in one statement; an attempt already written is skipped (retry-safe). */
-export async function insertAttempts(sql: Sql | TxSql, rows: AttemptRow[]): Promise<void> {
-  if (rows.length === 0) return;
-  await sql`
+/**
+ * The statement that writes a batch of attempts; an attempt already written is skipped, so a
+ * write retried after a lost acknowledgement is harmless. Composed into recordOutcomes.
+ */
+export function attemptsInsert(sql: Sql | TxSql, rows: AttemptRow[]) {
+  return sql`
     insert into attempts (id, job_id, event_id, endpoint_id, attempt_number, url, request_headers,
                           response_status, response_body, duration_ms, error_class, error_detail, created_at)
     select * from unnest(
       ${rows.map((r) => r.id)}::text[], ${rows.map((r) => r.jobId)}::text[], ${rows.map((r) => r.eventId)}::text[],
       ${rows.map((r) => r.endpointId)}::text[], ${rows.map((r) => r.attemptNumber)}::int[], ${rows.map((r) => r.url)}::text[],
-      ${rows.map((r) => JSON.stringify(r.requestHeaders))}::text[]::jsonb[],
+      ${rows.map((r) => JSON.stringify(r.requestHeaders))}::text[]::json[],
       ${rows.map((r) => r.responseStatus)}::int[], ${rows.map((r) => r.responseBody)}::text[],
       ${rows.map((r) => r.durationMs)}::int[], ${rows.map((r) => r.errorClass)}::text[],
       ${rows.map((r) => r.errorDetail)}::text[], ${rows.map((r) => r.createdAt.toISOString())}::timestamptz[])
     on conflict (id) do nothing`;
 }
 
-// ---- Reads for the API (appended; insertAttempts above is the delivery path) ----
+export async function insertAttempts(sql: Sql | TxSql, rows: AttemptRow[]): Promise<void> {
+  if (rows.length > 0) await attemptsInsert(sql, rows);
+}
+
+// ---- Reads for the API (the statements above are the delivery path) ----
 
 // request_headers is read as text: the client's camelCase transform would rewrite header names.
 const selectAttempts = (sql: Sql | TxSql) => sql`

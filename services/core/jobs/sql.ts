@@ -1,3 +1,4 @@
+import { attemptsInsert, type AttemptRow } from "../attempts/sql.ts";
 import type { Sql, TxSql } from "../db/client.ts";
 import { eventTypeCondition } from "../routes/sql.ts";
 
@@ -121,12 +122,13 @@ export interface JobOutcome {
 }
 
 /**
- * Applies attempt outcomes to their jobs in one statement. Idempotent: the attempt count is set
- * to the outcome's attempt number rather than incremented, so a write retried after a lost
+ * Records attempts and applies their outcomes to the jobs, in one statement (atomic, one round
+ * trip). Idempotent: attempts already written are skipped, and a job's attempt count is set to the
+ * outcome's attempt number rather than incremented, so a write retried after a lost
  * acknowledgement changes nothing twice.
  */
-export async function applyOutcomes(sql: Sql | TxSql, outcomes: JobOutcome[]): Promise<void> {
-  if (outcomes.length === 0) return;
+export async function recordOutcomes(sql: Sql | TxSql, attempts: AttemptRow[], outcomes: JobOutcome[]): Promise<void> {
+  if (outcomes.length === 0 && attempts.length === 0) return;
   await sql`
     with o as (
       select * from unnest(${outcomes.map((o) => o.jobId)}::text[], ${outcomes.map((o) => o.status)}::text[],
@@ -136,6 +138,8 @@ export async function applyOutcomes(sql: Sql | TxSql, outcomes: JobOutcome[]): P
         as o (id, status, attempt_number, next_attempt_at, attempted_at)
     ), locked as (
       select j.id from jobs j join o on o.id = j.id order by j.id for update of j
+    ), written as (
+      ${attemptsInsert(sql, attempts)}
     )
     update jobs j
     set status = o.status,
@@ -146,6 +150,11 @@ export async function applyOutcomes(sql: Sql | TxSql, outcomes: JobOutcome[]): P
         updated_at = now()
     from o, locked
     where j.id = o.id and locked.id = j.id`;
+}
+
+/** Applies outcomes without attempts (tests and manual repairs). */
+export function applyOutcomes(sql: Sql | TxSql, outcomes: JobOutcome[]): Promise<void> {
+  return recordOutcomes(sql, [], outcomes);
 }
 
 // ---- Reads and manual actions for the API (appended; the statements above are the delivery path) ----

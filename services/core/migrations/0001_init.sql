@@ -74,7 +74,7 @@ create table attempts (
   endpoint_id     text not null,
   attempt_number  integer not null,
   url             text not null,
-  request_headers jsonb not null,
+  request_headers json not null,  -- json: written per attempt, only ever read back whole
   response_status integer,
   response_body   text,
   duration_ms     integer not null,

@@ -29,14 +29,30 @@ export function encodeDeliveryMessage(jobs: JobMessage[]): Buffer {
   return Buffer.from(JSON.stringify({ v: 1, jobs } satisfies DeliveryMessage));
 }
 
-/** Returns null for a message that is not ours to deliver (it gets dead-lettered). */
+/**
+ * Returns null for a message that is not ours to deliver (it gets dead-lettered). Checked by hand
+ * rather than with the zod schema above: this runs for every job at thousands per second, and the
+ * schema pass was a sixth of the worker's CPU.
+ */
 export function decodeDeliveryMessage(content: Buffer): DeliveryMessage | null {
+  let parsed: unknown;
   try {
-    const parsed = deliveryMessageSchema.safeParse(JSON.parse(content.toString("utf8")));
-    return parsed.success ? parsed.data : null;
+    parsed = JSON.parse(content.toString("utf8"));
   } catch {
     return null;
   }
+  const message = parsed as { v?: unknown; jobs?: unknown };
+  if (message?.v !== 1 || !Array.isArray(message.jobs) || message.jobs.length === 0) return null;
+  for (const job of message.jobs as Record<string, unknown>[]) {
+    if (
+      typeof job !== "object" || job === null ||
+      typeof job.jobId !== "string" || typeof job.eventId !== "string" || typeof job.endpointId !== "string" ||
+      typeof job.body !== "string" || typeof job.createdAt !== "number" ||
+      !Number.isInteger(job.attempt) || (job.attempt as number) < 0
+    )
+      return null;
+  }
+  return message as DeliveryMessage;
 }
 
 /**

@@ -7,6 +7,9 @@
  * response times: jobs queued × average duration / slots. A busy but fast endpoint keeps a deep
  * queue (thousands of jobs at a few ms each); a slow one is cut off after a few. `acquire` answers
  * `defer` then, and the caller reschedules the job in Postgres instead.
+ *
+ * Waiters queue per endpoint; endpoints that have room but wait for the worker's total capacity
+ * queue in `ready`, so a release costs O(1) however many jobs wait.
  */
 export interface LimiterOptions {
   total: number;
@@ -16,7 +19,6 @@ export interface LimiterOptions {
 }
 
 interface Waiter {
-  endpointId: string;
   grant: (outcome: "run" | "defer") => void;
   timer: ReturnType<typeof setTimeout>;
 }
@@ -26,6 +28,7 @@ interface EndpointState {
   waiting: Waiter[];
   /** Moving average of recent attempt durations, ms. */
   averageMs: number;
+  inReady: boolean;
 }
 
 // Weight of the newest duration in the moving average: reacts within a few dozen attempts.
@@ -35,8 +38,9 @@ const HARD_WAIT_FACTOR = 5;
 
 export class DeliveryLimiter {
   private active = 0;
+  private queued = 0;
   private readonly endpoints = new Map<string, EndpointState>();
-  private readonly globalQueue: Waiter[] = [];
+  private ready: EndpointState[] = [];
 
   constructor(private readonly options: LimiterOptions) {}
 
@@ -45,12 +49,12 @@ export class DeliveryLimiter {
   }
 
   get waiting(): number {
-    return this.globalQueue.length;
+    return this.queued;
   }
 
   acquire(endpointId: string): Promise<"run" | "defer"> {
     const state = this.state(endpointId);
-    if (this.canRun(state)) {
+    if (state.waiting.length === 0 && this.canRun(state)) {
       this.take(state);
       return Promise.resolve("run");
     }
@@ -60,17 +64,20 @@ export class DeliveryLimiter {
     }
     return new Promise((resolve) => {
       const waiter: Waiter = {
-        endpointId,
         grant: resolve,
         timer: setTimeout(() => {
           // Waiting on the worker's total capacity is fair progress; only a stuck endpoint defers.
           if (!this.saturated(state)) return;
-          this.remove(waiter);
+          const i = state.waiting.indexOf(waiter);
+          if (i < 0) return;
+          state.waiting.splice(i, 1);
+          this.queued--;
           resolve("defer");
         }, this.options.maxWaitMs * HARD_WAIT_FACTOR),
       };
       state.waiting.push(waiter);
-      this.globalQueue.push(waiter);
+      this.queued++;
+      this.markReady(state);
     });
   }
 
@@ -79,15 +86,37 @@ export class DeliveryLimiter {
     this.active--;
     state.active--;
     state.averageMs = state.averageMs === 0 ? durationMs : state.averageMs + SMOOTHING * (durationMs - state.averageMs);
-    this.wake();
+    // The freed endpoint slot goes to this endpoint's next job; freed total capacity to ready endpoints.
+    this.grantNext(state);
+    while (this.active < this.options.total && this.ready.length > 0) {
+      const next = this.ready.shift()!;
+      next.inReady = false;
+      this.grantNext(next);
+      this.markReady(next);
+    }
+    if (state.active === 0 && state.waiting.length === 0 && this.endpoints.size > 10_000) this.endpoints.delete(endpointId);
+  }
+
+  private grantNext(state: EndpointState): void {
+    if (state.waiting.length === 0 || !this.canRun(state)) return;
+    const waiter = state.waiting.shift()!;
+    this.queued--;
+    clearTimeout(waiter.timer);
+    this.take(state);
+    waiter.grant("run");
+  }
+
+  /** Queues an endpoint that has waiters and room of its own for the next freed total capacity. */
+  private markReady(state: EndpointState): void {
+    if (!state.inReady && state.waiting.length > 0 && !this.saturated(state)) {
+      state.inReady = true;
+      this.ready.push(state);
+    }
   }
 
   private state(endpointId: string): EndpointState {
     let state = this.endpoints.get(endpointId);
-    if (!state) {
-      if (this.endpoints.size > 100_000) this.forgetIdle();
-      this.endpoints.set(endpointId, (state = { active: 0, waiting: [], averageMs: 0 }));
-    }
+    if (!state) this.endpoints.set(endpointId, (state = { active: 0, waiting: [], averageMs: 0, inReady: false }));
     return state;
   }
 
@@ -102,33 +131,5 @@ export class DeliveryLimiter {
   private take(state: EndpointState): void {
     this.active++;
     state.active++;
-  }
-
-  /** Grants freed slots to the oldest waiters whose endpoint has room. */
-  private wake(): void {
-    for (let i = 0; i < this.globalQueue.length && this.active < this.options.total; ) {
-      const waiter = this.globalQueue[i]!;
-      const state = this.state(waiter.endpointId);
-      if (this.saturated(state)) {
-        i++;
-        continue;
-      }
-      this.remove(waiter);
-      clearTimeout(waiter.timer);
-      this.take(state);
-      waiter.grant("run");
-    }
-  }
-
-  private remove(waiter: Waiter): void {
-    const g = this.globalQueue.indexOf(waiter);
-    if (g >= 0) this.globalQueue.splice(g, 1);
-    const list = this.state(waiter.endpointId).waiting;
-    const i = list.indexOf(waiter);
-    if (i >= 0) list.splice(i, 1);
-  }
-
-  private forgetIdle(): void {
-    for (const [id, state] of this.endpoints) if (state.active === 0 && state.waiting.length === 0) this.endpoints.delete(id);
   }
 }

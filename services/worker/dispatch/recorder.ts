@@ -1,8 +1,8 @@
-import { insertAttempts, type AttemptRow } from "@evently/core/attempts/sql.ts";
+import type { AttemptRow } from "@evently/core/attempts/sql.ts";
 import { Batcher } from "@evently/core/batching.ts";
 import type { Sql } from "@evently/core/db/client.ts";
 import { withDeadline } from "@evently/core/db/errors.ts";
-import { applyOutcomes, deferJobs, type JobOutcome } from "@evently/core/jobs/sql.ts";
+import { deferJobs, recordOutcomes, type JobOutcome } from "@evently/core/jobs/sql.ts";
 import type { Logger } from "@evently/core/log.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
@@ -60,10 +60,7 @@ export class AttemptRecorder {
       span.setAttribute("evently.attempts", items.length);
       try {
         await withDeadline(
-          this.sql.begin(async (tx) => {
-            await insertAttempts(tx, items.map((i) => i.attempt));
-            await applyOutcomes(tx, items.map((i) => i.outcome));
-          }),
+          recordOutcomes(this.sql, items.map((i) => i.attempt), items.map((i) => i.outcome)),
           WRITE_DEADLINE_MS,
           "attempt write",
         );

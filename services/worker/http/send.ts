@@ -38,6 +38,9 @@ async function readCapped(response: Response, max: number): Promise<string> {
     await response.body?.cancel().catch(() => {});
     return "";
   }
+  // Most receivers answer a few bytes with a length: read those whole, skipping the stream reader.
+  const declared = Number(response.headers.get("content-length") ?? Number.NaN);
+  if (declared <= max) return (await response.text()).replaceAll("\u0000", "");
   const reader = response.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;

@@ -134,19 +134,19 @@ export class GroupCommitter {
     const batch = await tracer().startActiveSpan(SPAN.ingestCommit, async (span) => {
       span.setAttribute("evently.events", rows.length);
       try {
-        return await withDeadline(this.sql.begin(async (tx) => {
-          const inserted = await insertEventsWithJobs(tx, rows, this.options.graceMs);
-          const skipped = rows.filter((r) => !inserted.insertedEventIds.has(r.id));
-          const existing = await findExisting(
-            tx,
-            skipped.map((r) => r.id),
-            skipped.flatMap((r) => (r.idempotencyKey === null ? [] : [r.idempotencyKey])),
-          );
-          const ownIds = new Set(skipped.map((r) => r.id));
-          const committedEarlier = existing.filter((e) => ownIds.has(e.id)).map((e) => e.id);
-          const earlierJobs = await listJobsForEvents(tx, committedEarlier);
-          return { ...inserted, existing, earlierJobs };
-        }), COMMIT_DEADLINE_MS, "ingest commit");
+        // One statement inserts the events and their jobs: atomic on its own, one round trip, no
+        // BEGIN/COMMIT. Rows it skipped are looked up afterwards; they are committed data either way.
+        const inserted = await withDeadline(insertEventsWithJobs(this.sql, rows, this.options.graceMs), COMMIT_DEADLINE_MS, "ingest commit");
+        const skipped = rows.filter((r) => !inserted.insertedEventIds.has(r.id));
+        if (skipped.length === 0) return { ...inserted, existing: [], earlierJobs: [] };
+        const existing = await findExisting(
+          this.sql,
+          skipped.map((r) => r.id),
+          skipped.flatMap((r) => (r.idempotencyKey === null ? [] : [r.idempotencyKey])),
+        );
+        const ownIds = new Set(skipped.map((r) => r.id));
+        const committedEarlier = existing.filter((e) => ownIds.has(e.id)).map((e) => e.id);
+        return { ...inserted, existing, earlierJobs: await listJobsForEvents(this.sql, committedEarlier) };
       } finally {
         span.end();
       }
