@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import amqp from "amqplib";
 import { leaseDue } from "../../services/core/jobs/sql.ts";
 import { publishFromOutbox } from "../../services/core/outbox/publish.ts";
 import { BrokerConnection } from "../../services/core/queue/connection.ts";
@@ -90,4 +91,23 @@ test("a job published twice is delivered once", async () => {
   expect(receiver.on("/twice")).toHaveLength(1);
   const attempts = await stack.sql`select attempt_number from attempts where job_id = ${due!.id}`;
   expect(attempts).toHaveLength(1);
+});
+
+test("a message no worker can read is dead-lettered, not retried forever", async () => {
+  await stack.start("worker");
+  const config = stack.config();
+  const topology = topologyFor(config.amqp);
+  const connection = await amqp.connect(config.amqp.AMQP_URL);
+  const channel = await connection.createConfirmChannel();
+  try {
+    channel.publish(topology.exchange, "0", Buffer.from("{not a delivery message"), { persistent: true });
+    channel.publish(topology.exchange, "0", Buffer.from(JSON.stringify({ v: 1, jobs: [{ jobId: 7 }] })), { persistent: true });
+    await channel.waitForConfirms();
+    await pollUntil(async () => (await channel.checkQueue(topology.deadQueue)).messageCount === 2, { what: "two dead-lettered messages" });
+    const dead = [await channel.get(topology.deadQueue, { noAck: true }), await channel.get(topology.deadQueue, { noAck: true })];
+    expect(dead.map((m) => (m ? m.content.toString() : "")).sort()).toEqual(['{"v":1,"jobs":[{"jobId":7}]}', "{not a delivery message"]);
+  } finally {
+    await channel.close();
+    await connection.close();
+  }
 });

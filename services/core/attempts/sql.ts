@@ -55,7 +55,7 @@ export async function insertAttempts(sql: Sql | TxSql, rows: AttemptRow[]): Prom
 
 // ---- Reads for the API (the statements above are the delivery path) ----
 
-// request_headers is read as text: the client's camelCase transform would rewrite header names.
+// request_headers is read as text and parsed here, so header names come back exactly as sent.
 const selectAttempts = (sql: Sql | TxSql) => sql`
   select a.id, a.job_id, a.event_id, a.endpoint_id, a.attempt_number, a.url, a.request_headers::text as request_headers_json,
          a.response_status, a.response_body, a.duration_ms, a.error_class, a.error_detail, a.created_at

@@ -1,20 +1,5 @@
 import type { Sql, TxSql } from "../db/client.ts";
 
-/** An endpoint as the API shows it: everything but the secret, plus the event types routed to it. */
-export interface EndpointRow {
-  id: string;
-  url: string;
-  description: string;
-  enabled: boolean;
-  timeoutMs: number | null;
-  headers: Record<string, string>;
-  rateLimitPerSecond: number | null;
-  metadata: Record<string, string>;
-  eventTypes: string[];
-  createdAt: Date;
-  updatedAt: Date;
-}
-
 /** The columns a caller may set; `secret` only on insert and rotation. */
 export interface EndpointValues {
   url: string;
@@ -24,6 +9,14 @@ export interface EndpointValues {
   headers: Record<string, string>;
   rateLimitPerSecond: number | null;
   metadata: Record<string, string>;
+}
+
+/** An endpoint as the API shows it: everything but the secret, plus the event types routed to it. */
+export interface EndpointRow extends EndpointValues {
+  id: string;
+  eventTypes: string[];
+  createdAt: Date;
+  updatedAt: Date;
 }
 
 type Db = Sql | TxSql;
