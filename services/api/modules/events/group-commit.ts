@@ -54,7 +54,6 @@ export interface GroupCommitOptions {
  */
 export class GroupCommitter {
   private queue: Waiting[] = [];
-  private queuedEvents = 0;
   private inFlight = 0;
 
   constructor(
@@ -73,21 +72,18 @@ export class GroupCommitter {
     }));
     return new Promise((resolve, reject) => {
       this.queue.push({ rows, resolve, reject });
-      this.queuedEvents += rows.length;
       this.pump();
     });
   }
 
   private pump(): void {
     while (this.inFlight < this.options.concurrency && this.queue.length > 0) {
-      const group: Waiting[] = [];
+      // Take requests from the front while they fit (always at least one), with one splice.
+      let take = 0;
       let size = 0;
-      while (this.queue.length > 0 && (group.length === 0 || size + this.queue[0]!.rows.length <= this.options.maxEvents)) {
-        const next = this.queue.shift()!;
-        size += next.rows.length;
-        group.push(next);
-      }
-      this.queuedEvents -= size;
+      while (take < this.queue.length && (take === 0 || size + this.queue[take]!.rows.length <= this.options.maxEvents))
+        size += this.queue[take++]!.rows.length;
+      const group = this.queue.splice(0, take);
       this.inFlight++;
       void this.commit(group).finally(() => {
         this.inFlight--;
@@ -193,10 +189,5 @@ export class GroupCommitter {
     m.jobsCreated.add(batch.jobs.length);
     if (committed.length > 0) this.options.onCommitted?.(committed);
     return results;
-  }
-
-  /** Events waiting for a transaction; a gauge for back-pressure. */
-  get backlog(): number {
-    return this.queuedEvents;
   }
 }
