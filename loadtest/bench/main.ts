@@ -4,19 +4,21 @@ import { parseArgs } from "node:util";
 import { configSchemas } from "../../services/core/config/schema.ts";
 import { startSink } from "../sink/server.ts";
 import { measureCeilings, samplePayload } from "./ceilings.ts";
-import { defaultPhases, runPhase, type PhaseResult } from "./phases.ts";
-import { renderMarkdown, type BenchReport } from "./report.ts";
+import { memoryOf } from "./observe.ts";
+import { defaultPhases, rampSteps, runPhase, type PhaseResult, type PhaseSpec } from "./phases.ts";
+import { renderMarkdown, summarise, type BenchReport } from "./report.ts";
 import { startStack } from "./stack.ts";
 
 /**
- * `bun run bench [--quick] [--no-ceilings] [--scale=2] [--roles=all] [--out=dir]`
+ * `bun run bench [--quick] [--no-ceilings] [--scale=2] [--roles=all] [--out=dir] [--db-set=name=value]`
  *
  * Measures this machine's raw ceilings, starts Evently (scratch database, own AMQP prefix) and an
  * in-process sink, runs the publish phases, checks that every accepted event was delivered with a
- * valid signature, and writes loadtest/results/bench-<time>.json and .md. Exits 1 when the check
- * fails. Postgres and RabbitMQ come from DATABASE_URL and AMQP_URL (local defaults); any Evently
+ * valid signature, and writes loadtest/results/bench-<time>[-quick].json and .md (a full run also
+ * latest.json and latest.md). Exits 1 when the check fails, never because of a speed. Postgres and RabbitMQ come from DATABASE_URL and AMQP_URL (local defaults); any Evently
  * setting in the environment (e.g. WORKER_MAX_IN_FLIGHT) reaches the stack and the report.
  */
+const defaultOut = join(import.meta.dir, "../results");
 const { values: args } = parseArgs({
   args: Bun.argv.slice(2),
   options: {
@@ -24,7 +26,9 @@ const { values: args } = parseArgs({
     "no-ceilings": { type: "boolean", default: false },
     scale: { type: "string", default: "1" },
     roles: { type: "string", default: "api,worker,dispatcher" },
-    out: { type: "string", default: join(import.meta.dir, "../results") },
+    /** Postgres settings for the scratch database, e.g. --db-set=plan_cache_mode=force_custom_plan (experiments). */
+    "db-set": { type: "string", multiple: true, default: [] },
+    out: { type: "string", default: defaultOut },
   },
 });
 const quick = args.quick!;
@@ -51,11 +55,16 @@ function eventlyEnv(): Record<string, string> {
 const startedAt = new Date().toISOString();
 const ceilings = args["no-ceilings"] ? null : await measureCeilings({ quick, log });
 
-const stackEnv = eventlyEnv();
-const stack = await startStack({ roles, env: stackEnv, log });
+// One endpoint on the sink: Bun's fetch keeps at most 64 keep-alive connections per origin, so the
+// worker may use them all (the default per-endpoint limit is 32). The environment can override it.
+const stackEnv = { WORKER_MAX_IN_FLIGHT_PER_ENDPOINT: "64", ...eventlyEnv() };
+const databaseSettings = Object.fromEntries((args["db-set"] ?? []).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+const stack = await startStack({ roles, env: stackEnv, databaseSettings, log });
 const sink = startSink({ port: 0 });
 const phases: PhaseResult[] = [];
 const failures: string[] = [];
+let dbSettings: Record<string, string> = {};
+const memory: Record<string, { peakRssMiB: number; rssMiB: number }> = {};
 try {
   const api = async (path: string, body: unknown) => {
     const headers: Record<string, string> = { "content-type": "application/json" };
@@ -68,8 +77,20 @@ try {
   await api("/routes", { endpointId: endpoint.id, eventType: "bench.*" });
   sink.addSecret(endpoint.secret, "bench");
 
-  const target = { apiUrl: stack.apiUrl, apiKey: process.env.API_KEY, sink, eventType: "bench.order.paid", fanout: 1, payload: JSON.parse(samplePayload(1)) };
-  for (const spec of defaultPhases(quick, scale)) {
+  const target = {
+    apiUrl: stack.apiUrl,
+    apiKey: process.env.API_KEY,
+    sink,
+    eventType: "bench.order.paid",
+    fanout: 1,
+    payload: JSON.parse(samplePayload(1)),
+    roleUrls: stack.roleUrls,
+    pids: stack.pids,
+    database: new URL(stack.env.DATABASE_URL!).pathname.slice(1),
+    dbStats: stack.dbStats,
+  };
+  const run = async (spec: PhaseSpec) => {
+    if (await stack.vacuumIfNoAutovacuum()) log("autovacuum is off on this server: ran VACUUM ANALYZE before the phase, as autovacuum would");
     const result = await runPhase(target, spec, quick ? 60_000 : 180_000, log);
     phases.push(result);
     const d = result.delivery;
@@ -79,7 +100,27 @@ try {
     }
     if (d.invalid > 0) failures.push(`${spec.name}: ${d.invalid} deliveries failed signature checks`);
     if (result.publish.eventsAccepted === 0) failures.push(`${spec.name}: no event was accepted (${JSON.stringify(result.publish.errorKinds)})`);
+    return result;
+  };
+  // Latency at fixed rates, then the ramp, then the saturating ingest phases (whose backlog would
+  // otherwise spill into the measurements after them).
+  const all = defaultPhases(quick, scale);
+  for (const spec of all.filter((p) => p.group !== "ingest")) await run(spec);
+  for (const spec of rampSteps(quick, scale)) {
+    const result = await run(spec);
+    if (!result.keptUp) {
+      log(`ramp: stopped after ${spec.name}, which did not keep up`);
+      break;
+    }
   }
+  for (const spec of all.filter((p) => p.group === "ingest")) await run(spec);
+  dbSettings = (await stack.dbStats().catch(() => undefined))?.settings ?? {};
+  for (const [role, pid] of Object.entries(stack.pids)) {
+    const m = memoryOf(pid);
+    if (m) memory[role] = m;
+  }
+  const own = memoryOf(process.pid);
+  if (own) memory["bench (sink + generator)"] = own;
 } catch (err) {
   failures.push(`run aborted: ${(err as Error).message}`);
 } finally {
@@ -92,9 +133,11 @@ const report: BenchReport = {
   finishedAt: new Date().toISOString(),
   quick,
   revision: revision(),
-  stack: { roles, env: stackEnv },
+  stack: { roles, env: stackEnv, databaseSettings, postgresSettings: dbSettings },
   ceilings,
   phases,
+  memory,
+  summary: summarise(phases, ceilings, memory),
   passed: failures.length === 0,
   failures,
 };
@@ -103,5 +146,11 @@ const base = join(args.out!, `bench-${startedAt.replace(/[:.]/g, "-")}${quick ? 
 writeFileSync(`${base}.json`, JSON.stringify(report, null, 2) + "\n");
 writeFileSync(`${base}.md`, renderMarkdown(report));
 log(`wrote ${base}.json and .md`);
+// latest.* is the reference full run: default settings only, no experiments.
+if (!quick && args.out === defaultOut && Object.keys(databaseSettings).length === 0) {
+  writeFileSync(join(args.out!, "latest.json"), JSON.stringify(report, null, 2) + "\n");
+  writeFileSync(join(args.out!, "latest.md"), renderMarkdown(report));
+  log(`wrote ${join(args.out!, "latest.json")} and .md`);
+}
 log(report.passed ? "PASSED: every accepted event was delivered" : `FAILED:\n  ${failures.join("\n  ")}`);
 process.exit(report.passed ? 0 : 1);

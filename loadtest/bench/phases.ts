@@ -1,6 +1,8 @@
 import type { HistogramSummary } from "../sink/histogram.ts";
 import type { Sink } from "../sink/server.ts";
 import { runClosedLoop, runOpenLoop, type LoadResult } from "./generator.ts";
+import type { DbStats } from "./stack.ts";
+import { cpuBetween, diffMetrics, sampleCpu, scrapeRoles, type CpuSample, type StageStat } from "./observe.ts";
 
 /**
  * One benchmark phase: publish for a while (open loop at a fixed event rate, or closed loop to find
@@ -10,6 +12,8 @@ import { runClosedLoop, runOpenLoop, type LoadResult } from "./generator.ts";
 export interface PhaseSpec {
   name: string;
   description: string;
+  /** What the phase measures: ingest throughput, end-to-end latency at a rate, a ramp step, warm-up. */
+  group: "warmup" | "ingest" | "latency" | "ramp";
   mode: "open" | "closed";
   /** 1 = POST /events; more = POST /events/batch with that many events (≤ MAX_BATCH_EVENTS). */
   batchSize: number;
@@ -28,6 +32,20 @@ export interface PhaseTarget {
   /** Endpoints routed to eventType: deliveries expected per event. */
   fanout: number;
   payload: Record<string, unknown>;
+  /** Role health/metrics URLs and pids: each phase scrapes /metrics and reads CPU time from /proc. */
+  roleUrls: Record<string, string>;
+  pids: Record<string, number>;
+  /** The stack's database: Postgres backends serving others count as "other" CPU. */
+  database?: string;
+  /** Table sizes and dead rows, read after each phase (Postgres here has autovacuum off or on: see settings). */
+  dbStats?: () => Promise<DbStats>;
+}
+
+export interface CpuUse {
+  /** Cores used per process group (1.0 = one core for the whole window). */
+  cores: Record<string, number>;
+  machineBusyPct: number;
+  seconds: number;
 }
 
 export interface PhaseResult {
@@ -44,11 +62,31 @@ export interface PhaseResult {
     drainMs: number;
     /** Unique deliveries over the span from first to last, per second. */
     deliveriesPerSecond: number;
+    /** Unique deliveries that arrived while publishing, per second of publishing. */
+    duringPublishPerSecond: number;
+    /** Deliveries still outstanding when publishing ended (the backlog). */
+    backlogAtPublishEnd: number;
+    /** Backlog / drain time: the delivery rate while working off the backlog with no new load. */
+    drainPerSecond: number | null;
     peakSecond: number;
     /** Event creation → first receipt at the sink. */
     latencyMs: HistogramSummary;
   };
+  /** Ramp steps: deliveries kept up with publishing (see KEEP_UP). */
+  keptUp?: boolean;
+  /** Per-stage timings and counters from every role's /metrics over the phase (publish + drain). */
+  stages: StageStat[];
+  /** CPU while publishing, and while draining the backlog (when the drain took ≥ 1 s). */
+  cpu: { publish: CpuUse; drain?: CpuUse };
+  /** The stack's tables after the phase: live and dead rows (dead rows stay until vacuumed). */
+  tables?: DbStats["tables"];
 }
+
+/**
+ * A ramp step kept up when deliveries during the step reached 90% of the accepted rate, the backlog
+ * left at its end drained within 5 s, and the generator achieved ≥ 95% of the target without drops.
+ */
+export const KEEP_UP = { deliveredShare: 0.9, drainMs: 5000, achievedShare: 0.95 };
 
 function requestFor(t: PhaseTarget, batchSize: number): { url: string; body: string } {
   // One body reused for every request: the server still creates distinct events each time, and the
@@ -76,15 +114,26 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
     log(`  ${spec.name} ${(p.elapsedMs / 1000).toFixed(0)}s: ${p.ok} requests ok, ${p.errors} errors, ${p.inFlight} in flight, sink ${t.sink.stats().unique}`);
 
   log(`phase ${spec.name}: ${spec.description}`);
+  const metricsBefore = await scrapeRoles(t.roleUrls);
+  const cpu0 = sampleCpu(t.pids, t.database);
   const load =
     spec.mode === "open"
       ? await runOpenLoop({ rate: (spec.eventsPerSecond ?? 0) / spec.batchSize, durationMs: spec.durationMs, concurrencyLimit: spec.concurrency, send, onProgress })
       : await runClosedLoop({ concurrency: spec.concurrency, durationMs: spec.durationMs, send, onProgress });
   const publishedAt = Date.now();
+  const cpu1 = sampleCpu(t.pids, t.database);
+  const atPublishEnd = t.sink.stats().unique;
 
   const expected = eventsAccepted * t.fanout;
   const stats = await t.sink.waitFor({ unique: expected, timeoutMs: drainTimeoutMs });
+  const cpu2 = sampleCpu(t.pids, t.database);
+  // Let the worker record the last attempts and the dispatcher mark them before reading /metrics.
+  await Bun.sleep(1000);
+  const metricsAfter = await scrapeRoles(t.roleUrls);
   const lastAt = stats.lastAt ? Date.parse(stats.lastAt) : publishedAt;
+  const drainMs = Math.max(0, lastAt - publishedAt);
+  const backlog = Math.max(0, Math.min(expected, stats.unique) - atPublishEnd);
+  const use = (a: CpuSample, b: CpuSample): CpuUse => ({ ...cpuBetween(a, b), seconds: Math.round((b.atMs - a.atMs) / 100) / 10 });
   const result: PhaseResult = {
     spec,
     publish: { ...load, eventsAccepted, eventsPerSecond: Math.round((eventsAccepted * 1000) / load.durationMs) },
@@ -94,49 +143,107 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
       duplicates: stats.duplicates,
       invalid: stats.invalid,
       complete: stats.unique >= expected,
-      drainMs: Math.max(0, lastAt - publishedAt),
+      drainMs,
       deliveriesPerSecond: stats.rate.overall,
+      duringPublishPerSecond: Math.round((atPublishEnd * 1000) / load.durationMs),
+      backlogAtPublishEnd: Math.max(0, expected - atPublishEnd),
+      drainPerSecond: drainMs >= 1000 ? Math.round((backlog * 1000) / drainMs) : null,
       peakSecond: stats.rate.peakSecond,
       latencyMs: stats.latencyMs,
     },
+    stages: diffMetrics(metricsBefore, metricsAfter),
+    cpu: { publish: use(cpu0, cpu1), ...(drainMs >= 1000 ? { drain: use(cpu1, cpu2) } : {}) },
   };
+  if (t.dbStats) result.tables = (await t.dbStats().catch(() => undefined))?.tables;
   const d = result.delivery;
+  if (spec.group === "ramp") {
+    const target = spec.eventsPerSecond ?? 0;
+    result.keptUp =
+      d.complete &&
+      load.dropped === 0 &&
+      load.errors === 0 &&
+      result.publish.eventsPerSecond >= KEEP_UP.achievedShare * target &&
+      d.duringPublishPerSecond >= KEEP_UP.deliveredShare * result.publish.eventsPerSecond &&
+      d.drainMs <= KEEP_UP.drainMs;
+  }
+  const cores = Object.entries(result.cpu.publish.cores)
+    .filter(([, v]) => v >= 0.05)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
   log(
     `phase ${spec.name}: ${eventsAccepted} events accepted (${result.publish.eventsPerSecond}/s, ${load.errors} errors, ${load.dropped} dropped), ` +
-      `${d.unique}/${expected} delivered (${d.deliveriesPerSecond}/s), p50 ${d.latencyMs.p50} ms, p99 ${d.latencyMs.p99} ms`,
+      `${d.unique}/${expected} delivered (${d.duringPublishPerSecond}/s while publishing, drain ${(d.drainMs / 1000).toFixed(1)} s` +
+      `${d.drainPerSecond ? ` at ${d.drainPerSecond}/s` : ""}), p50 ${d.latencyMs.p50} ms, p99 ${d.latencyMs.p99} ms` +
+      `${result.keptUp === undefined ? "" : result.keptUp ? ", kept up" : ", did NOT keep up"}; cores: ${cores}`,
   );
   return result;
 }
 
-/** The phases of a run. Rates suit a small machine; pass --scale to multiply them. */
+/**
+ * The phases of a run. Rates suit a small machine; pass --scale to multiply them.
+ *
+ * - warmup: a few seconds at a low rate so JIT, pools and keep-alive sockets are warm.
+ * - latency-N: POST /events at a fixed N events/s (open loop): end-to-end latency at that rate.
+ * - ingest-single / ingest-batch: closed loops at saturation: how fast the API accepts events. The
+ *   backlog they leave is then drained with no new load: that drain rate is reported separately.
+ * - the ramp (rampSteps): open loop, batches of 50, rising rates; see runPhase's keptUp.
+ */
 export function defaultPhases(quick: boolean, scale = 1): PhaseSpec[] {
-  const s = quick ? 3_000 : 15_000;
+  const r = (v: number) => Math.round(v * scale);
+  const latency = (rate: number, durationMs: number): PhaseSpec => ({
+    name: `latency-${rate}`,
+    description: `POST /events, one event per request, fixed ${rate} events/s`,
+    group: "latency",
+    mode: "open",
+    batchSize: 1,
+    eventsPerSecond: rate,
+    concurrency: 256,
+    durationMs,
+  });
   return [
     {
-      name: "single",
-      description: "POST /events, one event per request, fixed rate",
+      name: "warmup",
+      description: "POST /events, fixed 300 events/s, warm-up (not a measurement)",
+      group: "warmup",
       mode: "open",
       batchSize: 1,
-      eventsPerSecond: Math.round((quick ? 300 : 1000) * scale),
-      concurrency: 256,
-      durationMs: s,
-    },
-    {
-      name: "batch-steady",
-      description: "POST /events/batch, 100 events per request, fixed rate",
-      mode: "open",
-      batchSize: 100,
-      eventsPerSecond: Math.round((quick ? 2000 : 5000) * scale),
+      eventsPerSecond: 300,
       concurrency: 64,
-      durationMs: s,
+      durationMs: quick ? 2000 : 5000,
+    },
+    ...(quick ? [latency(r(500), 4000)] : [latency(r(1000), 20_000), latency(r(2000), 20_000)]),
+    {
+      name: "ingest-single",
+      description: "POST /events, one event per request, 64 publishers as fast as accepted",
+      group: "ingest",
+      mode: "closed",
+      batchSize: 1,
+      concurrency: 64,
+      durationMs: quick ? 3000 : 10_000,
     },
     {
-      name: "batch-max",
+      name: "ingest-batch",
       description: "POST /events/batch, 500 events per request, 8 publishers as fast as accepted",
+      group: "ingest",
       mode: "closed",
       batchSize: 500,
       concurrency: 8,
-      durationMs: s,
+      durationMs: quick ? 2000 : 8000,
     },
   ];
+}
+
+/** Ramp steps in events/s; the ramp stops after the first step that does not keep up. */
+export function rampSteps(quick: boolean, scale = 1): PhaseSpec[] {
+  const rates = quick ? [1000] : [1000, 1500, 2000, 3000, 4000, 5000, 6000];
+  return rates.map((rate) => ({
+    name: `ramp-${Math.round(rate * scale)}`,
+    description: `POST /events/batch, 50 events per request, fixed ${Math.round(rate * scale)} events/s`,
+    group: "ramp" as const,
+    mode: "open" as const,
+    batchSize: 50,
+    eventsPerSecond: Math.round(rate * scale),
+    concurrency: 64,
+    durationMs: quick ? 3000 : 10_000,
+  }));
 }

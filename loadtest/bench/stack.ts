@@ -18,6 +18,8 @@ export interface StackOptions {
   /** A database URL on the server to use; the stack uses a scratch database beside it. */
   databaseUrl?: string;
   amqpUrl?: string;
+  /** Postgres settings for the scratch database (ALTER DATABASE … SET), e.g. plan_cache_mode: for experiments. */
+  databaseSettings?: Record<string, string>;
   /** Extra environment for every role (e.g. WORKER_MAX_IN_FLIGHT). */
   env?: Record<string, string>;
   log?: (msg: string) => void;
@@ -27,11 +29,25 @@ export interface Stack {
   apiUrl: string;
   /** Health/metrics URL of every role process. */
   roleUrls: Record<string, string>;
+  /** Process id of every role process (for /proc: CPU time, peak RSS). */
+  pids: Record<string, number>;
   env: Record<string, string>;
   logDir: string;
   /** Job counts by status and attempt count: where undelivered events are, when some are. */
   jobStates(): Promise<{ status: string; attemptCount: number; count: number }[]>;
+  /** Live and dead rows and total size (with indexes) of the stack's tables, and the server settings that bear on them. */
+  dbStats(): Promise<DbStats>;
+  /**
+   * VACUUM ANALYZE of the stack's tables when the server runs with autovacuum off (as CI servers
+   * here do): what autovacuum would have done between phases. Returns whether it ran.
+   */
+  vacuumIfNoAutovacuum(): Promise<boolean>;
   stop(): Promise<void>;
+}
+
+export interface DbStats {
+  tables: Array<{ table: string; live: number; dead: number; totalMiB: number; seqScans: number; seqRowsRead: number; idxScans: number; idxRowsFetched: number }>;
+  settings: Record<string, string>;
 }
 
 const REPO_ROOT = new URL("../../", import.meta.url).pathname;
@@ -125,10 +141,23 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   try {
     const migrate = Bun.spawn([process.execPath, MAIN, "migrate"], { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdout: "ignore", stderr: "pipe" });
     if ((await migrate.exited) !== 0) throw new Error(`migrate failed: ${await new Response(migrate.stderr).text()}`);
+    if (options.databaseSettings && Object.keys(options.databaseSettings).length) {
+      const admin = postgres(adminUrl.toString(), { max: 1, onnotice: () => {} });
+      try {
+        for (const [name, value] of Object.entries(options.databaseSettings)) {
+          if (!/^[a-z_.]+$/.test(name)) throw new Error(`bad setting name ${name}`);
+          await admin.unsafe(`alter database "${dbUrl.pathname.slice(1)}" set ${name} = '${value.replace(/'/g, "''")}'`);
+        }
+      } finally {
+        await admin.end();
+      }
+    }
     const roleUrls: Record<string, string> = {};
+    const pids: Record<string, number> = {};
     for (const role of options.roles ?? ["api", "worker", "dispatcher"]) {
       const child = spawnRole(role, env, logDir);
       children.push(child);
+      pids[role] = child.proc.pid;
       const port = await Promise.race([child.started, Bun.sleep(30_000).then(() => Promise.reject(new Error(`${role} did not start within 30 s`)))]);
       roleUrls[role] = `http://127.0.0.1:${port}`;
       await waitReady(roleUrls[role]!, 30_000);
@@ -144,7 +173,35 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         await sql.end();
       }
     };
-    return { apiUrl, roleUrls, env, logDir, jobStates, stop };
+    const vacuumIfNoAutovacuum = async (): Promise<boolean> => {
+      const sql = postgres(dbUrl.toString(), { max: 1, onnotice: () => {} });
+      try {
+        const [row] = await sql<{ setting: string }[]>`select setting from pg_settings where name = 'autovacuum'`;
+        if (row?.setting !== "off") return false;
+        await sql.unsafe("vacuum (analyze) jobs, events, attempts");
+        return true;
+      } finally {
+        await sql.end();
+      }
+    };
+    const dbStats = async (): Promise<DbStats> => {
+      const sql = postgres(dbUrl.toString(), { max: 1, onnotice: () => {} });
+      try {
+        const tables = await sql<DbStats["tables"]>`
+          select relname as "table", n_live_tup::float8 as live, n_dead_tup::float8 as dead,
+                 seq_scan::float8 as "seqScans", seq_tup_read::float8 as "seqRowsRead",
+                 coalesce(idx_scan, 0)::float8 as "idxScans", coalesce(idx_tup_fetch, 0)::float8 as "idxRowsFetched",
+                 round(pg_total_relation_size(relid) / 1048576.0, 1)::float8 as "totalMiB"
+          from pg_stat_user_tables order by pg_total_relation_size(relid) desc limit 6`;
+        const settings = await sql<{ name: string; setting: string }[]>`
+          select name, setting from pg_settings
+          where name in ('autovacuum', 'plan_cache_mode', 'synchronous_commit', 'fsync', 'shared_buffers', 'max_wal_size', 'wal_level')`;
+        return { tables: [...tables], settings: Object.fromEntries(settings.map((r) => [r.name, r.setting])) };
+      } finally {
+        await sql.end();
+      }
+    };
+    return { apiUrl, roleUrls, pids, env, logDir, jobStates, dbStats, vacuumIfNoAutovacuum, stop };
   } catch (err) {
     await stop();
     throw err;

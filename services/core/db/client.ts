@@ -17,7 +17,14 @@ export function createSql(config: Config["database"], overrides: postgres.Option
     onnotice: () => {},
     connect_timeout: 5,
     backoff: (retries) => Math.min(0.05 * 2 ** retries, 2) * (0.5 + Math.random() / 2),
-    connection: { application_name: "evently" },
+    connection: {
+      application_name: "evently",
+      // Hot-path statements take arrays (unnest / any) whose sizes swing from 1 to thousands. A
+      // generic plan cached while the tables were small keeps scanning them whole once they grow,
+      // and stays cached wherever statistics lag (autovacuum off or slow). Planning each execution
+      // costs far less than one such scan.
+      plan_cache_mode: "force_custom_plan",
+    },
     ...overrides,
   });
 }

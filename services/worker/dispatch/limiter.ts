@@ -4,8 +4,8 @@
  *
  * A job that would wait long for its endpoint is not kept waiting: that would hold its AMQP message
  * and, in time, the consumer's whole prefetch window. "Long" is estimated from the endpoint's recent
- * response times: jobs queued × average duration / slots. A busy but fast endpoint keeps a deep
- * queue (thousands of jobs at a few ms each); a slow one is cut off after a few. `acquire` answers
+ * response times: jobs queued × average duration / slots, for endpoints averaging 250 ms or more. A
+ * busy but fast endpoint keeps a deep queue; a slow one is cut off after a few jobs. `acquire` answers
  * `defer` then, and the caller reschedules the job in Postgres instead.
  *
  * Waiters queue per endpoint; endpoints that have room but wait for the worker's total capacity
@@ -35,6 +35,9 @@ interface EndpointState {
 const SMOOTHING = 0.1;
 // A waiter is deferred for sure after this many expected waits (the endpoint slowed down after it queued).
 const HARD_WAIT_FACTOR = 5;
+// Only an endpoint this slow on average is cut off. A fast endpoint on a loaded machine also builds
+// a queue, but deferring its jobs would only add database work exactly when there is none to spare.
+const SLOW_ENDPOINT_MS = 250;
 
 export class DeliveryLimiter {
   private active = 0;
@@ -58,7 +61,7 @@ export class DeliveryLimiter {
       this.take(state);
       return Promise.resolve("run");
     }
-    if (this.saturated(state)) {
+    if (this.saturated(state) && state.averageMs >= SLOW_ENDPOINT_MS) {
       const expectedWaitMs = ((state.waiting.length + 1) * state.averageMs) / this.options.perEndpoint;
       if (expectedWaitMs > this.options.maxWaitMs) return Promise.resolve("defer");
     }
@@ -67,7 +70,7 @@ export class DeliveryLimiter {
         grant: resolve,
         timer: setTimeout(() => {
           // Waiting on the worker's total capacity is fair progress; only a stuck endpoint defers.
-          if (!this.saturated(state)) return;
+          if (!this.saturated(state) || state.averageMs < SLOW_ENDPOINT_MS) return;
           const i = state.waiting.indexOf(waiter);
           if (i < 0) return;
           state.waiting.splice(i, 1);

@@ -1,0 +1,176 @@
+import { readdirSync, readFileSync } from "node:fs";
+
+/**
+ * What the benchmark reads about the stack besides the sink: each role's Prometheus /metrics
+ * (per-stage timings as histogram means, counters), CPU time per process group from /proc, and the
+ * role processes' peak RSS. Linux only for /proc; elsewhere those parts come back empty.
+ */
+
+/** Series key ("name{labels}" without `le`) → value, for every _sum, _count and _total series. */
+export type MetricSnapshot = Record<string, number>;
+
+const LINE = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)/;
+
+export function parsePrometheus(text: string): MetricSnapshot {
+  const out: MetricSnapshot = {};
+  for (const line of text.split("\n")) {
+    if (line.startsWith("#")) continue;
+    const m = LINE.exec(line);
+    if (!m) continue;
+    const name = m[1]!;
+    if (!name.startsWith("evently_") || !/(_sum|_count|_total)$/.test(name)) continue;
+    const labels = (m[2] ?? "")
+      .replace(/^\{|\}$/g, "")
+      .split(/,(?=[a-zA-Z_]\w*=")/)
+      .filter((l) => l && !l.startsWith("le=") && !l.startsWith("otel_scope_"));
+    const value = Number(m[3]);
+    if (!Number.isFinite(value)) continue;
+    const key = labels.length ? `${name}{${labels.join(",")}}` : name;
+    out[key] = (out[key] ?? 0) + value;
+  }
+  return out;
+}
+
+export async function scrapeRoles(roleUrls: Record<string, string>): Promise<Record<string, MetricSnapshot>> {
+  const out: Record<string, MetricSnapshot> = {};
+  await Promise.all(
+    Object.entries(roleUrls).map(async ([role, url]) => {
+      try {
+        const res = await fetch(`${url}/metrics`);
+        out[role] = parsePrometheus(await res.text());
+      } catch {
+        out[role] = {};
+      }
+    }),
+  );
+  return out;
+}
+
+/** One stage of one role over a phase: a histogram (count, mean) or a counter (count only). */
+export interface StageStat {
+  role: string;
+  metric: string;
+  /** Observations (histogram) or increments (counter) during the phase. */
+  count: number;
+  /** Histogram mean over the phase (_sum/_count delta); milliseconds for *_seconds metrics. */
+  mean?: number;
+  unit?: "ms" | "";
+}
+
+/** Histograms and counters whose value changed between two scrapes of every role. */
+export function diffMetrics(before: Record<string, MetricSnapshot>, after: Record<string, MetricSnapshot>): StageStat[] {
+  const out: StageStat[] = [];
+  for (const [role, a] of Object.entries(after)) {
+    const b = before[role] ?? {};
+    const d = (k: string) => (a[k] ?? 0) - (b[k] ?? 0);
+    for (const key of Object.keys(a).sort()) {
+      const brace = key.indexOf("{");
+      const name = brace < 0 ? key : key.slice(0, brace);
+      const labels = brace < 0 ? "" : key.slice(brace);
+      if (name.endsWith("_count")) {
+        const base = name.slice(0, -"_count".length);
+        const count = d(key);
+        if (count <= 0) continue;
+        const sum = d(`${base}_sum${labels}`);
+        const seconds = base.endsWith("_seconds");
+        out.push({ role, metric: base + labels, count, mean: round((seconds ? sum * 1000 : sum) / count), unit: seconds ? "ms" : "" });
+      } else if (name.endsWith("_total")) {
+        const count = d(key);
+        if (count > 0) out.push({ role, metric: key, count });
+      }
+    }
+  }
+  return out;
+}
+
+const round = (v: number) => (Math.abs(v) >= 100 ? Math.round(v) : Math.round(v * 100) / 100);
+
+/** CPU seconds (user + system) per process group, and the machine's busy/total jiffies. */
+export interface CpuSample {
+  atMs: number;
+  groups: Record<string, number>;
+  machine: { busy: number; total: number };
+}
+
+const TICKS_PER_S = 100; // USER_HZ: 100 on every Linux this runs on.
+
+/**
+ * Groups: the role pids given, "bench" (this process), postgres, rabbitmq (beam.smp), other. With
+ * `database`, Postgres backends serving another database (e.g. a test suite running meanwhile) count
+ * as "other"; Postgres's background processes (WAL writer, checkpointer…) as "postgres bg".
+ */
+export function sampleCpu(rolePids: Record<string, number>, database?: string): CpuSample {
+  const groups: Record<string, number> = {};
+  const byPid = new Map<number, string>(Object.entries(rolePids).map(([r, p]) => [p, r]));
+  byPid.set(process.pid, "bench");
+  let entries: string[] = [];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return { atMs: Date.now(), groups, machine: { busy: 0, total: 0 } };
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${e}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    const close = stat.lastIndexOf(")");
+    const comm = stat.slice(stat.indexOf("(") + 1, close);
+    const fields = stat.slice(close + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14, 15)
+    const pid = Number(e);
+    let group = byPid.get(pid) ?? (comm === "postgres" ? "postgres" : comm.startsWith("beam") ? "rabbitmq" : "other");
+    if (group === "postgres" && database) {
+      let title = "";
+      try {
+        title = readFileSync(`/proc/${e}/cmdline`, "utf8");
+      } catch {}
+      // A backend's title is "postgres: 15/main: <user> <database> <host>(<port>) <state>".
+      if (/\d\)/.test(title) && !title.includes(` ${database} `)) group = "other";
+      else if (!/\d\)/.test(title)) group = "postgres bg";
+    }
+    groups[group] = (groups[group] ?? 0) + ticks / TICKS_PER_S;
+  }
+  let machine = { busy: 0, total: 0 };
+  try {
+    const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = cpu.reduce((s, v) => s + v, 0);
+    const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0);
+    machine = { busy: total - idle, total };
+  } catch {}
+  return { atMs: Date.now(), groups, machine };
+}
+
+/**
+ * Cores used per group between two samples (1.0 = one core busy the whole time), plus the machine's
+ * busy share. Processes that started or exited in between are counted only for the part seen, so
+ * "other" (e.g. short-lived test processes) is a lower bound.
+ */
+export function cpuBetween(a: CpuSample, b: CpuSample): { cores: Record<string, number>; machineBusyPct: number } {
+  const seconds = (b.atMs - a.atMs) / 1000;
+  const cores: Record<string, number> = {};
+  if (seconds <= 0) return { cores, machineBusyPct: 0 };
+  for (const [g, v] of Object.entries(b.groups)) {
+    const delta = v - (a.groups[g] ?? 0);
+    if (delta > 0) cores[g] = Math.round((delta / seconds) * 100) / 100;
+  }
+  const total = b.machine.total - a.machine.total;
+  return { cores, machineBusyPct: total > 0 ? Math.round(((b.machine.busy - a.machine.busy) / total) * 100) : 0 };
+}
+
+/** VmHWM (peak resident set) and VmRSS of a process, in MiB; undefined when unreadable. */
+export function memoryOf(pid: number): { peakRssMiB: number; rssMiB: number } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
+    const hwm = kb("VmHWM");
+    const rss = kb("VmRSS");
+    if (!Number.isFinite(hwm)) return undefined;
+    return { peakRssMiB: Math.round((hwm / 1024) * 10) / 10, rssMiB: Math.round((rss / 1024) * 10) / 10 };
+  } catch {
+    return undefined;
+  }
+}
