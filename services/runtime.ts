@@ -112,6 +112,7 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
       allowPrivateNetworks: d.DELIVERY_ALLOW_PRIVATE_NETWORKS,
       maxResponseBytes: d.DELIVERY_MAX_RESPONSE_BYTES,
       claimBatch: d.RECORD_BATCH_MAX,
+      leaseMarginMs: d.WORKER_LEASE_MARGIN_MS,
       retry: { scheduleMs: parseDurations(d.RETRY_SCHEDULE), jitter: d.RETRY_JITTER, maxRetryAfterMs: 24 * 3_600_000 },
     }, log);
     const consumer = new WorkQueueConsumer(broker, topology, pipeline, d.WORKER_PREFETCH, log);

@@ -84,6 +84,9 @@ export const deliverySchema = z.object({
   WORKER_MAX_IN_FLIGHT_PER_ENDPOINT: int(32, 1, 10_000).describe(
     "HTTP deliveries in flight to one endpoint; the rest wait without holding up other endpoints.",
   ),
+  WORKER_LEASE_MARGIN_MS: int(60_000, 1000, 3_600_000).describe(
+    "A worker's claim on a job lasts the endpoint's timeout plus this; if the worker dies, the dispatcher redelivers the job after it.",
+  ),
   DELIVERY_TIMEOUT_MS: int(15_000, 100, 300_000).describe("Default per-attempt timeout for endpoints that set none."),
   DELIVERY_MAX_RESPONSE_BYTES: int(4096, 0, 1_048_576).describe("Response body bytes kept on each attempt."),
   DELIVERY_ALLOW_PRIVATE_NETWORKS: bool(false).describe(

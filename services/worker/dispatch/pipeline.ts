@@ -21,11 +21,11 @@ export interface PipelineOptions {
   allowPrivateNetworks: boolean;
   maxResponseBytes: number;
   claimBatch: number;
+  /** Added to the endpoint's timeout to make a claim's lease (crash recovery time). */
+  leaseMarginMs: number;
   retry: RetryPolicy;
 }
 
-/** Margin on top of an endpoint's timeout before a claim lapses and the job is recovered. */
-const LEASE_MARGIN_MS = 60_000;
 const USER_AGENT = "Evently-Webhooks/0.1";
 // Header values that may carry credentials are kept out of the attempt log.
 const SENSITIVE_HEADER = /authorization|cookie|token|secret|api[-_]?key|password|signature/i;
@@ -65,7 +65,7 @@ export class DeliveryPipeline {
     // No endpoint row: it was deleted, and its jobs with it. Nothing to deliver or record.
     if (!target) return;
     const timeoutMs = target.timeoutMs ?? this.options.defaultTimeoutMs;
-    const claimed = await this.claims.add({ jobId: job.jobId, attempt: job.attempt, leaseMs: timeoutMs + LEASE_MARGIN_MS });
+    const claimed = await this.claims.add({ jobId: job.jobId, attempt: job.attempt, leaseMs: timeoutMs + this.options.leaseMarginMs });
     if (!claimed) {
       m.duplicateJobs.add(1);
       return;
