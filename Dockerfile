@@ -15,12 +15,14 @@
 ARG NODE_VERSION=20
 ARG DEBIAN_RELEASE=bookworm
 
-# --- manifests: only the package manifests, so the npm layer is rebuilt only when they change ----
+# --- manifests: only the package manifests (and the postinstall patch script they run), so the npm
+# layer is rebuilt only when they change ----
 FROM node:${NODE_VERSION}-${DEBIAN_RELEASE}-slim AS manifests
 WORKDIR /src
 COPY . .
 RUN mkdir -p /manifests \
  && cp package.json package-lock.json /manifests/ \
+ && cp --parents services/core/db/patch-postgres.mjs /manifests/ \
  && find . -name package.json -not -path './package.json' -not -path '*/node_modules/*' \
       -exec cp --parents {} /manifests/ \;
 
