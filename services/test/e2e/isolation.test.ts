@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import type { RunningRoles } from "../../services/runtime.ts";
+import type { RunningRoles } from "../../runtime.ts";
 import { pollUntil } from "../support/poll.ts";
 import { startReceiver, type Receiver } from "../support/receiver.ts";
 import { createTestStack, type TestStack } from "../support/stack.ts";

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { insertAttempts, type AttemptRow } from "../../services/core/attempts/sql.ts";
-import { newId } from "../../services/core/ids.ts";
-import { applyOutcomes } from "../../services/core/jobs/sql.ts";
+import { insertAttempts, type AttemptRow } from "../../core/attempts/sql.ts";
+import { newId } from "../../core/ids.ts";
+import { applyOutcomes } from "../../core/jobs/sql.ts";
 import { hookUrl, startApi, type TestApi } from "./harness.ts";
 
 let api: TestApi;

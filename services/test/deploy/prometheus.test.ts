@@ -3,8 +3,8 @@
  * every alert is unit-tested and documented, and every rule selects only series Evently exposes.
  */
 import { describe, expect, test } from "bun:test";
-import { METRIC } from "../../services/core/telemetry/names.ts";
-import { httpSchema } from "../../services/core/config/schema.ts";
+import { METRIC } from "../../core/telemetry/names.ts";
+import { httpSchema } from "../../core/config/schema.ts";
 import { exposedSeries, osTool, promqlMetrics, readText, repo, run } from "./support.ts";
 
 type Obj = Record<string, any>;

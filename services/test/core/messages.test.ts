@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { decodeDeliveryMessage, deliveryMessageSchema, encodeDeliveryMessage, envelopeBody } from "../../services/core/queue/messages.ts";
+import { decodeDeliveryMessage, deliveryMessageSchema, encodeDeliveryMessage, envelopeBody } from "../../core/queue/messages.ts";
 
 const job = { jobId: "job_1", eventId: "evt_1", endpointId: "ep_1", attempt: 0, createdAt: 1, body: "{}" };
 

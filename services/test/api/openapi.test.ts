@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { apiRoutes } from "../../services/api/app.ts";
-import { GroupCommitter } from "../../services/api/modules/events/group-commit.ts";
-import type { ApiRoute } from "../../services/api/routing/route.ts";
-import { insertAttempts } from "../../services/core/attempts/sql.ts";
-import { newId } from "../../services/core/ids.ts";
-import { applyOutcomes } from "../../services/core/jobs/sql.ts";
+import { apiRoutes } from "../../api/app.ts";
+import { GroupCommitter } from "../../api/modules/events/group-commit.ts";
+import type { ApiRoute } from "../../api/routing/route.ts";
+import { insertAttempts } from "../../core/attempts/sql.ts";
+import { newId } from "../../core/ids.ts";
+import { applyOutcomes } from "../../core/jobs/sql.ts";
 import { hookUrl, startApi, type TestApi } from "./harness.ts";
 
 type Doc = {

@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import path from "node:path";
 import ts from "typescript";
-import { METRIC } from "../../services/core/telemetry/names.ts";
+import { METRIC } from "../../core/telemetry/names.ts";
 import { exposedSeries, promqlMetrics, readText } from "./support.ts";
 
 type Obj = Record<string, any>;

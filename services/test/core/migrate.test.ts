@@ -1,6 +1,6 @@
 import { afterAll, expect, test } from "bun:test";
 import postgres from "postgres";
-import { migrate } from "../../services/core/db/migrate.ts";
+import { migrate } from "../../core/db/migrate.ts";
 
 const name = `evently_migrate_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
 const url = `postgres://postgres@127.0.0.1:5432/${name}`;

@@ -1,14 +1,14 @@
 /**
- * Shared helpers for the deployment-artefact tests (test/deploy/*.test.ts). No network: external
+ * Shared helpers for the deployment-artefact tests (services/test/deploy/*.test.ts). No network: external
  * tools are run against files in the repository and temp directories under os.tmpdir().
  */
 import { test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { configSchemas } from "../../services/core/config/schema.ts";
+import { configSchemas } from "../../core/config/schema.ts";
 
-export const ROOT = path.resolve(import.meta.dir, "../..");
+export const ROOT = path.resolve(import.meta.dir, "../../..");
 export const repo = (...parts: string[]) => path.join(ROOT, ...parts);
 export const readText = (...parts: string[]) => Bun.file(repo(...parts)).text();
 

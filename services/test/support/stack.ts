@@ -1,8 +1,8 @@
 import amqp from "amqplib";
-import { loadConfig, type Config } from "../../services/core/config/index.ts";
-import { createSql, type Sql } from "../../services/core/db/client.ts";
-import { deleteTopology } from "../../services/core/queue/topology.ts";
-import { startRoles, type Role, type RunningRoles } from "../../services/runtime.ts";
+import { loadConfig, type Config } from "../../core/config/index.ts";
+import { createSql, type Sql } from "../../core/db/client.ts";
+import { deleteTopology } from "../../core/queue/topology.ts";
+import { startRoles, type Role, type RunningRoles } from "../../runtime.ts";
 import { createTestDatabase, type TestDatabase } from "./database.ts";
 
 /**

@@ -1,5 +1,5 @@
 import postgres from "postgres";
-import { migrate } from "../../services/core/db/migrate.ts";
+import { migrate } from "../../core/db/migrate.ts";
 
 /**
  * Test databases: one template migrated per run, then one clone per test file (CREATE DATABASE …

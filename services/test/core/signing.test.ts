@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import { Webhook } from "standardwebhooks";
-import { generateSecret, secretKey, sign, verify } from "../../services/core/signing/index.ts";
+import { generateSecret, secretKey, sign, verify } from "../../core/signing/index.ts";
 
 test("signatures verify with the standardwebhooks reference implementation", () => {
   const secret = generateSecret();

@@ -1,8 +1,8 @@
-import { createApp } from "../../services/api/app.ts";
-import { GroupCommitter } from "../../services/api/modules/events/group-commit.ts";
-import { loadConfig, type Config } from "../../services/core/config/index.ts";
-import { createSql, type Sql } from "../../services/core/db/client.ts";
-import type { Logger } from "../../services/core/log.ts";
+import { createApp } from "../../api/app.ts";
+import { GroupCommitter } from "../../api/modules/events/group-commit.ts";
+import { loadConfig, type Config } from "../../core/config/index.ts";
+import { createSql, type Sql } from "../../core/db/client.ts";
+import type { Logger } from "../../core/log.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 
 /** An API over a database of its own, driven through `app.handle` (no port). */

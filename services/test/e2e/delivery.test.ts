@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Webhook } from "standardwebhooks";
-import type { RunningRoles } from "../../services/runtime.ts";
+import type { RunningRoles } from "../../runtime.ts";
 import { pollUntil } from "../support/poll.ts";
 import { startReceiver, type Receiver } from "../support/receiver.ts";
 import { createTestStack, type TestStack } from "../support/stack.ts";

@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import amqp from "amqplib";
-import { createApp } from "../../services/api/app.ts";
-import { GroupCommitter } from "../../services/api/modules/events/group-commit.ts";
-import { createOpsApp } from "../../services/api/plugins/ops.ts";
-import { loadConfig } from "../../services/core/config/index.ts";
-import { createSql, type Sql } from "../../services/core/db/client.ts";
-import { createLogger, type Logger } from "../../services/core/log.ts";
-import { startTelemetry, type Telemetry } from "../../services/core/telemetry/setup.ts";
+import { createApp } from "../../api/app.ts";
+import { GroupCommitter } from "../../api/modules/events/group-commit.ts";
+import { createOpsApp } from "../../api/plugins/ops.ts";
+import { loadConfig } from "../../core/config/index.ts";
+import { createSql, type Sql } from "../../core/db/client.ts";
+import { createLogger, type Logger } from "../../core/log.ts";
+import { startTelemetry, type Telemetry } from "../../core/telemetry/setup.ts";
 import { hookUrl, postgresReadiness, send, startApi, type TestApi } from "./harness.ts";
 
 const API_KEY = "test-api-key-0123456789";

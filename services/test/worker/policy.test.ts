@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { DeliveryLimiter } from "../../services/worker/dispatch/limiter.ts";
-import { isPrivateAddress, checkHost } from "../../services/worker/http/ssrf.ts";
-import { classifyError } from "../../services/worker/http/send.ts";
-import { nextStep, parseRetryAfter } from "../../services/worker/retry/policy.ts";
+import { DeliveryLimiter } from "../../worker/dispatch/limiter.ts";
+import { isPrivateAddress, checkHost } from "../../worker/http/ssrf.ts";
+import { classifyError } from "../../worker/http/send.ts";
+import { nextStep, parseRetryAfter } from "../../worker/retry/policy.ts";
 
 const policy = { scheduleMs: [1000, 60_000], jitter: 0.2, maxRetryAfterMs: 3_600_000 };
 const now = new Date("2026-01-01T00:00:00Z");

@@ -1,11 +1,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { Webhook } from "standardwebhooks";
-import { generateSecret } from "../services/core/signing/index.ts";
-import { LogHistogram } from "../loadtest/sink/histogram.ts";
-import { startSink, type Sink } from "../loadtest/sink/server.ts";
-import { RotatingMap } from "../loadtest/sink/state.ts";
-import { runClosedLoop, runOpenLoop } from "../loadtest/bench/generator.ts";
-import { envelopeTimestampMs } from "../loadtest/sink/verify.ts";
+import { generateSecret } from "../core/signing/index.ts";
+import { LogHistogram } from "../../loadtest/sink/histogram.ts";
+import { startSink, type Sink } from "../../loadtest/sink/server.ts";
+import { RotatingMap } from "../../loadtest/sink/state.ts";
+import { runClosedLoop, runOpenLoop } from "../../loadtest/bench/generator.ts";
+import { envelopeTimestampMs } from "../../loadtest/sink/verify.ts";
 
 // Deliveries are signed with the standardwebhooks reference package, not with Evently's own signer,
 // so a bug shared by the signer and the sink's verifier cannot make these tests pass.

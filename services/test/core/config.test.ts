@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { ConfigError, loadConfig, parseDurations } from "../../services/core/config/index.ts";
-import { renderConfigTable } from "../../services/core/config/table.ts";
+import { ConfigError, loadConfig, parseDurations } from "../../core/config/index.ts";
+import { renderConfigTable } from "../../core/config/table.ts";
 
 describe("config", () => {
   test("defaults work on a machine with local Postgres and RabbitMQ", () => {
@@ -40,7 +40,7 @@ describe("config", () => {
   });
 
   test("the README's configuration table is the one the schemas render", async () => {
-    const readme = await Bun.file(new URL("../../README.md", import.meta.url)).text();
+    const readme = await Bun.file(new URL("../../../README.md", import.meta.url)).text();
     const start = readme.indexOf("<!-- config-table:start -->");
     const end = readme.indexOf("<!-- config-table:end -->");
     expect(start).toBeGreaterThan(-1);
