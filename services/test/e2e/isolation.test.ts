@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { RunningRoles } from "../../runtime.ts";
 import { pollUntil } from "../support/poll.ts";
-import { startReceiver, type Receiver } from "../support/receiver.ts";
+import { stall, startReceiver, type Receiver } from "../support/receiver.ts";
 import { createTestStack, type TestStack } from "../support/stack.ts";
 
 let stack: TestStack;
@@ -29,10 +29,7 @@ afterAll(async () => {
 test("an endpoint sleeping past its timeout does not hold up deliveries to ten healthy ones", async () => {
   receiver.respond("/slow", async (req) => {
     // Sleeps past the endpoint's 500 ms timeout; the worker hangs up first.
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 2000);
-      req.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()));
-    });
+    await stall(req, 2000);
     return new Response("late");
   });
   const slow = await stack.api(app, "POST", "/endpoints", { url: `${receiver.url}/slow`, timeoutMs: 500 });

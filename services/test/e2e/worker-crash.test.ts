@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { pollUntil } from "../support/poll.ts";
-import { startReceiver, type Receiver } from "../support/receiver.ts";
+import { stall, startReceiver, type Receiver } from "../support/receiver.ts";
 import { createTestStack, type TestStack } from "../support/stack.ts";
 
 let stack: TestStack;
@@ -23,11 +23,7 @@ test("jobs a worker was delivering when it was killed are delivered by the next 
   let workerKilled = false;
   // While the first worker lives, the receiver holds every request open; afterwards it answers.
   receiver.respond("/crash", async (req) => {
-    if (!workerKilled)
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 10_000);
-        req.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()));
-      });
+    if (!workerKilled) await stall(req, 10_000);
     return new Response("ok");
   });
   const ep = await stack.api(api, "POST", "/endpoints", { url: `${receiver.url}/crash`, timeoutMs: 3000 });

@@ -52,3 +52,11 @@ export function startReceiver(): Receiver {
     },
   };
 }
+
+/** Waits `ms`, or less if the sender hangs up first: a receiver slower than the sender's timeout. */
+export function stall(req: ReceivedRequest, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    req.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()));
+  });
+}
