@@ -49,10 +49,6 @@ export function attemptsInsert(sql: Sql | TxSql, rows: AttemptRow[]) {
     on conflict (id) do nothing`;
 }
 
-export async function insertAttempts(sql: Sql | TxSql, rows: AttemptRow[]): Promise<void> {
-  if (rows.length > 0) await attemptsInsert(sql, rows);
-}
-
 // ---- Reads for the API (the statements above are the delivery path) ----
 
 // request_headers is read as text and parsed here, so header names come back exactly as sent.

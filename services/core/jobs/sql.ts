@@ -54,6 +54,7 @@ export async function leaseDue(sql: Sql, limit: number, leaseUntil: Date): Promi
  */
 export async function markQueued(sql: Sql, jobIds: string[], leaseUntil: Date | null): Promise<void> {
   if (jobIds.length === 0) return;
+  // The condition is checked where the rows are locked: a locked row cannot change before the update.
   await sql`
     with locked as (
       select id from jobs
@@ -62,9 +63,7 @@ export async function markQueued(sql: Sql, jobIds: string[], leaseUntil: Date | 
       order by id for update
     )
     update jobs j set status = 'queued', next_attempt_at = null, updated_at = now()
-    from locked
-    where j.id = locked.id
-      and ${leaseUntil === null ? sql`j.status = 'pending'` : sql`j.status in ('pending', 'scheduled') and j.next_attempt_at = ${leaseUntil}`}`;
+    from locked where j.id = locked.id`;
 }
 
 export interface ClaimRequest {
@@ -108,7 +107,7 @@ export async function deferJobs(sql: Sql, jobIds: string[], delayMs: number): Pr
       select id from jobs where id = any (${jobIds}::text[]) and status = 'delivering' order by id for update
     )
     update jobs j set status = 'scheduled', next_attempt_at = now() + ${delayMs} * interval '1 millisecond', updated_at = now()
-    from locked where j.id = locked.id and j.status = 'delivering'`;
+    from locked where j.id = locked.id`;
 }
 
 export interface JobOutcome {
@@ -150,11 +149,6 @@ export async function recordOutcomes(sql: Sql | TxSql, attempts: AttemptRow[], o
         updated_at = now()
     from o, locked
     where j.id = o.id and locked.id = j.id`;
-}
-
-/** Applies outcomes without attempts (tests and manual repairs). */
-export function applyOutcomes(sql: Sql | TxSql, outcomes: JobOutcome[]): Promise<void> {
-  return recordOutcomes(sql, [], outcomes);
 }
 
 // ---- Reads and manual actions for the API (appended; the statements above are the delivery path) ----

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { insertAttempts, type AttemptRow } from "../../core/attempts/sql.ts";
+import type { AttemptRow } from "../../core/attempts/sql.ts";
 import { newId } from "../../core/ids.ts";
-import { applyOutcomes } from "../../core/jobs/sql.ts";
+import { recordOutcomes } from "../../core/jobs/sql.ts";
 import { hookUrl, startApi, type TestApi } from "./harness.ts";
 
 let api: TestApi;
@@ -29,13 +29,13 @@ beforeAll(async () => {
   await recordAttempt(jobs.paidA, paid.body.id, endpointA, 1, { status: 500, body: "oops", errorClass: "http_status", at: t0 + 1 });
   await recordAttempt(jobs.paidA, paid.body.id, endpointA, 2, { status: 204, body: "", at: t0 + 2 });
   await recordAttempt(jobs.paidB, paid.body.id, endpointB, 0, { status: 410, body: "gone", errorClass: "http_status", at: t0 + 3 });
-  await applyOutcomes(api.sql, [
+  await recordOutcomes(api.sql, [], [
     { jobId: jobs.paidA, status: "scheduled", attemptNumber: 1, nextAttemptAt: new Date(t0 + 5000), attemptedAt: new Date(t0) },
   ]);
-  await applyOutcomes(api.sql, [
+  await recordOutcomes(api.sql, [], [
     { jobId: jobs.paidA, status: "scheduled", attemptNumber: 2, nextAttemptAt: new Date(t0 + 5000), attemptedAt: new Date(t0 + 1) },
   ]);
-  await applyOutcomes(api.sql, [
+  await recordOutcomes(api.sql, [], [
     { jobId: jobs.paidA, status: "delivered", attemptNumber: 3, nextAttemptAt: null, attemptedAt: new Date(t0 + 2) },
     { jobId: jobs.paidB, status: "failed", attemptNumber: 1, nextAttemptAt: null, attemptedAt: new Date(t0 + 3) },
   ]);
@@ -51,7 +51,7 @@ async function recordAttempt(
   attemptNumber: number,
   o: { status?: number; body?: string; errorClass?: AttemptRow["errorClass"]; errorDetail?: string; at: number },
 ) {
-  await insertAttempts(api.sql, [
+  await recordOutcomes(api.sql, [
     {
       id: newId("attempt", o.at),
       jobId,
@@ -67,7 +67,7 @@ async function recordAttempt(
       errorDetail: o.errorDetail ?? null,
       createdAt: new Date(o.at),
     },
-  ]);
+  ], []);
 }
 
 const ids = (body: { data: { id: string }[] }) => body.data.map((x) => x.id);

@@ -2,9 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { apiRoutes } from "../../api/app.ts";
 import { GroupCommitter } from "../../api/modules/events/group-commit.ts";
 import type { ApiRoute } from "../../api/routing/route.ts";
-import { insertAttempts } from "../../core/attempts/sql.ts";
 import { newId } from "../../core/ids.ts";
-import { applyOutcomes } from "../../core/jobs/sql.ts";
+import { recordOutcomes } from "../../core/jobs/sql.ts";
 import { hookUrl, startApi, type TestApi } from "./harness.ts";
 
 type Doc = {
@@ -108,14 +107,14 @@ describe("responses match their documented schemas", () => {
     const route = await api.request("POST", "/routes", { body: { endpointId: endpoint.body.id, eventType: "doc.x" } });
     const event = await api.request("POST", "/events", { body: { type: "doc.x", data: { a: 1 } } });
     const jobId = event.body.jobs[0].id;
-    await insertAttempts(api.sql, [
+    await recordOutcomes(api.sql, [
       {
         id: newId("attempt"), jobId, eventId: event.body.id, endpointId: endpoint.body.id, attemptNumber: 0,
         url: "https://x.example", requestHeaders: { "webhook-id": event.body.id }, responseStatus: 500,
         responseBody: "no", durationMs: 5, errorClass: "http_status", errorDetail: "HTTP 500", createdAt: new Date(),
       },
-    ]);
-    await applyOutcomes(api.sql, [{ jobId, status: "failed", attemptNumber: 1, nextAttemptAt: null, attemptedAt: new Date() }]);
+    ], []);
+    await recordOutcomes(api.sql, [], [{ jobId, status: "failed", attemptNumber: 1, nextAttemptAt: null, attemptedAt: new Date() }]);
     const calls: [string, string, string, unknown?][] = [
       ["getHealth", "GET", "/health"],
       ["getReadiness", "GET", "/ready"],

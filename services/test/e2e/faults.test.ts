@@ -20,11 +20,7 @@ afterAll(async () => {
   await receiver.stop();
 });
 
-async function setup(path: string, type: string) {
-  const ep = await stack.api(app, "POST", "/endpoints", { url: `${receiver.url}${path}` });
-  await stack.api(app, "POST", "/routes", { endpointId: ep.body.id, eventType: type });
-  return ep.body.id as string;
-}
+const setup = (path: string, type: string) => stack.subscribe(app, `${receiver.url}${path}`, type);
 
 /** Posts `count` events in waves while `fault` runs part-way through; returns the accepted ids. */
 async function publishThrough(type: string, count: number, fault: () => Promise<void>): Promise<Set<string>> {

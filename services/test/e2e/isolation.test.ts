@@ -32,14 +32,8 @@ test("an endpoint sleeping past its timeout does not hold up deliveries to ten h
     await stall(req, 2000);
     return new Response("late");
   });
-  const slow = await stack.api(app, "POST", "/endpoints", { url: `${receiver.url}/slow`, timeoutMs: 500 });
-  await stack.api(app, "POST", "/routes", { endpointId: slow.body.id, eventType: "slow.*" });
-  const healthy: string[] = [];
-  for (let i = 0; i < 10; i++) {
-    const ep = await stack.api(app, "POST", "/endpoints", { url: `${receiver.url}/healthy-${i}` });
-    await stack.api(app, "POST", "/routes", { endpointId: ep.body.id, eventType: "fast.*" });
-    healthy.push(ep.body.id);
-  }
+  const slow = await stack.subscribe(app, `${receiver.url}/slow`, "slow.*", { timeoutMs: 500 });
+  for (let i = 0; i < 10; i++) await stack.subscribe(app, `${receiver.url}/healthy-${i}`, "fast.*");
 
   // Slow and healthy events interleaved in one batch, so they share commits and AMQP messages.
   const events = Array.from({ length: 60 }, (_, i) =>
@@ -55,7 +49,7 @@ test("an endpoint sleeping past its timeout does not hold up deliveries to ten h
   });
   // By the time every healthy endpoint has all its events, the slow endpoint (20 jobs, 3 at a
   // time, 500 ms each) cannot have finished: healthy traffic did not queue behind it.
-  const slowAttempts = await stack.sql`select count(*)::int as n from attempts where endpoint_id = ${slow.body.id}`;
+  const slowAttempts = await stack.sql`select count(*)::int as n from attempts where endpoint_id = ${slow.id}`;
   expect(slowAttempts[0]!.n).toBeLessThan(20);
   for (let i = 0; i < 10; i++) expect(receiver.on(`/healthy-${i}`)).toHaveLength(40);
   // Each of the slow endpoint's 3 slots starts a request at most once per 500 ms timeout, so no
@@ -69,7 +63,7 @@ test("an endpoint sleeping past its timeout does not hold up deliveries to ten h
   // And the slow endpoint's jobs are not lost: each gets its timed-out attempt recorded.
   const timedOut = await pollUntil(async () => {
     const rows = await stack.sql`
-      select error_class from attempts where endpoint_id = ${slow.body.id}`;
+      select error_class from attempts where endpoint_id = ${slow.id}`;
     return rows.length >= 20 && rows;
   }, { what: "slow attempts recorded", timeoutMs: 30_000 });
   expect(new Set(timedOut.map((r) => r.errorClass))).toEqual(new Set(["timeout"]));

@@ -28,15 +28,14 @@ test("an event committed but never published (the publisher died) is still deliv
   // An API whose broker is unreachable: it commits and answers 202, but its fast-path publish
   // cannot happen — the state a crash between commit and publish leaves behind.
   const api = await stack.start("api", { AMQP_URL: "amqp://guest:guest@127.0.0.1:1" });
-  const ep = await stack.api(api, "POST", "/endpoints", { url: `${receiver.url}/orphan` });
-  await stack.api(api, "POST", "/routes", { endpointId: ep.body.id, eventType: "orphan.event" });
+  const ep = await stack.subscribe(api, `${receiver.url}/orphan`, "orphan.event");
   const accepted = await Promise.all(
     Array.from({ length: 20 }, (_, i) => stack.api(api, "POST", "/events", { type: "orphan.event", data: { i } })),
   );
   expect(accepted.map((r) => r.status)).toEqual(Array(20).fill(202));
   await api.stop();
 
-  const pending = await stack.sql`select status from jobs where endpoint_id = ${ep.body.id}`;
+  const pending = await stack.sql`select status from jobs where endpoint_id = ${ep.id}`;
   expect(pending.map((r) => r.status)).toEqual(Array(20).fill("pending"));
   expect(receiver.on("/orphan")).toHaveLength(0);
 
@@ -45,7 +44,7 @@ test("an event committed but never published (the publisher died) is still deliv
   const worker = await stack.start("worker");
   await pollUntil(() => receiver.on("/orphan").length >= 20, { what: "orphaned events delivered", timeoutMs: 15_000 });
   const delivered = await pollUntil(async () => {
-    const rows = await stack.sql`select status from jobs where endpoint_id = ${ep.body.id} and status = 'delivered'`;
+    const rows = await stack.sql`select status from jobs where endpoint_id = ${ep.id} and status = 'delivered'`;
     return rows.length === 20 && rows;
   }, { what: "jobs delivered" });
   expect(delivered).toHaveLength(20);
@@ -57,8 +56,7 @@ test("an event committed but never published (the publisher died) is still deliv
 
 test("a job published twice is delivered once", async () => {
   const api = await stack.start("api", { AMQP_URL: "amqp://guest:guest@127.0.0.1:1" });
-  const ep = await stack.api(api, "POST", "/endpoints", { url: `${receiver.url}/twice` });
-  await stack.api(api, "POST", "/routes", { endpointId: ep.body.id, eventType: "twice.event" });
+  await stack.subscribe(api, `${receiver.url}/twice`, "twice.event");
   const event = await stack.api(api, "POST", "/events", { type: "twice.event", data: { once: true } });
   expect(event.status).toBe(202);
   await api.stop();

@@ -26,8 +26,7 @@ test("jobs a worker was delivering when it was killed are delivered by the next 
     if (!workerKilled) await stall(req, 10_000);
     return new Response("ok");
   });
-  const ep = await stack.api(api, "POST", "/endpoints", { url: `${receiver.url}/crash`, timeoutMs: 3000 });
-  await stack.api(api, "POST", "/routes", { endpointId: ep.body.id, eventType: "crash.*" });
+  await stack.subscribe(api, `${receiver.url}/crash`, "crash.*", { timeoutMs: 3000 });
 
   const worker = Bun.spawn([process.execPath, "services/main.ts", "worker"], {
     env: { ...process.env, ...stack.env },

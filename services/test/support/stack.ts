@@ -15,6 +15,8 @@ export interface TestStack {
   env: Record<string, string>;
   config(overrides?: Record<string, string>): Config;
   start(role: Role, overrides?: Record<string, string>): Promise<RunningRoles>;
+  /** Creates an endpoint for `url` with a route for `eventType`; returns the endpoint. */
+  subscribe(running: RunningRoles, url: string, eventType: string, endpoint?: Record<string, unknown>): Promise<{ id: string; secret: string }>;
   /** Sends a JSON request to a running API. */
   api(running: RunningRoles, method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
   stop(): Promise<void>;
@@ -37,6 +39,15 @@ export async function createTestStack(env: Record<string, string> = {}): Promise
   const sql = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 2 });
   const running: RunningRoles[] = [];
   const config = (overrides: Record<string, string> = {}) => loadConfig({ ...baseEnv, ...overrides });
+  const api: TestStack["api"] = async (r, method, path, body, headers = {}) => {
+    const response = await fetch(`${r.url}${path}`, {
+      method,
+      headers: { "content-type": "application/json", ...headers },
+      body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text ? JSON.parse(text) : null, headers: response.headers };
+  };
   return {
     db,
     sql,
@@ -47,15 +58,14 @@ export async function createTestStack(env: Record<string, string> = {}): Promise
       running.push(r);
       return r;
     },
-    async api(r, method, path, body, headers = {}) {
-      const response = await fetch(`${r.url}${path}`, {
-        method,
-        headers: { "content-type": "application/json", ...headers },
-        body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
-      });
-      const text = await response.text();
-      return { status: response.status, body: text ? JSON.parse(text) : null, headers: response.headers };
+    async subscribe(r, url, eventType, endpoint = {}) {
+      const created = await api(r, "POST", "/endpoints", { url, ...endpoint });
+      if (created.status !== 201) throw new Error(`POST /endpoints: ${created.status} ${JSON.stringify(created.body)}`);
+      const route = await api(r, "POST", "/routes", { endpointId: created.body.id, eventType });
+      if (route.status !== 201) throw new Error(`POST /routes: ${route.status} ${JSON.stringify(route.body)}`);
+      return created.body;
     },
+    api,
     async stop() {
       for (const r of running.reverse()) await r.stop();
       await sql.end();
