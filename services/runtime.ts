@@ -4,7 +4,8 @@ import { createOpsApp } from "./api/plugins/ops.ts";
 import { parseDurations, type Config } from "./core/config/index.ts";
 import { createSql } from "./core/db/client.ts";
 import { createLogger, type Logger } from "./core/log.ts";
-import { publishFromOutbox } from "./core/outbox/publish.ts";
+import { publishJobs } from "./core/outbox/publish.ts";
+import { clearPublished } from "./core/outbox/sql.ts";
 import { BrokerConnection } from "./core/queue/connection.ts";
 import { envelopeBody } from "./core/queue/messages.ts";
 import { ConfirmPublisher } from "./core/queue/publisher.ts";
@@ -72,11 +73,13 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
           return jobs.map((j) => ({ jobId: j.id, eventId: row.id, endpointId: j.endpointId, attempt: 0, createdAt: row.createdAt.getTime(), body }));
         });
         if (jobs.length === 0 || !publisher!.ready) return;
-        const work = publishFromOutbox(sql, publisher!, jobs, {
+        const work = publishJobs(publisher!, jobs, {
           queueCount: config.amqp.AMQP_WORK_QUEUES,
           jobsPerMessage: config.dispatch.DISPATCH_JOBS_PER_MESSAGE,
           path: "fast",
-        }).catch((err) => log.debug("fast-path publish failed; the sweeper will publish", { error: (err as Error).message }));
+        })
+          .then(() => clearPublished(sql, jobs.map((j) => j.jobId)))
+          .catch((err) => log.debug("fast-path publish failed; the sweeper will publish", { error: (err as Error).message }));
         fastPublishes.add(work);
         void work.finally(() => fastPublishes.delete(work));
       },

@@ -32,8 +32,9 @@ export function matchingPatterns(type: string): string[] {
 
 /**
  * Inserts a batch of events and, in the same statement, one job per (event, enabled endpoint with a
- * matching route). Events whose idempotency key already exists are skipped, and get no jobs; so
- * are events whose id exists, which happens only when a retried transaction had in fact committed.
+ * matching route) with its outbox row, due when the fast-path grace (`graceMs`) ends. Events whose
+ * idempotency key already exists are skipped, and get no jobs; so are events whose id exists, which
+ * happens only when a retried transaction had in fact committed.
  * Fan-out is computed against committed routes inside the transaction, never against a cache.
  */
 export async function insertEventsWithJobs(tx: TxSql | Sql, rows: NewEventRow[], graceMs: number): Promise<InsertedBatch> {
@@ -56,11 +57,13 @@ export async function insertEventsWithJobs(tx: TxSql | Sql, rows: NewEventRow[],
       join routes r on r.event_type = any (string_to_array(i.patterns, ' '))
       join endpoints e on e.id = r.endpoint_id and e.enabled
     ), jobs_inserted as (
-      insert into jobs (id, event_id, endpoint_id, event_type, status, next_attempt_at, created_at)
-      select evently_id('job'), event_id, endpoint_id, type, 'pending',
-             created_at + ${graceMs} * interval '1 millisecond', created_at
+      insert into jobs (id, event_id, endpoint_id, event_type, status, created_at)
+      select evently_id('job'), event_id, endpoint_id, type, 'pending', created_at
       from targets
-      returning id, event_id, endpoint_id
+      returning id, event_id, endpoint_id, created_at
+    ), outbox_inserted as (
+      insert into outbox (job_id, due_at, reason)
+      select id, created_at + ${graceMs} * interval '1 millisecond', 'publish' from jobs_inserted
     )
     select 'e' as kind, id, null as event_id, null as endpoint_id from inserted
     union all

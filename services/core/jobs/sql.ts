@@ -1,70 +1,15 @@
 import { attemptsInsert, type AttemptRow } from "../attempts/sql.ts";
 import type { Sql, TxSql } from "../db/client.ts";
+import { replaceEntry } from "../outbox/sql.ts";
 import { eventTypeCondition } from "../routes/sql.ts";
 
-export const JOB_STATUSES = ["pending", "queued", "delivering", "scheduled", "delivered", "failed"] as const;
+export const JOB_STATUSES = ["pending", "delivering", "scheduled", "delivered", "failed"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 
-/** A job ready to publish, with what the message needs. */
-export interface DueJob {
-  id: string;
-  eventId: string;
-  endpointId: string;
-  attemptCount: number;
-  eventType: string;
-  payloadJson: string;
-  eventCreatedAt: Date;
-  previousStatus: JobStatus;
-}
-
-/**
- * Takes up to `limit` jobs the dispatcher owes RabbitMQ: pending jobs the fast path missed, retries
- * now due, and deliveries whose worker lease ran out (the worker died mid-attempt). Each is leased
- * for `leaseMs` so concurrent dispatchers never take the same row; a lapsed delivery lease turns the
- * job back into `scheduled`. `leaseUntil` has millisecond precision, so markQueued can recognise the
- * lease exactly.
- */
-export async function leaseDue(sql: Sql, limit: number, leaseUntil: Date): Promise<DueJob[]> {
-  return sql<DueJob[]>`
-    with due as (
-      select id, status from jobs
-      where status in ('pending', 'scheduled', 'delivering') and next_attempt_at <= now()
-      order by next_attempt_at
-      limit ${limit}
-      for update skip locked
-    )
-    update jobs j
-    set status = case when j.status = 'delivering' then 'scheduled' else j.status end,
-        next_attempt_at = ${leaseUntil},
-        updated_at = now()
-    from due, events e
-    where j.id = due.id and e.id = j.event_id
-    returning j.id, j.event_id, j.endpoint_id, j.attempt_count, e.type as event_type,
-              e.payload::text as payload_json, e.created_at as event_created_at, due.status as previous_status`;
-}
-
 // Every batch update below locks its rows in id order first (the `locked` CTE): concurrent batches
-// from API, dispatcher and workers then wait on each other instead of deadlocking.
-
-/**
- * Marks published jobs as queued, but only those still in the state they were published from:
- * `pending` for the fast path, or still holding the sweeper's lease (`leaseUntil`). A job a worker
- * has meanwhile claimed, deferred or retried is left alone; marking it would strand it as `queued`
- * with no message in the broker.
- */
-export async function markQueued(sql: Sql, jobIds: string[], leaseUntil: Date | null): Promise<void> {
-  if (jobIds.length === 0) return;
-  // The condition is checked where the rows are locked: a locked row cannot change before the update.
-  await sql`
-    with locked as (
-      select id from jobs
-      where id = any (${jobIds}::text[])
-        and ${leaseUntil === null ? sql`status = 'pending'` : sql`status in ('pending', 'scheduled') and next_attempt_at = ${leaseUntil}`}
-      order by id for update
-    )
-    update jobs j set status = 'queued', next_attempt_at = null, updated_at = now()
-    from locked where j.id = locked.id`;
-}
+// from API, dispatcher and workers then wait on each other instead of deadlocking. On the delivery
+// path they change only unindexed columns of `jobs`, so the updates can be HOT; due work goes to
+// the outbox (outbox/sql.ts).
 
 export interface ClaimRequest {
   jobId: string;
@@ -75,8 +20,10 @@ export interface ClaimRequest {
 
 /**
  * Claims jobs for delivery: each succeeds only if the job still has `attempt` recorded attempts and
- * is not being delivered by a live worker. This is what turns a message published twice into one
- * delivery. The claim is a lease: if the worker dies, the dispatcher republishes when it lapses.
+ * is not being delivered under a live claim. This is what turns a message published twice into one
+ * delivery. The claim is a lease kept in next_attempt_at. A message that finds a live claim is most
+ * often one RabbitMQ redelivered because its worker died, so the job gets a `lease` outbox entry:
+ * when the claim lapses, the dispatcher publishes it again unless it finished meanwhile.
  */
 export async function claimJobs(sql: Sql, claims: ClaimRequest[]): Promise<Set<string>> {
   if (claims.length === 0) return new Set();
@@ -85,14 +32,22 @@ export async function claimJobs(sql: Sql, claims: ClaimRequest[]): Promise<Set<s
       select * from unnest(${claims.map((c) => c.jobId)}::text[], ${claims.map((c) => c.attempt)}::int[],
                            ${claims.map((c) => c.leaseMs)}::int[]) as c (id, attempt, lease_ms)
     ), locked as (
-      select j.id from jobs j join c on c.id = j.id order by j.id for update of j
+      select j.id, j.status, j.next_attempt_at, j.attempt_count from jobs j join c on c.id = j.id order by j.id for update of j
+    ), claimed as (
+      update jobs j
+      set status = 'delivering', next_attempt_at = now() + c.lease_ms * interval '1 millisecond', updated_at = now()
+      from c, locked
+      where j.id = c.id and locked.id = j.id and locked.attempt_count = c.attempt
+        and (locked.status in ('pending', 'scheduled') or (locked.status = 'delivering' and locked.next_attempt_at <= now()))
+      returning j.id
+    ), guarded as (
+      insert into outbox (job_id, due_at, reason)
+      select distinct locked.id, locked.next_attempt_at, 'lease' from locked join c on c.id = locked.id
+      where locked.status = 'delivering' and locked.next_attempt_at > now() and locked.attempt_count = c.attempt
+      order by 1
+      ${replaceEntry(sql)}
     )
-    update jobs j
-    set status = 'delivering', next_attempt_at = now() + c.lease_ms * interval '1 millisecond', updated_at = now()
-    from c, locked
-    where j.id = c.id and locked.id = j.id and j.attempt_count = c.attempt
-      and (j.status in ('pending', 'queued', 'scheduled') or (j.status = 'delivering' and j.next_attempt_at <= now()))
-    returning j.id`;
+    select id from claimed`;
   return new Set(rows.map((r) => r.id));
 }
 
@@ -105,9 +60,14 @@ export async function deferJobs(sql: Sql, jobIds: string[], delayMs: number): Pr
   await sql`
     with locked as (
       select id from jobs where id = any (${jobIds}::text[]) and status = 'delivering' order by id for update
+    ), deferred as (
+      update jobs j set status = 'scheduled', next_attempt_at = now() + ${delayMs} * interval '1 millisecond', updated_at = now()
+      from locked where j.id = locked.id
+      returning j.id, j.next_attempt_at
     )
-    update jobs j set status = 'scheduled', next_attempt_at = now() + ${delayMs} * interval '1 millisecond', updated_at = now()
-    from locked where j.id = locked.id`;
+    insert into outbox (job_id, due_at, reason)
+    select id, next_attempt_at, 'retry' from deferred order by id
+    ${replaceEntry(sql)}`;
 }
 
 export interface JobOutcome {
@@ -122,9 +82,9 @@ export interface JobOutcome {
 
 /**
  * Records attempts and applies their outcomes to the jobs, in one statement (atomic, one round
- * trip). Idempotent: attempts already written are skipped, and a job's attempt count is set to the
- * outcome's attempt number rather than incremented, so a write retried after a lost
- * acknowledgement changes nothing twice.
+ * trip); a scheduled retry also gets its outbox entry. Idempotent: attempts already written are
+ * skipped, and a job's attempt count is set to the outcome's attempt number rather than
+ * incremented, so a write retried after a lost acknowledgement changes nothing twice.
  */
 export async function recordOutcomes(sql: Sql | TxSql, attempts: AttemptRow[], outcomes: JobOutcome[]): Promise<void> {
   if (outcomes.length === 0 && attempts.length === 0) return;
@@ -139,16 +99,23 @@ export async function recordOutcomes(sql: Sql | TxSql, attempts: AttemptRow[], o
       select j.id from jobs j join o on o.id = j.id order by j.id for update of j
     ), written as (
       ${attemptsInsert(sql, attempts)}
+    ), updated as (
+      update jobs j
+      set status = o.status,
+          attempt_count = greatest(j.attempt_count, o.attempt_number),
+          next_attempt_at = o.next_attempt_at,
+          last_attempt_at = o.attempted_at,
+          delivered_at = case when o.status = 'delivered' then o.attempted_at else j.delivered_at end,
+          updated_at = now()
+      from o, locked
+      where j.id = o.id and locked.id = j.id
+      returning j.id
     )
-    update jobs j
-    set status = o.status,
-        attempt_count = greatest(j.attempt_count, o.attempt_number),
-        next_attempt_at = o.next_attempt_at,
-        last_attempt_at = o.attempted_at,
-        delivered_at = case when o.status = 'delivered' then o.attempted_at else j.delivered_at end,
-        updated_at = now()
-    from o, locked
-    where j.id = o.id and locked.id = j.id`;
+    insert into outbox (job_id, due_at, reason)
+    select distinct on (o.id) o.id, o.next_attempt_at, 'retry' from o join updated on updated.id = o.id
+    where o.status = 'scheduled'
+    order by o.id
+    ${replaceEntry(sql)}`;
 }
 
 // ---- Reads and manual actions for the API (appended; the statements above are the delivery path) ----
@@ -210,15 +177,21 @@ export async function listJobs(sql: Sql | TxSql, filter: JobListFilter): Promise
 }
 
 /**
- * Gives a failed job one more attempt now: the dispatcher's sweep publishes `scheduled` jobs once
- * next_attempt_at is due. attempt_count is kept, so the worker's claim (which checks it) still holds
- * and the retry schedule treats this as one extra attempt. Null when the job is not `failed`.
+ * Gives a failed job one more attempt now, through a `retry` outbox entry due at once.
+ * attempt_count is kept, so the worker's claim (which checks it) still holds and the retry schedule
+ * treats this as one extra attempt. Null when the job is not `failed`.
  */
 export async function rescheduleFailedJob(sql: Sql | TxSql, id: string): Promise<JobRow | null> {
   const [row] = await sql<JobRow[]>`
-    update jobs set status = 'scheduled', next_attempt_at = now(), updated_at = now()
-    where id = ${id} and status = 'failed'
-    returning id, event_id, endpoint_id, event_type, status, attempt_count, next_attempt_at, last_attempt_at,
-              delivered_at, created_at, updated_at`;
+    with rescheduled as (
+      update jobs set status = 'scheduled', next_attempt_at = now(), updated_at = now()
+      where id = ${id} and status = 'failed'
+      returning id, event_id, endpoint_id, event_type, status, attempt_count, next_attempt_at, last_attempt_at,
+                delivered_at, created_at, updated_at
+    ), entry as (
+      insert into outbox (job_id, due_at, reason) select id, next_attempt_at, 'retry' from rescheduled
+      ${replaceEntry(sql)}
+    )
+    select * from rescheduled`;
   return row ?? null;
 }

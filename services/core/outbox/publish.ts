@@ -1,30 +1,22 @@
-import type { Sql } from "../db/client.ts";
-import { markQueued } from "../jobs/sql.ts";
 import { encodeDeliveryMessage, type JobMessage } from "../queue/messages.ts";
 import type { ConfirmPublisher, OutgoingMessage } from "../queue/publisher.ts";
 import { queueIndexFor } from "../queue/topology.ts";
 import { instruments } from "../telemetry/instruments.ts";
 
-export interface OutboxPublishOptions {
+export interface PublishOptions {
   queueCount: number;
   jobsPerMessage: number;
-  /** `fast` right after commit (jobs still `pending`), `sweep` from the dispatcher (jobs leased). */
+  /** `fast` right after commit, `sweep` from the dispatcher: a label on the metrics. */
   path: "fast" | "sweep";
-  /** For `sweep`: the lease the sweeper holds on the jobs; only jobs still under it are marked. */
-  leaseUntil?: Date;
 }
 
 /**
- * Moves jobs from the outbox to RabbitMQ: groups them by work queue, packs up to `jobsPerMessage`
- * per message, publishes with confirms and only then marks them queued. If anything fails the jobs
- * stay in the outbox and the sweeper tries again; a job published twice is caught by the claim.
+ * Sends jobs to RabbitMQ: groups them by work queue, packs up to `jobsPerMessage` per message and
+ * resolves once the broker confirmed every message. Callers clear the jobs' outbox entries only
+ * then; if anything fails the entries stay and the sweeper publishes them later (a job published
+ * twice is caught by the worker's claim).
  */
-export async function publishFromOutbox(
-  sql: Sql,
-  publisher: ConfirmPublisher,
-  jobs: JobMessage[],
-  options: OutboxPublishOptions,
-): Promise<void> {
+export async function publishJobs(publisher: ConfirmPublisher, jobs: JobMessage[], options: PublishOptions): Promise<void> {
   if (jobs.length === 0) return;
   const byQueue = new Map<number, JobMessage[]>();
   for (const job of jobs) {
@@ -48,9 +40,4 @@ export async function publishFromOutbox(
   }
   m.publishDuration.record((performance.now() - started) / 1000, { path: options.path });
   m.jobsPublished.add(jobs.length, { path: options.path });
-  await markQueued(
-    sql,
-    jobs.map((j) => j.jobId),
-    options.leaseUntil ?? null,
-  );
 }

@@ -26,7 +26,7 @@ function build() {
     jobsPublished: counter(METRIC.jobsPublished, "Jobs confirmed by RabbitMQ, by path (fast, sweep)"),
     publishFailures: counter(METRIC.publishFailures, "Publish attempts that failed, left for the sweeper"),
     publishDuration: seconds(METRIC.publishDuration, "Publish-with-confirm duration per batch"),
-    outboxSwept: counter(METRIC.outboxSwept, "Jobs taken from the outbox by the sweeper, by previous status"),
+    outboxSwept: counter(METRIC.outboxSwept, "Outbox entries taken by the sweeper, by reason (publish, retry, lease) and whether a message was sent"),
     messagesConsumed: counter(METRIC.messagesConsumed, "AMQP messages consumed by workers"),
     messagesDeadLettered: counter(METRIC.messagesDeadLettered, "AMQP messages rejected to the dead-letter queue"),
     duplicateJobs: counter(METRIC.duplicateJobs, "Job messages dropped because the job was already claimed"),

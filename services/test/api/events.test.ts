@@ -186,10 +186,10 @@ describe("reading events", () => {
       eventType: "read.x",
       status: "pending",
       attemptCount: 0,
+      nextAttemptAt: null,
       lastAttemptAt: null,
       deliveredAt: null,
     });
-    expect(Date.parse(res.body.jobs[0].nextAttemptAt)).toBeGreaterThan(Date.parse(made.body.timestamp));
   });
 
   test("unknown event ids are 404", async () => {

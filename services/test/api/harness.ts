@@ -40,7 +40,7 @@ export interface StartOptions {
   log?: Logger;
 }
 
-const TABLES = ["endpoints", "routes", "events", "jobs", "attempts"] as const;
+const TABLES = ["endpoints", "routes", "events", "jobs", "outbox", "attempts"] as const;
 type Table = (typeof TABLES)[number];
 
 export async function startApi(options: StartOptions = {}): Promise<TestApi> {
@@ -75,7 +75,7 @@ export async function startApi(options: StartOptions = {}): Promise<TestApi> {
       const parts: string[] = [];
       for (const table of TABLES) {
         const [row] = await sql<{ digest: string | null }[]>`
-          select md5(string_agg(t::text, '|' order by t.id)) as digest from ${sql(table)} t`;
+          select md5(string_agg(t::text, '|' order by t::text)) as digest from ${sql(table)} t`;
         parts.push(`${table}:${row!.digest}`);
       }
       return parts.join(" ");

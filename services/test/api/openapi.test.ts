@@ -92,7 +92,7 @@ describe("GET /openapi", () => {
     expect(create.required).toEqual(["url"]); // defaults make the rest optional on input
     const jobsList = doc.paths["/jobs"]!.get!;
     expect(jobsList.parameters.find((p) => p.name === "status")!.schema.enum).toEqual([
-      "pending", "queued", "delivering", "scheduled", "delivered", "failed",
+      "pending", "delivering", "scheduled", "delivered", "failed",
     ]);
     expect(jobsList.parameters.find((p) => p.name === "limit")!.schema).toMatchObject({ default: 50, maximum: 250 });
     const createEvent = doc.paths["/events"]!.post!;

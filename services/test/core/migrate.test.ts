@@ -22,7 +22,7 @@ test("concurrent migrate runs create the database and apply each migration exact
   const rows = await sql`select version, name from evently_migrations order by version`;
   expect(rows.length).toBe(Math.max(...appliedCounts));
   const tables = await sql`select table_name from information_schema.tables where table_schema = 'public' order by 1`;
-  expect(tables.map((t) => t.table_name).sort()).toEqual(["attempts", "endpoints", "evently_migrations", "events", "jobs", "routes"]);
+  expect(tables.map((t) => t.table_name).sort()).toEqual(["attempts", "endpoints", "evently_migrations", "events", "jobs", "outbox", "routes"]);
   await sql.end();
 
   const again = await migrate(url);

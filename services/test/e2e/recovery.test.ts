@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import amqp from "amqplib";
-import { leaseDue } from "../../core/jobs/sql.ts";
-import { publishFromOutbox } from "../../core/outbox/publish.ts";
+import { publishJobs } from "../../core/outbox/publish.ts";
+import { sweepOutbox } from "../../core/outbox/sql.ts";
 import { BrokerConnection } from "../../core/queue/connection.ts";
 import { ConfirmPublisher } from "../../core/queue/publisher.ts";
 import { topologyFor } from "../../core/queue/topology.ts";
@@ -69,13 +69,14 @@ test("a job published twice is delivered once", async () => {
   const publisher = new ConfirmPublisher(broker, topologyFor(config.amqp));
   await publisher.start();
   await broker.start();
-  const leaseUntil = new Date(Date.now() + 60_000);
-  const [due] = (await leaseDue(stack.sql, 10, leaseUntil)).filter((j) => j.eventId === event.body.id);
-  expect(due).toBeDefined();
-  const message = toJobMessage(due!);
-  const options = { queueCount: config.amqp.AMQP_WORK_QUEUES, jobsPerMessage: 10, path: "sweep" as const, leaseUntil };
-  await publishFromOutbox(stack.sql, publisher, [message], options);
-  await publishFromOutbox(stack.sql, publisher, [message], options);
+  const options = { queueCount: config.amqp.AMQP_WORK_QUEUES, jobsPerMessage: 10, path: "sweep" as const };
+  const swept = await sweepOutbox(stack.sql, 10, async (jobs) => {
+    const messages = jobs.filter((j) => j.eventId === event.body.id).map(toJobMessage);
+    await publishJobs(publisher, messages, options);
+    await publishJobs(publisher, messages, options);
+  });
+  const due = swept.find((j) => j.eventId === event.body.id);
+  expect(due).toMatchObject({ reason: "publish", publishable: true });
   await publisher.close();
   await broker.close();
   // Only a worker: no dispatcher that could publish the job a third time.

@@ -12,9 +12,9 @@ export const Job = z
     eventType: z.string(),
     status: z
       .enum(JOB_STATUSES)
-      .describe("pending (not yet queued) → queued → delivering → delivered, or scheduled for a retry, or failed."),
+      .describe("pending (accepted, not yet attempted) → delivering → delivered, or scheduled for a retry, or failed."),
     attemptCount: z.number().int(),
-    nextAttemptAt: timestamp.nullable().describe("When the job is next due (retry time, grace or lease expiry)."),
+    nextAttemptAt: timestamp.nullable().describe("When a scheduled job is next attempted; for a delivering job, when its claim lapses."),
     lastAttemptAt: timestamp.nullable(),
     deliveredAt: timestamp.nullable(),
     createdAt: timestamp,

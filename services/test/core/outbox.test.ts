@@ -1,0 +1,170 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { claimJobs, deferJobs, recordOutcomes, rescheduleFailedJob } from "../../core/jobs/sql.ts";
+import { clearPublished, sweepOutbox } from "../../core/outbox/sql.ts";
+import { hookUrl, startApi, type TestApi } from "../api/harness.ts";
+
+// The outbox's state machine against a real database: which statement adds, moves or removes a
+// job's entry, and that no interleaving of fast path, worker and sweeper strands a job without one.
+
+let api: TestApi;
+
+beforeAll(async () => {
+  api = await startApi();
+  await api.request("POST", "/endpoints", { body: { url: hookUrl(), eventTypes: ["outbox.*"] } });
+});
+afterAll(async () => {
+  await api.close();
+});
+
+async function newJob(): Promise<string> {
+  const res = await api.request("POST", "/events", { body: { type: "outbox.test", data: {} } });
+  expect(res.status).toBe(202);
+  return res.body.jobs[0].id;
+}
+
+async function entryOf(jobId: string) {
+  const [row] = await api.sql<{ reason: string; dueAt: Date }[]>`select reason, due_at from outbox where job_id = ${jobId}`;
+  return row ?? null;
+}
+
+async function jobOf(jobId: string) {
+  const [row] = await api.sql<{ status: string; attemptCount: number; nextAttemptAt: Date | null }[]>`
+    select status, attempt_count, next_attempt_at from jobs where id = ${jobId}`;
+  return row!;
+}
+
+async function outboxSize(): Promise<number> {
+  const [row] = await api.sql<{ count: number }[]>`select count(*)::int as count from outbox`;
+  return row!.count;
+}
+
+/** Makes every entry of these jobs due now, as if the grace or the retry delay had passed. */
+async function makeDue(jobIds: string[]) {
+  await api.sql`update outbox set due_at = now() - interval '1 second' where job_id = any (${jobIds}::text[])`;
+}
+
+const outcome = (jobId: string, status: "delivered" | "scheduled" | "failed", attemptNumber: number, nextAttemptAt: Date | null = null) => ({
+  jobId,
+  status,
+  attemptNumber,
+  nextAttemptAt,
+  attemptedAt: new Date(),
+});
+
+describe("outbox entries", () => {
+  test("a new job has a publish entry due after the grace; the fast path clears it", async () => {
+    const before = Date.now();
+    const jobId = await newJob();
+    const entry = await entryOf(jobId);
+    expect(entry?.reason).toBe("publish");
+    // The harness's grace is 5 s.
+    expect(entry!.dueAt.getTime()).toBeGreaterThanOrEqual(before + 4000);
+    expect(await jobOf(jobId)).toMatchObject({ status: "pending", nextAttemptAt: null });
+    await clearPublished(api.sql, [jobId]);
+    expect(await entryOf(jobId)).toBeNull();
+  });
+
+  test("a retry recorded before the fast path clears its entry is not cleared with it", async () => {
+    const jobId = await newJob();
+    expect(await claimJobs(api.sql, [{ jobId, attempt: 0, leaseMs: 30_000 }])).toEqual(new Set([jobId]));
+    const retryAt = new Date(Date.now() + 60_000);
+    await recordOutcomes(api.sql, [], [outcome(jobId, "scheduled", 1, retryAt)]);
+    await clearPublished(api.sql, [jobId]);
+    const entry = await entryOf(jobId);
+    expect(entry?.reason).toBe("retry");
+    expect(entry!.dueAt.getTime()).toBe(retryAt.getTime());
+    expect(await jobOf(jobId)).toMatchObject({ status: "scheduled", attemptCount: 1 });
+  });
+
+  test("delivered and failed outcomes add no entry", async () => {
+    const [a, b] = [await newJob(), await newJob()];
+    await clearPublished(api.sql, [a, b]);
+    await claimJobs(api.sql, [{ jobId: a, attempt: 0, leaseMs: 30_000 }, { jobId: b, attempt: 0, leaseMs: 30_000 }]);
+    await recordOutcomes(api.sql, [], [outcome(a, "delivered", 1), outcome(b, "failed", 1)]);
+    expect([await entryOf(a), await entryOf(b)]).toEqual([null, null]);
+  });
+
+  test("a claim that meets a live claim leaves a lease entry due when that claim lapses", async () => {
+    const jobId = await newJob();
+    await clearPublished(api.sql, [jobId]);
+    expect((await claimJobs(api.sql, [{ jobId, attempt: 0, leaseMs: 30_000 }])).size).toBe(1);
+    // The message again (RabbitMQ redelivered it after its worker died), twice in one batch.
+    const again = await claimJobs(api.sql, [
+      { jobId, attempt: 0, leaseMs: 30_000 },
+      { jobId, attempt: 0, leaseMs: 30_000 },
+    ]);
+    expect(again.size).toBe(0);
+    const entry = await entryOf(jobId);
+    expect(entry?.reason).toBe("lease");
+    expect(entry!.dueAt.getTime()).toBe((await jobOf(jobId)).nextAttemptAt!.getTime());
+  });
+
+  test("deferring and retrying by hand schedule a retry entry", async () => {
+    const [deferred, failed] = [await newJob(), await newJob()];
+    await clearPublished(api.sql, [deferred, failed]);
+    await claimJobs(api.sql, [{ jobId: deferred, attempt: 0, leaseMs: 30_000 }, { jobId: failed, attempt: 0, leaseMs: 30_000 }]);
+    await deferJobs(api.sql, [deferred], 2000);
+    expect(await entryOf(deferred)).toMatchObject({ reason: "retry" });
+    expect(await jobOf(deferred)).toMatchObject({ status: "scheduled", attemptCount: 0 });
+
+    await recordOutcomes(api.sql, [], [outcome(failed, "failed", 1)]);
+    expect(await rescheduleFailedJob(api.sql, failed)).toMatchObject({ status: "scheduled" });
+    expect(await entryOf(failed)).toMatchObject({ reason: "retry" });
+  });
+});
+
+describe("sweeping", () => {
+  test("publishes due jobs that still need a message and removes every entry it took", async () => {
+    await api.sql`delete from outbox`;
+    const [unpublished, retry, lapsed, finished, live] = [await newJob(), await newJob(), await newJob(), await newJob(), await newJob()];
+    // retry: failed once, due again. lapsed: claimed with a claim that ran out. finished: delivered
+    // while its lease entry waited. live: a lease entry whose claim is still held (renewed since).
+    await clearPublished(api.sql, [retry, lapsed, finished, live]);
+    await claimJobs(api.sql, [retry, lapsed, finished, live].map((jobId) => ({ jobId, attempt: 0, leaseMs: 30_000 })));
+    await recordOutcomes(api.sql, [], [outcome(retry, "scheduled", 1, new Date()), outcome(finished, "delivered", 1)]);
+    await api.sql`update jobs set next_attempt_at = now() - interval '1 second' where id = ${lapsed}`;
+    await api.sql`insert into outbox (job_id, due_at, reason) values (${lapsed}, now(), 'lease'), (${finished}, now(), 'lease'), (${live}, now(), 'lease')`;
+    await makeDue([unpublished, retry]);
+
+    const published: string[] = [];
+    const swept = await sweepOutbox(api.sql, 100, async (jobs) => {
+      published.push(...jobs.map((j) => j.id));
+    });
+    expect(swept.map((j) => j.id).sort()).toEqual([unpublished, retry, lapsed, finished, live].sort());
+    expect(published.sort()).toEqual([unpublished, retry, lapsed].sort());
+    expect(swept.find((j) => j.id === retry)).toMatchObject({ attemptCount: 1, reason: "retry", eventType: "outbox.test" });
+    expect(await outboxSize()).toBe(0);
+  });
+
+  test("a sweep whose publish fails leaves its entries for the next one", async () => {
+    await api.sql`delete from outbox`;
+    const jobId = await newJob();
+    await makeDue([jobId]);
+    const failing = sweepOutbox(api.sql, 100, async () => {
+      throw new Error("broker gone");
+    });
+    await expect(failing).rejects.toThrow("broker gone");
+    expect(await entryOf(jobId)).toMatchObject({ reason: "publish" });
+    const again = await sweepOutbox(api.sql, 100, async () => {});
+    expect(again.map((j) => j.id)).toEqual([jobId]);
+  });
+
+  test("concurrent sweeps never take the same entry, and the fast path skips what a sweep holds", async () => {
+    await api.sql`delete from outbox`;
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) ids.push(await newJob());
+    await makeDue(ids);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const first = sweepOutbox(api.sql, 3, () => held);
+    await Bun.sleep(100);
+    const second = await sweepOutbox(api.sql, 100, async () => {});
+    // The fast path finishing late for every job: it must not wait for, or remove, the held ones.
+    await clearPublished(api.sql, ids);
+    release();
+    const firstIds = (await first).map((j) => j.id);
+    expect(firstIds).toHaveLength(3);
+    expect([...firstIds, ...second.map((j) => j.id)].sort()).toEqual([...ids].sort());
+    expect(await outboxSize()).toBe(0);
+  });
+});
