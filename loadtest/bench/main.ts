@@ -10,7 +10,7 @@ import { renderMarkdown, summarise, type BenchReport } from "./report.ts";
 import { startStack } from "./stack.ts";
 
 /**
- * `bun run bench [--quick] [--no-ceilings] [--scale=2] [--roles=all] [--out=dir] [--db-set=name=value]`
+ * `bun run bench [--quick] [--no-ceilings] [--scale=2] [--roles=all] [--out=dir] [--db-set=name=value] [--cpu-prof=dir]`
  *
  * Measures this machine's raw ceilings, starts Evently (scratch database, own AMQP prefix) and an
  * in-process sink, runs the publish phases, checks that every accepted event was delivered with a
@@ -29,6 +29,8 @@ const { values: args } = parseArgs({
     /** Postgres settings for the scratch database, e.g. --db-set=plan_cache_mode=force_custom_plan (experiments). */
     "db-set": { type: "string", multiple: true, default: [] },
     out: { type: "string", default: defaultOut },
+    /** Directory for a CPU profile of each role (<role>.cpuprofile; open in Chrome DevTools). */
+    "cpu-prof": { type: "string" },
   },
 });
 const quick = args.quick!;
@@ -59,7 +61,7 @@ const ceilings = args["no-ceilings"] ? null : await measureCeilings({ quick, log
 // worker may use them all (the default per-endpoint limit is 32). The environment can override it.
 const stackEnv = { WORKER_MAX_IN_FLIGHT_PER_ENDPOINT: "64", ...eventlyEnv() };
 const databaseSettings = Object.fromEntries((args["db-set"] ?? []).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
-const stack = await startStack({ roles, env: stackEnv, databaseSettings, log });
+const stack = await startStack({ roles, env: stackEnv, databaseSettings, cpuProfileDir: args["cpu-prof"], log });
 const sink = startSink({ port: 0 });
 const phases: PhaseResult[] = [];
 const failures: string[] = [];

@@ -22,7 +22,15 @@ export interface PhaseSpec {
   /** Open loop: in-flight limit; closed loop: concurrent publishers. */
   concurrency: number;
   durationMs: number;
+  /**
+   * Stop the worker and dispatcher processes (SIGSTOP) while publishing and continue them for the
+   * drain: ingest measured on its own, as when a burst arrives while delivery is away or behind.
+   */
+  pauseDelivery?: boolean;
 }
+
+/** The roles a paused-delivery phase stops; a stack running `all` in one process is never paused. */
+const DELIVERY_ROLES = ["worker", "dispatcher"];
 
 export interface PhaseTarget {
   apiUrl: string;
@@ -116,13 +124,21 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
   log(`phase ${spec.name}: ${spec.description}`);
   const metricsBefore = await scrapeRoles(t.roleUrls);
   const cpu0 = sampleCpu(t.pids, t.database);
-  const load =
-    spec.mode === "open"
-      ? await runOpenLoop({ rate: (spec.eventsPerSecond ?? 0) / spec.batchSize, durationMs: spec.durationMs, concurrencyLimit: spec.concurrency, send, onProgress })
-      : await runClosedLoop({ concurrency: spec.concurrency, durationMs: spec.durationMs, send, onProgress });
+  const paused = spec.pauseDelivery ? DELIVERY_ROLES.flatMap((role) => (t.pids[role] ? [t.pids[role]] : [])) : [];
+  for (const pid of paused) process.kill(pid, "SIGSTOP");
+  let load: LoadResult;
+  let atPublishEnd: number;
+  try {
+    load =
+      spec.mode === "open"
+        ? await runOpenLoop({ rate: (spec.eventsPerSecond ?? 0) / spec.batchSize, durationMs: spec.durationMs, concurrencyLimit: spec.concurrency, send, onProgress })
+        : await runClosedLoop({ concurrency: spec.concurrency, durationMs: spec.durationMs, send, onProgress });
+    atPublishEnd = t.sink.stats().unique;
+  } finally {
+    for (const pid of paused) process.kill(pid, "SIGCONT");
+  }
   const publishedAt = Date.now();
   const cpu1 = sampleCpu(t.pids, t.database);
-  const atPublishEnd = t.sink.stats().unique;
 
   const expected = eventsAccepted * t.fanout;
   const stats = await t.sink.waitFor({ unique: expected, timeoutMs: drainTimeoutMs });
@@ -184,8 +200,11 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
  *
  * - warmup: a few seconds at a low rate so JIT, pools and keep-alive sockets are warm.
  * - latency-N: POST /events at a fixed N events/s (open loop): end-to-end latency at that rate.
- * - ingest-single / ingest-batch: closed loops at saturation: how fast the API accepts events. The
- *   backlog they leave is then drained with no new load: that drain rate is reported separately.
+ * - ingest-single / ingest-batch: closed loops at saturation: how fast the API accepts events while
+ *   delivery runs. The backlog they leave is then drained with no new load: that drain rate is
+ *   reported separately.
+ * - burst-single / burst-batch: the same with the worker and dispatcher stopped while publishing
+ *   (ingest on its own, as during a burst); the whole burst is then delivered and checked.
  * - the ramp (rampSteps): open loop, batches of 50, rising rates; see runPhase's keptUp.
  */
 export function defaultPhases(quick: boolean, scale = 1): PhaseSpec[] {
@@ -229,6 +248,26 @@ export function defaultPhases(quick: boolean, scale = 1): PhaseSpec[] {
       batchSize: 500,
       concurrency: 8,
       durationMs: quick ? 2000 : 8000,
+    },
+    {
+      name: "burst-single",
+      description: "POST /events, one event per request, 64 publishers as fast as accepted, worker and dispatcher stopped",
+      group: "ingest",
+      mode: "closed",
+      batchSize: 1,
+      concurrency: 64,
+      durationMs: quick ? 2000 : 8000,
+      pauseDelivery: true,
+    },
+    {
+      name: "burst-batch",
+      description: "POST /events/batch, 500 events per request, 8 publishers as fast as accepted, worker and dispatcher stopped",
+      group: "ingest",
+      mode: "closed",
+      batchSize: 500,
+      concurrency: 8,
+      durationMs: quick ? 2000 : 6000,
+      pauseDelivery: true,
     },
   ];
 }

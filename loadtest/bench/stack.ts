@@ -22,6 +22,8 @@ export interface StackOptions {
   databaseSettings?: Record<string, string>;
   /** Extra environment for every role (e.g. WORKER_MAX_IN_FLIGHT). */
   env?: Record<string, string>;
+  /** Write a V8 CPU profile of each role into this directory (bun --cpu-prof), for finding hot spots. */
+  cpuProfileDir?: string;
   log?: (msg: string) => void;
 }
 
@@ -60,8 +62,9 @@ interface Child {
 }
 
 /** Spawns one role; `started` resolves with its port from the "evently started" log line. */
-function spawnRole(role: string, env: Record<string, string>, logDir: string): Child {
-  const proc = Bun.spawn([process.execPath, MAIN, role], {
+function spawnRole(role: string, env: Record<string, string>, logDir: string, cpuProfileDir?: string): Child {
+  const profile = cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfileDir}`, `--cpu-prof-name=${role}.cpuprofile`] : [];
+  const proc = Bun.spawn([process.execPath, ...profile, MAIN, role], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdout: "pipe",
@@ -155,7 +158,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const roleUrls: Record<string, string> = {};
     const pids: Record<string, number> = {};
     for (const role of options.roles ?? ["api", "worker", "dispatcher"]) {
-      const child = spawnRole(role, env, logDir);
+      const child = spawnRole(role, env, logDir, options.cpuProfileDir);
       children.push(child);
       pids[role] = child.proc.pid;
       const port = await Promise.race([child.started, Bun.sleep(30_000).then(() => Promise.reject(new Error(`${role} did not start within 30 s`)))]);
@@ -178,7 +181,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       try {
         const [row] = await sql<{ setting: string }[]>`select setting from pg_settings where name = 'autovacuum'`;
         if (row?.setting !== "off") return false;
-        await sql.unsafe("vacuum (analyze) jobs, events, attempts");
+        await sql.unsafe("vacuum (analyze) jobs, outbox, events, attempts");
         return true;
       } finally {
         await sql.end();

@@ -8,6 +8,10 @@ export type TxSql = postgres.TransactionSql<{}>;
  * One pool per process. Column names come back camelCased so rows map straight onto API shapes;
  * only column names: keys inside json values (custom headers, metadata) stay as stored.
  * Reconnects are quick and bounded, so a database restart costs seconds, not minutes.
+ * Statements are prepared, so Postgres plans them generically after a few runs and re-plans when a
+ * table's statistics change: plans follow the tables as autovacuum analyzes them. (Forcing a fresh
+ * plan per run cost up to 40% of a large-array statement; a server with autovacuum off needs
+ * ANALYZE run by hand, or cached plans keep the shape they had when the tables were empty.)
  * (services/core/db/patch-postgres.mjs guards a postgres.js crash on cut connections.)
  */
 export function createSql(config: Config["database"], overrides: postgres.Options<{}> = {}): Sql {
@@ -19,12 +23,6 @@ export function createSql(config: Config["database"], overrides: postgres.Option
     backoff: (retries) => Math.min(0.05 * 2 ** retries, 2) * (0.5 + Math.random() / 2),
     connection: {
       application_name: "evently",
-      // Every statement on the delivery path finds its rows through an index. Prepared statements
-      // get generic plans after a few runs (planning each run of a large-array statement cost up to
-      // 40% of it), and a generic plan made while a table was still small may choose a sequential
-      // scan and keep it once the table is large, until statistics change (never, where
-      // autovacuum is off). Ruling out sequential scans wherever an index applies prevents that.
-      enable_seqscan: "off",
     },
     ...overrides,
   });
