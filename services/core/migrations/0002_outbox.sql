@@ -18,6 +18,10 @@ create table outbox (
   reason text not null check (reason in ('publish', 'retry', 'lease'))
 );
 create index outbox_due_idx on outbox (due_at);
+-- A queue table: every row is inserted and deleted within seconds, so it is small but churns. Vacuum
+-- it after a fixed number of dead rows rather than a share of its (tiny) size.
+alter table outbox set (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,
+                        autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 5000);
 
 insert into outbox (job_id, due_at, reason)
 select id, coalesce(next_attempt_at, now()),
