@@ -1,5 +1,6 @@
 import type { Config } from "@evently/core/config/index.ts";
 import type { Sql } from "@evently/core/db/client.ts";
+import { withDeadline } from "@evently/core/db/errors.ts";
 import type { Logger } from "@evently/core/log.ts";
 import { envelopeBody, type JobMessage } from "@evently/core/queue/messages.ts";
 import { publishJobs } from "@evently/core/outbox/publish.ts";
@@ -8,6 +9,11 @@ import type { ConfirmPublisher } from "@evently/core/queue/publisher.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
 import { tracer } from "@evently/core/telemetry/setup.ts";
+
+// A sweep holds its outbox rows locked while it publishes; a broker that stops confirming (a resource
+// alarm, say) must not keep that transaction open. The rows then stay for the next sweep, and any
+// message that did get through meets the worker's claim.
+const SWEEP_PUBLISH_DEADLINE_MS = 30_000;
 
 export function toJobMessage(job: SweptJob): JobMessage {
   return {
@@ -68,11 +74,15 @@ export class OutboxSweeper {
       try {
         const m = instruments();
         const swept = await sweepOutbox(this.sql, this.config.dispatch.DISPATCH_BATCH_SIZE, (jobs) =>
-          publishJobs(this.publisher, jobs.map(toJobMessage), {
-            queueCount: this.config.amqp.AMQP_WORK_QUEUES,
-            jobsPerMessage: this.config.dispatch.DISPATCH_JOBS_PER_MESSAGE,
-            path: "sweep",
-          }),
+          withDeadline(
+            publishJobs(this.publisher, jobs.map(toJobMessage), {
+              queueCount: this.config.amqp.AMQP_WORK_QUEUES,
+              jobsPerMessage: this.config.dispatch.DISPATCH_JOBS_PER_MESSAGE,
+              path: "sweep",
+            }),
+            SWEEP_PUBLISH_DEADLINE_MS,
+            "sweep publish",
+          ),
         );
         span.setAttribute("evently.jobs", swept.length);
         for (const job of swept) m.outboxSwept.add(1, { reason: job.reason, published: String(job.publishable) });
