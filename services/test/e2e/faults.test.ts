@@ -22,29 +22,40 @@ afterAll(async () => {
 
 const setup = (path: string, type: string) => stack.subscribe(app, `${receiver.url}${path}`, type);
 
-/** Posts `count` events in waves while `fault` runs part-way through; returns the accepted ids. */
-async function publishThrough(type: string, count: number, fault: () => Promise<void>): Promise<Set<string>> {
+/**
+ * Posts `count` events in waves while `fault` runs part-way through. Returns the accepted ids and,
+ * for every request that was not accepted, why (status and body, or the client error).
+ */
+async function publishThrough(type: string, count: number, fault: () => Promise<void>): Promise<{ accepted: Set<string>; refused: string[] }> {
   const accepted = new Set<string>();
+  const refused: string[] = [];
   let faulted: Promise<void> | undefined;
   for (let i = 0; i < count; i += 10) {
     if (i === count / 2) faulted = fault();
     const wave = await Promise.all(
-      Array.from({ length: 10 }, (_, k) => stack.api(app, "POST", "/events", { type, data: { n: i + k } }).catch(() => null)),
+      Array.from({ length: 10 }, (_, k) =>
+        stack.api(app, "POST", "/events", { type, data: { n: i + k } }).catch((err: unknown) => String(err)),
+      ),
     );
-    for (const res of wave) if (res?.status === 202) accepted.add(res.body.id);
+    for (const res of wave) {
+      if (typeof res === "string") refused.push(res);
+      else if (res.status === 202) accepted.add(res.body.id);
+      else refused.push(`${res.status} ${JSON.stringify(res.body)}`);
+    }
     await Bun.sleep(20);
   }
   await faulted;
-  return accepted;
+  return { accepted, refused };
 }
 
 test("every event accepted while RabbitMQ connections are dropped is delivered", async () => {
   await setup("/broker-fault", "fault.broker");
-  const accepted = await publishThrough("fault.broker", 200, async () => {
+  const { accepted, refused } = await publishThrough("fault.broker", 200, async () => {
     const run = Bun.spawn(["rabbitmqctl", "close_all_connections", "evently fault test"], { stdout: "ignore", stderr: "ignore" });
     expect(await run.exited).toBe(0);
   });
   // The API keeps accepting while the broker link is down: events wait in the outbox.
+  expect(refused).toEqual([]);
   expect(accepted.size).toBe(200);
   await pollUntil(() => {
     const got = new Set(receiver.on("/broker-fault").map((r) => JSON.parse(r.body).id));
@@ -54,7 +65,7 @@ test("every event accepted while RabbitMQ connections are dropped is delivered",
 
 test("every event accepted around a loss of all database connections is delivered", async () => {
   await setup("/db-fault", "fault.db");
-  const accepted = await publishThrough("fault.db", 200, async () => {
+  const { accepted, refused } = await publishThrough("fault.db", 200, async () => {
     // What a database restart looks like from our side: every connection is cut at once.
     const admin = postgres("postgres://postgres@127.0.0.1:5432/postgres", { max: 1, onnotice: () => {} });
     const cut = await admin`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${stack.db.name}`;
@@ -62,6 +73,7 @@ test("every event accepted around a loss of all database connections is delivere
     expect(cut.length).toBeGreaterThan(0);
   });
   // Ingest retries a lost connection before answering, so the cut costs no request.
+  expect(refused).toEqual([]);
   expect(accepted.size).toBe(200);
   await pollUntil(() => {
     const got = new Set(receiver.on("/db-fault").map((r) => JSON.parse(r.body).id));
