@@ -38,6 +38,12 @@ async function outboxSize(): Promise<number> {
   return row!.count;
 }
 
+/** Jobs as a worker holds them: published (entries cleared) and claimed for their first attempt. */
+async function publishAndClaim(jobIds: string[]): Promise<Set<string>> {
+  await clearPublished(api.sql, jobIds);
+  return claimJobs(api.sql, jobIds.map((jobId) => ({ jobId, attempt: 0, leaseMs: 30_000 })));
+}
+
 /** Makes every entry of these jobs due now, as if the grace or the retry delay had passed. */
 async function makeDue(jobIds: string[]) {
   await api.sql`update outbox set due_at = now() - interval '1 second' where job_id = any (${jobIds}::text[])`;
@@ -78,16 +84,14 @@ describe("outbox entries", () => {
 
   test("delivered and failed outcomes add no entry", async () => {
     const [a, b] = [await newJob(), await newJob()];
-    await clearPublished(api.sql, [a, b]);
-    await claimJobs(api.sql, [{ jobId: a, attempt: 0, leaseMs: 30_000 }, { jobId: b, attempt: 0, leaseMs: 30_000 }]);
+    await publishAndClaim([a, b]);
     await recordOutcomes(api.sql, [], [outcome(a, "delivered", 1), outcome(b, "failed", 1)]);
     expect([await entryOf(a), await entryOf(b)]).toEqual([null, null]);
   });
 
   test("a claim that meets a live claim leaves a lease entry due when that claim lapses", async () => {
     const jobId = await newJob();
-    await clearPublished(api.sql, [jobId]);
-    expect((await claimJobs(api.sql, [{ jobId, attempt: 0, leaseMs: 30_000 }])).size).toBe(1);
+    expect((await publishAndClaim([jobId])).size).toBe(1);
     // The message again (RabbitMQ redelivered it after its worker died), twice in one batch.
     const again = await claimJobs(api.sql, [
       { jobId, attempt: 0, leaseMs: 30_000 },
@@ -101,8 +105,7 @@ describe("outbox entries", () => {
 
   test("deferring and retrying by hand schedule a retry entry", async () => {
     const [deferred, failed] = [await newJob(), await newJob()];
-    await clearPublished(api.sql, [deferred, failed]);
-    await claimJobs(api.sql, [{ jobId: deferred, attempt: 0, leaseMs: 30_000 }, { jobId: failed, attempt: 0, leaseMs: 30_000 }]);
+    await publishAndClaim([deferred, failed]);
     await deferJobs(api.sql, [deferred], 2000);
     expect(await entryOf(deferred)).toMatchObject({ reason: "retry" });
     expect(await jobOf(deferred)).toMatchObject({ status: "scheduled", attemptCount: 0 });
@@ -119,8 +122,7 @@ describe("sweeping", () => {
     const [unpublished, retry, lapsed, finished, live] = [await newJob(), await newJob(), await newJob(), await newJob(), await newJob()];
     // retry: failed once, due again. lapsed: claimed with a claim that ran out. finished: delivered
     // while its lease entry waited. live: a lease entry whose claim is still held (renewed since).
-    await clearPublished(api.sql, [retry, lapsed, finished, live]);
-    await claimJobs(api.sql, [retry, lapsed, finished, live].map((jobId) => ({ jobId, attempt: 0, leaseMs: 30_000 })));
+    await publishAndClaim([retry, lapsed, finished, live]);
     await recordOutcomes(api.sql, [], [outcome(retry, "scheduled", 1, new Date()), outcome(finished, "delivered", 1)]);
     await api.sql`update jobs set next_attempt_at = now() - interval '1 second' where id = ${lapsed}`;
     await api.sql`insert into outbox (job_id, due_at, reason) values (${lapsed}, now(), 'lease'), (${finished}, now(), 'lease'), (${live}, now(), 'lease')`;

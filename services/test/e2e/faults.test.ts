@@ -48,6 +48,14 @@ async function publishThrough(type: string, count: number, fault: () => Promise<
   return { accepted, refused };
 }
 
+/** Waits until the receiver has had every accepted event at `path`. */
+async function allDelivered(path: string, accepted: Set<string>, when: string): Promise<void> {
+  await pollUntil(() => {
+    const got = new Set(receiver.on(path).map((r) => JSON.parse(r.body).id));
+    return [...accepted].every((id) => got.has(id));
+  }, { what: `all accepted events delivered ${when}`, timeoutMs: 30_000 });
+}
+
 test("every event accepted while RabbitMQ connections are dropped is delivered", async () => {
   await setup("/broker-fault", "fault.broker");
   const { accepted, refused } = await publishThrough("fault.broker", 200, async () => {
@@ -57,10 +65,7 @@ test("every event accepted while RabbitMQ connections are dropped is delivered",
   // The API keeps accepting while the broker link is down: events wait in the outbox.
   expect(refused).toEqual([]);
   expect(accepted.size).toBe(200);
-  await pollUntil(() => {
-    const got = new Set(receiver.on("/broker-fault").map((r) => JSON.parse(r.body).id));
-    return [...accepted].every((id) => got.has(id));
-  }, { what: "all accepted events delivered after the broker link came back", timeoutMs: 30_000 });
+  await allDelivered("/broker-fault", accepted, "after the broker link came back");
 });
 
 test("every event accepted around a loss of all database connections is delivered", async () => {
@@ -75,10 +80,7 @@ test("every event accepted around a loss of all database connections is delivere
   // Ingest retries a lost connection before answering, so the cut costs no request.
   expect(refused).toEqual([]);
   expect(accepted.size).toBe(200);
-  await pollUntil(() => {
-    const got = new Set(receiver.on("/db-fault").map((r) => JSON.parse(r.body).id));
-    return [...accepted].every((id) => got.has(id));
-  }, { what: "all accepted events delivered after the database came back", timeoutMs: 30_000 });
+  await allDelivered("/db-fault", accepted, "after the database came back");
   // The receiver hears of a delivery before the worker has recorded it.
   await pollUntil(async () => {
     const [row] = await stack.sql<{ n: number }[]>`
