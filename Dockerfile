@@ -12,7 +12,8 @@
 #
 # Targets: `runtime` (default, last stage) and `sink` (the load-test webhook receiver).
 
-ARG NODE_VERSION=20
+# Node only runs npm here; its major must satisfy package.json `engines` (a test checks it).
+ARG NODE_VERSION=22
 ARG DEBIAN_RELEASE=bookworm
 
 # --- manifests: only the package manifests (and the postinstall patch script they run), so the npm
@@ -31,8 +32,10 @@ FROM node:${NODE_VERSION}-${DEBIAN_RELEASE}-slim AS deps
 WORKDIR /app
 ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 COPY --from=manifests /manifests/ ./
+# --omit=optional leaves out the embedded Postgres (~60 MB of binaries): the image always runs with
+# DATABASE_URL set, and a role started without it says so instead of starting a database.
 RUN --mount=type=cache,target=/root/.npm \
-    npm ci --omit=dev \
+    npm ci --omit=dev --omit=optional \
  && rm -rf node_modules/.cache
 
 # --- bun: the Bun binary at the version package-lock.json pins (devDependency `bun`) -------------

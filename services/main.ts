@@ -1,5 +1,7 @@
 import { ConfigError, loadConfig } from "./core/config/index.ts";
+import { exitOnStartupError, openDatabase } from "./core/db/embedded.ts";
 import { migrate } from "./core/db/migrate.ts";
+import { startupBanner } from "./banner.ts";
 import { createLogger } from "./core/log.ts";
 import { startTelemetry } from "./core/telemetry/setup.ts";
 import { ROLES, startRoles, type Role } from "./runtime.ts";
@@ -27,14 +29,19 @@ try {
 
 const log = createLogger(config.telemetry.LOG_LEVEL, { role });
 
+// DATABASE_URL, or with it unset an embedded Postgres (`all` and `migrate` only).
+const database = await openDatabase(role, config.database, log).catch(exitOnStartupError);
+config = { ...config, database: { ...config.database, DATABASE_URL: database.url } };
+
 if (role === "migrate" || role === "all") {
-  const result = await migrate(config.database.DATABASE_URL, (line) => log.info(line));
+  const result = await migrate(database.url, (line) => log.info(line));
   log.info("schema is current", { version: result.current, applied: result.applied.length });
-  if (role === "migrate") process.exit(0);
+  if (role === "migrate") await database.stop().then(() => process.exit(0));
 }
 
 const telemetry = startTelemetry(config.telemetry, role);
 const running = await startRoles(config, role as Role, { log, telemetry });
+if (role === "all") console.log(startupBanner(config, database, running.port));
 
 for (const signal of ["SIGINT", "SIGTERM"] as const)
   process.on(signal, () => {
@@ -42,5 +49,6 @@ for (const signal of ["SIGINT", "SIGTERM"] as const)
     void running
       .stop()
       .then(() => telemetry.shutdown())
+      .then(() => database.stop())
       .then(() => process.exit(0));
   });

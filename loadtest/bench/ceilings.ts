@@ -19,6 +19,8 @@ export interface CeilingOptions {
   amqpUrl?: string;
   /** Match the product's AMQP_QUEUE_TYPE (quorum by default). */
   queueType?: "quorum" | "classic";
+  /** Measure RabbitMQ (default true); a run of the Postgres transport alone has no use for it. */
+  rabbitmq?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -53,8 +55,8 @@ export interface Ceilings {
   measuredAt: string;
   host: { cpus: number; memoryGiB: number; platform: string; bun: string };
   postgres: Probe<PostgresCeiling>;
-  /** Two sizes: one job per message, and a DISPATCH_JOBS_PER_MESSAGE-sized (64 jobs) batch. */
-  rabbitmq: { single: Probe<AmqpCeiling>; batch64: Probe<AmqpCeiling> };
+  /** Two sizes: one job per message, and an AMQP_JOBS_PER_MESSAGE-sized (64 jobs) batch. Absent when not measured. */
+  rabbitmq: { single?: Probe<AmqpCeiling>; batch64?: Probe<AmqpCeiling> };
   http: Probe<HttpCeiling>;
 }
 
@@ -104,8 +106,9 @@ export async function measureCeilings(options: CeilingOptions = {}): Promise<Cei
   const queueType = options.queueType ?? (process.env.AMQP_QUEUE_TYPE === "classic" ? "classic" : "quorum");
   // Probes run one after another: run together they would measure their contention instead.
   const pg = await safely("postgres", log, () => measurePostgres(options.databaseUrl ?? process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL, ms));
-  const single = await safely("rabbitmq single", log, () => measureAmqp(amqpUrl, queueType, ms, 1));
-  const batch64 = await safely("rabbitmq batch64", log, () => measureAmqp(amqpUrl, queueType, ms, 64));
+  const rabbitmq = options.rabbitmq ?? true;
+  const single = rabbitmq ? await safely("rabbitmq single", log, () => measureAmqp(amqpUrl, queueType, ms, 1)) : undefined;
+  const batch64 = rabbitmq ? await safely("rabbitmq batch64", log, () => measureAmqp(amqpUrl, queueType, ms, 64)) : undefined;
   const http = await safely("http", log, () => measureHttp(ms));
   return {
     quick,

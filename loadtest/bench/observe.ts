@@ -145,20 +145,24 @@ export function sampleCpu(rolePids: Record<string, number>, database?: string): 
 }
 
 /**
- * Cores used per group between two samples (1.0 = one core busy the whole time), plus the machine's
- * busy share. Processes that started or exited in between are counted only for the part seen, so
- * "other" (e.g. short-lived test processes) is a lower bound.
+ * Cores used per group between two samples (1.0 = one core busy the whole time) and the CPU seconds
+ * behind them, plus the machine's busy share. Processes that started or exited in between are
+ * counted only for the part seen, so "other" (e.g. short-lived test processes) is a lower bound.
  */
-export function cpuBetween(a: CpuSample, b: CpuSample): { cores: Record<string, number>; machineBusyPct: number } {
+export function cpuBetween(a: CpuSample, b: CpuSample): { cores: Record<string, number>; cpuSeconds: Record<string, number>; machineBusyPct: number } {
   const seconds = (b.atMs - a.atMs) / 1000;
   const cores: Record<string, number> = {};
-  if (seconds <= 0) return { cores, machineBusyPct: 0 };
+  const cpuSeconds: Record<string, number> = {};
+  if (seconds <= 0) return { cores, cpuSeconds, machineBusyPct: 0 };
   for (const [g, v] of Object.entries(b.groups)) {
     const delta = v - (a.groups[g] ?? 0);
-    if (delta > 0) cores[g] = Math.round((delta / seconds) * 100) / 100;
+    if (delta > 0) {
+      cores[g] = Math.round((delta / seconds) * 100) / 100;
+      cpuSeconds[g] = Math.round(delta * 100) / 100;
+    }
   }
   const total = b.machine.total - a.machine.total;
-  return { cores, machineBusyPct: total > 0 ? Math.round(((b.machine.busy - a.machine.busy) / total) * 100) : 0 };
+  return { cores, cpuSeconds, machineBusyPct: total > 0 ? Math.round(((b.machine.busy - a.machine.busy) / total) * 100) : 0 };
 }
 
 /** VmHWM (peak resident set) and VmRSS of a process, in MiB; undefined when unreadable. */

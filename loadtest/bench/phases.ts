@@ -1,7 +1,7 @@
 import type { HistogramSummary } from "../sink/histogram.ts";
 import type { Sink } from "../sink/server.ts";
 import { runClosedLoop, runOpenLoop, type LoadResult } from "./generator.ts";
-import type { DbStats } from "./stack.ts";
+import type { BenchTransport, DbStats } from "./stack.ts";
 import { cpuBetween, diffMetrics, sampleCpu, scrapeRoles, type CpuSample, type StageStat } from "./observe.ts";
 
 /**
@@ -23,8 +23,8 @@ export interface PhaseSpec {
   concurrency: number;
   durationMs: number;
   /**
-   * Stop the worker and dispatcher processes (SIGSTOP) while publishing and continue them for the
-   * drain: ingest measured on its own, as when a burst arrives while delivery is away or behind.
+   * Stop the worker and dispatcher processes (whichever run; SIGSTOP) while publishing and continue
+   * them for the drain: ingest measured on its own, as when a burst arrives while delivery is away or behind.
    */
   pauseDelivery?: boolean;
 }
@@ -33,6 +33,8 @@ export interface PhaseSpec {
 const DELIVERY_ROLES = ["worker", "dispatcher"];
 
 export interface PhaseTarget {
+  /** The queue transport of the stack under test: every result names it. */
+  transport: BenchTransport;
   apiUrl: string;
   apiKey?: string;
   sink: Sink;
@@ -52,11 +54,15 @@ export interface PhaseTarget {
 export interface CpuUse {
   /** Cores used per process group (1.0 = one core for the whole window). */
   cores: Record<string, number>;
+  /** CPU seconds (user + system) per process group over the window. */
+  cpuSeconds: Record<string, number>;
   machineBusyPct: number;
   seconds: number;
 }
 
 export interface PhaseResult {
+  /** The queue transport this phase ran on. */
+  transport: BenchTransport;
   spec: PhaseSpec;
   publish: LoadResult & { eventsAccepted: number; eventsPerSecond: number };
   delivery: {
@@ -84,10 +90,18 @@ export interface PhaseResult {
   keptUp?: boolean;
   /** Per-stage timings and counters from every role's /metrics over the phase (publish + drain). */
   stages: StageStat[];
-  /** CPU while publishing, and while draining the backlog (when the drain took ≥ 1 s). */
-  cpu: { publish: CpuUse; drain?: CpuUse };
+  /**
+   * CPU while publishing, while draining the backlog (when the drain took ≥ 1 s), and over both:
+   * from the first request to the last delivery, the window CPU per delivered event is taken from.
+   */
+  cpu: { publish: CpuUse; drain?: CpuUse; total: CpuUse };
   /** The stack's tables after the phase: live and dead rows (dead rows stay until vacuumed). */
   tables?: DbStats["tables"];
+  /**
+   * Over the phase: the scratch database's committed transactions and each index's scans. Postgres
+   * publishes a backend's counts up to a second or so late, so a phase's figures are approximate.
+   */
+  db?: { transactions: number; indexScans: Record<string, number> };
 }
 
 /**
@@ -121,7 +135,8 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
   const onProgress = (p: { elapsedMs: number; ok: number; errors: number; inFlight: number }) =>
     log(`  ${spec.name} ${(p.elapsedMs / 1000).toFixed(0)}s: ${p.ok} requests ok, ${p.errors} errors, ${p.inFlight} in flight, sink ${t.sink.stats().unique}`);
 
-  log(`phase ${spec.name}: ${spec.description}`);
+  log(`phase ${spec.name} [${t.transport}]: ${spec.description}`);
+  const dbBefore = t.dbStats ? await t.dbStats().catch(() => undefined) : undefined;
   const metricsBefore = await scrapeRoles(t.roleUrls);
   const cpu0 = sampleCpu(t.pids, t.database);
   const paused = spec.pauseDelivery ? DELIVERY_ROLES.flatMap((role) => (t.pids[role] ? [t.pids[role]] : [])) : [];
@@ -151,6 +166,7 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
   const backlog = Math.max(0, Math.min(expected, stats.unique) - atPublishEnd);
   const use = (a: CpuSample, b: CpuSample): CpuUse => ({ ...cpuBetween(a, b), seconds: Math.round((b.atMs - a.atMs) / 100) / 10 });
   const result: PhaseResult = {
+    transport: t.transport,
     spec,
     publish: { ...load, eventsAccepted, eventsPerSecond: Math.round((eventsAccepted * 1000) / load.durationMs) },
     delivery: {
@@ -168,9 +184,15 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
       latencyMs: stats.latencyMs,
     },
     stages: diffMetrics(metricsBefore, metricsAfter),
-    cpu: { publish: use(cpu0, cpu1), ...(drainMs >= 1000 ? { drain: use(cpu1, cpu2) } : {}) },
+    cpu: { publish: use(cpu0, cpu1), ...(drainMs >= 1000 ? { drain: use(cpu1, cpu2) } : {}), total: use(cpu0, cpu2) },
   };
-  if (t.dbStats) result.tables = (await t.dbStats().catch(() => undefined))?.tables;
+  const dbAfter = t.dbStats ? await t.dbStats().catch(() => undefined) : undefined;
+  if (dbAfter) result.tables = dbAfter.tables;
+  if (dbBefore && dbAfter)
+    result.db = {
+      transactions: dbAfter.transactions.committed - dbBefore.transactions.committed,
+      indexScans: Object.fromEntries(Object.entries(dbAfter.indexScans).map(([k, v]) => [k, v - (dbBefore.indexScans[k] ?? 0)])),
+    };
   const d = result.delivery;
   if (spec.group === "ramp") {
     const target = spec.eventsPerSecond ?? 0;
@@ -187,7 +209,7 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
     .map(([k, v]) => `${k} ${v}`)
     .join(", ");
   log(
-    `phase ${spec.name}: ${eventsAccepted} events accepted (${result.publish.eventsPerSecond}/s, ${load.errors} errors, ${load.dropped} dropped), ` +
+    `phase ${spec.name} [${t.transport}]: ${eventsAccepted} events accepted (${result.publish.eventsPerSecond}/s, ${load.errors} errors, ${load.dropped} dropped), ` +
       `${d.unique}/${expected} delivered (${d.duringPublishPerSecond}/s while publishing, drain ${(d.drainMs / 1000).toFixed(1)} s` +
       `${d.drainPerSecond ? ` at ${d.drainPerSecond}/s` : ""}), p50 ${d.latencyMs.p50} ms, p99 ${d.latencyMs.p99} ms` +
       `${result.keptUp === undefined ? "" : result.keptUp ? ", kept up" : ", did NOT keep up"}; cores: ${cores}`,
@@ -203,7 +225,7 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
  * - ingest-single / ingest-batch: closed loops at saturation: how fast the API accepts events while
  *   delivery runs. The backlog they leave is then drained with no new load: that drain rate is
  *   reported separately.
- * - burst-single / burst-batch: the same with the worker and dispatcher stopped while publishing
+ * - burst-single / burst-batch: the same with the delivery roles stopped while publishing
  *   (ingest on its own, as during a burst); the whole burst is then delivered and checked.
  * - the ramp (rampSteps): open loop, batches of 50, rising rates; see runPhase's keptUp.
  */
@@ -251,7 +273,7 @@ export function defaultPhases(quick: boolean, scale = 1): PhaseSpec[] {
     },
     {
       name: "burst-single",
-      description: "POST /events, one event per request, 64 publishers as fast as accepted, worker and dispatcher stopped",
+      description: "POST /events, one event per request, 64 publishers as fast as accepted, delivery roles stopped",
       group: "ingest",
       mode: "closed",
       batchSize: 1,
@@ -261,7 +283,7 @@ export function defaultPhases(quick: boolean, scale = 1): PhaseSpec[] {
     },
     {
       name: "burst-batch",
-      description: "POST /events/batch, 500 events per request, 8 publishers as fast as accepted, worker and dispatcher stopped",
+      description: "POST /events/batch, 500 events per request, 8 publishers as fast as accepted, delivery roles stopped",
       group: "ingest",
       mode: "closed",
       batchSize: 500,

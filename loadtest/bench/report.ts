@@ -1,22 +1,40 @@
 import type { AmqpCeiling, Ceilings, PostgresCeiling, Probe } from "./ceilings.ts";
 import type { CpuUse, PhaseResult } from "./phases.ts";
 import { KEEP_UP } from "./phases.ts";
+import type { BenchTransport } from "./stack.ts";
 
-/** Everything one `bun run bench` produced; written as JSON and rendered as Markdown. */
+export type Memory = Record<string, { peakRssMiB: number; rssMiB: number }>;
+
+/** One stack, on one queue transport, through every phase. */
+export interface TransportRun {
+  transport: BenchTransport;
+  stack: { roles: string[]; env: Record<string, string>; databaseSettings?: Record<string, string>; postgresSettings?: Record<string, string> };
+  /** What a reader of this run's figures should know (a role that idles, say). */
+  notes: string[];
+  phases: PhaseResult[];
+  /** Role processes' peak RSS (VmHWM) and RSS at the end of the run. */
+  memory: Memory;
+  summary: Summary;
+  /** Every phase delivered every accepted event and saw no invalid signature. */
+  passed: boolean;
+  failures: string[];
+}
+
+/** Everything one `npm run bench` produced; written as JSON and rendered as Markdown. */
 export interface BenchReport {
   startedAt: string;
   finishedAt: string;
   quick: boolean;
   /** git describe of the tree measured, when available. */
   revision: string;
-  stack: { roles: string[]; env: Record<string, string>; databaseSettings?: Record<string, string>; postgresSettings?: Record<string, string> };
   ceilings: Ceilings | null;
-  phases: PhaseResult[];
-  /** Role processes' (and the bench process's) peak RSS (VmHWM) and RSS at the end of the run. */
-  memory: Record<string, { peakRssMiB: number; rssMiB: number }>;
-  summary: Summary;
-  /** Every phase delivered every accepted event and saw no invalid signature. */
+  /** One run per transport measured, one after the other on the same machine. */
+  runs: TransportRun[];
+  /** The bench process (generator + sink) over all runs. */
+  benchMemory?: { peakRssMiB: number; rssMiB: number };
+  /** Every run passed. */
   passed: boolean;
+  /** Every run's failures, each prefixed with its transport. */
   failures: string[];
 }
 
@@ -45,14 +63,46 @@ export interface Summary {
   sustained?: { phase: string; eventsPerSecond: number; deliveredWhilePublishing: number; firstFailing?: string };
   /** Deliveries/s while working off the backlog the ingest phases left (no new load): a drain, not a sustained rate. */
   backlogDrain: Array<{ phase: string; events: number; perSecond: number }>;
-  /** Sustained deliveries/s as a share of the machine's raw rates. */
+  /** Sustained deliveries/s as a share of the machine's raw rates (RabbitMQ's only for the RabbitMQ transport). */
   sustainedRatios?: { rabbitSingle?: number; rabbitBatch64Jobs?: number; httpRequests?: number };
+  /** CPU per delivered event in every phase that delivered any, by process group. */
+  cpuPerDelivery: CpuPerDelivery[];
+}
+
+/**
+ * CPU milliseconds (1 ms of one core) per delivered event, from the first request of a phase to its
+ * last delivery: ingest and delivery together. `stack` sums the groups that serve the stack: its
+ * roles, Postgres (the stack's backends and the background processes) and, on the RabbitMQ
+ * transport, RabbitMQ. The generator and sink (`bench`) and everything else are left out of it.
+ */
+export interface CpuPerDelivery {
+  phase: string;
+  delivered: number;
+  perGroup: Record<string, number>;
+  stack: number;
+  bench: number;
+}
+
+/** The process groups whose CPU serves a stack on this transport. */
+export function stackGroups(transport: BenchTransport): string[] {
+  return ["api", "worker", "dispatcher", "all", "postgres", "postgres bg", ...(transport === "rabbitmq" ? ["rabbitmq"] : [])];
+}
+
+export function cpuPerDelivery(p: PhaseResult): CpuPerDelivery | undefined {
+  const delivered = p.delivery.unique;
+  if (delivered <= 0) return undefined;
+  const u = p.cpu.total;
+  const perEvent = (cpuSeconds: number) => Math.round(((cpuSeconds * 1000) / delivered) * 1000) / 1000;
+  const groups = [...stackGroups(p.transport), "bench"];
+  const perGroup = Object.fromEntries(groups.filter((g) => u.cpuSeconds[g] !== undefined).map((g) => [g, perEvent(u.cpuSeconds[g]!)]));
+  const stack = stackGroups(p.transport).reduce((sum, g) => sum + (perGroup[g] ?? 0), 0);
+  return { phase: p.spec.name, delivered, perGroup, stack: Math.round(stack * 1000) / 1000, bench: perGroup.bench ?? 0 };
 }
 
 const ok = <T extends object>(p: Probe<T> | undefined): T | undefined => (p && !("error" in p) ? (p as T) : undefined);
 const ratio = (v: number, c: number | undefined) => (c ? Math.round((v / c) * 1000) / 1000 : undefined);
 
-export function summarise(phases: PhaseResult[], c: Ceilings | null, _memory: BenchReport["memory"]): Summary {
+export function summarise(transport: BenchTransport, phases: PhaseResult[], c: Ceilings | null): Summary {
   const pg = ok(c?.postgres);
   const byName = (name: string) => phases.find((p) => p.spec.name === name);
   const fig = (p: PhaseResult | undefined, ceiling: number | undefined): Figure | undefined =>
@@ -60,8 +110,8 @@ export function summarise(phases: PhaseResult[], c: Ceilings | null, _memory: Be
   const ramp = phases.filter((p) => p.spec.group === "ramp");
   const best = ramp.filter((p) => p.keptUp).sort((a, b) => b.publish.eventsPerSecond - a.publish.eventsPerSecond)[0];
   const failing = ramp.find((p) => !p.keptUp);
-  const single = ok(c?.rabbitmq.single);
-  const batch = ok(c?.rabbitmq.batch64);
+  const single = transport === "rabbitmq" ? ok(c?.rabbitmq.single) : undefined;
+  const batch = transport === "rabbitmq" ? ok(c?.rabbitmq.batch64) : undefined;
   const http = ok(c?.http);
   return {
     ingestSingle: fig(byName("ingest-single"), pg?.singleRowsPerSec),
@@ -90,6 +140,7 @@ export function summarise(phases: PhaseResult[], c: Ceilings | null, _memory: Be
       rabbitBatch64Jobs: ratio(best.publish.eventsPerSecond, batch ? batch.messagesPerSec * 64 : undefined),
       httpRequests: ratio(best.publish.eventsPerSecond, http?.requestsPerSec),
     },
+    cpuPerDelivery: phases.flatMap((p) => cpuPerDelivery(p) ?? []),
   };
 }
 
@@ -102,14 +153,15 @@ function probe<T>(p: Probe<T> | undefined, render: (v: T) => string): string {
 }
 
 function ceilingLines(c: Ceilings): string[] {
+  const notMeasured = "not measured (no run on the RabbitMQ transport)";
   const amqp = (a: AmqpCeiling) => `${n(a.messagesPerSec)} msg/s (${n(a.messageBytes)} B, ${a.queueType}, ${a.window} unconfirmed)`;
   return [
     "| Probe | Result |",
     "| --- | --- |",
     `| Postgres, 500-row unnest inserts, 2 in flight | ${probe(c.postgres, (p: PostgresCeiling) => `${n(p.batchRowsPerSec)} rows/s (${p.payloadBytes} B jsonb)`)} |`,
     `| Postgres, one row per commit, 32 in flight | ${probe(c.postgres, (p: PostgresCeiling) => `${n(p.singleRowsPerSec)} rows/s`)} |`,
-    `| RabbitMQ confirmed persistent publish, 1 job/message | ${probe(c.rabbitmq.single, amqp)} |`,
-    `| RabbitMQ confirmed persistent publish, 64 jobs/message | ${probe(c.rabbitmq.batch64, (a) => `${amqp(a)} = ${n(a.messagesPerSec * 64)} jobs/s`)} |`,
+    `| RabbitMQ confirmed persistent publish, 1 job/message | ${c.rabbitmq.single ? probe(c.rabbitmq.single, amqp) : notMeasured} |`,
+    `| RabbitMQ confirmed persistent publish, 64 jobs/message | ${c.rabbitmq.batch64 ? probe(c.rabbitmq.batch64, (a) => `${amqp(a)} = ${n(a.messagesPerSec * 64)} jobs/s`) : notMeasured} |`,
     `| Bun.serve JSON POST → 202, fetch with 64 in flight | ${probe(c.http, (h) => `${n(h.requestsPerSec)} req/s (p50 ${ms(h.p50Ms)} ms, p99 ${ms(h.p99Ms)} ms)`)} |`,
   ];
 }
@@ -117,7 +169,7 @@ function ceilingLines(c: Ceilings): string[] {
 const pct = (r: number | undefined) => (r === undefined ? "–" : `${(r * 100).toFixed(r < 0.1 ? 1 : 0)}%`);
 const meets = (good: boolean) => (good ? "meets" : "misses");
 
-function headline(r: BenchReport): string[] {
+function headline(r: TransportRun, c: Ceilings | null): string[] {
   const s = r.summary;
   const t = TARGETS;
   const lines = ["| Figure | Result | Target | Machine ceiling (same run) | Share of ceiling |", "| --- | --- | --- | --- | --- |"];
@@ -138,9 +190,8 @@ function headline(r: BenchReport): string[] {
       `| End-to-end latency at ${n(l.targetPerSecond)}/s (\`${l.phase}\`, achieved ${n(l.achievedPerSecond)}/s) | p50 ${ms(l.p50)} / p95 ${ms(l.p95)} / p99 ${ms(l.p99)} / max ${ms(l.max)} ms | ` +
         `${l.targetPerSecond === 1000 ? `p50 ≤ ${t.latencyP50Ms}, p99 ≤ ${t.latencyP99Ms} ms (${meets(l.p50 <= t.latencyP50Ms && l.p99 <= t.latencyP99Ms)})` : "–"} | – | – |`,
     );
-  const c = r.ceilings;
-  const single = c && ok(c.rabbitmq.single);
-  const batch = c && ok(c.rabbitmq.batch64);
+  const single = c && r.transport === "rabbitmq" ? ok(c.rabbitmq.single) : undefined;
+  const batch = c && r.transport === "rabbitmq" ? ok(c.rabbitmq.batch64) : undefined;
   const http = c && ok(c.http);
   if (s.sustained) {
     const ceilings = [
@@ -165,8 +216,13 @@ function headline(r: BenchReport): string[] {
 
 const GROUPS = ["api", "worker", "dispatcher", "all", "bench", "postgres", "postgres bg", "rabbitmq", "other"];
 
-function cpuRow(name: string, window: string, u: CpuUse): string {
-  return `| ${name} | ${window} (${u.seconds} s) | ${GROUPS.filter((g) => g !== "all" || u.cores.all !== undefined).map((g) => (u.cores[g] ?? 0).toFixed(2)).join(" | ")} | ${u.machineBusyPct}% |`;
+/** The CPU columns of a run: its own role processes, and the rest of the machine. */
+function groupsOf(r: TransportRun): string[] {
+  return GROUPS.filter((g) => !["api", "worker", "dispatcher", "all"].includes(g) || r.stack.roles.includes(g));
+}
+
+function cpuRow(name: string, window: string, u: CpuUse, groups: string[]): string {
+  return `| ${name} | ${window} (${u.seconds} s) | ${groups.map((g) => (u.cores[g] ?? 0).toFixed(2)).join(" | ")} | ${u.machineBusyPct}% |`;
 }
 
 // The stages worth a column; everything else is in the JSON.
@@ -174,6 +230,8 @@ const STAGES = [
   "evently_ingest_batch_events",
   "evently_ingest_commit_duration_seconds",
   "evently_publish_duration_seconds",
+  "evently_messages_consumed_total",
+  "evently_outbox_swept_jobs_total",
   "evently_delivery_duration_seconds",
   "evently_delivery_lag_seconds",
   "evently_record_duration_seconds",
@@ -212,32 +270,135 @@ function stageLines(phases: PhaseResult[]): string[] {
   return lines;
 }
 
-export function renderMarkdown(r: BenchReport): string {
+const TRANSPORT_NAME: Record<BenchTransport, string> = { rabbitmq: "RabbitMQ", postgres: "Postgres" };
+
+/** The phases whose CPU per delivery the side-by-side table shows: latency, ramp-1000, and the highest ramp step every run kept up. */
+function comparedCpuPhases(runs: TransportRun[]): string[] {
+  const first = runs[0]?.phases ?? [];
+  const keptUpByAll = first
+    .filter((p) => p.spec.group === "ramp" && runs.every((r) => r.phases.some((q) => q.spec.name === p.spec.name && q.keptUp)))
+    .map((p) => p.spec.name);
+  const names = [...first.filter((p) => p.spec.group === "latency").map((p) => p.spec.name), keptUpByAll[0], keptUpByAll.at(-1)];
+  return names.filter((x, i): x is string => x !== undefined && names.indexOf(x) === i);
+}
+
+function cpuBreakdown(c: CpuPerDelivery | undefined): string {
+  if (!c) return "–";
+  const parts = Object.entries(c.perGroup)
+    .filter(([g, v]) => g !== "bench" && v >= 0.005)
+    .map(([g, v]) => `${g} ${v.toFixed(2)}`);
+  return `**${c.stack.toFixed(2)} ms** (${parts.join(", ")})`;
+}
+
+/** Both transports' figures in one table: what BENCHMARKS.md compares. */
+function sideBySide(r: BenchReport): string[] {
+  const runs = r.runs;
+  const lines = [
+    `| Figure | ${runs.map((t) => `${TRANSPORT_NAME[t.transport]} transport`).join(" | ")} |`,
+    `| --- | ${runs.map(() => "---").join(" | ")} |`,
+  ];
+  const row = (label: string, cell: (t: TransportRun) => string) => lines.push(`| ${label} | ${runs.map(cell).join(" | ")} |`);
+  const phase = (t: TransportRun, name: string) => t.phases.find((p) => p.spec.name === name);
+  const first = runs[0]?.phases ?? [];
+  row("Role processes", (t) => t.stack.roles.join(", "));
+  row("Every accepted event delivered once (all phases)", (t) => {
+    const accepted = t.phases.reduce((s, p) => s + p.delivery.expected, 0);
+    const delivered = t.phases.reduce((s, p) => s + Math.min(p.delivery.unique, p.delivery.expected), 0);
+    const duplicates = t.phases.reduce((s, p) => s + p.delivery.duplicates, 0);
+    return `${t.passed ? "yes" : "**NO**"}: ${n(delivered)} of ${n(accepted)}, ${n(duplicates)} duplicates`;
+  });
+  row("Sustained end-to-end deliveries (ramp: highest step kept up)", (t) => {
+    const s = t.summary.sustained;
+    if (!s) return "no step kept up";
+    const failing = s.firstFailing ? phase(t, s.firstFailing) : undefined;
+    return (
+      `**${n(s.eventsPerSecond)} events/s** (\`${s.phase}\`)` +
+      (failing ? `; \`${failing.spec.name}\` delivered ${n(failing.delivery.duringPublishPerSecond)}/s of ${n(failing.publish.eventsPerSecond)}/s` : "; the ramp's last step")
+    );
+  });
+  for (const p of first.filter((q) => q.spec.group === "latency"))
+    row(`End-to-end latency at ${n(p.spec.eventsPerSecond ?? 0)}/s, p50 / p95 / p99 (\`${p.spec.name}\`)`, (t) => {
+      const q = phase(t, p.spec.name);
+      if (!q) return "–";
+      const l = q.delivery.latencyMs;
+      return `**${ms(l.p50)} / ${ms(l.p95)} / ${ms(l.p99)} ms** (${n(q.publish.eventsPerSecond)}/s achieved${q.publish.dropped ? `, ${n(q.publish.dropped)} dropped` : ""})`;
+    });
+  for (const name of comparedCpuPhases(runs))
+    row(`CPU per delivered event, \`${name}\` (core·ms; stack total, then by process)`, (t) =>
+      cpuBreakdown(t.summary.cpuPerDelivery.find((c) => c.phase === name)),
+    );
+  const ingest: Array<[keyof Summary, string]> = [
+    ["ingestSingle", "Ingest, single events, delivery running"],
+    ["ingestBatch", "Ingest, batches of 500, delivery running"],
+    ["burstSingle", "Ingest, single events, delivery stopped"],
+    ["burstBatch", "Ingest, batches of 500, delivery stopped"],
+  ];
+  for (const [key, label] of ingest)
+    if (runs.some((t) => t.summary[key]))
+      row(label, (t) => {
+        const f = t.summary[key] as Figure | undefined;
+        return f ? `${n(f.value)} events/s` : "–";
+      });
+  for (const p of first.filter((q) => q.spec.group === "ingest"))
+    if (runs.some((t) => t.summary.backlogDrain.some((d) => d.phase === p.spec.name)))
+      row(`Backlog drain after \`${p.spec.name}\` (no new load)`, (t) => {
+        const d = t.summary.backlogDrain.find((x) => x.phase === p.spec.name);
+        return d ? `${n(d.perSecond)} deliveries/s over ${n(d.events)} events` : "–";
+      });
+  const roles = [...new Set(runs.flatMap((t) => Object.keys(t.memory)))];
+  for (const role of roles) row(`Peak RSS, ${role}`, (t) => (t.memory[role] ? `${t.memory[role]!.peakRssMiB} MiB` : "not run"));
+  return lines;
+}
+
+function cpuPerDeliveryLines(runs: TransportRun[]): string[] {
+  const groups = GROUPS.filter((g) => g !== "other" && runs.some((t) => t.summary.cpuPerDelivery.some((c) => c.perGroup[g] !== undefined)));
+  const lines = [
+    `| Transport | Phase | Delivered | ${groups.join(" | ")} | Stack total |`,
+    `| --- | --- | --- | ${groups.map(() => "---").join(" | ")} | --- |`,
+  ];
+  for (const t of runs)
+    for (const c of t.summary.cpuPerDelivery) {
+      const cells = groups.map((g) => (g === "rabbitmq" && t.transport !== "rabbitmq" ? "not used" : c.perGroup[g] === undefined ? "–" : c.perGroup[g]!.toFixed(3)));
+      lines.push(`| ${t.transport} | ${c.phase} | ${n(c.delivered)} | ${cells.join(" | ")} | **${c.stack.toFixed(3)}** |`);
+    }
+  return lines;
+}
+
+/** Per delivered event: transactions on the stack's database, and the messages (non-empty takes on Postgres) the worker handled. */
+function postgresWorkLines(t: TransportRun): string[] {
+  const phases = t.phases.filter((p) => p.db && p.delivery.unique > 0);
+  if (!phases.length) return [];
+  const per = (v: number | undefined, p: PhaseResult) => (v === undefined ? "–" : (v / p.delivery.unique).toFixed(2));
+  const consumed = (p: PhaseResult) => p.stages.find((s) => s.role !== "api" && s.metric === "evently_messages_consumed_total")?.count;
+  return [
+    "| Phase | Transactions | Messages consumed (worker) | Jobs per message |",
+    "| --- | --- | --- | --- |",
+    ...phases.map((p) => {
+      const m = consumed(p);
+      return `| ${p.spec.name} | ${per(p.db!.transactions, p)} | ${per(m, p)} | ${m ? (p.delivery.unique / m).toFixed(1) : "–"} |`;
+    }),
+  ];
+}
+
+function runLines(t: TransportRun, ceilings: Ceilings | null): string[] {
+  const name = TRANSPORT_NAME[t.transport];
   const lines: string[] = [
-    `# Evently benchmark${r.quick ? " (quick)" : ""}`,
+    `## ${name} transport`,
     "",
-    `Run ${r.startedAt} → ${r.finishedAt}, revision \`${r.revision}\`.`,
-    r.ceilings ? `Machine: ${r.ceilings.host.cpus} CPUs, ${r.ceilings.host.memoryGiB} GiB, ${r.ceilings.host.platform}, Bun ${r.ceilings.host.bun}.` : "",
-    `Stack: ${r.stack.roles.join(", ")} as separate processes; Postgres, RabbitMQ, the sink and the load generator on the same machine, all over loopback.`,
+    `\`QUEUE_TRANSPORT=${t.transport}\`; processes: ${t.stack.roles.join(", ")}. **${t.passed ? "Every accepted event was delivered." : "FAILED."}**`,
+    ...t.failures.map((f) => `- ${f}`),
+    ...t.notes.map((x) => `- ${x}`),
     "",
-    `**Verdict: ${r.passed ? "every accepted event was delivered" : "FAILED"}**`,
-    ...r.failures.map((f) => `- ${f}`),
+    `### Figures (${t.transport})`,
     "",
-    "## Figures",
+    ...headline(t, ceilings),
     "",
-    ...headline(r),
-    "",
-    "## Phases",
-    "",
-    "Publish rates count events the API answered 202 for (committed). Delivery latency runs from the",
-    "event's creation timestamp to its first receipt at the sink, which verifies every signature.",
-    `A ramp step keeps up when deliveries during the step reach ${KEEP_UP.deliveredShare * 100}% of the accepted rate, the backlog`,
-    `left drains within ${KEEP_UP.drainMs / 1000} s, and the generator achieves ≥ ${KEEP_UP.achievedShare * 100}% of the target with no drops or errors.`,
+    `### Phases (${t.transport})`,
     "",
     "| Phase | Load | Events accepted | Accepted/s | Publish p50 / p99 (ms) | Errors | Delivered | Delivered/s while publishing | Duplicates | Latency p50 / p95 / p99 / max (ms) | Backlog at end → drain | Kept up |",
     "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
-  for (const p of r.phases) {
+  for (const p of t.phases) {
     const s = p.spec;
     const load =
       s.mode === "open"
@@ -253,54 +414,110 @@ export function renderMarkdown(r: BenchReport): string {
         `${p.keptUp === undefined ? "–" : p.keptUp ? "yes" : "**no**"} |`,
     );
   }
-  const groups = GROUPS.filter((g) => g !== "all" || r.phases.some((p) => p.cpu.publish.cores.all !== undefined));
+  const groups = groupsOf(t);
   lines.push(
     "",
-    "## CPU by process (cores; 1.00 = one core busy for the whole window)",
+    `### CPU by process (${t.transport}; cores, 1.00 = one core busy for the whole window)`,
     "",
-    "`bench` is this process: the load generator and the sink. `postgres` is the backends serving the",
-    "stack's database, `postgres bg` Postgres's background processes (WAL writer, checkpointer, …); `other` is everything else on the machine",
-    "seen in both samples (a lower bound), including Postgres backends of other databases.",
-    "",
-    ...(r.phases.some((p) => (p.cpu.publish.cores.other ?? 0) >= 0.2)
+    ...(t.transport !== "rabbitmq" ? ["RabbitMQ runs on this machine but this stack does not use it: its column is its idle draw.", ""] : []),
+    ...(t.phases.some((p) => (p.cpu.publish.cores.other ?? 0) >= 0.2)
       ? ["**Other load was running on the machine during some phases (`other` ≥ 0.20 cores): their figures are lower than an idle machine would give.**", ""]
       : []),
     `| Phase | Window | ${groups.join(" | ")} | Machine busy |`,
     `| --- | --- | ${groups.map(() => "---").join(" | ")} | --- |`,
   );
-  for (const p of r.phases) {
-    lines.push(cpuRow(p.spec.name, "publishing", p.cpu.publish));
-    if (p.cpu.drain) lines.push(cpuRow(p.spec.name, "draining", p.cpu.drain));
+  for (const p of t.phases) {
+    lines.push(cpuRow(p.spec.name, "publishing", p.cpu.publish, groups));
+    if (p.cpu.drain) lines.push(cpuRow(p.spec.name, "draining", p.cpu.drain, groups));
   }
   lines.push(
     "",
-    "## Per-stage timings from each role's /metrics",
+    `### Per-stage timings from each role's /metrics (${t.transport})`,
     "",
     "Histogram means (Δsum / Δcount over the phase, publishing plus drain) and counter increments.",
     "",
-    ...stageLines(r.phases),
+    ...stageLines(t.phases),
   );
-  const tables = r.phases.filter((p) => p.tables?.length);
-  if (tables.length) {
-    const names = tables[0]!.tables!.map((t) => t.table);
+  const work = postgresWorkLines(t);
+  if (work.length)
     lines.push(
       "",
-      "## Database after each phase",
+      `### Postgres work per delivered event (${t.transport})`,
       "",
-      `Live / dead rows and total size with indexes. Server settings: ${Object.entries(r.stack.postgresSettings ?? {}).map(([k, v]) => `\`${k}=${v}\``).join(", ") || "not read"}.`,
+      "Committed transactions on the stack's database per delivered event (Postgres publishes a backend's",
+      "counts up to about a second late, so this is approximate per phase), and the messages the worker",
+      "consumed: AMQP messages on RabbitMQ, non-empty takes from the outbox on Postgres.",
+      "",
+      ...work,
+    );
+  const tables = t.phases.filter((p) => p.tables?.length);
+  if (tables.length) {
+    const names = tables[0]!.tables!.map((x) => x.table);
+    lines.push(
+      "",
+      `### Database after each phase (${t.transport})`,
+      "",
+      `Live / dead rows and total size with indexes. Server settings: ${Object.entries(t.stack.postgresSettings ?? {}).map(([k, v]) => `\`${k}=${v}\``).join(", ") || "not read"}.`,
       "",
       `| Phase | ${names.join(" | ")} |`,
       `| --- | ${names.map(() => "---").join(" | ")} |`,
       ...tables.map((p) => `| ${p.spec.name} | ${names.map((name) => {
-        const t = p.tables!.find((x) => x.table === name);
-        return t ? `${n(t.live)} / ${n(t.dead)}, ${t.totalMiB} MiB, seq ${n(t.seqScans)} (${n(t.seqRowsRead)} rows), idx ${n(t.idxScans)}` : "–";
+        const x = p.tables!.find((y) => y.table === name);
+        return x ? `${n(x.live)} / ${n(x.dead)}, ${x.totalMiB} MiB, seq ${n(x.seqScans)} (${n(x.seqRowsRead)} rows), idx ${n(x.idxScans)}` : "–";
       }).join(" | ")} |`),
     );
   }
-  if (r.ceilings) lines.push("", "## This machine's raw ceilings", "", ...ceilingLines(r.ceilings));
-  lines.push("", "Settings that differ from the defaults:", "");
-  const env = Object.entries(r.stack.env).filter(([k]) => !["DATABASE_URL", "AMQP_URL", "AMQP_PREFIX", "HOST", "PORT", "LOG_LEVEL"].includes(k));
-  const dbSet = Object.entries(r.stack.databaseSettings ?? {}).map(([k, v]) => `- Postgres (scratch database): \`${k}=${v}\``);
+  lines.push("", `Settings that differ from the defaults (${t.transport}):`, "");
+  const env = Object.entries(t.stack.env).filter(([k]) => !["DATABASE_URL", "AMQP_URL", "AMQP_PREFIX", "HOST", "PORT", "LOG_LEVEL", "QUEUE_TRANSPORT"].includes(k));
+  const dbSet = Object.entries(t.stack.databaseSettings ?? {}).map(([k, v]) => `- Postgres (scratch database): \`${k}=${v}\``);
   lines.push(...(env.length || dbSet.length ? [...env.map(([k, v]) => `- \`${k}=${v}\``), ...dbSet] : ["- none"]), "");
+  return lines;
+}
+
+export function renderMarkdown(r: BenchReport): string {
+  const lines: string[] = [
+    `# Evently benchmark${r.quick ? " (quick)" : ""}`,
+    "",
+    `Run ${r.startedAt} → ${r.finishedAt}, revision \`${r.revision}\`.`,
+    r.ceilings ? `Machine: ${r.ceilings.host.cpus} CPUs, ${r.ceilings.host.memoryGiB} GiB, ${r.ceilings.host.platform}, Bun ${r.ceilings.host.bun}.` : "",
+    `Queue transports measured, one after the other, each with its own stack and scratch database: ${r.runs.map((t) => `${TRANSPORT_NAME[t.transport]} (${t.stack.roles.join(", ")})`).join("; ") || "none"}.`,
+    "Every role runs as its own process; Postgres, RabbitMQ, the sink and the load generator share the same machine, all over loopback.",
+    "",
+    `**Verdict: ${r.passed ? "every accepted event was delivered, on every transport" : "FAILED"}**`,
+    ...r.failures.map((f) => `- ${f}`),
+    "",
+  ];
+  if (r.runs.length) {
+    lines.push(
+      "## Transports side by side",
+      "",
+      "CPU per delivered event: CPU time from a phase's first request to its last delivery (ingest and",
+      "delivery together) over the events delivered, in milliseconds of one core. The stack total counts its",
+      "roles, Postgres (the stack's backends and background processes) and, on the RabbitMQ transport,",
+      "RabbitMQ; not the load generator and sink, nor other load.",
+      "",
+      ...sideBySide(r),
+      "",
+      "## Reading the tables",
+      "",
+      "Publish rates count events the API answered 202 for (committed). Delivery latency runs from the",
+      "event's creation timestamp to its first receipt at the sink, which verifies every signature.",
+      `A ramp step keeps up when deliveries during the step reach ${KEEP_UP.deliveredShare * 100}% of the accepted rate, the backlog`,
+      `left drains within ${KEEP_UP.drainMs / 1000} s, and the generator achieves ≥ ${KEEP_UP.achievedShare * 100}% of the target with no drops or errors.`,
+      "Burst phases stop the delivery roles (worker, and dispatcher where it runs) while publishing.",
+      "`bench` in the CPU tables is this process: the load generator and the sink. `postgres` is the backends serving the",
+      "stack's database, `postgres bg` Postgres's background processes (WAL writer, checkpointer, …); `other` is everything",
+      "else on the machine seen in both samples (a lower bound), including Postgres backends of other databases.",
+      "",
+      "## CPU per delivered event (core·ms), every phase",
+      "",
+      ...cpuPerDeliveryLines(r.runs),
+      "",
+    );
+    for (const t of r.runs) lines.push(...runLines(t, r.ceilings));
+  }
+  if (r.benchMemory) lines.push("", `Peak RSS of the bench process (sink + generator) over all runs: ${r.benchMemory.peakRssMiB} MiB (${r.benchMemory.rssMiB} MiB at the end).`);
+  if (r.ceilings) lines.push("", "## This machine's raw ceilings", "", ...ceilingLines(r.ceilings));
+  lines.push("");
   return lines.filter((l, i, a) => !(l === "" && a[i - 1] === "")).join("\n");
 }

@@ -4,19 +4,25 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import { loadConfig } from "../../services/core/config/index.ts";
-import { deleteTopology } from "../../services/core/queue/topology.ts";
+import { deleteTopology } from "../../services/core/queue/rabbitmq/topology.ts";
 
 /**
  * An Evently installation for one benchmark run, as separate processes the way it is deployed:
- * `migrate`, then `api`, `worker` and `dispatcher` (or `all`), each `bun services/main.ts <role>`.
- * It gets a scratch database and its own AMQP prefix, so it shares nothing with other installations
- * on the same servers, and stop() removes both. Process output goes to log files, one per role.
+ * `migrate`, then `api`, `worker` and (RabbitMQ transport) `dispatcher`, or `all`, each
+ * `bun services/main.ts <role>`. It gets a scratch database and, on RabbitMQ, its own AMQP prefix,
+ * so it shares nothing with other installations on the same servers, and stop() removes both.
+ * Process output goes to log files, one per role.
  */
+export type BenchTransport = "rabbitmq" | "postgres";
+
 export interface StackOptions {
-  /** Roles to run, each in its own process. Default api, worker, dispatcher. */
+  /** QUEUE_TRANSPORT of every role; set explicitly, never left to the product's default. Default rabbitmq. */
+  transport?: BenchTransport;
+  /** Roles to run, each in its own process. Default api, worker, dispatcher (RabbitMQ); api, worker (Postgres). */
   roles?: Array<"api" | "worker" | "dispatcher" | "all">;
   /** A database URL on the server to use; the stack uses a scratch database beside it. */
   databaseUrl?: string;
+  /** RabbitMQ transport only. */
   amqpUrl?: string;
   /** Postgres settings for the scratch database (ALTER DATABASE … SET), e.g. plan_cache_mode: for experiments. */
   databaseSettings?: Record<string, string>;
@@ -28,6 +34,7 @@ export interface StackOptions {
 }
 
 export interface Stack {
+  transport: BenchTransport;
   apiUrl: string;
   /** Health/metrics URL of every role process. */
   roleUrls: Record<string, string>;
@@ -37,18 +44,29 @@ export interface Stack {
   logDir: string;
   /** Job counts by status and attempt count: where undelivered events are, when some are. */
   jobStates(): Promise<{ status: string; attemptCount: number; count: number }[]>;
-  /** Live and dead rows and total size (with indexes) of the stack's tables, and the server settings that bear on them. */
+  /** Live and dead rows, size and scans of the stack's tables and indexes, its database's transactions, and the server settings that bear on them. */
   dbStats(): Promise<DbStats>;
   /**
    * VACUUM ANALYZE of the stack's tables when the server runs with autovacuum off (as CI servers
    * here do): what autovacuum would have done between phases. Returns whether it ran.
    */
   vacuumIfNoAutovacuum(): Promise<boolean>;
+  /**
+   * The same, repeated every `autovacuum_naptime` until the returned stop is called: what autovacuum
+   * would do during a long phase. Re-analysing also makes Postgres re-plan cached statements, so a
+   * plan made while a table was empty does not outlive a backlog for longer than it would in
+   * production. `onRun` is called after each VACUUM. Does nothing when autovacuum is on.
+   */
+  vacuumPeriodically(onRun: () => void): () => Promise<void>;
   stop(): Promise<void>;
 }
 
 export interface DbStats {
   tables: Array<{ table: string; live: number; dead: number; totalMiB: number; seqScans: number; seqRowsRead: number; idxScans: number; idxRowsFetched: number }>;
+  /** Scans of each index of the stack's tables (cumulative), to tell which statements use which index. */
+  indexScans: Record<string, number>;
+  /** The scratch database's committed and rolled-back transactions (cumulative, pg_stat_database). */
+  transactions: { committed: number; rolledBack: number };
   settings: Record<string, string>;
 }
 
@@ -62,11 +80,11 @@ interface Child {
 }
 
 /** Spawns one role; `started` resolves with its port from the "evently started" log line. */
-function spawnRole(role: string, env: Record<string, string>, logDir: string, cpuProfileDir?: string): Child {
-  const profile = cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfileDir}`, `--cpu-prof-name=${role}.cpuprofile`] : [];
+function spawnRole(role: string, env: Record<string, string | undefined>, logDir: string, cpuProfile?: { dir: string; name: string }): Child {
+  const profile = cpuProfile ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfile.dir}`, `--cpu-prof-name=${cpuProfile.name}`] : [];
   const proc = Bun.spawn([process.execPath, ...profile, MAIN, role], {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...env },
+    env,
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -109,6 +127,7 @@ async function waitReady(url: string, timeoutMs: number): Promise<void> {
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const log = options.log ?? (() => {});
+  const transport = options.transport ?? "rabbitmq";
   const id = `${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
   const dbUrl = new URL(options.databaseUrl ?? process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres");
   const adminUrl = new URL(dbUrl);
@@ -116,20 +135,27 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   dbUrl.pathname = `/evently_bench_${id}`;
   // The caller's settings first; then what makes this installation its own, which must not be
   // overridden (a DATABASE_URL from the environment would point the stack at a real database).
+  // The transport is always named, and the database and broker always given: the product's
+  // defaults for them (chosen by which URLs are set, an embedded database) are not what we measure.
   const env: Record<string, string> = {
     DELIVERY_ALLOW_PRIVATE_NETWORKS: "true",
     ...options.env,
+    QUEUE_TRANSPORT: transport,
     DATABASE_URL: dbUrl.toString(),
-    AMQP_URL: options.amqpUrl ?? process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672",
-    AMQP_PREFIX: `evently-bench-${id}`,
+    ...(transport === "rabbitmq"
+      ? { AMQP_URL: options.amqpUrl ?? process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672", AMQP_PREFIX: `evently-bench-${id}` }
+      : {}),
     HOST: "127.0.0.1",
     PORT: "0",
     // info at least: the "evently started" line is how the stack learns each port.
     LOG_LEVEL: options.env?.LOG_LEVEL === "debug" ? "debug" : "info",
   };
+  // The roles' environment: ours plus the stack's. A Postgres stack gets no AMQP_URL from us either.
+  const childEnv: Record<string, string | undefined> = { ...process.env, ...env };
+  if (transport !== "rabbitmq") for (const k of ["AMQP_URL", "AMQP_PREFIX"]) delete childEnv[k];
   const logDir = join(tmpdir(), `evently-bench-${id}`);
   mkdirSync(logDir, { recursive: true });
-  log(`stack: scratch database ${dbUrl.pathname.slice(1)}, AMQP prefix ${env.AMQP_PREFIX}, logs in ${logDir}`);
+  log(`stack (${transport} transport): scratch database ${dbUrl.pathname.slice(1)}${env.AMQP_PREFIX ? `, AMQP prefix ${env.AMQP_PREFIX}` : ""}, logs in ${logDir}`);
 
   const children: Child[] = [];
   const stop = async () => {
@@ -138,11 +164,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       const exited = await Promise.race([c.proc.exited.then(() => true), Bun.sleep(10_000).then(() => false)]);
       if (!exited) c.proc.kill("SIGKILL");
     }
-    await cleanup(env, adminUrl.toString(), dbUrl.pathname.slice(1)).catch((err) => log(`stack cleanup: ${(err as Error).message}`));
+    await cleanup(transport === "rabbitmq" ? env : undefined, adminUrl.toString(), dbUrl.pathname.slice(1)).catch((err) => log(`stack cleanup: ${(err as Error).message}`));
   };
 
   try {
-    const migrate = Bun.spawn([process.execPath, MAIN, "migrate"], { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdout: "ignore", stderr: "pipe" });
+    const migrate = Bun.spawn([process.execPath, MAIN, "migrate"], { cwd: REPO_ROOT, env: childEnv, stdout: "ignore", stderr: "pipe" });
     if ((await migrate.exited) !== 0) throw new Error(`migrate failed: ${await new Response(migrate.stderr).text()}`);
     if (options.databaseSettings && Object.keys(options.databaseSettings).length) {
       const admin = postgres(adminUrl.toString(), { max: 1, onnotice: () => {} });
@@ -157,8 +183,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     }
     const roleUrls: Record<string, string> = {};
     const pids: Record<string, number> = {};
-    for (const role of options.roles ?? ["api", "worker", "dispatcher"]) {
-      const child = spawnRole(role, env, logDir, options.cpuProfileDir);
+    const roles = options.roles ?? (transport === "rabbitmq" ? ["api", "worker", "dispatcher"] : ["api", "worker"]);
+    for (const role of roles) {
+      const cpuProfile = options.cpuProfileDir ? { dir: options.cpuProfileDir, name: `${transport}-${role}.cpuprofile` } : undefined;
+      const child = spawnRole(role, childEnv, logDir, cpuProfile);
       children.push(child);
       pids[role] = child.proc.pid;
       const port = await Promise.race([child.started, Bun.sleep(30_000).then(() => Promise.reject(new Error(`${role} did not start within 30 s`)))]);
@@ -196,31 +224,63 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
                  coalesce(idx_scan, 0)::float8 as "idxScans", coalesce(idx_tup_fetch, 0)::float8 as "idxRowsFetched",
                  round(pg_total_relation_size(relid) / 1048576.0, 1)::float8 as "totalMiB"
           from pg_stat_user_tables order by pg_total_relation_size(relid) desc limit 6`;
+        const indexes = await sql<{ index: string; scans: number }[]>`
+          select indexrelname as index, idx_scan::float8 as scans from pg_stat_user_indexes`;
+        const [db] = await sql<{ committed: number; rolledBack: number }[]>`
+          select xact_commit::float8 as committed, xact_rollback::float8 as "rolledBack" from pg_stat_database where datname = current_database()`;
         const settings = await sql<{ name: string; setting: string }[]>`
           select name, setting from pg_settings
           where name in ('autovacuum', 'plan_cache_mode', 'synchronous_commit', 'fsync', 'shared_buffers', 'max_wal_size', 'wal_level')`;
-        return { tables: [...tables], settings: Object.fromEntries(settings.map((r) => [r.name, r.setting])) };
+        return {
+          tables: [...tables],
+          indexScans: Object.fromEntries(indexes.map((r) => [r.index, r.scans])),
+          transactions: db ?? { committed: 0, rolledBack: 0 },
+          settings: Object.fromEntries(settings.map((r) => [r.name, r.setting])),
+        };
       } finally {
         await sql.end();
       }
     };
-    return { apiUrl, roleUrls, pids, env, logDir, jobStates, dbStats, vacuumIfNoAutovacuum, stop };
+    const naptimeMs = await (async () => {
+      const sql = postgres(dbUrl.toString(), { max: 1, onnotice: () => {} });
+      try {
+        const [row] = await sql<{ setting: string }[]>`select setting from pg_settings where name = 'autovacuum_naptime'`;
+        return Number(row?.setting ?? 60) * 1000;
+      } finally {
+        await sql.end();
+      }
+    })();
+    const vacuumPeriodically = (onRun: () => void) => {
+      let running: Promise<void> | undefined;
+      const timer = setInterval(() => {
+        running ??= vacuumIfNoAutovacuum()
+          .then((ran) => void (ran && onRun()), () => {})
+          .finally(() => (running = undefined));
+      }, naptimeMs);
+      return async () => {
+        clearInterval(timer);
+        await running;
+      };
+    };
+    return { transport, apiUrl, roleUrls, pids, env, logDir, jobStates, dbStats, vacuumIfNoAutovacuum, vacuumPeriodically, stop };
   } catch (err) {
     await stop();
     throw err;
   }
 }
 
-/** Deletes the run's exchanges and queues, then its database. */
-async function cleanup(env: Record<string, string>, adminUrl: string, database: string): Promise<void> {
-  const config = loadConfig(env);
-  const connection = await amqp.connect(config.amqp.AMQP_URL);
-  try {
-    const channel = await connection.createChannel();
-    await deleteTopology(channel, config.amqp).catch(() => {});
-    await channel.close().catch(() => {});
-  } finally {
-    await connection.close();
+/** Deletes the run's exchanges and queues (given the RabbitMQ stack's environment), then its database. */
+async function cleanup(amqpEnv: Record<string, string> | undefined, adminUrl: string, database: string): Promise<void> {
+  if (amqpEnv) {
+    const config = loadConfig(amqpEnv);
+    const connection = await amqp.connect(config.queue.AMQP_URL!);
+    try {
+      const channel = await connection.createChannel();
+      await deleteTopology(channel, config.queue).catch(() => {});
+      await channel.close().catch(() => {});
+    } finally {
+      await connection.close();
+    }
   }
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
   try {

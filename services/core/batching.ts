@@ -4,25 +4,29 @@ interface Entry<T, R> {
   reject: (err: unknown) => void;
 }
 
-export interface BatcherOptions {
+export interface BatcherOptions<T> {
+  /** Most weight one batch carries (always at least one item, however heavy). */
   maxBatch: number;
   /** Batches in flight at once; callers arriving meanwhile queue up and share the next one. */
   concurrency: number;
+  /** An item's share of maxBatch; 1 when absent. Group commit weighs a request by its events. */
+  weight?: (item: T) => number;
 }
 
 /**
  * Turns many concurrent single-item calls into few batch calls without a timer: while
  * `concurrency` batches run, new items queue, and the next batch takes all of them (up to
  * maxBatch). Idle, an item runs alone at once; busy, batches grow with the load.
- * `run` returns one result per item, in order.
+ * `run` returns one result per item, in order; a result that is an Error rejects that item alone,
+ * so one bad item need not fail its neighbours. A rejected `run` rejects every item of the batch.
  */
 export class Batcher<T, R> {
   private queue: Entry<T, R>[] = [];
   private inFlight = 0;
 
   constructor(
-    private readonly run: (items: T[]) => Promise<R[]>,
-    private readonly options: BatcherOptions,
+    private readonly run: (items: T[]) => Promise<(R | Error)[]>,
+    private readonly options: BatcherOptions<T>,
   ) {}
 
   add(item: T): Promise<R> {
@@ -32,17 +36,18 @@ export class Batcher<T, R> {
     });
   }
 
-  get pending(): number {
-    return this.queue.length;
-  }
-
   private pump(): void {
     while (this.inFlight < this.options.concurrency && this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.options.maxBatch);
+      const batch = this.queue.splice(0, this.takeCount());
       this.inFlight++;
       this.run(batch.map((e) => e.item))
         .then(
-          (results) => batch.forEach((e, i) => e.resolve(results[i]!)),
+          (results) =>
+            batch.forEach((e, i) => {
+              const result = results[i]!;
+              if (result instanceof Error) e.reject(result);
+              else e.resolve(result);
+            }),
           (err) => batch.forEach((e) => e.reject(err)),
         )
         .finally(() => {
@@ -50,5 +55,16 @@ export class Batcher<T, R> {
           this.pump();
         });
     }
+  }
+
+  /** How many queued items the next batch takes: as many as fit in maxBatch, at least one. */
+  private takeCount(): number {
+    const weight = this.options.weight;
+    if (!weight) return this.options.maxBatch;
+    let take = 0;
+    let size = 0;
+    while (take < this.queue.length && (take === 0 || size + weight(this.queue[take]!.item) <= this.options.maxBatch))
+      size += weight(this.queue[take++]!.item);
+    return take;
   }
 }

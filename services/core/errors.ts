@@ -30,6 +30,15 @@ export class ValidationError extends AppError {
   }
 }
 
+/** Stripe's rule: one idempotency key names one request; a different request under it is refused. */
+export class IdempotencyKeyReusedError extends AppError {
+  constructor(field: string, key: string) {
+    super(422, "idempotency_key_reused", `${field}: "${key}" was already used for an event with another type or data`, {
+      errors: [{ field, message: "was already used for an event with another type or data" }],
+    });
+  }
+}
+
 export class NotFoundError extends AppError {
   constructor(what: string, id: string) {
     super(404, "not_found", `${what} ${id} does not exist`);

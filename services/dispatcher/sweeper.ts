@@ -2,10 +2,8 @@ import type { Config } from "@evently/core/config/index.ts";
 import type { Sql } from "@evently/core/db/client.ts";
 import { withDeadline } from "@evently/core/db/errors.ts";
 import type { Logger } from "@evently/core/log.ts";
-import { envelopeBody, type JobMessage } from "@evently/core/queue/messages.ts";
-import { publishJobs } from "@evently/core/outbox/publish.ts";
-import { sweepOutbox, type SweptJob } from "@evently/core/outbox/sql.ts";
-import type { ConfirmPublisher } from "@evently/core/queue/publisher.ts";
+import type { JobMessage } from "@evently/core/queue/messages.ts";
+import { messageForSwept, sweepOutbox } from "@evently/core/outbox/sql.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
 import { tracer } from "@evently/core/telemetry/setup.ts";
@@ -15,15 +13,11 @@ import { tracer } from "@evently/core/telemetry/setup.ts";
 // message that did get through meets the worker's claim.
 const SWEEP_PUBLISH_DEADLINE_MS = 30_000;
 
-export function toJobMessage(job: SweptJob): JobMessage {
-  return {
-    jobId: job.id,
-    eventId: job.eventId,
-    endpointId: job.endpointId,
-    attempt: job.attemptCount,
-    createdAt: job.eventCreatedAt.getTime(),
-    body: envelopeBody(job.eventId, job.eventType, job.eventCreatedAt, job.payloadJson),
-  };
+/** What the sweeper needs of the RabbitMQ transport. */
+export interface SweepPublisher {
+  readonly ready: boolean;
+  /** Resolves once the broker confirmed every job. */
+  send(jobs: JobMessage[], path: "sweep"): Promise<void>;
 }
 
 /**
@@ -41,8 +35,8 @@ export class OutboxSweeper {
 
   constructor(
     private readonly sql: Sql,
-    private readonly publisher: ConfirmPublisher,
-    private readonly config: Pick<Config, "dispatch" | "amqp">,
+    private readonly publisher: SweepPublisher,
+    private readonly config: Pick<Config, "dispatch">,
     private readonly log: Logger,
   ) {}
 
@@ -74,15 +68,7 @@ export class OutboxSweeper {
       try {
         const m = instruments();
         const swept = await sweepOutbox(this.sql, this.config.dispatch.DISPATCH_BATCH_SIZE, (jobs) =>
-          withDeadline(
-            publishJobs(this.publisher, jobs.map(toJobMessage), {
-              queueCount: this.config.amqp.AMQP_WORK_QUEUES,
-              jobsPerMessage: this.config.dispatch.DISPATCH_JOBS_PER_MESSAGE,
-              path: "sweep",
-            }),
-            SWEEP_PUBLISH_DEADLINE_MS,
-            "sweep publish",
-          ),
+          withDeadline(this.publisher.send(jobs.map(messageForSwept), "sweep"), SWEEP_PUBLISH_DEADLINE_MS, "sweep publish"),
         );
         span.setAttribute("evently.jobs", swept.length);
         for (const job of swept) m.outboxSwept.add(1, { reason: job.reason, published: String(job.publishable) });

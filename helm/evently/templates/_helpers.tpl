@@ -156,3 +156,14 @@ The HTTP port every role listens on.
 {{- define "evently.containerPort" -}}
 8080
 {{- end }}
+
+{{/*
+Whether a role runs: its `enabled` value, except that the dispatcher has nothing to do with the
+Postgres transport (workers read the outbox themselves), so it is not deployed then.
+Call with (dict "root" $ "component" "api"); renders "true" or nothing.
+*/}}
+{{- define "evently.componentRuns" -}}
+{{- $values := index .root.Values .component -}}
+{{- $postgresTransport := eq (toString .root.Values.config.QUEUE_TRANSPORT) "postgres" -}}
+{{- if and $values.enabled (not (and (eq .component "dispatcher") $postgresTransport)) -}}true{{- end -}}
+{{- end }}

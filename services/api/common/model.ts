@@ -1,17 +1,15 @@
 import { z } from "zod";
+import { EVENT_TYPE_MAX_LENGTH, EVENT_TYPE_PATTERN_REGEX, EVENT_TYPE_REGEX } from "@evently/core/event-types.ts";
 import { isId, type IdKind } from "@evently/core/ids.ts";
 
 /**
- * Schemas shared by several modules. Request schemas strip unknown fields rather than reject them
- * (as Svix does): clients can send fields a newer server knows without breaking older ones.
+ * Schemas shared by several modules. Request bodies strip unknown fields rather than reject them
+ * (as Svix does): clients can send fields a newer server knows without breaking older ones. Query
+ * strings are the exception (http/query.ts): an unknown parameter is a 422, since a misspelt
+ * filter would otherwise silently widen a list.
  */
 
-// Event types are dot-separated segments; a pattern may end in a whole `.*` segment or be just `*`.
-const SEGMENT = "[A-Za-z0-9_:-]+";
-export const EVENT_TYPE_REGEX = new RegExp(`^${SEGMENT}(\\.${SEGMENT})*$`);
-export const EVENT_TYPE_PATTERN_REGEX = new RegExp(`^(\\*|${SEGMENT}(\\.${SEGMENT})*(\\.\\*)?)$`);
-export const EVENT_TYPE_MAX_LENGTH = 200;
-
+// What event types and patterns are is defined in core (event-types.ts); these schemas check it.
 // No .min(1): the regex already refuses "", and one problem should produce one message.
 export const eventType = z
   .string()
@@ -27,6 +25,14 @@ export const eventTypePattern = z
     "must be an event type (order.paid), a prefix ending in .* (order.*) or * alone",
   )
   .describe("Event type pattern: exact (`order.paid`), every type under a prefix (`order.*`) or all (`*`).");
+
+/** The `eventType` list filter, one name on every list that has it (events, jobs, attempts). */
+export const eventTypeFilter = eventTypePattern
+  .optional()
+  .describe(
+    "Only items whose event type matches this pattern: exact (`order.paid`), every type under a prefix " +
+      "(`order.*`) or all (`*`).",
+  );
 
 /** An id of `kind` in a body or query field; a malformed one is a 422 naming the field. */
 export const idOf = (kind: IdKind, what: string) =>
@@ -44,7 +50,13 @@ export const PAGE_LIMIT_MAX = 250;
  */
 export const pageQuery = (kind: IdKind) =>
   z.object({
-    limit: z.coerce.number().int().min(1).max(PAGE_LIMIT_MAX).default(PAGE_LIMIT_DEFAULT).describe("Items per page."),
+    limit: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(PAGE_LIMIT_MAX)
+      .default(PAGE_LIMIT_DEFAULT)
+      .describe(`Items per page, 1 to ${PAGE_LIMIT_MAX}; ${PAGE_LIMIT_DEFAULT} when absent.`),
     cursor: idOf(kind, `a ${kind}`).optional().describe("`nextCursor` of the previous page."),
   });
 

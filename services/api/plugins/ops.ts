@@ -1,7 +1,7 @@
 import { Elysia } from "elysia";
 import { silentLogger, type Logger } from "@evently/core/log.ts";
-import { healthRoutes, type HealthDeps } from "../modules/health/index.ts";
-import { mountRoutes } from "../routing/mount.ts";
+import { healthOperations, type HealthDeps } from "../modules/health/index.ts";
+import { mountOperations } from "../http/mount.ts";
 import { errorsPlugin } from "./errors.ts";
 import { metricsPlugin } from "./metrics.ts";
 import { requestIdPlugin } from "./request-id.ts";
@@ -24,5 +24,5 @@ export interface OpsDeps extends HealthDeps {
  */
 export function createOpsApp(deps: OpsDeps) {
   // No route here reads a body; the limit only has to be some number.
-  return mountRoutes(createHttpApp(deps.log ?? silentLogger), healthRoutes(deps), { bodyLimitBytes: 1024 });
+  return mountOperations(createHttpApp(deps.log ?? silentLogger), healthOperations(deps), { bodyLimitBytes: 1024 });
 }

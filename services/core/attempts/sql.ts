@@ -1,4 +1,5 @@
 import type { Sql, TxSql } from "../db/client.ts";
+import { patternMatch } from "../event-types.ts";
 import { eventTypeCondition } from "../routes/sql.ts";
 
 export const ERROR_CLASSES = [
@@ -13,6 +14,10 @@ export const ERROR_CLASSES = [
   "endpoint_disabled",
 ] as const;
 export type ErrorClass = (typeof ERROR_CLASSES)[number];
+
+/** What an attempt list can filter on: `succeeded` has no error class (a 2xx), `failed` has one. */
+export const ATTEMPT_OUTCOMES = ["succeeded", "failed"] as const;
+export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
 
 export interface AttemptRow {
   id: string;
@@ -72,7 +77,7 @@ export async function listAttemptsForJob(sql: Sql | TxSql, jobId: string): Promi
 export interface AttemptListFilter {
   endpointId?: string;
   /** `succeeded`: no error class (a 2xx); `failed`: anything else. */
-  outcome?: "succeeded" | "failed";
+  outcome?: AttemptOutcome;
   /** An event type pattern (exact, `prefix.*` or `*`), matched against the attempt's job. */
   eventType?: string;
   since?: Date;
@@ -85,7 +90,7 @@ export interface AttemptListFilter {
 export async function listAttempts(sql: Sql | TxSql, filter: AttemptListFilter): Promise<AttemptRow[]> {
   const rows = await sql<RawAttemptRow[]>`
     ${selectAttempts(sql)}
-    ${filter.eventType && filter.eventType !== "*" ? sql`join jobs j on j.id = a.job_id` : sql``}
+    ${filter.eventType && patternMatch(filter.eventType).kind !== "all" ? sql`join jobs j on j.id = a.job_id` : sql``}
     where true
       ${filter.endpointId ? sql`and a.endpoint_id = ${filter.endpointId}` : sql``}
       ${filter.outcome === "succeeded" ? sql`and a.error_class is null` : sql``}

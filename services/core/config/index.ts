@@ -20,7 +20,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   for (const [concern, schema] of Object.entries(configSchemas)) {
     // Empty strings count as unset, as in most twelve-factor tools.
     const relevant = Object.fromEntries(
-      Object.keys(schema.shape).flatMap((k) => (env[k] === undefined || env[k] === "" ? [] : [[k, env[k]]])),
+      variablesOf(schema).flatMap((k) => (env[k] === undefined || env[k] === "" ? [] : [[k, env[k]]])),
     );
     const result = schema.safeParse(relevant);
     if (result.success) out[concern] = result.data;
@@ -32,11 +32,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return out as Config;
 }
 
-/** Parses a RETRY_SCHEDULE value (validated by the schema) into milliseconds. */
-export function parseDurations(spec: string): number[] {
-  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  return spec.split(",").map((part) => {
-    const m = /^(\d+)(ms|s|m|h)$/.exec(part)!;
-    return Number(m[1]) * unit[m[2]!]!;
-  });
+/** The variables a concern reads: its object's keys, also when a transform wraps the object. */
+export function variablesOf(schema: z.ZodType): string[] {
+  const object = schema instanceof z.ZodPipe ? schema.in : schema;
+  return Object.keys((object as z.ZodObject).shape);
 }

@@ -17,30 +17,68 @@ export const databaseSchema = z.object({
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
-    .default("postgres://postgres@127.0.0.1:5432/evently")
-    .describe("Postgres connection URL; `migrate` creates the database if it is missing."),
+    .optional()
+    .describe(
+      "Postgres connection URL, like `postgres://postgres@127.0.0.1:5432/evently`; `migrate` creates the database if it is missing. Unset: `all` and `migrate` start an embedded Postgres (other roles refuse to start).",
+    ),
   DATABASE_POOL_MAX: int(10, 1, 200).describe("Connections per process."),
-});
-
-export const amqpSchema = z.object({
-  AMQP_URL: z
+  EVENTLY_DATA_DIR: z
     .string()
-    .regex(/^amqps?:\/\//, "must be an amqp:// or amqps:// URL")
-    .default("amqp://guest:guest@127.0.0.1:5672")
-    .describe("RabbitMQ connection URL."),
-  AMQP_PREFIX: z
-    .string()
-    .regex(/^[a-zA-Z0-9_.-]{1,100}$/, "letters, digits, '.', '_' or '-'")
-    .default("evently")
-    .describe("Prefix of every exchange and queue name, so several installations can share a vhost."),
-  AMQP_QUEUE_TYPE: z
-    .enum(["quorum", "classic"])
-    .default("quorum")
-    .describe("`quorum` (replicated in a cluster) or `classic` queues."),
-  AMQP_WORK_QUEUES: int(2, 1, 64).describe(
-    "Work queues the jobs are spread over; one queue is one Erlang process, so more queues use more broker cores.",
+    .min(1)
+    .default(".evently")
+    .describe("Embedded Postgres only: where its data, password and log live (relative to the working directory)."),
+  EMBEDDED_POSTGRES_PORT: int(5433, 1, 65535).describe(
+    "Embedded Postgres only: its port on 127.0.0.1; not 5432, so it does not clash with a Postgres already installed.",
   ),
 });
+
+export const queueSchema = z
+  .object({
+    QUEUE_TRANSPORT: z
+      .enum(["rabbitmq", "postgres"])
+      .optional()
+      .describe(
+        "How jobs reach workers: `rabbitmq` (needs AMQP_URL) or `postgres` (the outbox table is the queue). Default: `rabbitmq` when AMQP_URL is set, else `postgres`.",
+      ),
+    QUEUE_POLL_INTERVAL_MS: int(1000, 50, 60_000).describe(
+      "Postgres transport: how often an idle worker looks for due jobs it was not notified of (retries, lapsed leases, a missed notification).",
+    ),
+    QUEUE_TAKE_BATCH: int(256, 1, 10_000).describe("Postgres transport: most jobs a worker takes from the outbox at once."),
+    QUEUE_TAKE_LEASE_MS: int(30_000, 1000, 3_600_000).describe(
+      "Postgres transport: a job a worker took but has not claimed (it died, or the answer to the take was lost) is offered again after this; once claimed, WORKER_LEASE_MARGIN_MS applies.",
+    ),
+    AMQP_URL: z
+      .string()
+      .regex(/^amqps?:\/\//, "must be an amqp:// or amqps:// URL")
+      .optional()
+      .describe("RabbitMQ connection URL, like `amqp://guest:guest@127.0.0.1:5672`; setting it selects the RabbitMQ transport."),
+    AMQP_PREFIX: z
+      .string()
+      .regex(/^[a-zA-Z0-9_.-]{1,100}$/, "letters, digits, '.', '_' or '-'")
+      .default("evently")
+      .describe("Prefix of every exchange and queue name, so several installations can share a vhost."),
+    AMQP_QUEUE_TYPE: z
+      .enum(["quorum", "classic"])
+      .default("quorum")
+      .describe("`quorum` (replicated in a cluster) or `classic` queues."),
+    AMQP_WORK_QUEUES: int(2, 1, 64).describe(
+      "Work queues the jobs are spread over; one queue is one Erlang process, so more queues use more broker cores.",
+    ),
+    AMQP_PUBLISH_GRACE_MS: int(5000, 0, 600_000).describe(
+      "How long a new job waits for the publish right after commit (the fast path) before the dispatcher's sweep takes it.",
+    ),
+    AMQP_JOBS_PER_MESSAGE: int(64, 1, 1000).describe(
+      "Jobs carried by one AMQP message; batching is what lets one queue carry thousands of deliveries a second.",
+    ),
+  })
+  .refine((q) => q.QUEUE_TRANSPORT !== "rabbitmq" || q.AMQP_URL !== undefined, {
+    path: ["AMQP_URL"],
+    message: "is required when QUEUE_TRANSPORT=rabbitmq",
+  })
+  .transform(({ QUEUE_TRANSPORT, ...rest }) => ({
+    ...rest,
+    QUEUE_TRANSPORT: QUEUE_TRANSPORT ?? (rest.AMQP_URL === undefined ? "postgres" : "rabbitmq"),
+  }));
 
 export const httpSchema = z.object({
   HOST: z.string().default("0.0.0.0").describe("Address the HTTP server binds."),
@@ -67,16 +105,19 @@ export const ingestSchema = z.object({
 
 export const dispatchSchema = z.object({
   DISPATCH_INTERVAL_MS: int(500, 10, 60_000).describe(
-    "How often the dispatcher sweeps the outbox for due jobs (missed fast path, retries, lost leases).",
+    "RabbitMQ transport: how often the dispatcher sweeps the outbox for due jobs (missed fast path, retries, lost leases).",
   ),
   DISPATCH_BATCH_SIZE: int(1000, 1, 20_000).describe("Most jobs one sweep publishes."),
-  DISPATCH_GRACE_MS: int(5000, 0, 600_000).describe(
-    "How long a new job waits for the fast path (publish right after commit) before the sweeper takes it.",
-  ),
-  DISPATCH_JOBS_PER_MESSAGE: int(64, 1, 1000).describe(
-    "Jobs carried by one AMQP message; batching is what lets one queue carry thousands of deliveries a second.",
-  ),
 });
+
+/** `5s,5m,250ms` (already checked by the schema's regex) as milliseconds. */
+function durationsMs(spec: string): number[] {
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  return spec.split(",").map((part) => {
+    const [, count, suffix] = /^(\d+)(ms|s|m|h)$/.exec(part)!;
+    return Number(count) * unit[suffix!]!;
+  });
+}
 
 export const deliverySchema = z.object({
   WORKER_PREFETCH: int(64, 1, 10_000).describe("Unacknowledged AMQP messages per work queue consumer."),
@@ -87,6 +128,15 @@ export const deliverySchema = z.object({
   WORKER_LEASE_MARGIN_MS: int(60_000, 1000, 3_600_000).describe(
     "A worker's claim on a job lasts the endpoint's timeout plus this; if the worker dies, the dispatcher redelivers the job after it.",
   ),
+  WORKER_CLAIM_TIMEOUT_MS: int(10_000, 100, 600_000).describe(
+    "Longest a worker waits for Postgres to confirm its claim on a batch of jobs; after it the jobs are handed back to the queue and delivered later, so a connection cut mid-query cannot stall the worker.",
+  ),
+  WORKER_SLOT_WAIT_MS: int(1000, 10, 600_000).describe(
+    "Longest a job may expect to wait for a free slot at a slow endpoint (one answering in 250 ms or more on average); a job that would wait longer is deferred instead of holding its queue message.",
+  ),
+  WORKER_DEFER_DELAY_MS: int(2000, 10, 3_600_000).describe(
+    "How long a deferred job (its endpoint had no free slot) waits before it is taken again; a deferral is not an attempt and does not use up a retry.",
+  ),
   DELIVERY_TIMEOUT_MS: int(15_000, 100, 300_000).describe("Default per-attempt timeout for endpoints that set none."),
   DELIVERY_MAX_RESPONSE_BYTES: int(4096, 0, 1_048_576).describe("Response body bytes kept on each attempt."),
   DELIVERY_ALLOW_PRIVATE_NETWORKS: bool(false).describe(
@@ -96,8 +146,14 @@ export const deliverySchema = z.object({
     .string()
     .regex(/^\d+(ms|s|m|h)(,\d+(ms|s|m|h))*$/, "comma-separated durations like 5s,5m,30m,2h")
     .default("5s,5m,30m,2h,5h,10h,10h")
-    .describe("Delays before each retry; a job fails after the last one. Each delay gets ±RETRY_JITTER."),
+    .transform(durationsMs)
+    .describe(
+      "Delays before each retry (units `ms`, `s`, `m`, `h`); a job fails after the last one. Each delay gets ±RETRY_JITTER.",
+    ),
   RETRY_JITTER: z.coerce.number().min(0).max(1).default(0.2).describe("Random fraction added or removed from each retry delay."),
+  RETRY_AFTER_MAX_MS: int(86_400_000, 0, 604_800_000).describe(
+    "Latest a receiver's `Retry-After` (on 429 or 503) can push a retry; a longer one is cut to this, and 0 ignores `Retry-After`.",
+  ),
   RECORD_BATCH_MAX: int(500, 1, 10_000).describe("Most attempts written in one statement."),
 });
 
@@ -113,7 +169,7 @@ export const telemetrySchema = z.object({
 
 export const configSchemas = {
   database: databaseSchema,
-  amqp: amqpSchema,
+  queue: queueSchema,
   http: httpSchema,
   ingest: ingestSchema,
   dispatch: dispatchSchema,

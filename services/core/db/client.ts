@@ -14,7 +14,12 @@ export type TxSql = postgres.TransactionSql<{}>;
  * ANALYZE run by hand, or cached plans keep the shape they had when the tables were empty.)
  * (services/core/db/patch-postgres.mjs guards a postgres.js crash on cut connections.)
  */
-export function createSql(config: Config["database"], overrides: postgres.Options<{}> = {}): Sql {
+export function createSql(
+  config: Pick<Config["database"], "DATABASE_URL" | "DATABASE_POOL_MAX">,
+  overrides: postgres.Options<{}> = {},
+): Sql {
+  // Unset means "embedded", which the entry point resolves to a URL before anything connects.
+  if (!config.DATABASE_URL) throw new Error("DATABASE_URL is not set: start through services/main.ts, or set it");
   return postgres(config.DATABASE_URL, {
     max: config.DATABASE_POOL_MAX,
     transform: { column: { from: postgres.toCamel, to: postgres.fromCamel } },

@@ -26,8 +26,9 @@ interface RawEndpointRow extends Omit<EndpointRow, "headers" | "metadata"> {
   metadataJson: string;
 }
 
-// jsonb columns are read as text and parsed here: the client's camelCase transform would otherwise
-// rewrite the keys inside them (`x_api_key` -> `xApiKey`), and user keys must come back verbatim.
+// jsonb columns are read as text and parsed here, so user keys (`x_api_key`) come back verbatim
+// whatever the client's transforms: today it camelCases column names only (db/client.ts), and a
+// value transform added there later must not reach into users' headers and metadata.
 const selectEndpoints = (sql: Db) => sql`
   select e.id, e.url, e.description, e.enabled, e.timeout_ms, e.headers::text as headers_json,
          e.rate_limit_per_second, e.metadata::text as metadata_json, e.created_at, e.updated_at,

@@ -1,4 +1,5 @@
 import type { Sql, TxSql } from "../db/client.ts";
+import { matchingPatterns } from "../event-types.ts";
 import { eventTypeCondition } from "../routes/sql.ts";
 
 export interface NewEventRow {
@@ -19,15 +20,6 @@ export interface CreatedJob {
 export interface InsertedBatch {
   insertedEventIds: Set<string>;
   jobs: CreatedJob[];
-}
-
-/** The route patterns that match `type`: itself, each `prefix.*`, and `*`. */
-export function matchingPatterns(type: string): string[] {
-  const parts = type.split(".");
-  const patterns = [type];
-  for (let i = parts.length - 1; i > 0; i--) patterns.push(`${parts.slice(0, i).join(".")}.*`);
-  patterns.push("*");
-  return patterns;
 }
 
 /**
@@ -77,6 +69,7 @@ export async function insertEventsWithJobs(tx: TxSql | Sql, rows: NewEventRow[],
   return { insertedEventIds, jobs };
 }
 
+/** An event without its payload: what lists show and what explains a skipped insert. */
 export interface StoredEventSummary {
   id: string;
   type: string;
@@ -95,16 +88,28 @@ export async function findExisting(sql: TxSql | Sql, ids: string[], keys: string
     where id = any (${ids}::text[]) or idempotency_key = any (${keys}::text[])`;
 }
 
-// ---- Reads for the API (appended; the statements above are the ingest hot path) ----
-
-export interface EventSummary {
-  id: string;
-  type: string;
-  idempotencyKey: string | null;
-  createdAt: Date;
+/**
+ * Of rows skipped because their idempotency key exists, the ids of those whose type or payload
+ * differ from the stored event's: the key was reused for another request. Payloads are compared
+ * as jsonb, so key order and white space do not count as a difference. Runs only for replays.
+ */
+export async function findKeyMismatches(
+  sql: TxSql | Sql,
+  replays: Pick<NewEventRow, "id" | "idempotencyKey" | "type" | "dataJson">[],
+): Promise<Set<string>> {
+  if (replays.length === 0) return new Set();
+  const rows = await sql<{ id: string }[]>`
+    select r.id from unnest(${replays.map((r) => r.id)}::text[], ${replays.map((r) => r.idempotencyKey)}::text[],
+                            ${replays.map((r) => r.type)}::text[], ${replays.map((r) => r.dataJson)}::text[])
+      as r (id, key, type, data)
+    join events e on e.idempotency_key = r.key
+    where e.type <> r.type or e.payload::jsonb <> r.data::jsonb`;
+  return new Set(rows.map((r) => r.id));
 }
 
-export interface StoredEvent extends EventSummary {
+// ---- Reads for the API (appended; the statements above are the ingest hot path) ----
+
+export interface StoredEvent extends StoredEventSummary {
   /** The payload as stored, read as text: the client's camelCase transform must not touch user keys. */
   dataJson: string;
 }
@@ -116,8 +121,8 @@ export async function findEvent(sql: TxSql | Sql, id: string): Promise<StoredEve
 }
 
 export interface EventListFilter {
-  /** An event type pattern: exact, `prefix.*` or `*`. */
-  type?: string;
+  /** An event type pattern: exact, `prefix.*` or `*` (see event-types.ts). */
+  eventType?: string;
   since?: Date;
   until?: Date;
   /** The last id of the previous page; lists run newest first. */
@@ -125,11 +130,11 @@ export interface EventListFilter {
   limit: number;
 }
 
-export async function listEvents(sql: TxSql | Sql, filter: EventListFilter): Promise<EventSummary[]> {
-  return sql<EventSummary[]>`
+export async function listEvents(sql: TxSql | Sql, filter: EventListFilter): Promise<StoredEventSummary[]> {
+  return sql<StoredEventSummary[]>`
     select id, type, idempotency_key, created_at from events
     where true
-      ${eventTypeCondition(sql, "type", filter.type)}
+      ${eventTypeCondition(sql, "type", filter.eventType)}
       ${filter.since ? sql`and created_at >= ${filter.since}` : sql``}
       ${filter.until ? sql`and created_at < ${filter.until}` : sql``}
       ${filter.before ? sql`and id < ${filter.before}` : sql``}

@@ -82,7 +82,8 @@ export interface JobOutcome {
 
 /**
  * Records attempts and applies their outcomes to the jobs, in one statement (atomic, one round
- * trip); a scheduled retry also gets its outbox entry. Idempotent: attempts already written are
+ * trip); a scheduled retry also gets its outbox entry, and a finished job loses its `lease` entry
+ * (the Postgres transport leaves one on every job it hands out; RabbitMQ only on redelivered ones). Idempotent: attempts already written are
  * skipped, and a job's attempt count is set to the outcome's attempt number rather than
  * incremented, so a write retried after a lost acknowledgement changes nothing twice.
  */
@@ -110,6 +111,9 @@ export async function recordOutcomes(sql: Sql | TxSql, attempts: AttemptRow[], o
       from o, locked
       where j.id = o.id and locked.id = j.id
       returning j.id
+    ), finished as (
+      delete from outbox where job_id in (select id from updated) and reason = 'lease'
+        and job_id in (select id from o where status in ('delivered', 'failed'))
     )
     insert into outbox (job_id, due_at, reason)
     select distinct on (o.id) o.id, o.next_attempt_at, 'retry' from o join updated on updated.id = o.id

@@ -55,6 +55,27 @@ export function decodeDeliveryMessage(content: Buffer): DeliveryMessage | null {
   return message as DeliveryMessage;
 }
 
+/** An event as ingest and the outbox hold it: enough to build what its jobs deliver. */
+export interface EventForDelivery {
+  id: string;
+  type: string;
+  createdAt: Date;
+  /** The payload, serialised. */
+  dataJson: string;
+}
+
+/**
+ * The one place a job message is built, by ingest right after commit and by whatever takes due jobs
+ * from the outbox later. Fan-out passes the event's `body` once for all its jobs.
+ */
+export function jobMessage(
+  job: { id: string; endpointId: string; attemptCount: number },
+  event: EventForDelivery,
+  body = envelopeBody(event.id, event.type, event.createdAt, event.dataJson),
+): JobMessage {
+  return { jobId: job.id, eventId: event.id, endpointId: job.endpointId, attempt: job.attemptCount, createdAt: event.createdAt.getTime(), body };
+}
+
 /**
  * The delivered body. `data` is spliced in as already-serialised JSON so payloads are not parsed
  * and re-serialised on the way through.

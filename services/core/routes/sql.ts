@@ -1,5 +1,6 @@
 import type { PendingQuery, Row } from "postgres";
 import type { Sql, TxSql } from "../db/client.ts";
+import { patternMatch } from "../event-types.ts";
 import { newId } from "../ids.ts";
 
 /** A route subscribes an endpoint to an event type pattern: `order.paid`, `order.*` or `*`. */
@@ -63,12 +64,19 @@ export async function deleteRoute(sql: Db, id: string): Promise<boolean> {
 }
 
 /**
- * The condition "`column` matches the event type pattern", for list filters: `*` matches all,
- * `order.*` every type under `order.` (as routing does, see matchingPatterns), anything else exactly.
+ * The condition "`column` matches the event type pattern", for list filters: the same selection as
+ * routing makes (see event-types.ts). Empty when there is no pattern or it selects every type.
  * `column` is a trusted identifier from our own code, never user input.
  */
 export function eventTypeCondition(sql: Db, column: string, pattern: string | undefined): PendingQuery<Row[]> {
-  if (pattern === undefined || pattern === "*") return sql``;
-  if (pattern.endsWith(".*")) return sql`and starts_with(${sql(column)}, ${pattern.slice(0, -1)})`;
-  return sql`and ${sql(column)} = ${pattern}`;
+  if (pattern === undefined) return sql``;
+  const match = patternMatch(pattern);
+  switch (match.kind) {
+    case "all":
+      return sql``;
+    case "prefix":
+      return sql`and starts_with(${sql(column)}, ${match.prefix})`;
+    case "exact":
+      return sql`and ${sql(column)} = ${match.type}`;
+  }
 }

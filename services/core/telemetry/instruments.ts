@@ -1,13 +1,13 @@
-import type { Counter, Histogram, UpDownCounter } from "@opentelemetry/api";
+import { metrics, type Counter, type Histogram, type UpDownCounter } from "@opentelemetry/api";
 import { METRIC } from "./names.ts";
-import { meter } from "./setup.ts";
 
 // Latency buckets from 1 ms to 30 s: webhook latencies span four orders of magnitude.
 const SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const BATCH = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
 
 function build() {
-  const m = meter();
+  // The global meter: a no-op until startTelemetry registers the SDK, which then calls resetInstruments.
+  const m = metrics.getMeter("evently");
   const counter = (name: string, description: string): Counter => m.createCounter(name, { description });
   const seconds = (name: string, description: string): Histogram =>
     m.createHistogram(name, { description, unit: "s", advice: { explicitBucketBoundaries: SECONDS } });

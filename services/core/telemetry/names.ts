@@ -29,9 +29,7 @@ export const METRIC = {
 } as const;
 
 export const SPAN = {
-  ingest: "evently.ingest",
   ingestCommit: "evently.ingest.commit",
-  publish: "evently.publish",
   outboxSweep: "evently.outbox.sweep",
   deliver: "evently.deliver",
   deliverySend: "evently.delivery.send",

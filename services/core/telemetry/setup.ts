@@ -1,4 +1,4 @@
-import { metrics, trace, type Meter, type Tracer } from "@opentelemetry/api";
+import { trace, type Tracer } from "@opentelemetry/api";
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus";
 import { NodeSDK } from "@opentelemetry/sdk-node";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
@@ -51,5 +51,4 @@ export function startTelemetry(config: Config["telemetry"], role: string): Telem
   return active;
 }
 
-export const meter = (): Meter => metrics.getMeter("evently");
 export const tracer = (): Tracer => trace.getTracer("evently");

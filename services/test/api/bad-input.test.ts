@@ -10,10 +10,12 @@ const MAX_BATCH_EVENTS = 5;
 
 let api: TestApi;
 let endpointId: string;
+let routeId: string;
 beforeAll(async () => {
   api = await startApi({ env: { MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD_BYTES), MAX_BATCH_EVENTS: String(MAX_BATCH_EVENTS) } });
   const res = await api.request("POST", "/endpoints", { body: { url: hookUrl(), eventTypes: ["*"] } });
   endpointId = res.body.id;
+  routeId = (await api.request("GET", `/routes?endpointId=${endpointId}`)).body.data[0].id;
 });
 afterAll(async () => {
   await api.close();
@@ -112,6 +114,21 @@ const cases: Case[] = [
   { name: "rotate an unknown endpoint's secret", path: "/endpoints/ep_00000000000000000000000000000000/secret/rotate", status: 404, code: "not_found" },
   { name: "an unknown path", method: "GET", path: "/nothing/here", status: 404, code: "not_found" },
   { name: "a known path with another method", method: "PUT", path: "/events", body: event(), status: 404, code: "not_found" },
+
+  // Query strings are strict: a parameter the route does not declare is refused, never ignored.
+  { name: "GET /events with the old ?type= filter", method: "GET", path: "/events?type=order.*", status: 422, code: "validation_failed", field: "type" },
+  { name: "GET /jobs with a misspelt filter", method: "GET", path: "/jobs?evenType=order.*", status: 422, code: "validation_failed", field: "evenType" },
+  { name: "GET /endpoints/:id/jobs with an unknown parameter", method: "GET", path: () => `/endpoints/${endpointId}/jobs?state=failed`, status: 422, code: "validation_failed", field: "state" },
+  { name: "GET /endpoints/:id/attempts with an unknown parameter", method: "GET", path: () => `/endpoints/${endpointId}/attempts?outcome=failed`, status: 422, code: "validation_failed", field: "outcome" },
+  { name: "GET /routes with an unknown parameter", method: "GET", path: "/routes?eventType=a", status: 422, code: "validation_failed", field: "eventType" },
+  { name: "GET /endpoints with an unknown parameter next to valid ones", method: "GET", path: "/endpoints?limit=5&offset=10", status: 422, code: "validation_failed", field: "offset" },
+  { name: "a parameter on a route that takes none", method: "GET", path: () => `/endpoints/${endpointId}?expand=routes`, status: 422, code: "validation_failed", field: "expand" },
+  { name: "an unknown parameter on a valid event", path: "/events?idempotencyKey=k-1", body: event(), status: 422, code: "validation_failed", field: "idempotencyKey" },
+  { name: "an unknown parameter on a valid batch", path: "/events/batch?atomic=false", body: { events: [event()] }, status: 422, code: "validation_failed", field: "atomic" },
+  { name: "an unknown parameter on a valid endpoint", path: "/endpoints?dryRun=true", body: { url: "https://a.example" }, status: 422, code: "validation_failed", field: "dryRun" },
+  { name: "an unknown parameter on a valid PATCH", method: "PATCH", path: () => `/endpoints/${endpointId}?enabled=false`, body: { description: "changed" }, status: 422, code: "validation_failed", field: "enabled" },
+  { name: "an unknown parameter on a DELETE", method: "DELETE", path: () => `/routes/${routeId}?force=true`, status: 422, code: "validation_failed", field: "force" },
+  { name: "an unknown parameter on a secret rotation", path: () => `/endpoints/${endpointId}/secret/rotate?keepOld=true`, status: 422, code: "validation_failed", field: "keepOld" },
 ];
 
 describe("bad input", () => {
@@ -129,6 +146,43 @@ describe("bad input", () => {
       expect(await api.fingerprint()).toBe(before);
     });
   }
+});
+
+describe("query strings are strict", () => {
+  const fields = (res: { body: { errors: { field: string }[] } }) => res.body.errors.map((e) => e.field);
+
+  test("each unknown parameter is named as one, next to problems with known ones", async () => {
+    const res = await api.request("GET", "/jobs?limit=0&foo=1&bar=2");
+    expect(res.status).toBe(422);
+    expect(res.body.errors).toEqual([
+      { field: "limit", message: expect.any(String) },
+      { field: "foo", message: "unknown query parameter" },
+      { field: "bar", message: "unknown query parameter" },
+    ]);
+  });
+
+  test("a parameter given twice is refused, not resolved by picking one", async () => {
+    for (const path of ["/events?eventType=order.*&eventType=invoice.*", "/jobs?limit=5&limit=6"]) {
+      const res = await api.request("GET", path);
+      expect(res.status).toBe(422);
+      expect(res.body.errors).toEqual([{ field: expect.stringMatching(/^(eventType|limit)$/), message: "query parameter given more than once" }]);
+    }
+  });
+
+  test("names are compared decoded and literally: prototype keys are unknown parameters like any other", async () => {
+    for (const [query, field] of [["__proto__=1", "__proto__"], ["constructor=x", "constructor"], ["a%20b=1", "a b"]] as const) {
+      const res = await api.request("GET", `/events?${query}`);
+      expect({ query, status: res.status, fields: fields(res) }).toEqual({ query, status: 422, fields: [field] });
+    }
+    expect((await api.request("GET", "/events?event%54ype=order.*")).status).toBe(200); // decodes to eventType
+  });
+
+  test("public routes refuse unknown parameters too; declared ones alone are accepted", async () => {
+    expect((await api.request("GET", "/health?verbose=1")).status).toBe(422);
+    expect((await api.request("GET", "/health")).status).toBe(200);
+    const listed = await api.request("GET", "/events?eventType=order.*&limit=5&since=2020-01-01T00:00:00Z&until=2999-01-01T00:00:00Z");
+    expect(listed.status).toBe(200);
+  });
 });
 
 describe("accepted despite appearances", () => {

@@ -80,17 +80,42 @@ describe("fan-out", () => {
 describe("idempotency", () => {
   test("the same key twice: one event row, jobs once, the original answered with the header", async () => {
     await endpoint(["idem.x"]);
-    const body = { type: "idem.x", data: { v: 1 }, idempotencyKey: "key-body-1" };
+    const body = { type: "idem.x", data: { v: 1, w: [1, 2] }, idempotencyKey: "key-body-1" };
     const first = await api.request("POST", "/events", { body });
     const before = await api.counts();
-    const second = await api.request("POST", "/events", { body: { ...body, data: { v: 2 } } });
+    // The same request: key order and white space do not make it another one.
+    const second = await api.request("POST", "/events", { body: `{"idempotencyKey":"key-body-1","data":{"w":[1, 2], "v":1},"type":"idem.x"}` });
     expect(second.status).toBe(202);
     expect(second.headers.get("idempotent-replayed")).toBe("true");
     expect(second.body).toEqual(first.body);
     expect(await api.counts()).toEqual(before);
     const rows = await api.sql`select payload::text as p from events where idempotency_key = 'key-body-1'`;
     expect(rows).toHaveLength(1);
-    expect(JSON.parse(rows[0]!.p)).toEqual({ v: 1 });
+    expect(JSON.parse(rows[0]!.p)).toEqual({ v: 1, w: [1, 2] });
+  });
+
+  test("a key reused with another type or data is a 422 idempotency_key_reused and writes nothing", async () => {
+    await endpoint(["idem.r", "idem.other"]);
+    const body = { type: "idem.r", data: { v: 1 }, idempotencyKey: "key-reused-1" };
+    expect((await api.request("POST", "/events", { body })).status).toBe(202);
+    const before = await api.fingerprint();
+    const otherData = await api.request("POST", "/events", { body: { ...body, data: { v: 2 } } });
+    expect(otherData.status).toBe(422);
+    expect(otherData.body).toMatchObject({ code: "idempotency_key_reused", errors: [{ field: "idempotencyKey" }] });
+    const otherType = await api.request("POST", "/events", { body: { type: "idem.other", data: { v: 1 } }, headers: { "Idempotency-Key": "key-reused-1" } });
+    expect(otherType.status).toBe(422);
+    expect(otherType.body).toMatchObject({ code: "idempotency_key_reused", errors: [{ field: "Idempotency-Key" }] });
+    const batch = await api.request("POST", "/events/batch", {
+      body: { events: [{ type: "idem.r", data: { fresh: true } }, { ...body, data: { v: 3 } }] },
+    });
+    expect(batch.status).toBe(422);
+    expect(batch.body).toMatchObject({ code: "idempotency_key_reused", errors: [{ field: "events.1.idempotencyKey" }] });
+    const inBatch = await api.request("POST", "/events/batch", {
+      body: { events: [{ type: "idem.r", data: { a: 1 }, idempotencyKey: "key-new" }, { type: "idem.r", data: { a: 2 }, idempotencyKey: "key-new" }] },
+    });
+    expect(inBatch.status).toBe(422);
+    expect(inBatch.body.errors[0].field).toBe("events.1.idempotencyKey");
+    expect(await api.fingerprint()).toBe(before);
   });
 
   test("the Idempotency-Key header works alone and agrees with the body field", async () => {
@@ -200,35 +225,37 @@ describe("reading events", () => {
     }
   });
 
-  test("list filters by type pattern and time, pages with cursors, leaves data out", async () => {
+  test("list filters by eventType pattern and time, pages with cursors, leaves data out", async () => {
     const made: string[] = [];
     for (const type of ["list.a.one", "list.a.two", "list.b", "list.a.three"]) {
       made.push((await api.request("POST", "/events", { body: { type, data: { type } } })).body.id);
     }
-    const exact = await api.request("GET", "/events?type=list.b");
+    const exact = await api.request("GET", "/events?eventType=list.b");
     expect(exact.body.data.map((e: { id: string }) => e.id)).toEqual([made[2]]);
     expect(exact.body.data[0].data).toBeUndefined();
 
-    const prefix = await api.request("GET", "/events?type=list.a.*&limit=2");
+    const prefix = await api.request("GET", "/events?eventType=list.a.*&limit=2");
     expect(prefix.body.data.map((e: { id: string }) => e.id)).toEqual([made[3], made[1]]);
-    const rest = await api.request("GET", `/events?type=list.a.*&limit=2&cursor=${prefix.body.nextCursor}`);
+    const rest = await api.request("GET", `/events?eventType=list.a.*&limit=2&cursor=${prefix.body.nextCursor}`);
     expect(rest.body.data.map((e: { id: string }) => e.id)).toEqual([made[0]]);
     expect(rest.body.nextCursor).toBeNull();
 
     // Only the underscore-free prefix matches: `_` is no wildcard.
-    const underscore = await api.request("GET", "/events?type=list_a.*");
+    const underscore = await api.request("GET", "/events?eventType=list_a.*");
     expect(underscore.body.data).toEqual([]);
 
     const [first] = await api.sql<{ createdAt: Date }[]>`select created_at from events where id = ${made[0]!}`;
     const future = new Date(Date.now() + 3_600_000).toISOString();
     expect((await api.request("GET", `/events?since=${future}`)).body.data).toEqual([]);
-    const until = await api.request("GET", `/events?type=list.*&until=${encodeURIComponent(first!.createdAt.toISOString())}`);
+    const until = await api.request("GET", `/events?eventType=list.*&until=${encodeURIComponent(first!.createdAt.toISOString())}`);
     expect(until.body.data.map((e: { id: string }) => e.id)).not.toContain(made[0]);
-    const since = await api.request("GET", `/events?type=list.*&since=${encodeURIComponent(first!.createdAt.toISOString())}`);
+    const since = await api.request("GET", `/events?eventType=list.*&since=${encodeURIComponent(first!.createdAt.toISOString())}`);
     expect(since.body.data.map((e: { id: string }) => e.id)).toContain(made[0]);
 
     for (const [query, field] of [
-      ["type=bad type", "type"],
+      ["eventType=bad type", "eventType"],
+      ["eventType=order.*.paid", "eventType"],
+      ["type=order.*", "type"], // the old name: refused rather than ignored, which listed every event
       ["since=yesterday", "since"],
       ["until=2024-13-01T00:00:00Z", "until"],
       ["cursor=ep_00000000000000000000000000000000", "cursor"],

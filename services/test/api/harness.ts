@@ -1,5 +1,5 @@
 import { createApp } from "../../api/app.ts";
-import { GroupCommitter } from "../../api/modules/events/group-commit.ts";
+import { Ingest, type JobHandoff } from "../../core/ingest/index.ts";
 import { loadConfig, type Config } from "../../core/config/index.ts";
 import { createSql, type Sql } from "../../core/db/client.ts";
 import type { Logger } from "../../core/log.ts";
@@ -40,6 +40,12 @@ export interface StartOptions {
   log?: Logger;
 }
 
+/**
+ * API tests deliver nothing: committed jobs stay due in the outbox, as with a RabbitMQ that is
+ * down, which is what these tests look at.
+ */
+export const noHandoff: JobHandoff = { publishGraceMs: 5000, publish: () => {} };
+
 const TABLES = ["endpoints", "routes", "events", "jobs", "outbox", "attempts"] as const;
 type Table = (typeof TABLES)[number];
 
@@ -47,7 +53,7 @@ export async function startApi(options: StartOptions = {}): Promise<TestApi> {
   const db = await createTestDatabase();
   const config = loadConfig({ DATABASE_URL: db.url, DATABASE_POOL_MAX: "4", ...options.env });
   const sql = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 4 });
-  const ingest = new GroupCommitter(sql, { maxEvents: 1000, concurrency: 2, graceMs: 5000 });
+  const ingest = new Ingest(sql, noHandoff, config.ingest);
   const readiness = options.readiness ?? postgresReadiness;
   const app = createApp({
     config,

@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { apiRoutes } from "../../api/app.ts";
-import { GroupCommitter } from "../../api/modules/events/group-commit.ts";
-import type { ApiRoute } from "../../api/routing/route.ts";
+import { apiOperations } from "../../api/app.ts";
+import { Ingest } from "../../core/ingest/index.ts";
+import type { ApiOperation } from "../../api/http/operation.ts";
+import { EVENT_TYPE_PATTERN_REGEX } from "../../core/event-types.ts";
 import { newId } from "../../core/ids.ts";
 import { recordOutcomes } from "../../core/jobs/sql.ts";
-import { hookUrl, startApi, type TestApi } from "./harness.ts";
+import { USER_AGENT } from "../../worker/delivery/pipeline.ts";
+import { hookUrl, noHandoff, startApi, type TestApi } from "./harness.ts";
 
 type Doc = {
   openapi: string;
@@ -15,7 +17,7 @@ type Operation = {
   operationId: string;
   summary: string;
   security?: unknown[];
-  parameters: { name: string; in: string; required: boolean; schema: Record<string, unknown> }[];
+  parameters: { name: string; in: string; required: boolean; description?: string; schema: Record<string, unknown> }[];
   requestBody?: unknown;
   responses: Record<string, unknown>;
 };
@@ -24,16 +26,16 @@ const MAX_BATCH_EVENTS = 7;
 
 let api: TestApi;
 let doc: Doc;
-let table: ApiRoute[];
+let table: ApiOperation[];
 beforeAll(async () => {
   api = await startApi({ env: { MAX_BATCH_EVENTS: String(MAX_BATCH_EVENTS) }, renderMetrics: async () => "m 1\n" });
   const res = await api.request("GET", "/openapi");
   expect(res.status).toBe(200);
   doc = res.body;
-  table = apiRoutes({
+  table = apiOperations({
     config: api.config,
     sql: api.sql,
-    ingest: new GroupCommitter(api.sql, { maxEvents: 10, concurrency: 1, graceMs: 5000 }),
+    ingest: new Ingest(api.sql, noHandoff, api.config.ingest),
     readiness: async () => ({}),
     renderMetrics: async () => "",
   });
@@ -66,7 +68,8 @@ describe("GET /openapi", () => {
       expect(Object.keys(op.responses)).toContain("500");
       if (route.public) expect(op.security).toEqual([]);
       else expect(Object.keys(op.responses)).toContain("401");
-      if (route.body) expect(Object.keys(op.responses)).toEqual(expect.arrayContaining(["400", "413", "422"]));
+      if (route.body) expect(Object.keys(op.responses)).toEqual(expect.arrayContaining(["400", "413"]));
+      expect(Object.keys(op.responses)).toContain("422"); // every route refuses unknown query parameters
       if (route.path.includes(":id")) {
         expect(Object.keys(op.responses)).toContain("404");
         expect(op.parameters).toContainEqual({ name: "id", in: "path", required: true, schema: { type: "string" } });
@@ -98,6 +101,55 @@ describe("GET /openapi", () => {
     const createEvent = doc.paths["/events"]!.post!;
     expect(createEvent.parameters).toContainEqual(expect.objectContaining({ name: "Idempotency-Key", in: "header" }));
     expect(doc.components.schemas.Error).toMatchObject({ required: ["code", "detail"] });
+  });
+});
+
+describe("documents what a newcomer needs", () => {
+  const queryParameters = (path: string) => doc.paths[path]!.get!.parameters.filter((p) => p.in === "query");
+  type Schema = { description?: string; properties: Record<string, { description?: string; items?: unknown }> };
+  const component = (id: string) => doc.components.schemas[id] as Schema;
+
+  test("every list filters by event type under one name, eventType, a pattern", () => {
+    for (const path of ["/events", "/jobs", "/endpoints/{id}/jobs", "/endpoints/{id}/attempts"]) {
+      const names = queryParameters(path).map((p) => p.name);
+      expect({ path, names }).toEqual({ path, names: expect.arrayContaining(["eventType", "limit", "cursor", "since", "until"]) });
+      const eventType = queryParameters(path).find((p) => p.name === "eventType")!;
+      expect(eventType.schema.pattern).toBe(EVENT_TYPE_PATTERN_REGEX.source);
+      expect(eventType.description).toContain("`order.*`");
+    }
+    const everyQueryParameter = Object.values(doc.paths).flatMap((ops) =>
+      Object.values(ops).flatMap((op) => op.parameters.filter((p) => p.in === "query").map((p) => p.name)),
+    );
+    expect(everyQueryParameter).not.toContain("type");
+  });
+
+  test("list limits, attempt outcomes and error classes", () => {
+    for (const path of ["/endpoints", "/routes", "/events", "/jobs", "/endpoints/{id}/jobs", "/endpoints/{id}/attempts"]) {
+      const limit = queryParameters(path).find((p) => p.name === "limit")!;
+      expect(limit.schema).toMatchObject({ minimum: 1, maximum: 250, default: 50 });
+      expect(limit.description).toContain("1 to 250");
+    }
+    const status = queryParameters("/endpoints/{id}/attempts").find((p) => p.name === "status")!;
+    expect(status.schema.enum).toEqual(["succeeded", "failed"]);
+    expect(status.description).toContain("`errorClass` is null");
+    expect(component("Attempt").properties.errorClass!.description).toContain("`blocked_address`");
+  });
+
+  test("endpoint fields: rateLimitPerSecond is not enforced, eventTypes, the user-agent sent", () => {
+    for (const id of ["EndpointCreate", "EndpointUpdate", "Endpoint"]) {
+      expect({ id, d: component(id).properties.rateLimitPerSecond!.description }).toEqual({ id, d: expect.stringContaining("NOT ENFORCED") });
+      expect({ id, d: component(id).properties.eventTypes!.description }).toEqual({ id, d: expect.stringContaining("routes") });
+    }
+    expect(component("EndpointCreate").properties.headers!.description).toContain(`user-agent: ${USER_AGENT}`);
+  });
+
+  test("replayed, unknown query parameters and the API key's minimum length", () => {
+    const batchItem = JSON.stringify(component("BatchAccepted"));
+    expect(batchItem).toContain("idempotency key was seen before");
+    const info = (doc as unknown as { info: { description: string } }).info;
+    expect(info.description).toContain("Query parameters a route does not declare, or given twice, are refused");
+    const schemes = (doc as unknown as { components: { securitySchemes: { apiKey: { description: string } } } }).components;
+    expect(schemes.securitySchemes.apiKey.description).toContain("at least 16 characters");
   });
 });
 

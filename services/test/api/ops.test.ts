@@ -1,20 +1,21 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import amqp from "amqplib";
 import { createApp } from "../../api/app.ts";
-import { GroupCommitter } from "../../api/modules/events/group-commit.ts";
+import { Ingest } from "../../core/ingest/index.ts";
 import { createOpsApp } from "../../api/plugins/ops.ts";
 import { loadConfig } from "../../core/config/index.ts";
 import { createSql, type Sql } from "../../core/db/client.ts";
 import { createLogger, type Logger } from "../../core/log.ts";
 import { startTelemetry, type Telemetry } from "../../core/telemetry/setup.ts";
-import { hookUrl, postgresReadiness, send, startApi, type TestApi } from "./harness.ts";
+import { hookUrl, noHandoff, postgresReadiness, send, startApi, type TestApi } from "./harness.ts";
+import { TEST_AMQP_URL } from "../support/stack.ts";
 
 const API_KEY = "test-api-key-0123456789";
 
 /** Real checks: Postgres answers a query, RabbitMQ accepts an AMQP connection. */
 async function realReadiness(sql: Sql): Promise<Record<string, boolean>> {
   const rabbitmq = await amqp
-    .connect(loadConfig({}).amqp.AMQP_URL)
+    .connect(TEST_AMQP_URL)
     .then(async (connection) => {
       await connection.close();
       return true;
@@ -164,7 +165,7 @@ describe("failures leak nothing", () => {
       const app = createApp({
         config: loadConfig({ DATABASE_URL: url }),
         sql,
-        ingest: new GroupCommitter(sql, { maxEvents: 10, concurrency: 1, graceMs: 5000 }),
+        ingest: new Ingest(sql, noHandoff, loadConfig({}).ingest),
         readiness: async () => ({ postgres: false }),
         log: capturingLog(logged),
       });

@@ -1,16 +1,27 @@
 import { describe, expect, test } from "bun:test";
-import { ConfigError, loadConfig, parseDurations } from "../../core/config/index.ts";
+import { ConfigError, loadConfig } from "../../core/config/index.ts";
 import { renderConfigTable } from "../../core/config/table.ts";
 
 describe("config", () => {
-  test("defaults work on a machine with local Postgres and RabbitMQ", () => {
+  test("defaults need nothing installed: an embedded Postgres and the Postgres transport", () => {
     const config = loadConfig({});
-    expect(config.database.DATABASE_URL).toBe("postgres://postgres@127.0.0.1:5432/evently");
-    expect(config.amqp.AMQP_URL).toBe("amqp://guest:guest@127.0.0.1:5672");
+    // Unset means an embedded Postgres for `all` and `migrate` (services/core/db/embedded.ts).
+    expect(config.database.DATABASE_URL).toBeUndefined();
+    expect(config.database.EVENTLY_DATA_DIR).toBe(".evently");
+    expect(config.database.EMBEDDED_POSTGRES_PORT).toBe(5433);
+    expect(config.queue.AMQP_URL).toBeUndefined();
+    expect(config.queue.QUEUE_TRANSPORT).toBe("postgres");
     expect(config.http.PORT).toBe(8080);
     expect(config.http.MAX_PAYLOAD_BYTES).toBe(256 * 1024);
-    expect(config.amqp.AMQP_QUEUE_TYPE).toBe("quorum");
+    expect(config.queue.AMQP_QUEUE_TYPE).toBe("quorum");
     expect(config.delivery.DELIVERY_ALLOW_PRIVATE_NETWORKS).toBe(false);
+  });
+
+  test("the queue transport follows AMQP_URL unless chosen, and RabbitMQ needs a URL", () => {
+    expect(loadConfig({ AMQP_URL: "amqp://guest:guest@127.0.0.1:5672" }).queue.QUEUE_TRANSPORT).toBe("rabbitmq");
+    expect(loadConfig({ AMQP_URL: "amqp://guest:guest@127.0.0.1:5672", QUEUE_TRANSPORT: "postgres" }).queue.QUEUE_TRANSPORT).toBe("postgres");
+    expect(() => loadConfig({ QUEUE_TRANSPORT: "rabbitmq" })).toThrow(/AMQP_URL: is required when QUEUE_TRANSPORT=rabbitmq/);
+    expect(() => loadConfig({ QUEUE_TRANSPORT: "kafka" })).toThrow(/QUEUE_TRANSPORT/);
   });
 
   test("a bad value stops startup with a message naming each bad variable", () => {
@@ -35,8 +46,18 @@ describe("config", () => {
     expect(run.stderr.toString()).toContain("PORT");
   });
 
+  test("roles run apart need DATABASE_URL: only `all` and `migrate` start an embedded Postgres", () => {
+    const { DATABASE_URL: _, ...env } = process.env;
+    for (const role of ["api", "worker", "dispatcher"]) {
+      const run = Bun.spawnSync([process.execPath, "services/main.ts", role], { env, stderr: "pipe", timeout: 20_000 });
+      expect(run.exitCode).toBe(78);
+      expect(run.stderr.toString()).toContain(`DATABASE_URL: required for the ${role} role`);
+    }
+  });
+
   test("retry schedules parse into milliseconds", () => {
-    expect(parseDurations("250ms,5s,5m,2h")).toEqual([250, 5000, 300_000, 7_200_000]);
+    expect(loadConfig({ RETRY_SCHEDULE: "250ms,5s,5m,2h" }).delivery.RETRY_SCHEDULE).toEqual([250, 5000, 300_000, 7_200_000]);
+    expect(loadConfig({}).delivery.RETRY_SCHEDULE).toEqual([5000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]);
   });
 
   test("the README's configuration table is the one the schemas render", async () => {

@@ -1,9 +1,14 @@
 /**
- * docker-compose.yml, the Dockerfile, .dockerignore and the container health probe.
+ * docker-compose.yml (including its server versions against the ones the tests run on), the
+ * Dockerfile, .dockerignore and the container health probe.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
+import amqp from "amqplib";
+import postgres from "postgres";
+import { TEST_AMQP_URL } from "../support/stack.ts";
+import { ADMIN_URL } from "../support/database.ts";
 import { CONFIG_ENV, osTool, readText, repo, ROOT, run, runAsync } from "./support.ts";
 
 type Obj = Record<string, any>;
@@ -108,6 +113,43 @@ describe("docker-compose.yml", () => {
     expect(Object.keys(cfg.services).sort()).toEqual(Object.keys(services).sort());
     expect(cfg.services.worker!.environment.DATABASE_URL).toBe("postgres://evently:pw-from-env@postgres:5432/evently");
     expect(cfg.services.postgres!.environment.POSTGRES_PASSWORD).toBe("pw-from-env");
+  });
+});
+
+/** The default tag of a compose image written `name:${VERSION_VAR:-tag}`. */
+function defaultTag(image: string): string {
+  const tag = /:\$\{[A-Z_]+:-([^}]+)\}$/.exec(image)?.[1];
+  if (!tag) throw new Error(`${image}: expected name:\${VERSION_VAR:-tag}`);
+  return tag;
+}
+/** "3.10-management" → "3.10", "v2.42.0" → "2.42", "15" → "15"; parts = how many numbers to keep. */
+const release = (version: string, parts: number) => /\d+(?:\.\d+)*/.exec(version)?.[0].split(".").slice(0, parts).join(".");
+
+// Compose's defaults are what the tests ran against: a bump of either side must bump the other.
+describe("docker-compose.yml runs the server versions the tests run against", () => {
+  test("Postgres: the major version of the server the tests use", async () => {
+    const sql = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+    const local = (await sql<{ server_version: string }[]>`show server_version`)[0]!.server_version;
+    await sql.end();
+    const tag = defaultTag(services.postgres!.image);
+    expect(release(tag, 1), `compose postgres:${tag}, tests ran on Postgres ${local}`).toBe(release(local, 1)!);
+  });
+
+  test("RabbitMQ: the major.minor of the broker the tests use", async () => {
+    const connection = await amqp.connect(TEST_AMQP_URL);
+    const local = connection.connection.serverProperties.version;
+    await connection.close();
+    const tag = defaultTag(services.rabbitmq!.image);
+    expect(release(tag, 2), `compose rabbitmq:${tag}, tests ran on RabbitMQ ${local}`).toBe(release(local, 2)!);
+  });
+
+  const promtool = osTool("promtool");
+  promtool.test("Prometheus: the major.minor of the promtool that checks deploy/prometheus", () => {
+    const local = run([promtool.path!, "--version"]);
+    expect(local.code).toBe(0);
+    const version = /version (\S+)/.exec(local.stdout + local.stderr)?.[1] ?? "";
+    const tag = defaultTag(services.prometheus!.image);
+    expect(release(tag, 2), `compose prom/prometheus:${tag}, promtool ${version}`).toBe(release(version, 2)!);
   });
 });
 

@@ -196,7 +196,9 @@ describe("helm chart", () => {
 
   test("config covers every non-secret Evently setting, and nothing else", () => {
     const values = Bun.YAML.parse(valuesText) as { config: Record<string, unknown> };
-    const expected = [...CONFIG_ENV].filter((k) => !SECRET_ENV.has(k) && k !== "HOST" && k !== "PORT").sort();
+    // The chart sets HOST and PORT itself; the embedded Postgres's settings never apply (it sets DATABASE_URL).
+    const notInChart = new Set(["HOST", "PORT", "EVENTLY_DATA_DIR", "EMBEDDED_POSTGRES_PORT"]);
+    const expected = [...CONFIG_ENV].filter((k) => !SECRET_ENV.has(k) && !notInChart.has(k)).sort();
     expect(Object.keys(values.config).sort()).toEqual(expected);
     expect(Object.keys(schema.properties?.config?.properties ?? {}).sort()).toEqual(expected);
   });
@@ -241,6 +243,15 @@ describe("helm chart rendering rules", () => {
     expect(of(docs, "Job").map((j) => j.metadata.name)).toEqual([`${RELEASE}-evently-migrate`]);
     for (const kind of ["ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy", "HorizontalPodAutoscaler", "Ingress"])
       expect(of(docs, kind)).toEqual([]);
+  });
+
+  test("with the Postgres transport the dispatcher, which would idle, is not deployed", () => {
+    const docs = template(["--set", "config.QUEUE_TRANSPORT=postgres", "--set", "dispatcher.pdb.enabled=true"]);
+    const roles = of(docs, "Deployment").map((d) => d.spec.template.spec.containers[0].args[0]);
+    expect(roles.sort()).toEqual(["api", "worker"]);
+    expect(of(docs, "PodDisruptionBudget")).toEqual([]);
+    const config = of(docs, "ConfigMap").find((c) => c.data?.QUEUE_TRANSPORT !== undefined);
+    expect(config?.data.QUEUE_TRANSPORT).toBe("postgres");
   });
 
   test("image.tag and image.digest override the appVersion", () => {

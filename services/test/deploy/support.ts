@@ -6,7 +6,7 @@ import { test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { configSchemas } from "../../core/config/schema.ts";
+import { configSchemas, variablesOf } from "../../core/config/index.ts";
 
 export const ROOT = path.resolve(import.meta.dir, "../../..");
 export const repo = (...parts: string[]) => path.join(ROOT, ...parts);
@@ -113,7 +113,7 @@ export function parseYamlStream(text: string): Manifest[] {
 }
 
 /** Every environment variable Evently reads, from the config schemas (the authoritative list). */
-export const CONFIG_ENV = new Set(Object.values(configSchemas).flatMap((schema) => Object.keys(schema.shape)));
+export const CONFIG_ENV = new Set(Object.values(configSchemas).flatMap(variablesOf));
 
 /** The configuration that is secret: it must only ever be rendered into Secrets. */
 export const SECRET_ENV = new Set(["DATABASE_URL", "AMQP_URL", "API_KEY"]);

@@ -5,7 +5,7 @@ import { migrate } from "../../core/db/migrate.ts";
  * Test databases: one template migrated per run, then one clone per test file (CREATE DATABASE …
  * TEMPLATE is a file copy, far faster than migrating each time).
  */
-const ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+export const ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const TEMPLATE = `evently_template_${process.pid}`;
 
 function urlFor(database: string): string {

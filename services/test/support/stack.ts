@@ -1,7 +1,10 @@
+import { describe } from "bun:test";
 import amqp from "amqplib";
 import { loadConfig, type Config } from "../../core/config/index.ts";
 import { createSql, type Sql } from "../../core/db/client.ts";
-import { deleteTopology } from "../../core/queue/topology.ts";
+import type { Logger } from "../../core/log.ts";
+import { deleteTopology } from "../../core/queue/rabbitmq/topology.ts";
+import { TRANSPORT_KINDS, type TransportKind } from "../../core/queue/transport.ts";
 import { startRoles, type Role, type RunningRoles } from "../../runtime.ts";
 import { createTestDatabase, type TestDatabase } from "./database.ts";
 
@@ -9,12 +12,30 @@ import { createTestDatabase, type TestDatabase } from "./database.ts";
  * A whole Evently installation for one test file: its own database, its own AMQP prefix (so its
  * exchanges and queues are its own), any roles started in-process on port 0.
  */
+/** The local RabbitMQ the tests use; the RabbitMQ transport's stacks set it as AMQP_URL. */
+export const TEST_AMQP_URL = process.env.TEST_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+
+/**
+ * The transports the end-to-end suite runs against: both by default. TEST_TRANSPORTS=postgres
+ * (say) narrows a local run to one.
+ */
+export const TEST_TRANSPORTS: TransportKind[] = (process.env.TEST_TRANSPORTS ?? TRANSPORT_KINDS.join(","))
+  .split(",")
+  .filter((t): t is TransportKind => (TRANSPORT_KINDS as readonly string[]).includes(t));
+
+/** Runs `suite` once per transport, each in a describe block named after it. */
+export function describeEachTransport(title: string, suite: (transport: TransportKind) => void): void {
+  for (const transport of TEST_TRANSPORTS) describe(`${title} [${transport}]`, () => suite(transport));
+}
+
 export interface TestStack {
+  transport: TransportKind;
   db: TestDatabase;
   sql: Sql;
   env: Record<string, string>;
   config(overrides?: Record<string, string>): Config;
-  start(role: Role, overrides?: Record<string, string>): Promise<RunningRoles>;
+  /** Starts `role` in-process; `log` receives its log lines (default: errors to stderr). */
+  start(role: Role, overrides?: Record<string, string>, log?: Logger): Promise<RunningRoles>;
   /** Creates an endpoint for `url` with a route for `eventType`; returns the endpoint. */
   subscribe(running: RunningRoles, url: string, eventType: string, endpoint?: Record<string, unknown>): Promise<{ id: string; secret: string }>;
   /** Sends a JSON request to a running API. */
@@ -22,7 +43,7 @@ export interface TestStack {
   stop(): Promise<void>;
 }
 
-export async function createTestStack(env: Record<string, string> = {}): Promise<TestStack> {
+export async function createTestStack(env: Record<string, string> = {}, transport: TransportKind = "rabbitmq"): Promise<TestStack> {
   const db = await createTestDatabase();
   const prefix = `evently_test_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
   const baseEnv: Record<string, string> = {
@@ -33,6 +54,9 @@ export async function createTestStack(env: Record<string, string> = {}): Promise
     PORT: "0",
     DELIVERY_ALLOW_PRIVATE_NETWORKS: "true",
     DISPATCH_INTERVAL_MS: "100",
+    QUEUE_POLL_INTERVAL_MS: "100",
+    QUEUE_TRANSPORT: transport,
+    AMQP_URL: TEST_AMQP_URL,
     LOG_LEVEL: "error",
     ...env,
   };
@@ -49,12 +73,13 @@ export async function createTestStack(env: Record<string, string> = {}): Promise
     return { status: response.status, body: text ? JSON.parse(text) : null, headers: response.headers };
   };
   return {
+    transport,
     db,
     sql,
     env: baseEnv,
     config,
-    async start(role, overrides) {
-      const r = await startRoles(config(overrides), role);
+    async start(role, overrides, log) {
+      const r = await startRoles(config(overrides), role, { log });
       running.push(r);
       return r;
     },
@@ -69,11 +94,13 @@ export async function createTestStack(env: Record<string, string> = {}): Promise
     async stop() {
       for (const r of running.reverse()) await r.stop();
       await sql.end();
-      const connection = await amqp.connect(baseEnv.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672");
-      const channel = await connection.createChannel();
-      await deleteTopology(channel, config().amqp).catch(() => {});
-      await channel.close();
-      await connection.close();
+      if (transport === "rabbitmq") {
+        const connection = await amqp.connect(TEST_AMQP_URL);
+        const channel = await connection.createChannel();
+        await deleteTopology(channel, config().queue).catch(() => {});
+        await channel.close();
+        await connection.close();
+      }
       await db.drop();
     },
   };

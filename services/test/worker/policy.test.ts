@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { DeliveryLimiter } from "../../worker/dispatch/limiter.ts";
+import { DeliveryLimiter } from "../../worker/delivery/limiter.ts";
 import { isPrivateAddress, checkHost } from "../../worker/http/ssrf.ts";
 import { classifyError } from "../../worker/http/send.ts";
 import { nextStep, parseRetryAfter } from "../../worker/retry/policy.ts";
@@ -90,5 +90,22 @@ describe("delivery limiter", () => {
     const waiting = limiter.acquire("b");
     setTimeout(() => limiter.release("a", 5), 100); // longer than 5 x maxWaitMs
     expect(await waiting).toBe("run");
+  });
+
+  test("reports every change in the number waiting (the evently_deliveries_waiting gauge)", async () => {
+    let gauge = 0;
+    const limiter = new DeliveryLimiter({ total: 100, perEndpoint: 10, maxWaitMs: 30, onWaitingChange: (d) => (gauge += d) });
+    await limiter.acquire("slow");
+    limiter.release("slow", 250); // slow enough to be deferred, a 25 ms expected wait per queued job
+    for (let i = 0; i < 10; i++) await limiter.acquire("slow");
+    const granted = limiter.acquire("slow");
+    expect([gauge, limiter.waiting]).toEqual([1, 1]);
+    limiter.release("slow", 250);
+    expect(await granted).toBe("run");
+    expect(gauge).toBe(0);
+    const deferred = limiter.acquire("slow"); // still saturated after 5 x maxWaitMs: deferred
+    expect(gauge).toBe(1);
+    expect(await deferred).toBe("defer");
+    expect([gauge, limiter.waiting]).toEqual([0, 0]);
   });
 });

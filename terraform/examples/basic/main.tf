@@ -25,7 +25,8 @@ module "evently" {
   amqp_url     = var.amqp_url
   api_key      = var.api_key
 
-  image_tag = var.image_tag
+  image_repository = var.image_repository
+  image_tag        = var.image_tag
 
   config = {
     LOG_LEVEL            = "info"

@@ -16,6 +16,12 @@ variable "namespace" {
   default     = "evently"
 }
 
+variable "image_repository" {
+  type        = string
+  description = "Evently image repository: the one you pushed (see docs/deploy.md, \"Your own image\")."
+  default     = "ghcr.io/evently/evently"
+}
+
 variable "image_tag" {
   type        = string
   description = "Evently image tag; null means the chart's appVersion."

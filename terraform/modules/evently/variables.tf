@@ -61,6 +61,8 @@ variable "labels" {
 
 # --- Image ------------------------------------------------------------------------------------
 
+# Nothing in this repository builds or pushes the default image: push your own and set
+# image_repository (and image_tag); see docs/deploy.md, "Your own image".
 variable "image_repository" {
   type        = string
   description = "Evently image repository."
@@ -121,7 +123,7 @@ variable "api_key" {
 
 variable "config" {
   type        = map(string)
-  description = "Non-secret Evently settings by environment variable name (e.g. WORKER_MAX_IN_FLIGHT = \"1024\"); see the chart's values.yaml for the list."
+  description = "Non-secret Evently settings by environment variable name (e.g. WORKER_MAX_IN_FLIGHT = \"1024\", or QUEUE_TRANSPORT = \"postgres\" with dispatcher_replicas = 0); see the chart's values.yaml for the list."
   default     = {}
 }
 

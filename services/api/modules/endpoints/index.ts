@@ -1,4 +1,4 @@
-import { defineRoute, type ApiRoute } from "../../routing/route.ts";
+import { defineOperation, type ApiOperation } from "../../http/operation.ts";
 import {
   Endpoint,
   EndpointCreate,
@@ -12,9 +12,9 @@ import type { EndpointService } from "./service.ts";
 
 const tag = "endpoints";
 
-export function endpointRoutes(endpoints: EndpointService): ApiRoute[] {
+export function endpointOperations(endpoints: EndpointService): ApiOperation[] {
   return [
-    defineRoute({
+    defineOperation({
       method: "POST",
       path: "/endpoints",
       operationId: "createEndpoint",
@@ -26,7 +26,7 @@ export function endpointRoutes(endpoints: EndpointService): ApiRoute[] {
       response: EndpointWithSecret,
       handle: ({ body }) => endpoints.create(body),
     }),
-    defineRoute({
+    defineOperation({
       method: "GET",
       path: "/endpoints",
       operationId: "listEndpoints",
@@ -37,7 +37,7 @@ export function endpointRoutes(endpoints: EndpointService): ApiRoute[] {
       response: EndpointPage,
       handle: ({ query }) => endpoints.list(query),
     }),
-    defineRoute({
+    defineOperation({
       method: "GET",
       path: "/endpoints/:id",
       operationId: "getEndpoint",
@@ -47,7 +47,7 @@ export function endpointRoutes(endpoints: EndpointService): ApiRoute[] {
       response: Endpoint,
       handle: ({ params }) => endpoints.get(params.id!),
     }),
-    defineRoute({
+    defineOperation({
       method: "PATCH",
       path: "/endpoints/:id",
       operationId: "updateEndpoint",
@@ -58,7 +58,7 @@ export function endpointRoutes(endpoints: EndpointService): ApiRoute[] {
       response: Endpoint,
       handle: ({ params, body }) => endpoints.update(params.id!, body),
     }),
-    defineRoute({
+    defineOperation({
       method: "DELETE",
       path: "/endpoints/:id",
       operationId: "deleteEndpoint",
@@ -67,7 +67,7 @@ export function endpointRoutes(endpoints: EndpointService): ApiRoute[] {
       status: 204,
       handle: ({ params }) => endpoints.remove(params.id!),
     }),
-    defineRoute({
+    defineOperation({
       method: "GET",
       path: "/endpoints/:id/secret",
       operationId: "getEndpointSecret",
@@ -77,7 +77,7 @@ export function endpointRoutes(endpoints: EndpointService): ApiRoute[] {
       response: Secret,
       handle: ({ params }) => endpoints.secret(params.id!),
     }),
-    defineRoute({
+    defineOperation({
       method: "POST",
       path: "/endpoints/:id/secret/rotate",
       operationId: "rotateEndpointSecret",

@@ -64,7 +64,11 @@ const headers = z
   })
   // Stored lower-cased: HTTP names are case-insensitive and the worker merges them without surprises.
   .transform((value) => Object.fromEntries(Object.entries(value).map(([k, v]) => [k.toLowerCase(), v])))
-  .describe("Extra headers sent with every delivery. Hop-by-hop, framing and `webhook-*` headers are refused.");
+  .describe(
+    "Extra headers sent with every delivery. Hop-by-hop, framing and `webhook-*` headers are refused. Evently " +
+      "sets `content-type: application/json`, `user-agent: Evently-Webhooks/0.1` and the `webhook-*` headers itself; " +
+      "a `user-agent` given here is overridden.",
+  );
 
 const MAX_METADATA_KEYS = 50;
 const metadata = z
@@ -81,17 +85,22 @@ const timeoutMs = z
   .max(300_000)
   .nullable()
   .describe("Per-attempt timeout; null uses DELIVERY_TIMEOUT_MS.");
+const RATE_LIMIT_NOT_ENFORCED =
+  "NOT ENFORCED YET: accepted, stored and returned, but deliveries are not throttled by it; null means no limit.";
 const rateLimitPerSecond = z
   .number()
   .int()
   .min(1)
   .max(1_000_000)
   .nullable()
-  .describe("Stored for the coming rate-limit work; not yet enforced.");
+  .describe(`Most deliveries per second to this endpoint, 1 to 1000000. ${RATE_LIMIT_NOT_ENFORCED}`);
 const eventTypes = z
   .array(eventTypePattern)
   .max(100)
-  .describe("Convenience: the endpoint's routes, as event type patterns. On update, replaces them all.");
+  .describe(
+    "Convenience: the endpoint's routes, as event type patterns (at most 100). On create, a route is made for " +
+      "each; on update, they replace the endpoint's routes (`[]` removes them all); absent leaves them alone.",
+  );
 
 export const EndpointCreate = z
   .object({
@@ -129,10 +138,12 @@ export const Endpoint = z
     description: z.string(),
     enabled: z.boolean(),
     timeoutMs: z.number().int().nullable(),
-    rateLimitPerSecond: z.number().int().nullable(),
+    rateLimitPerSecond: z.number().int().nullable().describe(`As set; null when unset. ${RATE_LIMIT_NOT_ENFORCED}`),
     headers: z.record(z.string(), z.string()),
     metadata: z.record(z.string(), z.string()),
-    eventTypes: z.array(z.string()),
+    eventTypes: z
+      .array(z.string())
+      .describe("The event type patterns of the endpoint's routes, sorted: what it receives. Empty: nothing."),
     createdAt: timestamp,
     updatedAt: timestamp,
   })

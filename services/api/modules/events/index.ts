@@ -1,5 +1,5 @@
 import type { Config } from "@evently/core/config/index.ts";
-import { defineRoute, type ApiRoute } from "../../routing/route.ts";
+import { defineOperation, type ApiOperation } from "../../http/operation.ts";
 import { EventAccepted, BatchAccepted, EventCreate, EventDetail, EventListQuery, EventPage, eventBatch } from "./model.ts";
 import type { EventService } from "./service.ts";
 
@@ -16,16 +16,17 @@ export function batchBodyLimit(http: Config["http"]): number {
   return Math.min(http.MAX_PAYLOAD_BYTES * http.MAX_BATCH_EVENTS, BATCH_BODY_CAP_BYTES);
 }
 
-export function eventRoutes(events: EventService, http: Config["http"]): ApiRoute[] {
+export function eventOperations(events: EventService, http: Config["http"]): ApiOperation[] {
   return [
-    defineRoute({
+    defineOperation({
       method: "POST",
       path: "/events",
       operationId: "createEvent",
       summary: "Accept an event and create a job for each endpoint routed to its type",
       description:
         "Answers once the event and its jobs are committed. With an idempotency key seen before, answers " +
-        "with the original event (and its jobs) and the header `idempotent-replayed: true`; nothing is written.",
+        "with the original event (and its jobs) and the header `idempotent-replayed: true`; nothing is written. " +
+        "The same key with another type or data is refused with 422 `idempotency_key_reused`.",
       tag,
       body: EventCreate,
       headers: [{ name: "Idempotency-Key", description: "Same as the `idempotencyKey` field." }],
@@ -34,12 +35,12 @@ export function eventRoutes(events: EventService, http: Config["http"]): ApiRout
       responseHeaders: [{ name: REPLAYED_HEADER, description: "`true` when the idempotency key was seen before." }],
       errors: [503],
       handle: async ({ body, headers, setHeader }) => {
-        const { event, replayed } = await events.publish(body, headers.get("idempotency-key"));
+        const { event, replayed } = await events.accept(body, headers.get("idempotency-key"));
         if (replayed) setHeader(REPLAYED_HEADER, "true");
         return event;
       },
     }),
-    defineRoute({
+    defineOperation({
       method: "POST",
       path: "/events/batch",
       operationId: "createEvents",
@@ -51,9 +52,9 @@ export function eventRoutes(events: EventService, http: Config["http"]): ApiRout
       status: 202,
       response: BatchAccepted,
       errors: [503],
-      handle: ({ body }) => events.publishBatch(body.events),
+      handle: ({ body }) => events.acceptBatch(body.events),
     }),
-    defineRoute({
+    defineOperation({
       method: "GET",
       path: "/events",
       operationId: "listEvents",
@@ -64,7 +65,7 @@ export function eventRoutes(events: EventService, http: Config["http"]): ApiRout
       response: EventPage,
       handle: ({ query }) => events.list(query),
     }),
-    defineRoute({
+    defineOperation({
       method: "GET",
       path: "/events/:id",
       operationId: "getEvent",

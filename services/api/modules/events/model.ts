@@ -1,6 +1,6 @@
 import { z } from "zod";
-import type { EventSummary as EventSummaryRow } from "@evently/core/events/sql.ts";
-import { eventType, eventTypePattern, pageOf, pageQuery, timeRangeQuery, timestamp } from "../../common/model.ts";
+import type { StoredEventSummary } from "@evently/core/events/sql.ts";
+import { eventType, eventTypeFilter, pageOf, pageQuery, timeRangeQuery, timestamp } from "../../common/model.ts";
 import { Job } from "../jobs/model.ts";
 
 export const IDEMPOTENCY_KEY_MAX_LENGTH = 255;
@@ -62,7 +62,12 @@ export const BatchAccepted = z
   .object({
     data: z.array(
       EventAccepted.extend({
-        replayed: z.boolean().describe("True when the idempotency key was seen before: the original event."),
+        replayed: z
+          .boolean()
+          .describe(
+            "True when this item's idempotency key was seen before: the item is the original event with the jobs " +
+              "it created then, and nothing was written. False for a newly accepted event.",
+          ),
       }),
     ),
   })
@@ -82,11 +87,9 @@ export type EventDetail = z.output<typeof EventDetail>;
 
 export const EventPage = pageOf(EventSummary).meta({ id: "EventPage" });
 
-export const EventListQuery = pageQuery("event")
-  .extend({ type: eventTypePattern.optional().describe("Exact type, `prefix.*` or `*`.") })
-  .extend(timeRangeQuery.shape);
+export const EventListQuery = pageQuery("event").extend({ eventType: eventTypeFilter }).extend(timeRangeQuery.shape);
 export type EventListQuery = z.output<typeof EventListQuery>;
 
-export function presentEventSummary(row: EventSummaryRow): EventSummary {
+export function presentEventSummary(row: StoredEventSummary): EventSummary {
   return { id: row.id, type: row.type, timestamp: row.createdAt.toISOString(), idempotencyKey: row.idempotencyKey };
 }

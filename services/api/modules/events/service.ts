@@ -1,12 +1,12 @@
 import type { Sql } from "@evently/core/db/client.ts";
-import { NotFoundError, ValidationError, type FieldProblem } from "@evently/core/errors.ts";
-import { findEvent, listEvents } from "@evently/core/events/sql.ts";
+import { IdempotencyKeyReusedError, NotFoundError, ValidationError, type FieldProblem } from "@evently/core/errors.ts";
+import { findEvent, findKeyMismatches, listEvents } from "@evently/core/events/sql.ts";
 import { isId } from "@evently/core/ids.ts";
 import { listJobsForEvents } from "@evently/core/jobs/sql.ts";
 import { toPage, type Page } from "../../common/model.ts";
-import { invalid } from "../../routing/validate.ts";
+import { invalid } from "../../http/validate.ts";
 import { presentJob } from "../jobs/model.ts";
-import type { AcceptedEvent, GroupCommitter } from "./group-commit.ts";
+import type { AcceptedEvent, EventInput, Ingest } from "@evently/core/ingest/index.ts";
 import {
   idempotencyKey as idempotencyKeySchema,
   presentEventSummary,
@@ -26,7 +26,7 @@ export interface EventLimits {
 export class EventService {
   constructor(
     private readonly sql: Sql,
-    private readonly ingest: GroupCommitter,
+    private readonly ingest: Ingest,
     private readonly limits: EventLimits,
   ) {}
 
@@ -34,15 +34,19 @@ export class EventService {
    * Accepts one event. The key may come in the body or the Idempotency-Key header; when both are
    * given they must be equal (422 otherwise), since silently preferring one hides a client bug.
    */
-  async publish(input: EventCreate, headerKey: string | null): Promise<{ event: EventAccepted; replayed: boolean }> {
+  async accept(input: EventCreate, headerKey: string | null): Promise<{ event: EventAccepted; replayed: boolean }> {
     const key = resolveIdempotencyKey(input.idempotencyKey, headerKey);
-    const [accepted] = await this.ingest.submit([{ type: input.type, dataJson: JSON.stringify(input.data), idempotencyKey: key }]);
-    const [event] = await this.present([accepted!]);
-    return { event: event!, replayed: accepted!.replayed };
+    const [accepted] = await this.ingest.accept([{ type: input.type, dataJson: JSON.stringify(input.data), idempotencyKey: key }]);
+    if (accepted!.keyReused) throw new IdempotencyKeyReusedError(headerKey === null ? "idempotencyKey" : "Idempotency-Key", key!);
+    return { event: present(accepted!), replayed: accepted!.replayed };
   }
 
-  /** Accepts a batch in one transaction: every event is written, or (on any invalid one) none. */
-  async publishBatch(inputs: EventCreate[]): Promise<BatchAccepted> {
+  /**
+   * Accepts a batch in one transaction: every event is written, or (on any invalid one) none.
+   * A key reused for another request is caught before the commit; one reused by a concurrent
+   * request in the moment between is caught after it, and then the rest of the batch is committed.
+   */
+  async acceptBatch(inputs: EventCreate[]): Promise<BatchAccepted> {
     const encoded = inputs.map((input) => JSON.stringify(input.data));
     const problems: FieldProblem[] = [];
     encoded.forEach((json, i) => {
@@ -50,11 +54,13 @@ export class EventService {
         problems.push({ field: `events.${i}.data`, message: `exceeds ${this.limits.maxPayloadBytes} bytes` });
     });
     if (problems.length > 0) throw new ValidationError(problems);
-    const accepted = await this.ingest.submit(
-      inputs.map((input, i) => ({ type: input.type, dataJson: encoded[i]!, idempotencyKey: input.idempotencyKey ?? null })),
-    );
-    const events = await this.present(accepted);
-    return { data: events.map((event, i) => ({ ...event, replayed: accepted[i]!.replayed })) };
+    const candidates = inputs.map((input, i) => ({ type: input.type, dataJson: encoded[i]!, idempotencyKey: input.idempotencyKey ?? null }));
+    const reused = await findReusedKeys(this.sql, candidates);
+    if (reused.length > 0) throw new IdempotencyKeyReusedError(`events.${reused[0]}.idempotencyKey`, candidates[reused[0]!]!.idempotencyKey!);
+    const accepted = await this.ingest.accept(candidates);
+    const late = accepted.findIndex((a) => a.keyReused);
+    if (late >= 0) throw new IdempotencyKeyReusedError(`events.${late}.idempotencyKey`, accepted[late]!.idempotencyKey!);
+    return { data: accepted.map((a) => ({ ...present(a), replayed: a.replayed })) };
   }
 
   async get(id: string): Promise<EventDetail> {
@@ -69,27 +75,35 @@ export class EventService {
     const rows = await listEvents(this.sql, { ...filter, before: cursor, limit: limit + 1 });
     return toPage(rows, limit, presentEventSummary);
   }
+}
 
-  /**
-   * A replayed event answers with the jobs its first request created, so a retried request gets
-   * the response the lost one would have had.
-   */
-  private async present(accepted: AcceptedEvent[]): Promise<EventAccepted[]> {
-    const replayedIds = accepted.filter((a) => a.replayed).map((a) => a.id);
-    const earlierJobs = new Map<string, { id: string; endpointId: string }[]>();
-    for (const job of await listJobsForEvents(this.sql, replayedIds)) {
-      const list = earlierJobs.get(job.eventId) ?? [];
-      list.push(job);
-      earlierJobs.set(job.eventId, list);
-    }
-    return accepted.map((a) => ({
-      id: a.id,
-      type: a.type,
-      timestamp: a.createdAt.toISOString(),
-      idempotencyKey: a.idempotencyKey,
-      jobs: (a.replayed ? (earlierJobs.get(a.id) ?? []) : a.jobs).map((j) => ({ id: j.id, endpointId: j.endpointId })),
-    }));
-  }
+/**
+ * Indexes of batch events whose idempotency key names another request: one stored with another
+ * type or data, or an earlier event of the same batch with the same key and different content.
+ */
+async function findReusedKeys(sql: Sql, candidates: EventInput[]): Promise<number[]> {
+  const reused = new Set<number>();
+  const firstByKey = new Map<string, EventInput>();
+  candidates.forEach((c, i) => {
+    if (c.idempotencyKey === null) return;
+    const first = firstByKey.get(c.idempotencyKey);
+    if (!first) firstByKey.set(c.idempotencyKey, c);
+    else if (first.type !== c.type || first.dataJson !== c.dataJson) reused.add(i);
+  });
+  const keyed = candidates.flatMap((c, i) => (c.idempotencyKey === null ? [] : [{ ...c, id: String(i) }]));
+  for (const id of await findKeyMismatches(sql, keyed)) reused.add(Number(id));
+  return [...reused].sort((a, b) => a - b);
+}
+
+/** A replayed event answers with its original's jobs, so a retried request gets the lost answer. */
+function present(a: AcceptedEvent): EventAccepted {
+  return {
+    id: a.id,
+    type: a.type,
+    timestamp: a.createdAt.toISOString(),
+    idempotencyKey: a.idempotencyKey,
+    jobs: a.jobs.map((j) => ({ id: j.id, endpointId: j.endpointId })),
+  };
 }
 
 function resolveIdempotencyKey(bodyKey: string | undefined, headerKey: string | null): string | null {

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { defineRoute, Reply, type ApiRoute } from "../../routing/route.ts";
+import { defineOperation, Reply, type ApiOperation } from "../../http/operation.ts";
 import { checkReadiness, type ReadinessCheck } from "./service.ts";
 
 const Health = z.object({ status: z.literal("ok") }).meta({ id: "Health" });
@@ -20,9 +20,9 @@ export interface HealthDeps {
 }
 
 /** Liveness, readiness and metrics: served by every role, without the API key. */
-export function healthRoutes(deps: HealthDeps): ApiRoute[] {
+export function healthOperations(deps: HealthDeps): ApiOperation[] {
   const routes = [
-    defineRoute({
+    defineOperation({
       method: "GET",
       path: "/health",
       operationId: "getHealth",
@@ -33,7 +33,7 @@ export function healthRoutes(deps: HealthDeps): ApiRoute[] {
       response: Health,
       handle: () => ({ status: "ok" }),
     }),
-    defineRoute({
+    defineOperation({
       method: "GET",
       path: "/ready",
       operationId: "getReadiness",
@@ -52,7 +52,7 @@ export function healthRoutes(deps: HealthDeps): ApiRoute[] {
   const { renderMetrics } = deps;
   if (renderMetrics) {
     routes.push(
-      defineRoute({
+      defineOperation({
         method: "GET",
         path: "/metrics",
         operationId: "getMetrics",

@@ -1,3 +1,5 @@
+import { withDeadline } from "@evently/core/db/errors.ts";
+
 /** Reachability of each dependency, by name; the runtime supplies the real checks. */
 export type ReadinessCheck = () => Promise<Record<string, boolean>>;
 
@@ -11,15 +13,7 @@ export interface Readiness {
  * answer "not ready" in time for the orchestrator's probe timeout, not hang with it.
  */
 export async function checkReadiness(check: ReadinessCheck, timeoutMs: number): Promise<Readiness> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<null>((resolve) => {
-    timer = setTimeout(() => resolve(null), timeoutMs);
-  });
-  try {
-    const checks = await Promise.race([check().catch(() => null), deadline]);
-    if (!checks) return { ready: false, checks: {} };
-    return { ready: Object.values(checks).every(Boolean), checks };
-  } finally {
-    clearTimeout(timer);
-  }
+  const checks = await withDeadline(check(), timeoutMs, "readiness").catch(() => null);
+  if (!checks) return { ready: false, checks: {} };
+  return { ready: Object.values(checks).every(Boolean), checks };
 }

@@ -1,13 +1,13 @@
-import { defineRoute, type ApiRoute } from "../../routing/route.ts";
+import { defineOperation, type ApiOperation } from "../../http/operation.ts";
 import { AttemptListQuery, AttemptPage, EndpointJobListQuery, Job, JobDetail, JobListQuery, JobPage } from "./model.ts";
 import type { JobService } from "./service.ts";
 
 const tag = "jobs";
 
 /** Jobs (one event for one endpoint) and their delivery attempts: the audit trail. */
-export function jobRoutes(jobs: JobService): ApiRoute[] {
+export function jobOperations(jobs: JobService): ApiOperation[] {
   return [
-    defineRoute({
+    defineOperation({
       method: "GET",
       path: "/jobs",
       operationId: "listJobs",
@@ -18,7 +18,7 @@ export function jobRoutes(jobs: JobService): ApiRoute[] {
       response: JobPage,
       handle: ({ query }) => jobs.list(query),
     }),
-    defineRoute({
+    defineOperation({
       method: "GET",
       path: "/jobs/:id",
       operationId: "getJob",
@@ -28,7 +28,7 @@ export function jobRoutes(jobs: JobService): ApiRoute[] {
       response: JobDetail,
       handle: ({ params }) => jobs.get(params.id!),
     }),
-    defineRoute({
+    defineOperation({
       method: "POST",
       path: "/jobs/:id/retry",
       operationId: "retryJob",
@@ -39,7 +39,7 @@ export function jobRoutes(jobs: JobService): ApiRoute[] {
       errors: [409],
       handle: ({ params }) => jobs.retry(params.id!),
     }),
-    defineRoute({
+    defineOperation({
       method: "GET",
       path: "/endpoints/:id/jobs",
       operationId: "listEndpointJobs",
@@ -50,7 +50,7 @@ export function jobRoutes(jobs: JobService): ApiRoute[] {
       response: JobPage,
       handle: ({ params, query }) => jobs.listForEndpoint(params.id!, query),
     }),
-    defineRoute({
+    defineOperation({
       method: "GET",
       path: "/endpoints/:id/attempts",
       operationId: "listEndpointAttempts",

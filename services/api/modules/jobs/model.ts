@@ -1,8 +1,8 @@
 import { z } from "zod";
 import type { AttemptRow } from "@evently/core/attempts/sql.ts";
-import { ERROR_CLASSES } from "@evently/core/attempts/sql.ts";
+import { ATTEMPT_OUTCOMES, ERROR_CLASSES } from "@evently/core/attempts/sql.ts";
 import { JOB_STATUSES, type JobRow } from "@evently/core/jobs/sql.ts";
-import { eventTypePattern, idOf, pageOf, pageQuery, timeRangeQuery, timestamp } from "../../common/model.ts";
+import { eventTypeFilter, idOf, pageOf, pageQuery, timeRangeQuery, timestamp } from "../../common/model.ts";
 
 export const Job = z
   .object({
@@ -35,7 +35,16 @@ export const Attempt = z
     responseStatus: z.number().int().nullable(),
     responseBody: z.string().nullable().describe("The start of the response body, capped at DELIVERY_MAX_RESPONSE_BYTES."),
     durationMs: z.number().int(),
-    errorClass: z.enum(ERROR_CLASSES).nullable().describe("Null when delivered."),
+    errorClass: z
+      .enum(ERROR_CLASSES)
+      .nullable()
+      .describe(
+        "Null when delivered (2xx). Otherwise why the attempt failed: `http_status` (a non-2xx answer, see " +
+          "responseStatus), `timeout` (no answer within the endpoint's timeout), `connection_refused`, `dns`, `tls`, " +
+          "`network` (the request did not get through), `blocked_address` (the host resolves to a private address " +
+          "and DELIVERY_ALLOW_PRIVATE_NETWORKS is off), `invalid_url`, or `endpoint_disabled` (not sent: the " +
+          "endpoint was disabled).",
+      ),
     errorDetail: z.string().nullable(),
     createdAt: timestamp,
   })
@@ -47,8 +56,8 @@ export const JobPage = pageOf(Job).meta({ id: "JobPage" });
 export const AttemptPage = pageOf(Attempt).meta({ id: "AttemptPage" });
 
 const jobFilters = {
-  status: z.enum(JOB_STATUSES).optional(),
-  eventType: eventTypePattern.optional(),
+  status: z.enum(JOB_STATUSES).optional().describe("Only jobs in this status."),
+  eventType: eventTypeFilter,
 };
 
 export const EndpointJobListQuery = pageQuery("job").extend(jobFilters).extend(timeRangeQuery.shape);
@@ -61,8 +70,14 @@ export type JobListQuery = z.output<typeof JobListQuery>;
 
 export const AttemptListQuery = pageQuery("attempt")
   .extend({
-    status: z.enum(["succeeded", "failed"]).optional().describe("succeeded: delivered (2xx); failed: anything else."),
-    eventType: eventTypePattern.optional(),
+    status: z
+      .enum(ATTEMPT_OUTCOMES)
+      .optional()
+      .describe(
+        "Attempts have no status field; this filters on their outcome. `succeeded`: the endpoint answered 2xx " +
+          "(`errorClass` is null). `failed`: anything else (`errorClass` says what).",
+      ),
+    eventType: eventTypeFilter,
   })
   .extend(timeRangeQuery.shape);
 export type AttemptListQuery = z.output<typeof AttemptListQuery>;

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ErrorBody } from "../../common/model.ts";
-import type { ApiRoute } from "../../routing/route.ts";
+import type { ApiOperation } from "../../http/operation.ts";
 
 /**
  * Builds the OpenAPI 3.1 document from the route table: the same zod schemas that validate requests
@@ -16,7 +16,9 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   404: "No such resource (`not_found`)",
   409: "Conflicts with the current state (`conflict`)",
   413: "The body is larger than the limit (`payload_too_large`)",
-  422: "A field is invalid (`validation_failed`); `errors` lists every problem",
+  422:
+    "A body field or query parameter is invalid, or a query parameter is unknown or repeated (`validation_failed`); " +
+    "`errors` lists every problem",
   500: "Internal error; nothing about it is disclosed (`internal`)",
   503: "A dependency is unavailable; nothing was written (`unavailable`)",
 };
@@ -30,7 +32,7 @@ export interface DocumentInfo {
   version: string;
 }
 
-export function buildOpenApiDocument(routes: ApiRoute[], info: DocumentInfo): JsonSchema {
+export function buildOpenApiDocument(routes: ApiOperation[], info: DocumentInfo): JsonSchema {
   const requests: Registry = z.registry<{ id: string }>();
   const responses: Registry = z.registry<{ id: string }>();
   responses.add(ErrorBody, { id: "Error" });
@@ -66,7 +68,8 @@ export function buildOpenApiDocument(routes: ApiRoute[], info: DocumentInfo): Js
       ...info,
       description:
         "Evently accepts events, fans them out to endpoints by route and delivers them as signed webhooks. " +
-        "Request bodies are JSON whatever their content type; unknown fields are ignored.",
+        "Request bodies are JSON whatever their content type; unknown body fields are ignored. Query parameters a " +
+        "route does not declare, or given twice, are refused with 422 `validation_failed` naming them.",
     },
     tags: [...new Set(routes.map((r) => r.tag))].map((name) => ({ name })),
     security: [{ apiKey: [] }],
@@ -74,13 +77,17 @@ export function buildOpenApiDocument(routes: ApiRoute[], info: DocumentInfo): Js
     components: {
       schemas: mergeComponents(components(requests, "input"), components(responses, "output")),
       securitySchemes: {
-        apiKey: { type: "http", scheme: "bearer", description: "`Authorization: Bearer <API_KEY>`, when API_KEY is set." },
+        apiKey: {
+          type: "http",
+          scheme: "bearer",
+          description: "`Authorization: Bearer <API_KEY>`, when API_KEY (at least 16 characters) is set.",
+        },
       },
     },
   };
 }
 
-function parameters(route: ApiRoute): JsonSchema[] {
+function parameters(route: ApiOperation): JsonSchema[] {
   const list: JsonSchema[] = [];
   for (const [, name] of route.path.matchAll(/:([A-Za-z0-9_]+)/g)) {
     list.push({ name, in: "path", required: true, schema: { type: "string" } });
@@ -104,7 +111,7 @@ function parameters(route: ApiRoute): JsonSchema[] {
   return list;
 }
 
-function operationResponses(route: ApiRoute, register: (schema: z.ZodType, fallbackId: string) => string): JsonSchema {
+function operationResponses(route: ApiOperation, register: (schema: z.ZodType, fallbackId: string) => string): JsonSchema {
   const out: JsonSchema = {};
   const headers = route.responseHeaders?.length
     ? {
@@ -134,11 +141,11 @@ function operationResponses(route: ApiRoute, register: (schema: z.ZodType, fallb
 }
 
 /** The errors any route of this shape can answer, plus the ones it declares. */
-function impliedErrors(route: ApiRoute): number[] {
+function impliedErrors(route: ApiOperation): number[] {
   const statuses = new Set(route.errors ?? []);
   if (!route.public) statuses.add(401);
-  if (route.body) [400, 413, 422].forEach((s) => statuses.add(s));
-  if (route.query) statuses.add(422);
+  if (route.body) [400, 413].forEach((s) => statuses.add(s));
+  statuses.add(422); // an unknown query parameter, on any route (http/query.ts)
   if (route.path.includes(":")) statuses.add(404);
   statuses.add(500);
   return [...statuses].sort((a, b) => a - b);

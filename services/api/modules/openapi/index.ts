@@ -1,6 +1,6 @@
 import { z } from "zod";
 import pkg from "../../../../package.json";
-import { defineRoute, type ApiRoute } from "../../routing/route.ts";
+import { defineOperation, type ApiOperation } from "../../http/operation.ts";
 import { buildOpenApiDocument } from "./document.ts";
 
 const OpenApiDocument = z.record(z.string(), z.unknown()).meta({ id: "OpenApiDocument" });
@@ -9,9 +9,9 @@ const OpenApiDocument = z.record(z.string(), z.unknown()).meta({ id: "OpenApiDoc
  * GET /openapi, documenting every route of `table`, itself included (pass the table this route is
  * added to; the document is built on first request, once the table is complete).
  */
-export function openApiRoute(table: readonly ApiRoute[]): ApiRoute {
+export function openApiOperation(table: readonly ApiOperation[]): ApiOperation {
   let document: Record<string, unknown> | undefined;
-  return defineRoute({
+  return defineOperation({
     method: "GET",
     path: "/openapi",
     operationId: "getOpenApi",

@@ -1,12 +1,12 @@
-import { defineRoute, type ApiRoute } from "../../routing/route.ts";
+import { defineOperation, type ApiOperation } from "../../http/operation.ts";
 import { Route, RouteCreate, RouteListQuery, RoutePage } from "./model.ts";
 import type { RouteService } from "./service.ts";
 
 const tag = "routes";
 
-export function routeRoutes(routes: RouteService): ApiRoute[] {
+export function routeOperations(routes: RouteService): ApiOperation[] {
   return [
-    defineRoute({
+    defineOperation({
       method: "POST",
       path: "/routes",
       operationId: "createRoute",
@@ -19,7 +19,7 @@ export function routeRoutes(routes: RouteService): ApiRoute[] {
       errors: [409],
       handle: ({ body }) => routes.create(body),
     }),
-    defineRoute({
+    defineOperation({
       method: "GET",
       path: "/routes",
       operationId: "listRoutes",
@@ -30,7 +30,7 @@ export function routeRoutes(routes: RouteService): ApiRoute[] {
       response: RoutePage,
       handle: ({ query }) => routes.list(query),
     }),
-    defineRoute({
+    defineOperation({
       method: "GET",
       path: "/routes/:id",
       operationId: "getRoute",
@@ -40,7 +40,7 @@ export function routeRoutes(routes: RouteService): ApiRoute[] {
       response: Route,
       handle: ({ params }) => routes.get(params.id!),
     }),
-    defineRoute({
+    defineOperation({
       method: "DELETE",
       path: "/routes/:id",
       operationId: "deleteRoute",

@@ -16,6 +16,8 @@ export interface LimiterOptions {
   perEndpoint: number;
   /** Longest expected wait for an endpoint slot before a job is deferred. */
   maxWaitMs: number;
+  /** Told of every change in the number of jobs waiting for a slot (a gauge's +1 / -1). */
+  onWaitingChange?: (delta: number) => void;
 }
 
 interface Waiter {
@@ -74,12 +76,12 @@ export class DeliveryLimiter {
           const i = state.waiting.indexOf(waiter);
           if (i < 0) return;
           state.waiting.splice(i, 1);
-          this.queued--;
+          this.countWaiting(-1);
           resolve("defer");
         }, this.options.maxWaitMs * HARD_WAIT_FACTOR),
       };
       state.waiting.push(waiter);
-      this.queued++;
+      this.countWaiting(1);
       this.markReady(state);
     });
   }
@@ -103,7 +105,7 @@ export class DeliveryLimiter {
   private grantNext(state: EndpointState): void {
     if (state.waiting.length === 0 || !this.canRun(state)) return;
     const waiter = state.waiting.shift()!;
-    this.queued--;
+    this.countWaiting(-1);
     clearTimeout(waiter.timer);
     this.take(state);
     waiter.grant("run");
@@ -129,6 +131,11 @@ export class DeliveryLimiter {
 
   private canRun(state: EndpointState): boolean {
     return this.active < this.options.total && !this.saturated(state);
+  }
+
+  private countWaiting(delta: number): void {
+    this.queued += delta;
+    this.options.onWaitingChange?.(delta);
   }
 
   private take(state: EndpointState): void {

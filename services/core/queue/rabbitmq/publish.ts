@@ -1,7 +1,7 @@
-import { encodeDeliveryMessage, type JobMessage } from "../queue/messages.ts";
-import type { ConfirmPublisher, OutgoingMessage } from "../queue/publisher.ts";
-import { queueIndexFor } from "../queue/topology.ts";
-import { instruments } from "../telemetry/instruments.ts";
+import { encodeDeliveryMessage, type JobMessage } from "../messages.ts";
+import { instruments } from "../../telemetry/instruments.ts";
+import type { ConfirmPublisher, OutgoingMessage } from "./publisher.ts";
+import { queueIndexFor } from "./topology.ts";
 
 export interface PublishOptions {
   queueCount: number;

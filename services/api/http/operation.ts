@@ -1,7 +1,7 @@
 import type { z } from "zod";
 
 /**
- * The route table. Every HTTP route is one ApiRoute: mount.ts registers it with Elysia (reading and
+ * The route table. Every HTTP route is one ApiOperation: mount.ts registers it with Elysia (reading and
  * validating the body and query with its schemas) and openapi builds the document from the same
  * objects, so the schemas that validate a request are the ones documented, and no route can be
  * served without being documented.
@@ -17,7 +17,7 @@ export interface RouteInput<Query, Body> {
   setHeader(name: string, value: string): void;
 }
 
-export interface ApiRoute<Q extends z.ZodType = z.ZodType, B extends z.ZodType = z.ZodType> {
+export interface ApiOperation<Q extends z.ZodType = z.ZodType, B extends z.ZodType = z.ZodType> {
   method: Method;
   /** Elysia path template, like `/endpoints/:id`. */
   path: string;
@@ -27,7 +27,8 @@ export interface ApiRoute<Q extends z.ZodType = z.ZodType, B extends z.ZodType =
   tag: string;
   /** Served without the API key (health, readiness, metrics, the OpenAPI document). */
   public?: boolean;
-  query?: Q;
+  /** The query parameters, as an object schema; made strict when mounted (query.ts: unknown ones are a 422). */
+  query?: Q & z.ZodObject;
   body?: B;
   /** Largest accepted body; defaults to MAX_PAYLOAD_BYTES. */
   bodyLimitBytes?: number;
@@ -41,7 +42,7 @@ export interface ApiRoute<Q extends z.ZodType = z.ZodType, B extends z.ZodType =
   responseHeaders?: { name: string; description: string }[];
   /** Non-error responses besides the success one (GET /ready's 503), for the document. */
   otherResponses?: { status: number; description: string; schema: z.ZodType }[];
-  /** Error statuses beyond the ones implied (401, 400/413/422 with a body, 422 with a query, 404 with an id). */
+  /** Error statuses beyond the ones implied (401, 422, 400/413 with a body, 404 with an id). */
   errors?: number[];
   /** Returns the response body, a Reply for another status, or a Response passed through as is. */
   handle(input: RouteInput<z.output<Q>, z.output<B>>): unknown;
@@ -59,8 +60,8 @@ export class Reply {
  * Declares one route. The generics let the handler see the parsed query and body types; the result
  * is widened so routes with different schemas fit one table.
  */
-export function defineRoute<Q extends z.ZodType = z.ZodUndefined, B extends z.ZodType = z.ZodUndefined>(
-  route: ApiRoute<Q, B>,
-): ApiRoute {
-  return route as unknown as ApiRoute;
+export function defineOperation<Q extends z.ZodType = z.ZodUndefined, B extends z.ZodType = z.ZodUndefined>(
+  route: ApiOperation<Q, B>,
+): ApiOperation {
+  return route as unknown as ApiOperation;
 }

@@ -13,7 +13,15 @@ export function parseInput<S extends z.ZodType>(schema: S, value: unknown, where
   });
   if (result.success) return result.data;
   throw new ValidationError(
-    result.error.issues.map((issue) => ({ field: fieldName(issue.path, where), message: issue.message })),
+    result.error.issues.flatMap((issue): FieldProblem[] =>
+      // One problem per unknown key, named by it: zod reports them together, on the object holding them.
+      issue.code === "unrecognized_keys"
+        ? issue.keys.map((key) => ({
+            field: fieldName([...issue.path, key], where),
+            message: where === "query" ? "unknown query parameter" : "unknown field",
+          }))
+        : [{ field: fieldName(issue.path, where), message: issue.message }],
+    ),
   );
 }
 

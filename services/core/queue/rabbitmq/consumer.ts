@@ -1,16 +1,14 @@
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
-import type { Logger } from "@evently/core/log.ts";
-import { decodeDeliveryMessage } from "@evently/core/queue/messages.ts";
-import type { BrokerConnection } from "@evently/core/queue/connection.ts";
-import type { Topology } from "@evently/core/queue/topology.ts";
-import { instruments } from "@evently/core/telemetry/instruments.ts";
-import { SPAN } from "@evently/core/telemetry/names.ts";
-import { tracer } from "@evently/core/telemetry/setup.ts";
-import type { DeliveryPipeline } from "./dispatch/pipeline.ts";
+import type { Logger } from "../../log.ts";
+import { instruments } from "../../telemetry/instruments.ts";
+import { decodeDeliveryMessage } from "../messages.ts";
+import type { JobHandler } from "../transport.ts";
+import type { BrokerConnection } from "./connection.ts";
+import type { Topology } from "./topology.ts";
 
 /**
- * Consumes every work queue with a prefetch window and hands each message to the pipeline. A
- * message is acked only when the pipeline has settled all its jobs durably; one that cannot be
+ * Consumes every work queue with a prefetch window and hands each message to the handler. A
+ * message is acked only when the handler has settled all its jobs durably; one that cannot be
  * read is rejected to the dead-letter queue; one whose handling failed (database down) goes back
  * to the queue after a pause.
  */
@@ -18,11 +16,12 @@ export class WorkQueueConsumer {
   private channel: Channel | undefined;
   private consumerTags: string[] = [];
   private readonly unsettled = new Set<Promise<void>>();
+  private stopped = false;
 
   constructor(
     private readonly broker: BrokerConnection,
     private readonly topology: Topology,
-    private readonly pipeline: DeliveryPipeline,
+    private readonly handle: JobHandler,
     private readonly prefetch: number,
     private readonly log: Logger,
   ) {}
@@ -31,7 +30,9 @@ export class WorkQueueConsumer {
     await this.broker.onConnect((connection) => this.subscribe(connection));
   }
 
+  /** Runs on every (re)connect; a stopped consumer stays stopped. */
   private async subscribe(connection: ChannelModel): Promise<void> {
+    if (this.stopped) return;
     const channel = await connection.createChannel();
     channel.on("error", (err: Error) => this.log.warn("amqp consumer channel error", { error: err.message }));
     await channel.prefetch(this.prefetch);
@@ -59,14 +60,7 @@ export class WorkQueueConsumer {
       return;
     }
     try {
-      await tracer().startActiveSpan(SPAN.deliver, async (span) => {
-        span.setAttribute("evently.jobs", message.jobs.length);
-        try {
-          await this.pipeline.handle(message);
-        } finally {
-          span.end();
-        }
-      });
+      await this.handle(message);
       safely(() => channel.ack(msg));
     } catch (err) {
       this.log.warn("message handling failed, requeueing", { error: (err as Error).message });
@@ -77,6 +71,7 @@ export class WorkQueueConsumer {
 
   /** Stops taking messages, lets those in hand settle (bounded), then closes the channel. */
   async stop(drainMs = 10_000): Promise<void> {
+    this.stopped = true;
     const channel = this.channel;
     this.channel = undefined;
     if (!channel) return;

@@ -1,5 +1,5 @@
 import type { ChannelModel, ConfirmChannel } from "amqplib";
-import { UnavailableError } from "../errors.ts";
+import { UnavailableError } from "../../errors.ts";
 import type { BrokerConnection } from "./connection.ts";
 import type { Topology } from "./topology.ts";
 

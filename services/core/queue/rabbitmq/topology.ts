@@ -1,5 +1,5 @@
 import type { Channel } from "amqplib";
-import type { Config } from "../config/index.ts";
+import type { Config } from "../../config/index.ts";
 
 /**
  * Names and declaration of every RabbitMQ object Evently uses.
@@ -22,7 +22,7 @@ export interface Topology {
   workQueues: string[];
 }
 
-export function topologyFor(config: Config["amqp"]): Topology {
+export function topologyFor(config: Config["queue"]): Topology {
   const p = config.AMQP_PREFIX;
   return {
     exchange: `${p}.deliveries`,
@@ -32,7 +32,7 @@ export function topologyFor(config: Config["amqp"]): Topology {
   };
 }
 
-export async function declareTopology(channel: Channel, config: Config["amqp"]): Promise<Topology> {
+export async function declareTopology(channel: Channel, config: Config["queue"]): Promise<Topology> {
   const t = topologyFor(config);
   const queueType = { "x-queue-type": config.AMQP_QUEUE_TYPE };
   await channel.assertExchange(t.exchange, "direct", { durable: true });
@@ -50,7 +50,7 @@ export async function declareTopology(channel: Channel, config: Config["amqp"]):
 }
 
 /** Deletes everything declareTopology made; tests use it to clean up their own prefix. */
-export async function deleteTopology(channel: Channel, config: Config["amqp"]): Promise<void> {
+export async function deleteTopology(channel: Channel, config: Config["queue"]): Promise<void> {
   const t = topologyFor(config);
   for (const q of [...t.workQueues, t.deadQueue]) await channel.deleteQueue(q);
   for (const x of [t.exchange, t.deadExchange]) await channel.deleteExchange(x);

@@ -1,5 +1,5 @@
 import amqp, { type ChannelModel } from "amqplib";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../../log.ts";
 
 type Setup = (connection: ChannelModel) => Promise<void>;
 
@@ -22,10 +22,6 @@ export class BrokerConnection {
 
   get connected(): boolean {
     return this.connection !== undefined;
-  }
-
-  get current(): ChannelModel | undefined {
-    return this.connection;
   }
 
   /** Registers a setup; runs it at once when already connected. */

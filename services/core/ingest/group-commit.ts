@@ -1,12 +1,13 @@
-import type { Sql } from "@evently/core/db/client.ts";
-import { isConnectionError, withDeadline } from "@evently/core/db/errors.ts";
-import { UnavailableError } from "@evently/core/errors.ts";
-import { findExisting, insertEventsWithJobs, type CreatedJob, type NewEventRow, type StoredEventSummary } from "@evently/core/events/sql.ts";
-import { listJobsForEvents } from "@evently/core/jobs/sql.ts";
-import { newId } from "@evently/core/ids.ts";
-import { instruments } from "@evently/core/telemetry/instruments.ts";
-import { SPAN } from "@evently/core/telemetry/names.ts";
-import { tracer } from "@evently/core/telemetry/setup.ts";
+import { Batcher } from "../batching.ts";
+import type { Sql } from "../db/client.ts";
+import { isConnectionError, withDeadline } from "../db/errors.ts";
+import { UnavailableError } from "../errors.ts";
+import { findExisting, findKeyMismatches, insertEventsWithJobs, type CreatedJob, type NewEventRow, type StoredEventSummary } from "../events/sql.ts";
+import { listJobsForEvents } from "../jobs/sql.ts";
+import { newId } from "../ids.ts";
+import { instruments } from "../telemetry/instruments.ts";
+import { SPAN } from "../telemetry/names.ts";
+import { tracer } from "../telemetry/setup.ts";
 
 export interface EventInput {
   type: string;
@@ -22,27 +23,31 @@ export interface AcceptedEvent {
   idempotencyKey: string | null;
   /** True when the idempotency key already existed: this is the original event, no jobs were made. */
   replayed: boolean;
+  /**
+   * True when the key already belonged to an event of another type or payload: nothing was written,
+   * and the caller answers 422 rather than pretend the different request was the original.
+   */
+  keyReused: boolean;
   jobs: CreatedJob[];
 }
 
-/** Receives every batch once it is committed: the fast path that publishes to RabbitMQ. */
-export type CommittedListener = (events: { row: NewEventRow; jobs: CreatedJob[] }[]) => void;
+/** An event this commit wrote, with its jobs: what the queue transport is handed afterwards. */
+export interface CommittedEvent {
+  row: NewEventRow;
+  jobs: CreatedJob[];
+}
 
 const RETRIES_ON_CONNECTION_LOSS = 5;
 // Far above a healthy commit (milliseconds); reached only when a connection was cut mid-commit.
 const COMMIT_DEADLINE_MS = 10_000;
 
-interface Waiting {
-  rows: NewEventRow[];
-  resolve: (accepted: AcceptedEvent[]) => void;
-  reject: (err: unknown) => void;
-}
-
 export interface GroupCommitOptions {
   maxEvents: number;
   concurrency: number;
+  /** How long a new job's outbox entry waits before a sweep may take it (the queue transport's grace). */
   graceMs: number;
-  onCommitted?: CommittedListener;
+  /** Receives every group once it is committed. */
+  onCommitted?: (events: CommittedEvent[]) => void;
 }
 
 /**
@@ -53,57 +58,41 @@ export interface GroupCommitOptions {
  * only after its own rows are durable.
  */
 export class GroupCommitter {
-  private queue: Waiting[] = [];
-  private inFlight = 0;
+  private readonly batcher: Batcher<NewEventRow[], AcceptedEvent[]>;
 
   constructor(
     private readonly sql: Sql,
     private readonly options: GroupCommitOptions,
-  ) {}
-
-  submit(inputs: EventInput[]): Promise<AcceptedEvent[]> {
-    const now = new Date();
-    const rows = inputs.map((input) => ({
-      id: newId("event", now.getTime()),
-      type: input.type,
-      dataJson: input.dataJson,
-      idempotencyKey: input.idempotencyKey,
-      createdAt: now,
-    }));
-    return new Promise((resolve, reject) => {
-      this.queue.push({ rows, resolve, reject });
-      this.pump();
+  ) {
+    this.batcher = new Batcher((group) => this.commit(group), {
+      maxBatch: options.maxEvents,
+      concurrency: options.concurrency,
+      weight: (rows) => rows.length,
     });
   }
 
-  private pump(): void {
-    while (this.inFlight < this.options.concurrency && this.queue.length > 0) {
-      // Take requests from the front while they fit (always at least one), with one splice.
-      let take = 0;
-      let size = 0;
-      while (take < this.queue.length && (take === 0 || size + this.queue[take]!.rows.length <= this.options.maxEvents))
-        size += this.queue[take++]!.rows.length;
-      const group = this.queue.splice(0, take);
-      this.inFlight++;
-      void this.commit(group).finally(() => {
-        this.inFlight--;
-        this.pump();
-      });
-    }
+  submit(inputs: EventInput[]): Promise<AcceptedEvent[]> {
+    const now = new Date();
+    return this.batcher.add(
+      inputs.map((input) => ({
+        id: newId("event", now.getTime()),
+        type: input.type,
+        dataJson: input.dataJson,
+        idempotencyKey: input.idempotencyKey,
+        createdAt: now,
+      })),
+    );
   }
 
-  private async commit(group: Waiting[]): Promise<void> {
+  /** One result per request of the group; an Error where that request alone failed. */
+  private async commit(group: NewEventRow[][]): Promise<(AcceptedEvent[] | Error)[]> {
     try {
-      const results = await this.commitWithRetry(group);
-      group.forEach((w, i) => w.resolve(results[i]!));
+      return await this.commitWithRetry(group);
     } catch (err) {
       // One bad request must not fail its neighbours: retry each alone, so only it gets the error.
-      if (group.length > 1 && !isConnectionError(err)) {
-        await Promise.all(group.map((w) => this.commit([w])));
-        return;
-      }
-      const failure = isConnectionError(err) ? new UnavailableError("database unavailable, event not accepted") : err;
-      for (const w of group) w.reject(failure);
+      if (group.length > 1 && !isConnectionError(err)) return (await Promise.all(group.map((rows) => this.commit([rows])))).flat();
+      const failure = isConnectionError(err) ? new UnavailableError("database unavailable, event not accepted") : (err as Error);
+      return group.map(() => failure);
     }
   }
 
@@ -112,7 +101,7 @@ export class GroupCommitter {
    * hear 503. Retrying is safe even when the lost try had committed: the rows keep their ids, and
    * rows found already stored are answered from what is stored.
    */
-  private async commitWithRetry(group: Waiting[]): Promise<AcceptedEvent[][]> {
+  private async commitWithRetry(group: NewEventRow[][]): Promise<AcceptedEvent[][]> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.commitGroup(group);
@@ -123,8 +112,8 @@ export class GroupCommitter {
     }
   }
 
-  private async commitGroup(group: Waiting[]): Promise<AcceptedEvent[][]> {
-    const rows = group.flatMap((w) => w.rows);
+  private async commitGroup(group: NewEventRow[][]): Promise<AcceptedEvent[][]> {
+    const rows = group.flat();
     const m = instruments();
     const started = performance.now();
     const batch = await tracer().startActiveSpan(SPAN.ingestCommit, async (span) => {
@@ -134,15 +123,22 @@ export class GroupCommitter {
         // BEGIN/COMMIT. Rows it skipped are looked up afterwards; they are committed data either way.
         const inserted = await withDeadline(insertEventsWithJobs(this.sql, rows, this.options.graceMs), COMMIT_DEADLINE_MS, "ingest commit");
         const skipped = rows.filter((r) => !inserted.insertedEventIds.has(r.id));
-        if (skipped.length === 0) return { ...inserted, existing: [], earlierJobs: [] };
+        if (skipped.length === 0) return { ...inserted, existing: [], earlierJobs: [], keyMismatches: new Set<string>() };
         const existing = await findExisting(
           this.sql,
           skipped.map((r) => r.id),
           skipped.flatMap((r) => (r.idempotencyKey === null ? [] : [r.idempotencyKey])),
         );
-        const ownIds = new Set(skipped.map((r) => r.id));
-        const committedEarlier = existing.filter((e) => ownIds.has(e.id)).map((e) => e.id);
-        return { ...inserted, existing, earlierJobs: await listJobsForEvents(this.sql, committedEarlier) };
+        // Jobs of events stored before this statement: ours from a lost earlier try, and the
+        // originals of replayed keys (a replay answers with the jobs its first request created).
+        const storedIds = new Set(existing.map((e) => e.id));
+        const replays = skipped.filter((r) => !storedIds.has(r.id));
+        return {
+          ...inserted,
+          existing,
+          earlierJobs: await listJobsForEvents(this.sql, [...storedIds]),
+          keyMismatches: await findKeyMismatches(this.sql, replays),
+        };
       } finally {
         span.end();
       }
@@ -162,15 +158,15 @@ export class GroupCommitter {
       existingById.set(e.id, e);
       if (e.idempotencyKey !== null) existingByKey.set(e.idempotencyKey, e);
     }
-    const committed: { row: NewEventRow; jobs: CreatedJob[] }[] = [];
+    const committed: CommittedEvent[] = [];
     let replays = 0;
-    const results = group.map((w) =>
-      w.rows.map((row): AcceptedEvent => {
+    const results = group.map((requestRows) =>
+      requestRows.map((row): AcceptedEvent => {
         // Ours: inserted now, or by an earlier try of this batch whose answer was lost.
         if (batch.insertedEventIds.has(row.id) || existingById.has(row.id)) {
           const jobs = jobsByEvent.get(row.id) ?? [];
           committed.push({ row, jobs });
-          return { id: row.id, type: row.type, createdAt: row.createdAt, idempotencyKey: row.idempotencyKey, replayed: false, jobs };
+          return { id: row.id, type: row.type, createdAt: row.createdAt, idempotencyKey: row.idempotencyKey, replayed: false, keyReused: false, jobs };
         }
         replays++;
         const original = existingByKey.get(row.idempotencyKey!)!;
@@ -180,7 +176,8 @@ export class GroupCommitter {
           createdAt: original.createdAt,
           idempotencyKey: row.idempotencyKey,
           replayed: true,
-          jobs: [],
+          keyReused: batch.keyMismatches.has(row.id),
+          jobs: jobsByEvent.get(original.id) ?? [],
         };
       }),
     );

@@ -1,17 +1,17 @@
 import type { AnyElysia } from "elysia";
 import { readJsonBody } from "./body.ts";
-import { Reply, type ApiRoute, type RouteInput } from "./route.ts";
+import { readQuery, strictQuery } from "./query.ts";
+import { Reply, type ApiOperation, type RouteInput } from "./operation.ts";
 import { parseInput } from "./validate.ts";
 
 /** The part of Elysia's handler context the table's handlers need. */
 interface HandlerContext {
   request: Request;
   params: Record<string, string>;
-  query: Record<string, string | undefined>;
   set: { status?: number | string; headers: Record<string, string | number> };
 }
 
-// Elysia's `route` is typed for inference from literal schemas; the table is typed by ApiRoute
+// Elysia's `route` is typed for inference from literal schemas; the table is typed by ApiOperation
 // instead, so registration goes through this narrow view of it.
 interface RouteRegistrar {
   route(method: string, path: string, handler: (ctx: HandlerContext) => unknown, hook: { parse: "none" }): unknown;
@@ -23,20 +23,23 @@ export interface MountOptions {
 }
 
 /**
- * Registers each route of the table: validates the query, reads and validates the body (our reader,
- * not Elysia's parser: see body.ts), calls the handler and answers with the route's status.
+ * Registers each route of the table: reads and validates the query (strict, on every route: see
+ * query.ts) and the body (our reader, not Elysia's parser: see body.ts), calls the handler and
+ * answers with the route's status.
  */
-export function mountRoutes<App extends AnyElysia>(app: App, routes: ApiRoute[], options: MountOptions): App {
+export function mountOperations<App extends AnyElysia>(app: App, routes: ApiOperation[], options: MountOptions): App {
   const registrar = app as unknown as RouteRegistrar;
   for (const route of routes) {
     const bodyLimit = route.bodyLimitBytes ?? options.bodyLimitBytes;
+    const querySchema = strictQuery(route.query);
     registrar.route(
       route.method,
       route.path,
-      async ({ request, params, query, set }) => {
+      async ({ request, params, set }) => {
+        const query = parseInput(querySchema, readQuery(request), "query");
         const input: RouteInput<unknown, unknown> = {
           params,
-          query: route.query ? parseInput(route.query, query, "query") : undefined,
+          query: route.query ? query : undefined,
           body: route.body ? parseInput(route.body, await readJsonBody(request, bodyLimit), "body") : undefined,
           headers: request.headers,
           setHeader: (name, value) => {

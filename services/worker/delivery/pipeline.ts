@@ -14,6 +14,7 @@ import type { DeliveryTarget, EndpointCache } from "../endpoint-cache.ts";
 import { send, type SendResult } from "../http/send.ts";
 import { nextStep, parseRetryAfter, type RetryPolicy } from "../retry/policy.ts";
 import type { DeliveryLimiter } from "./limiter.ts";
+import { DeliveryOutcomeLog } from "./outcome-log.ts";
 import type { AttemptRecorder } from "./recorder.ts";
 
 export interface PipelineOptions {
@@ -21,12 +22,14 @@ export interface PipelineOptions {
   allowPrivateNetworks: boolean;
   maxResponseBytes: number;
   claimBatch: number;
+  /** Longest wait for Postgres to confirm a batch claim; then the message is handed back. */
+  claimTimeoutMs: number;
   /** Added to the endpoint's timeout to make a claim's lease (crash recovery time). */
   leaseMarginMs: number;
   retry: RetryPolicy;
 }
 
-const USER_AGENT = "Evently-Webhooks/0.1";
+export const USER_AGENT = "Evently-Webhooks/0.1";
 // Header values that may carry credentials are kept out of the attempt log.
 const SENSITIVE_HEADER = /authorization|cookie|token|secret|api[-_]?key|password|signature/i;
 
@@ -37,6 +40,7 @@ const SENSITIVE_HEADER = /authorization|cookie|token|secret|api[-_]?key|password
  */
 export class DeliveryPipeline {
   private readonly claims: Batcher<ClaimRequest, boolean>;
+  private readonly outcomeLog: DeliveryOutcomeLog;
 
   constructor(
     private readonly sql: Sql,
@@ -48,11 +52,12 @@ export class DeliveryPipeline {
   ) {
     this.claims = new Batcher(
       async (requests) => {
-        const claimed = await withDeadline(claimJobs(this.sql, requests), 10_000, "claim");
+        const claimed = await withDeadline(claimJobs(this.sql, requests), options.claimTimeoutMs, "claim");
         return requests.map((r) => claimed.has(r.jobId));
       },
       { maxBatch: options.claimBatch, concurrency: 2 },
     );
+    this.outcomeLog = new DeliveryOutcomeLog(log);
   }
 
   async handle(message: DeliveryMessage): Promise<void> {
@@ -158,6 +163,16 @@ export class DeliveryPipeline {
       createdAt: attemptedAt,
     };
     await this.recorder.record({ attempt, outcome });
+    this.outcomeLog.observe({
+      jobId: job.jobId,
+      endpointId: target.id,
+      url: target.url,
+      attempt: attemptNumber,
+      status: result.status,
+      errorClass: result.errorClass,
+      errorDetail: result.errorDetail,
+      gaveUp: outcome.status === "failed",
+    });
   }
 }
 

@@ -1,0 +1,43 @@
+import type { Config } from "../config/index.ts";
+import type { Sql } from "../db/client.ts";
+import { envelopeBody, jobMessage, type JobMessage } from "../queue/messages.ts";
+import type { JobTransport } from "../queue/transport.ts";
+import { GroupCommitter, type AcceptedEvent, type CommittedEvent, type EventInput } from "./group-commit.ts";
+
+export type { AcceptedEvent, EventInput } from "./group-commit.ts";
+
+/** What ingest needs of the queue transport. */
+export type JobHandoff = Pick<JobTransport, "publishGraceMs" | "publish">;
+
+/**
+ * The one way events enter Evently, for every producer (the REST API today; sources, replays and
+ * system events later): commit the events, their jobs and outbox entries together (group commit),
+ * then hand the new jobs to the queue transport. An answer means the events are durable; the
+ * hand-off may fail without loss, since the outbox still holds every job.
+ */
+export class Ingest {
+  private readonly committer: GroupCommitter;
+
+  constructor(sql: Sql, handoff: JobHandoff, options: Config["ingest"]) {
+    this.committer = new GroupCommitter(sql, {
+      maxEvents: options.INGEST_GROUP_MAX_EVENTS,
+      concurrency: options.INGEST_GROUP_CONCURRENCY,
+      graceMs: handoff.publishGraceMs,
+      onCommitted: (committed) => handoff.publish(jobMessagesOf(committed)),
+    });
+  }
+
+  /** Accepts events; resolves, in input order, once they are committed. */
+  accept(inputs: EventInput[]): Promise<AcceptedEvent[]> {
+    return this.committer.submit(inputs);
+  }
+}
+
+function jobMessagesOf(committed: CommittedEvent[]): JobMessage[] {
+  return committed.flatMap(({ row, jobs }) => {
+    if (jobs.length === 0) return [];
+    const event = { id: row.id, type: row.type, createdAt: row.createdAt, dataJson: row.dataJson };
+    const body = envelopeBody(row.id, row.type, row.createdAt, row.dataJson); // once per event, shared by its jobs
+    return jobs.map((job) => jobMessage({ id: job.id, endpointId: job.endpointId, attemptCount: 0 }, event, body));
+  });
+}

@@ -1,0 +1,180 @@
+import type { Sql } from "../../db/client.ts";
+import { withDeadline } from "../../db/errors.ts";
+import type { Logger } from "../../log.ts";
+import { messageForSwept, releaseTaken, takeDueJobs } from "../../outbox/sql.ts";
+import { instruments } from "../../telemetry/instruments.ts";
+import type { JobMessage } from "../messages.ts";
+import type { JobHandler, JobTransport } from "../transport.ts";
+
+/** NOTIFY channel: "the outbox has new due work". Notifications are per database. */
+const CHANNEL = "evently_outbox";
+// A connection cut at the wrong moment can leave a query unsettled forever; these statements are
+// safe to repeat, so each is bounded and tried again.
+const STATEMENT_DEADLINE_MS = 10_000;
+
+export interface PostgresTransportOptions {
+  /** How often an idle worker looks for due jobs nobody told it about (retries, lapsed leases). */
+  pollIntervalMs: number;
+  /** Most jobs taken in one statement. */
+  takeBatch: number;
+  /** Most jobs one worker holds at once; it takes more only as they settle. */
+  maxInFlight: number;
+  /** A taken job not yet claimed by its worker is offered again after this. */
+  takeLeaseMs: number;
+}
+
+/**
+ * The Postgres transport: the outbox table is the queue. Ingest's `publish` only sends a NOTIFY
+ * (coalesced: at most one in flight); consumers LISTEN, take due entries in batches with SKIP
+ * LOCKED (outbox/sql.ts `takeDueJobs`) and hand them to the handler. An idle consumer waits for a
+ * notification or the poll interval, whichever comes first: one small query per interval, no
+ * busy loop. Crash safety is the outbox's own: a taken job stays in it as a lease until its
+ * outcome is recorded.
+ */
+export class PostgresTransport implements JobTransport {
+  readonly kind = "postgres";
+  readonly publishGraceMs = 0;
+  private notifying: Promise<void> | undefined;
+  private notifyAgain = false;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly options: PostgresTransportOptions,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {}
+
+  publish(jobs: JobMessage[]): void {
+    if (jobs.length === 0) return;
+    if (this.notifying) {
+      this.notifyAgain = true;
+      return;
+    }
+    const notify = this.sql`select pg_notify(${CHANNEL}, '')`.then(() => {});
+    this.notifying = withDeadline(notify, STATEMENT_DEADLINE_MS, "outbox notify")
+      // Workers find the jobs on their next poll.
+      .catch((err) => this.log.debug("outbox notify failed", { error: (err as Error).message }))
+      .finally(() => {
+        this.notifying = undefined;
+        if (this.notifyAgain) {
+          this.notifyAgain = false;
+          this.publish(jobs);
+        }
+      });
+  }
+
+  async consume(handle: JobHandler): Promise<() => Promise<void>> {
+    const consumer = new OutboxConsumer(this.sql, this.options, handle, this.log);
+    const listening = await this.sql.listen(CHANNEL, () => consumer.wake());
+    consumer.start();
+    return async () => {
+      await consumer.stop();
+      await listening.unlisten().catch(() => {});
+    };
+  }
+
+  readiness(): Record<string, boolean> {
+    return {};
+  }
+
+  async stop(): Promise<void> {
+    await this.notifying;
+  }
+}
+
+/** One consume loop: take what is due while there is room, hand it on, sleep until news. */
+class OutboxConsumer {
+  private stopped = false;
+  private loop: Promise<void> | undefined;
+  private inFlight = 0;
+  private readonly unsettled = new Set<Promise<void>>();
+  private wakeUp: (() => void) | undefined;
+  /** A wake-up that came while the loop was busy: its next sleep returns at once. */
+  private wokenMeanwhile = false;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly options: PostgresTransportOptions,
+    private readonly handle: JobHandler,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  wake(): void {
+    const wakeUp = this.wakeUp;
+    this.wakeUp = undefined;
+    if (wakeUp) wakeUp();
+    else this.wokenMeanwhile = true;
+  }
+
+  /** Stops taking, then lets the messages in hand settle (bounded). */
+  async stop(drainMs = 10_000): Promise<void> {
+    this.stopped = true;
+    this.wake();
+    await this.loop;
+    await Promise.race([Promise.allSettled([...this.unsettled]), Bun.sleep(drainMs)]);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.wokenMeanwhile) {
+      this.wokenMeanwhile = false;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.wake(), ms);
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      const room = Math.min(this.options.takeBatch, this.options.maxInFlight - this.inFlight);
+      if (room <= 0) {
+        await this.sleep(this.options.pollIntervalMs); // woken when a message settles
+        continue;
+      }
+      let taken;
+      try {
+        const options = { limit: room, leaseMs: this.options.takeLeaseMs };
+        taken = await withDeadline(takeDueJobs(this.sql, options), STATEMENT_DEADLINE_MS, "take due jobs");
+        failures = 0;
+      } catch (err) {
+        failures++;
+        if (failures === 1 || failures % 10 === 0) this.log.warn("taking due jobs failed, retrying", { error: (err as Error).message, failures });
+        await this.sleep(Math.min(5000, 100 * 2 ** Math.min(failures, 6)));
+        continue;
+      }
+      if (taken.length > 0) this.track(taken.map(messageForSwept));
+      // A full batch says more is due now; otherwise wait for news.
+      if (taken.length < room) await this.sleep(this.options.pollIntervalMs);
+    }
+  }
+
+  private track(jobs: JobMessage[]): void {
+    instruments().messagesConsumed.add(1);
+    this.inFlight += jobs.length;
+    const work = this.handle({ v: 1, jobs })
+      .catch(async (err) => {
+        this.log.warn("message handling failed, offering its jobs again", { error: (err as Error).message });
+        await Bun.sleep(1000);
+        const ids = jobs.map((j) => j.jobId);
+        await withDeadline(releaseTaken(this.sql, ids), STATEMENT_DEADLINE_MS, "release taken jobs").catch(() => {
+          /* still unreachable: the leases lapse and the jobs are taken again then */
+        });
+      })
+      .finally(() => {
+        this.inFlight -= jobs.length;
+        this.unsettled.delete(work);
+        this.wake();
+      });
+    this.unsettled.add(work);
+  }
+}

@@ -1,0 +1,88 @@
+import type { Config } from "../../config/index.ts";
+import type { Sql } from "../../db/client.ts";
+import type { Logger } from "../../log.ts";
+import { clearPublished } from "../../outbox/sql.ts";
+import type { JobMessage } from "../messages.ts";
+import type { JobHandler, JobTransport } from "../transport.ts";
+import { BrokerConnection } from "./connection.ts";
+import { WorkQueueConsumer } from "./consumer.ts";
+import { publishJobs } from "./publish.ts";
+import { ConfirmPublisher } from "./publisher.ts";
+import { declareTopology, topologyFor, type Topology } from "./topology.ts";
+
+/**
+ * The RabbitMQ transport: jobs are published with confirms right after commit (their outbox entries
+ * are cleared once confirmed), and workers consume the work queues. What the fast path misses, and
+ * every retry and lapsed lease, the dispatcher role sweeps from the outbox through `send`.
+ */
+export class RabbitTransport implements JobTransport {
+  readonly kind = "rabbitmq";
+  readonly publishGraceMs: number;
+  private readonly broker: BrokerConnection;
+  private readonly publisher: ConfirmPublisher;
+  private readonly topology: Topology;
+  private readonly handOffs = new Set<Promise<void>>();
+
+  constructor(
+    private readonly config: Config["queue"] & { AMQP_URL: string },
+    private readonly sql: Sql,
+    private readonly log: Logger,
+    private readonly prefetch = 64,
+  ) {
+    this.publishGraceMs = config.AMQP_PUBLISH_GRACE_MS;
+    this.broker = new BrokerConnection(config.AMQP_URL, log);
+    this.topology = topologyFor(config);
+    this.publisher = new ConfirmPublisher(this.broker, this.topology);
+  }
+
+  async start(waitMs: number): Promise<void> {
+    await this.broker.onConnect(async (connection) => {
+      const channel = await connection.createChannel();
+      await declareTopology(channel, this.config);
+      await channel.close();
+    });
+    await this.publisher.start();
+    // If RabbitMQ is down, keep going: the API still accepts events (they wait in the outbox) and
+    // the connection keeps retrying.
+    await Promise.race([this.broker.start(), Bun.sleep(waitMs)]);
+  }
+
+  get ready(): boolean {
+    return this.publisher.ready;
+  }
+
+  /** Publishes with confirms; resolves once RabbitMQ has every message. Rejects on any failure. */
+  send(jobs: JobMessage[], path: "fast" | "sweep"): Promise<void> {
+    return publishJobs(this.publisher, jobs, {
+      queueCount: this.config.AMQP_WORK_QUEUES,
+      jobsPerMessage: this.config.AMQP_JOBS_PER_MESSAGE,
+      path,
+    });
+  }
+
+  publish(jobs: JobMessage[]): void {
+    if (jobs.length === 0 || !this.publisher.ready) return;
+    const work = this.send(jobs, "fast")
+      .then(() => clearPublished(this.sql, jobs.map((j) => j.jobId)))
+      .catch((err) => this.log.debug("fast-path publish failed; the sweeper will publish", { error: (err as Error).message }));
+    this.handOffs.add(work);
+    void work.finally(() => this.handOffs.delete(work));
+  }
+
+  async consume(handle: JobHandler): Promise<() => Promise<void>> {
+    const consumer = new WorkQueueConsumer(this.broker, this.topology, handle, this.prefetch, this.log);
+    await consumer.start();
+    return () => consumer.stop();
+  }
+
+  readiness(): Record<string, boolean> {
+    return { rabbitmq: this.broker.connected && this.publisher.ready };
+  }
+
+  async stop(): Promise<void> {
+    await Promise.allSettled([...this.handOffs]);
+    // Channels before the connection, so pending confirms and acks are not lost.
+    await this.publisher.close();
+    await this.broker.close();
+  }
+}

@@ -1,0 +1,41 @@
+import type { DeliveryMessage, JobMessage } from "./messages.ts";
+
+/**
+ * How jobs travel from the outbox to workers. Ingest hands committed jobs to `publish`; workers
+ * receive them through `consume`. Every job is in the `outbox` table before any transport sees it,
+ * so a transport may lose a hand-off (crash, broker down) without losing the job: what is still due
+ * in the outbox is sent again.
+ *
+ * - `rabbitmq` (transport/rabbitmq.ts): publish with confirms right after commit; the dispatcher
+ *   role sweeps what that missed, retries and lapsed leases; workers consume the work queues.
+ * - `postgres` (transport/postgres.ts): the outbox is the queue. Workers take due entries with
+ *   `FOR UPDATE SKIP LOCKED`, woken by LISTEN/NOTIFY after each commit, with a poll as backstop.
+ */
+export interface JobTransport {
+  readonly kind: TransportKind;
+  /**
+   * How long a new job's outbox entry waits for `publish` to deliver it before the outbox is read
+   * for it. Zero where reading the outbox is how jobs are delivered.
+   */
+  readonly publishGraceMs: number;
+  /** Connects; resolves once connected or after `waitMs`, reconnecting in the background. */
+  start(waitMs: number): Promise<void>;
+  /** Hands jobs committed a moment ago on. Never throws: a failed hand-off leaves them due in the outbox. */
+  publish(jobs: JobMessage[]): void;
+  /**
+   * Calls `handle` with messages of jobs. A message counts as handled when `handle` resolves; when
+   * it rejects, its jobs are offered again later. Resolves to a function that stops consuming and
+   * lets the messages in hand settle (bounded).
+   */
+  consume(handle: JobHandler): Promise<() => Promise<void>>;
+  /** Reachability of what this transport needs beyond Postgres, by name, for /ready. */
+  readiness(): Record<string, boolean>;
+  /** Waits for hand-offs under way, then disconnects; call after consuming has stopped. */
+  stop(): Promise<void>;
+}
+
+export const TRANSPORT_KINDS = ["rabbitmq", "postgres"] as const;
+export type TransportKind = (typeof TRANSPORT_KINDS)[number];
+
+/** Resolves once every job of the message is durably settled (recorded, deferred or a duplicate). */
+export type JobHandler = (message: DeliveryMessage) => Promise<void>;

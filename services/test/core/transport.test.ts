@@ -1,0 +1,122 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { Config } from "../../core/config/index.ts";
+import { createSql, type Sql } from "../../core/db/client.ts";
+import { insertEndpoint } from "../../core/endpoints/sql.ts";
+import { newId } from "../../core/ids.ts";
+import { Ingest } from "../../core/ingest/index.ts";
+import { silentLogger } from "../../core/log.ts";
+import type { DeliveryMessage, JobMessage } from "../../core/queue/messages.ts";
+import type { JobTransport } from "../../core/queue/transport.ts";
+import { insertRoute } from "../../core/routes/sql.ts";
+import { createTransport } from "../../runtime.ts";
+import { pollUntil } from "../support/poll.ts";
+import { createTestStack, TEST_TRANSPORTS } from "../support/stack.ts";
+
+/**
+ * The queue transport's contract, run against each implementation: what ingest hands over arrives
+ * at a consumer as the message ingest built; a message whose handling fails is offered again; jobs
+ * committed while nobody consumed are delivered once a consumer starts; stopping waits for
+ * messages in hand. The pipeline is left out: the handler here only records what it got.
+ */
+for (const kind of TEST_TRANSPORTS) {
+  describe(`queue transport contract [${kind}]`, () => {
+    let sql: Sql;
+    let config: Config;
+    let transport: JobTransport;
+    let ingest: Ingest;
+    let cleanup: () => Promise<void>;
+
+    beforeAll(async () => {
+      // The stack supplies this transport's settings and cleans up its AMQP names; no roles run.
+      const stack = await createTestStack({ AMQP_PUBLISH_GRACE_MS: "200" }, kind);
+      config = stack.config();
+      sql = createSql(config.database);
+      transport = createTransport(config, sql, silentLogger);
+      await transport.start(5000);
+      ingest = new Ingest(sql, transport, config.ingest);
+      cleanup = async () => {
+        await transport.stop();
+        await sql.end();
+        await stack.stop();
+      };
+    });
+
+    afterAll(() => cleanup());
+
+    async function subscribe(eventType: string): Promise<string> {
+      const id = newId("endpoint");
+      await insertEndpoint(sql, id, "whsec_dGVzdA==", {
+        url: "http://127.0.0.1:9/never-called",
+        description: "",
+        enabled: true,
+        timeoutMs: 1000,
+        headers: {},
+        rateLimitPerSecond: null,
+        metadata: {},
+      });
+      await insertRoute(sql, id, eventType);
+      return id;
+    }
+
+    async function accept(type: string, count: number): Promise<string[]> {
+      const accepted = await ingest.accept(
+        Array.from({ length: count }, (_, i) => ({ type, dataJson: JSON.stringify({ i }), idempotencyKey: null })),
+      );
+      return accepted.flatMap((a) => a.jobs.map((j) => j.id));
+    }
+
+    function collect(received: JobMessage[], reject?: (job: JobMessage) => boolean) {
+      return async (message: DeliveryMessage) => {
+        received.push(...message.jobs);
+        if (reject && message.jobs.some(reject)) throw new Error("handling failed");
+      };
+    }
+
+    test("jobs committed before anyone consumed arrive once a consumer starts, as ingest built them", async () => {
+      const endpointId = await subscribe("contract.early");
+      const jobIds = await accept("contract.early", 5);
+      const received: JobMessage[] = [];
+      const stop = await transport.consume(collect(received));
+      try {
+        await pollUntil(() => received.filter((j) => jobIds.includes(j.jobId)).length >= 5, { what: "five jobs", timeoutMs: 10_000 });
+        const ours = received.filter((j) => jobIds.includes(j.jobId));
+        expect(new Set(ours.map((j) => j.jobId))).toEqual(new Set(jobIds));
+        for (const job of ours) {
+          expect(job).toMatchObject({ endpointId, attempt: 0 });
+          expect(JSON.parse(job.body)).toMatchObject({ id: job.eventId, type: "contract.early", data: { i: expect.any(Number) } });
+        }
+      } finally {
+        await stop();
+      }
+    });
+
+    test("a message whose handling failed is offered again", async () => {
+      await subscribe("contract.retry");
+      const [jobId] = await accept("contract.retry", 1);
+      const received: JobMessage[] = [];
+      let failures = 0;
+      const stop = await transport.consume(collect(received, (job) => job.jobId === jobId && failures++ === 0));
+      try {
+        await pollUntil(() => received.filter((j) => j.jobId === jobId).length >= 2, { what: "the job offered twice", timeoutMs: 15_000 });
+      } finally {
+        await stop();
+      }
+    });
+
+    test("stopping lets a message in hand settle before it returns", async () => {
+      await subscribe("contract.stop");
+      let settled = false;
+      let started = false;
+      const stop = await transport.consume(async (message) => {
+        if (!message.jobs.some((j) => JSON.parse(j.body).type === "contract.stop")) return;
+        started = true;
+        await Bun.sleep(300);
+        settled = true;
+      });
+      await accept("contract.stop", 1);
+      await pollUntil(() => started, { what: "a message in hand", timeoutMs: 10_000 });
+      await stop();
+      expect(settled).toBe(true);
+    });
+  });
+}
