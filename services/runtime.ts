@@ -1,5 +1,5 @@
 import { createApp } from "./api/app.ts";
-import { createOpsApp } from "./api/plugins/ops.ts";
+import { createOpsApp } from "./http/server.ts";
 import type { Config } from "./core/config/index.ts";
 import { createSql, type Sql } from "./core/db/client.ts";
 import { Ingest } from "./core/ingest/index.ts";

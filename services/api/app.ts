@@ -6,16 +6,16 @@ import { EndpointService } from "./modules/endpoints/service.ts";
 import type { Ingest } from "@evently/core/ingest/index.ts";
 import { eventOperations } from "./modules/events/index.ts";
 import { EventService } from "./modules/events/service.ts";
-import { healthOperations } from "./modules/health/index.ts";
+import { healthOperations } from "../http/health/index.ts";
 import { jobOperations } from "./modules/jobs/index.ts";
 import { JobService } from "./modules/jobs/service.ts";
 import { openApiOperation } from "./modules/openapi/index.ts";
 import { routeOperations } from "./modules/routes/index.ts";
 import { RouteService } from "./modules/routes/service.ts";
 import { authPlugin } from "./plugins/auth.ts";
-import { createHttpApp } from "./plugins/ops.ts";
-import { mountOperations } from "./http/mount.ts";
-import type { ApiOperation } from "./http/operation.ts";
+import { createHttpApp } from "../http/server.ts";
+import { mountOperations } from "../http/mount.ts";
+import type { ApiOperation } from "../http/operation.ts";
 
 export interface AppDeps {
   /** Full config from loadConfig(). */
@@ -55,4 +55,4 @@ export function apiOperations(deps: AppDeps): ApiOperation[] {
   return table;
 }
 
-export { createOpsApp } from "./plugins/ops.ts";
+export { createOpsApp } from "../http/server.ts";

@@ -1,6 +1,6 @@
 /**
  * The few error classes the API renders, each with an HTTP status and a stable `code`.
- * They are rendered in one place (api/plugins/errors.ts) as `{code, detail}`.
+ * They are rendered in one place (services/http/errors.ts) as `{code, detail}`.
  */
 export class AppError extends Error {
   constructor(

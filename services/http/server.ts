@@ -1,7 +1,7 @@
 import { Elysia } from "elysia";
 import { silentLogger, type Logger } from "@evently/core/log.ts";
-import { healthOperations, type HealthDeps } from "../modules/health/index.ts";
-import { mountOperations } from "../http/mount.ts";
+import { healthOperations, type HealthDeps } from "./health/index.ts";
+import { mountOperations } from "./mount.ts";
 import { errorsPlugin } from "./errors.ts";
 import { metricsPlugin } from "./metrics.ts";
 import { requestIdPlugin } from "./request-id.ts";
@@ -20,7 +20,8 @@ export interface OpsDeps extends HealthDeps {
 
 /**
  * `/health`, `/ready` and `/metrics` alone: the HTTP server of the worker and dispatcher roles.
- * The API (app.ts) serves the same routes next to its own.
+ * The API (api/app.ts) serves the same operations next to its own. This folder holds what every
+ * role's HTTP server shares, so a worker-only process loads nothing of the API.
  */
 export function createOpsApp(deps: OpsDeps) {
   // No route here reads a body; the limit only has to be some number.

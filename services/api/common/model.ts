@@ -94,7 +94,7 @@ export function toPage<Row extends { id: string }, T>(rows: Row[], limit: number
   return { data: items.map(present), nextCursor: more ? items[items.length - 1]!.id : null };
 }
 
-/** The body of every error response (rendered by plugins/errors.ts). */
+/** The body of every error response (rendered by services/http/errors.ts). */
 export const ErrorBody = z
   .object({
     code: z.string().describe("Stable machine-readable code, like `validation_failed` or `not_found`."),

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { defineOperation, Reply, type ApiOperation } from "../../http/operation.ts";
+import { defineOperation, Reply, type ApiOperation } from "../operation.ts";
 import { checkReadiness, type ReadinessCheck } from "./service.ts";
 
 const Health = z.object({ status: z.literal("ok") }).meta({ id: "Health" });

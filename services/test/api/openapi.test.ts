@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { apiOperations } from "../../api/app.ts";
 import { Ingest } from "../../core/ingest/index.ts";
-import type { ApiOperation } from "../../api/http/operation.ts";
+import type { ApiOperation } from "../../http/operation.ts";
 import { EVENT_TYPE_PATTERN_REGEX } from "../../core/event-types.ts";
 import { newId } from "../../core/ids.ts";
 import { recordOutcomes } from "../../core/jobs/sql.ts";

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import amqp from "amqplib";
 import { createApp } from "../../api/app.ts";
 import { Ingest } from "../../core/ingest/index.ts";
-import { createOpsApp } from "../../api/plugins/ops.ts";
+import { createOpsApp } from "../../http/server.ts";
 import { loadConfig } from "../../core/config/index.ts";
 import { createSql, type Sql } from "../../core/db/client.ts";
 import { createLogger, type Logger } from "../../core/log.ts";

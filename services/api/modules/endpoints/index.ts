@@ -1,4 +1,4 @@
-import { defineOperation, type ApiOperation } from "../../http/operation.ts";
+import { defineOperation, type ApiOperation } from "../../../http/operation.ts";
 import {
   Endpoint,
   EndpointCreate,

@@ -1,5 +1,5 @@
 import type { Config } from "@evently/core/config/index.ts";
-import { defineOperation, type ApiOperation } from "../../http/operation.ts";
+import { defineOperation, type ApiOperation } from "../../../http/operation.ts";
 import { EventAccepted, BatchAccepted, EventCreate, EventDetail, EventListQuery, EventPage, eventBatch } from "./model.ts";
 import type { EventService } from "./service.ts";
 

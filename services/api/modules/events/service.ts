@@ -4,7 +4,7 @@ import { findEvent, findKeyMismatches, listEvents } from "@evently/core/events/s
 import { isId } from "@evently/core/ids.ts";
 import { listJobsForEvents } from "@evently/core/jobs/sql.ts";
 import { toPage, type Page } from "../../common/model.ts";
-import { invalid } from "../../http/validate.ts";
+import { invalid } from "../../../http/validate.ts";
 import { presentJob } from "../jobs/model.ts";
 import type { AcceptedEvent, EventInput, Ingest } from "@evently/core/ingest/index.ts";
 import {

@@ -1,4 +1,4 @@
-import { defineOperation, type ApiOperation } from "../../http/operation.ts";
+import { defineOperation, type ApiOperation } from "../../../http/operation.ts";
 import { AttemptListQuery, AttemptPage, EndpointJobListQuery, Job, JobDetail, JobListQuery, JobPage } from "./model.ts";
 import type { JobService } from "./service.ts";
 

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ErrorBody } from "../../common/model.ts";
-import type { ApiOperation } from "../../http/operation.ts";
+import type { ApiOperation } from "../../../http/operation.ts";
 
 /**
  * Builds the OpenAPI 3.1 document from the route table: the same zod schemas that validate requests

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import pkg from "../../../../package.json";
-import { defineOperation, type ApiOperation } from "../../http/operation.ts";
+import { defineOperation, type ApiOperation } from "../../../http/operation.ts";
 import { buildOpenApiDocument } from "./document.ts";
 
 const OpenApiDocument = z.record(z.string(), z.unknown()).meta({ id: "OpenApiDocument" });

@@ -1,4 +1,4 @@
-import { defineOperation, type ApiOperation } from "../../http/operation.ts";
+import { defineOperation, type ApiOperation } from "../../../http/operation.ts";
 import { Route, RouteCreate, RouteListQuery, RoutePage } from "./model.ts";
 import type { RouteService } from "./service.ts";
 

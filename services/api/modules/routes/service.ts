@@ -3,7 +3,7 @@ import { ConflictError, NotFoundError } from "@evently/core/errors.ts";
 import { isId } from "@evently/core/ids.ts";
 import { deleteRoute, findRoute, insertRoute, listRoutes } from "@evently/core/routes/sql.ts";
 import { toPage, type Page } from "../../common/model.ts";
-import { invalid } from "../../http/validate.ts";
+import { invalid } from "../../../http/validate.ts";
 import { presentRoute, type Route, type RouteCreate, type RouteListQuery } from "./model.ts";
 
 const UNIQUE_VIOLATION = "23505";
