@@ -6,7 +6,7 @@ import type { JobMessage } from "@evently/core/queue/messages.ts";
 import { messageForSwept, sweepOutbox } from "@evently/core/outbox/sql.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
-import { tracer } from "@evently/core/telemetry/setup.ts";
+import { tracer } from "@evently/core/telemetry/tracing.ts";
 
 // A sweep holds its outbox rows locked while it publishes; a broker that stops confirming (a resource
 // alarm, say) must not keep that transaction open. The rows then stay for the next sweep, and any

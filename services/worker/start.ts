@@ -5,7 +5,7 @@ import type { DeliveryMessage } from "@evently/core/queue/messages.ts";
 import type { JobTransport } from "@evently/core/queue/transport.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
-import { tracer } from "@evently/core/telemetry/setup.ts";
+import { tracer } from "@evently/core/telemetry/tracing.ts";
 import { DeliveryLimiter } from "./delivery/limiter.ts";
 import { DeliveryPipeline } from "./delivery/pipeline.ts";
 import { AttemptRecorder } from "./delivery/recorder.ts";

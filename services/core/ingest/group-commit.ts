@@ -7,7 +7,7 @@ import { listJobsForEvents } from "../jobs/sql.ts";
 import { newId } from "../ids.ts";
 import { instruments } from "../telemetry/instruments.ts";
 import { SPAN } from "../telemetry/names.ts";
-import { tracer } from "../telemetry/setup.ts";
+import { tracer } from "../telemetry/tracing.ts";
 
 export interface EventInput {
   type: string;

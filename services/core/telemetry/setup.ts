@@ -1,4 +1,3 @@
-import { trace, type Tracer } from "@opentelemetry/api";
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus";
 import { NodeSDK } from "@opentelemetry/sdk-node";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
@@ -50,5 +49,3 @@ export function startTelemetry(config: Config["telemetry"], role: string): Telem
   };
   return active;
 }
-
-export const tracer = (): Tracer => trace.getTracer("evently");

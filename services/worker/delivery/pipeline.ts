@@ -9,7 +9,7 @@ import type { DeliveryMessage, JobMessage } from "@evently/core/queue/messages.t
 import { sign } from "@evently/core/signing/index.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
-import { tracer } from "@evently/core/telemetry/setup.ts";
+import { tracer } from "@evently/core/telemetry/tracing.ts";
 import type { DeliveryTarget, EndpointCache } from "../endpoint-cache.ts";
 import { send, type SendResult } from "../http/send.ts";
 import { nextStep, parseRetryAfter, type RetryPolicy } from "../retry/policy.ts";

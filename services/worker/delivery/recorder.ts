@@ -6,7 +6,7 @@ import { deferJobs, recordOutcomes, type JobOutcome } from "@evently/core/jobs/s
 import type { Logger } from "@evently/core/log.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
-import { tracer } from "@evently/core/telemetry/setup.ts";
+import { tracer } from "@evently/core/telemetry/tracing.ts";
 
 // Writes are idempotent, so one cut off mid-flight by a lost connection is simply written again.
 const WRITE_DEADLINE_MS = 10_000;
