@@ -126,7 +126,7 @@ export const deliverySchema = z.object({
     "HTTP deliveries in flight to one endpoint; the rest wait without holding up other endpoints.",
   ),
   WORKER_LEASE_MARGIN_MS: int(60_000, 1000, 3_600_000).describe(
-    "A worker's claim on a job lasts the endpoint's timeout plus this; if the worker dies, the dispatcher redelivers the job after it.",
+    "A worker's claim on a job lasts the endpoint's timeout plus this; if the worker dies, the job is offered again after it (by the dispatcher, or from the outbox with the Postgres transport).",
   ),
   WORKER_CLAIM_TIMEOUT_MS: int(10_000, 100, 600_000).describe(
     "Longest a worker waits for Postgres to confirm its claim on a batch of jobs; after it the jobs are handed back to the queue and delivered later, so a connection cut mid-query cannot stall the worker.",

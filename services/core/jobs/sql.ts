@@ -23,7 +23,8 @@ export interface ClaimRequest {
  * is not being delivered under a live claim. This is what turns a message published twice into one
  * delivery. The claim is a lease kept in next_attempt_at. A message that finds a live claim is most
  * often one RabbitMQ redelivered because its worker died, so the job gets a `lease` outbox entry:
- * when the claim lapses, the dispatcher publishes it again unless it finished meanwhile.
+ * when the claim lapses, the job is offered again (by the dispatcher, or taken by a Postgres-transport
+ * worker) unless it finished meanwhile.
  */
 export async function claimJobs(sql: Sql, claims: ClaimRequest[]): Promise<Set<string>> {
   if (claims.length === 0) return new Set();
@@ -53,7 +54,7 @@ export async function claimJobs(sql: Sql, claims: ClaimRequest[]): Promise<Set<s
 
 /**
  * Hands claimed jobs back without an attempt (their endpoint had no free slot): they become
- * `scheduled` after `delayMs` and the dispatcher republishes them then.
+ * `scheduled` after `delayMs`, with a `retry` outbox entry that offers them again then.
  */
 export async function deferJobs(sql: Sql, jobIds: string[], delayMs: number): Promise<void> {
   if (jobIds.length === 0) return;

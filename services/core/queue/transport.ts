@@ -6,9 +6,9 @@ import type { DeliveryMessage, JobMessage } from "./messages.ts";
  * so a transport may lose a hand-off (crash, broker down) without losing the job: what is still due
  * in the outbox is sent again.
  *
- * - `rabbitmq` (transport/rabbitmq.ts): publish with confirms right after commit; the dispatcher
+ * - `rabbitmq` (rabbitmq/transport.ts): publish with confirms right after commit; the dispatcher
  *   role sweeps what that missed, retries and lapsed leases; workers consume the work queues.
- * - `postgres` (transport/postgres.ts): the outbox is the queue. Workers take due entries with
+ * - `postgres` (postgres/transport.ts): the outbox is the queue. Workers take due entries with
  *   `FOR UPDATE SKIP LOCKED`, woken by LISTEN/NOTIFY after each commit, with a poll as backstop.
  */
 export interface JobTransport {
