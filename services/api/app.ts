@@ -46,7 +46,7 @@ export function apiOperations(deps: AppDeps): ApiOperation[] {
   const { config, sql } = deps;
   const table: ApiOperation[] = [
     ...healthOperations(deps),
-    ...endpointOperations(new EndpointService(sql)),
+    ...endpointOperations(new EndpointService(sql, { allowPrivateNetworks: config.delivery.DELIVERY_ALLOW_PRIVATE_NETWORKS })),
     ...routeOperations(new RouteService(sql)),
     ...eventOperations(new EventService(sql, deps.ingest, { maxPayloadBytes: config.http.MAX_PAYLOAD_BYTES }), config.http),
     ...jobOperations(new JobService(sql)),

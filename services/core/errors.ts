@@ -39,6 +39,13 @@ export class IdempotencyKeyReusedError extends AppError {
   }
 }
 
+/** A delivery URL whose host is (or resolves to) a non-public address, refused by the SSRF guard. */
+export class BlockedAddressError extends AppError {
+  constructor(field: string, message: string) {
+    super(422, "blocked_address", `${field}: ${message}`, { errors: [{ field, message }] });
+  }
+}
+
 export class NotFoundError extends AppError {
   constructor(what: string, id: string) {
     super(404, "not_found", `${what} ${id} does not exist`);
@@ -60,6 +67,17 @@ export class MalformedBodyError extends AppError {
 export class PayloadTooLargeError extends AppError {
   constructor(limitBytes: number) {
     super(413, "payload_too_large", `request body exceeds ${limitBytes} bytes`);
+  }
+}
+
+/** A body route was sent something other than JSON (services/http/body.ts says why that matters). */
+export class UnsupportedMediaTypeError extends AppError {
+  constructor(missing: boolean) {
+    super(
+      415,
+      "unsupported_media_type",
+      missing ? "content-type is missing; send application/json" : "content-type must be application/json",
+    );
   }
 }
 

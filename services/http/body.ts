@@ -1,11 +1,12 @@
-import { MalformedBodyError, PayloadTooLargeError, ValidationError } from "@evently/core/errors.ts";
+import { MalformedBodyError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "@evently/core/errors.ts";
 import { fieldName } from "./validate.ts";
 
 /**
  * Request bodies are read here, never by Elysia's parser, so that:
  * - the size limit is enforced while streaming (413 before a huge body is buffered), per route;
- * - any content type is read as JSON (a `text/plain` body holding JSON is accepted, as curl users
- *   forget the header);
+ * - only a JSON content type is read (`application/json` or `application/*+json`, any parameters),
+ *   else 415 before a byte is read: a web page can make a browser send `text/plain`, form or
+ *   multipart bodies to any origin without a CORS preflight, but not `application/json`;
  * - JSON Postgres cannot store is refused as 422 naming the field, instead of failing the insert.
  */
 
@@ -15,6 +16,7 @@ export const MAX_JSON_DEPTH = 128;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 export async function readJsonBody(request: Request, limitBytes: number): Promise<unknown> {
+  assertJsonContentType(request.headers.get("content-type"));
   const text = await readText(request, limitBytes);
   if (text.trim() === "") throw new MalformedBodyError("request body is empty; expected JSON");
   let value: unknown;
@@ -25,6 +27,15 @@ export async function readJsonBody(request: Request, limitBytes: number): Promis
   }
   assertStorable(text, value);
   return value;
+}
+
+/** `application/json` or a `+json` type such as `application/merge-patch+json`; case and parameters aside. */
+const JSON_MEDIA_TYPE = /^application\/(?:[a-z0-9!#$&^_.+-]+\+)?json$/;
+
+function assertJsonContentType(header: string | null): void {
+  if (header === null || header.trim() === "") throw new UnsupportedMediaTypeError(true);
+  const mediaType = header.split(";", 1)[0]!.trim().toLowerCase();
+  if (!JSON_MEDIA_TYPE.test(mediaType)) throw new UnsupportedMediaTypeError(false);
 }
 
 async function readText(request: Request, limitBytes: number): Promise<string> {

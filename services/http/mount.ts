@@ -24,8 +24,8 @@ export interface MountOptions {
 
 /**
  * Registers each route of the table: reads and validates the query (strict, on every route: see
- * query.ts) and the body (our reader, not Elysia's parser: see body.ts), calls the handler and
- * answers with the route's status.
+ * query.ts) and the body (our reader, not Elysia's parser, JSON content types only: see body.ts),
+ * calls the handler and answers with the route's status.
  */
 export function mountOperations<App extends AnyElysia>(app: App, routes: ApiOperation[], options: MountOptions): App {
   const registrar = app as unknown as RouteRegistrar;

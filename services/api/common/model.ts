@@ -60,18 +60,28 @@ export const pageQuery = (kind: IdKind) =>
     cursor: idOf(kind, `a ${kind}`).optional().describe("`nextCursor` of the previous page."),
   });
 
+// Postgres timestamps are rendered and parsed with four-digit years; an instant outside them (year
+// 0000, or past 9999 once the offset is applied, like 9999-12-31T23:59:59-05:00) would fail the query.
+const EARLIEST_TIME = Date.parse("0001-01-01T00:00:00Z");
+const LATEST_TIME = Date.parse("9999-12-31T23:59:59.999Z");
+
+/** An ISO 8601 time with a zone, as a Date Postgres can compare against. */
+const timeBound = (description: string) =>
+  z.iso
+    // abort: a value that is not a time at all gets one message, not a second about its range.
+    .datetime({ offset: true, abort: true })
+    .refine((v) => {
+      const t = Date.parse(v);
+      return t >= EARLIEST_TIME && t <= LATEST_TIME;
+    }, "must be between 0001-01-01 and 9999-12-31 (UTC)")
+    .transform((v) => new Date(v))
+    .optional()
+    .describe(description);
+
 /** `since` (inclusive) and `until` (exclusive) bound created_at. */
 export const timeRangeQuery = z.object({
-  since: z.iso
-    .datetime({ offset: true })
-    .transform((v) => new Date(v))
-    .optional()
-    .describe("Only items created at or after this ISO 8601 time."),
-  until: z.iso
-    .datetime({ offset: true })
-    .transform((v) => new Date(v))
-    .optional()
-    .describe("Only items created before this ISO 8601 time."),
+  since: timeBound("Only items created at or after this ISO 8601 time (0001-01-01 to 9999-12-31)."),
+  until: timeBound("Only items created before this ISO 8601 time (0001-01-01 to 9999-12-31)."),
 });
 
 export const pageOf = <T extends z.ZodType>(item: T) =>

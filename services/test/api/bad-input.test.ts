@@ -25,7 +25,7 @@ interface Case {
   name: string;
   method?: string;
   path: string | (() => string);
-  /** Sent as JSON, or verbatim when a string. */
+  /** Sent as JSON, or verbatim when a string (or a function giving one); as application/json unless headers say otherwise. */
   body?: unknown;
   headers?: Record<string, string>;
   status: number;
@@ -129,6 +129,57 @@ const cases: Case[] = [
   { name: "an unknown parameter on a valid PATCH", method: "PATCH", path: () => `/endpoints/${endpointId}?enabled=false`, body: { description: "changed" }, status: 422, code: "validation_failed", field: "enabled" },
   { name: "an unknown parameter on a DELETE", method: "DELETE", path: () => `/routes/${routeId}?force=true`, status: 422, code: "validation_failed", field: "force" },
   { name: "an unknown parameter on a secret rotation", path: () => `/endpoints/${endpointId}/secret/rotate?keepOld=true`, status: 422, code: "validation_failed", field: "keepOld" },
+
+  // Content types a browser may send cross-site without a CORS preflight, or none: refused before
+  // the body is read, however valid the JSON inside.
+  ...(
+    [
+      ["text/plain", "text/plain"],
+      ["text/plain with a charset", "text/plain;charset=UTF-8"],
+      ["form-urlencoded", "application/x-www-form-urlencoded"],
+      ["multipart", "multipart/form-data; boundary=x"],
+      ["a lookalike JSON type", "application/jsonp"],
+      ["text/json", "text/json"],
+    ] as const
+  ).flatMap(([label, type]): Case[] => [
+    { name: `event sent as ${label}`, path: "/events", body: JSON.stringify(event()), headers: { "content-type": type }, status: 415, code: "unsupported_media_type" },
+    { name: `endpoint sent as ${label}`, path: "/endpoints", body: JSON.stringify({ url: "https://a.example" }), headers: { "content-type": type }, status: 415, code: "unsupported_media_type" },
+  ]),
+  { name: "batch sent as text/plain", path: "/events/batch", body: JSON.stringify({ events: [event()] }), headers: { "content-type": "text/plain" }, status: 415, code: "unsupported_media_type" },
+  { name: "route sent as form-urlencoded", path: "/routes", body: () => JSON.stringify({ endpointId, eventType: "form.x" }), headers: { "content-type": "application/x-www-form-urlencoded" }, status: 415, code: "unsupported_media_type" },
+  { name: "PATCH sent as text/plain", method: "PATCH", path: () => `/endpoints/${endpointId}`, body: JSON.stringify({ enabled: false }), headers: { "content-type": "text/plain" }, status: 415, code: "unsupported_media_type" },
+  { name: "an oversized body sent as text/plain is 415, not read", path: "/events", body: event({ data: { s: bigString(MAX_PAYLOAD_BYTES) } }), headers: { "content-type": "text/plain" }, status: 415, code: "unsupported_media_type" },
+
+  // since/until that parse as ISO 8601 but that Postgres cannot hold, on every list with a time range.
+  ...(
+    [
+      ["/events", () => "/events"],
+      ["/jobs", () => "/jobs"],
+      ["/endpoints/:id/jobs", () => `/endpoints/${endpointId}/jobs`],
+      ["/endpoints/:id/attempts", () => `/endpoints/${endpointId}/attempts`],
+    ] as const
+  ).flatMap(([route, list]) =>
+    (
+      [
+        ["year 0000", "0000-01-01T00:00:00Z"],
+        ["year 0000 once the offset is applied", "0001-01-01T00:00:00+05:00"],
+        ["year +10000", "+010000-01-01T00:00:00Z"],
+        ["year 10000", "10000-01-01T00:00:00Z"],
+        ["an offset pushing past 9999", "9999-12-31T23:59:59-05:00"],
+      ] as const
+    ).flatMap(([label, time]) =>
+      (["since", "until"] as const).map(
+        (field): Case => ({
+          name: `GET ${route} with ${field} in ${label}`,
+          method: "GET",
+          path: () => `${list()}?${field}=${encodeURIComponent(time)}`,
+          status: 422,
+          code: "validation_failed",
+          field,
+        }),
+      ),
+    ),
+  ),
 ];
 
 describe("bad input", () => {
@@ -136,7 +187,8 @@ describe("bad input", () => {
     test(c.name, async () => {
       const before = await api.fingerprint();
       const path = typeof c.path === "function" ? c.path() : c.path;
-      const res = await api.request(c.method ?? "POST", path, { body: c.body, headers: c.headers });
+      const body = typeof c.body === "function" ? c.body() : c.body;
+      const res = await api.request(c.method ?? "POST", path, { body, headers: c.headers });
       expect({ status: res.status, code: res.body?.code }).toEqual({ status: c.status, code: c.code });
       expect(typeof res.body.detail).toBe("string");
       if (c.field !== undefined) {
@@ -186,16 +238,32 @@ describe("query strings are strict", () => {
 });
 
 describe("accepted despite appearances", () => {
-  test("a text/plain body holding JSON is accepted", async () => {
-    const before = await api.counts();
-    const res = await api.request("POST", "/events", {
-      body: JSON.stringify(event({ type: "plain.text" })),
-      headers: { "content-type": "text/plain" },
-    });
-    expect(res.status).toBe(202);
-    const after = await api.counts();
-    expect(after.events).toBe(before.events + 1);
-    expect(after.jobs).toBe(before.jobs + 1);
+  test("application/json with parameters, in any case, and +json types are accepted", async () => {
+    for (const type of ["application/json; charset=utf-8", "Application/JSON;Charset=UTF-8", " application/json ", "application/merge-patch+json"]) {
+      const before = await api.counts();
+      const res = await api.request("POST", "/events", { body: event({ type: "typed.json" }), headers: { "content-type": type } });
+      expect({ type, status: res.status }).toEqual({ type, status: 202 });
+      const after = await api.counts();
+      expect(after.events).toBe(before.events + 1);
+      expect(after.jobs).toBe(before.jobs + 1);
+    }
+  });
+
+  test("a body without a content-type is refused, before anything is written", async () => {
+    const before = await api.fingerprint();
+    // A string body would get text/plain from Request itself; bytes get no content-type at all.
+    const request = new Request("http://localhost/events", { method: "POST", body: new TextEncoder().encode(JSON.stringify(event())) });
+    expect(request.headers.get("content-type")).toBeNull();
+    const res = await api.app.handle(request);
+    expect(res.status).toBe(415);
+    expect(((await res.json()) as { code: string }).code).toBe("unsupported_media_type");
+    expect(await api.fingerprint()).toBe(before);
+  });
+
+  test("the time range accepts its extremes", async () => {
+    const res = await api.request("GET", `/events?since=${encodeURIComponent("0001-01-01T00:00:00Z")}&until=${encodeURIComponent("9999-12-31T23:59:59.999Z")}`);
+    expect(res.status).toBe(200);
+    expect((await api.request("GET", `/jobs?since=${encodeURIComponent("9999-12-31T18:59:59-05:00")}`)).status).toBe(200);
   });
 
   test("a body of exactly MAX_PAYLOAD_BYTES is accepted", async () => {
@@ -215,7 +283,9 @@ describe("accepted despite appearances", () => {
         else controller.close();
       },
     });
-    const res = await api.app.handle(new Request("http://localhost/events", { method: "POST", body: stream }));
+    const res = await api.app.handle(
+      new Request("http://localhost/events", { method: "POST", body: stream, headers: { "content-type": "application/json" } }),
+    );
     expect(res.status).toBe(413);
     expect(((await res.json()) as { code: string }).code).toBe("payload_too_large");
     expect(sent).toBeLessThan(64); // the reader stopped early rather than buffering everything

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { hookUrl, startApi, type TestApi } from "./harness.ts";
+import { hookUrl, startApi, type TestApi, type TestResponse } from "./harness.ts";
 
 let api: TestApi;
 beforeAll(async () => {
@@ -196,6 +196,130 @@ describe("endpoint list", () => {
       expect(res.status).toBe(422);
       expect(res.body.code).toBe("validation_failed");
       expect(res.body.errors.map((e: { field: string }) => e.field)).toEqual([field]);
+    }
+  });
+});
+
+describe("custom headers", () => {
+  const refused = (headers: Record<string, string>) => api.request("POST", "/endpoints", { body: { url: hookUrl(), headers } });
+
+  test("names Evently sets or that break framing are a 422 naming headers.<name>; nothing written", async () => {
+    const before = await api.fingerprint();
+    for (const name of ["User-Agent", "webhook-foo", "Webhook-Signature", "host", "content-length", "Content-Type", "transfer-encoding", "connection"]) {
+      const res = await refused({ [name]: "v" });
+      expect([name, res.status, res.body.code]).toEqual([name, 422, "validation_failed"]);
+      expect(res.body.errors).toEqual([{ field: `headers.${name}`, message: "header is set by Evently and cannot be given" }]);
+    }
+    expect(await api.fingerprint()).toBe(before);
+  });
+
+  test("CR, LF or NUL in a name or value, or a name that is not an HTTP token, is a 422 naming it", async () => {
+    const cases: [string, string][] = [
+      ["x-a", "v\r\nx-b: injected"],
+      ["x-a", "v\nx"],
+      ["x-a", "v\rx"],
+      ["x-a", "v\u0000x"],
+      ["x-a\r\nx-b", "v"],
+      ["x-a\u0000", "v"],
+      ["x a", "v"],
+      ["x:a", "v"],
+      ["x-é", "v"],
+      ["", "v"],
+    ];
+    const before = await api.fingerprint();
+    for (const [name, value] of cases) {
+      const res = await refused({ [name]: value });
+      expect([name, value, res.status]).toEqual([name, value, 422]);
+      // A NUL is refused before the model sees the body, by the check for what Postgres cannot
+      // store, which spells the NUL in the field name its own way.
+      const fields = res.body.errors.map((e: { field: string }) => e.field);
+      expect(fields).toHaveLength(1);
+      if (name.includes("\u0000")) expect(fields[0]).toStartWith(`headers.${name.split("\u0000")[0]}`);
+      else expect(fields[0]).toBe(`headers.${name}`);
+    }
+    expect(await api.fingerprint()).toBe(before);
+  });
+
+  test("PATCH validates headers the same way", async () => {
+    const ep = (await create({})).body;
+    const res = await api.request("PATCH", `/endpoints/${ep.id}`, { body: { headers: { "user-agent": "mine" } } });
+    expect(res.status).toBe(422);
+    expect(res.body.errors.map((e: { field: string }) => e.field)).toEqual(["headers.user-agent"]);
+    expect((await api.request("GET", `/endpoints/${ep.id}`)).body.headers).toEqual({});
+  });
+
+  test("ordinary headers, including tabs and printable punctuation in values, are accepted", async () => {
+    const res = await create({ headers: { authorization: "Bearer a.b-c_d~", "x-list": "a,\tb; q=0.5" } });
+    expect(res.status).toBe(201);
+    expect(res.body.headers).toEqual({ authorization: "Bearer a.b-c_d~", "x-list": "a,\tb; q=0.5" });
+  });
+});
+
+describe("SSRF check on endpoint urls (DELIVERY_ALLOW_PRIVATE_NETWORKS=false)", () => {
+  let guarded: TestApi;
+  beforeAll(async () => {
+    guarded = await startApi({ env: { DELIVERY_ALLOW_PRIVATE_NETWORKS: "false" } });
+  });
+  afterAll(async () => {
+    await guarded.close();
+  });
+
+  const blocked: [url: string, why: string][] = [
+    ["http://127.0.0.1/", "(loopback)"],
+    ["http://10.0.0.1/", "(private)"],
+    ["http://169.254.169.254/", "(link-local)"],
+    ["http://[::1]/", "(loopback)"],
+    ["http://[::ffff:127.0.0.1]/", "(loopback)"],
+    // Spellings the URL parser turns into 127.0.0.1.
+    ["http://127.1/", "(loopback)"],
+    ["http://0x7f.1/", "(loopback)"],
+    ["http://2130706433/", "(loopback)"],
+    ["http://localhost/", "localhost resolves to"],
+  ];
+
+  function expectBlocked(res: TestResponse, url: string, why: string) {
+    expect([url, res.status, res.body.code]).toEqual([url, 422, "blocked_address"]);
+    expect(res.body.errors).toHaveLength(1);
+    expect(res.body.errors[0].field).toBe("url");
+    expect(res.body.errors[0].message).toContain(why);
+    expect(res.body.errors[0].message).toContain("DELIVERY_ALLOW_PRIVATE_NETWORKS=true");
+    expect(res.body.detail).toStartWith("url: ");
+  }
+
+  test("create with a non-public address is a 422 blocked_address naming url and why; nothing written", async () => {
+    const before = await guarded.fingerprint();
+    for (const [url, why] of blocked) {
+      expectBlocked(await guarded.request("POST", "/endpoints", { body: { url, eventTypes: ["order.*"] } }), url, why);
+    }
+    expect(await guarded.fingerprint()).toBe(before);
+  });
+
+  test("PATCH to a non-public address is refused the same way and changes nothing", async () => {
+    const ep = (await guarded.request("POST", "/endpoints", { body: { url: "https://93.184.216.34/hooks" } })).body;
+    const before = await guarded.fingerprint();
+    for (const [url, why] of blocked) {
+      expectBlocked(await guarded.request("PATCH", `/endpoints/${ep.id}`, { body: { url, description: "changed" } }), url, why);
+    }
+    expect(await guarded.fingerprint()).toBe(before);
+  });
+
+  test("a public literal address is accepted on create and PATCH", async () => {
+    const created = await guarded.request("POST", "/endpoints", { body: { url: "https://93.184.216.34/" } });
+    expect(created.status).toBe(201);
+    const patched = await guarded.request("PATCH", `/endpoints/${created.body.id}`, { body: { url: "http://[2606:4700:4700::1111]:8080/x" } });
+    expect(patched.status).toBe(200);
+    expect(patched.body.url).toBe("http://[2606:4700:4700::1111]:8080/x");
+  });
+
+  test("a name that does not resolve is accepted (the worker checks again before each delivery)", async () => {
+    const res = await guarded.request("POST", "/endpoints", { body: { url: "https://hooks.invalid/x" } });
+    expect(res.status).toBe(201);
+  });
+
+  test("with DELIVERY_ALLOW_PRIVATE_NETWORKS=true the same urls are accepted", async () => {
+    for (const [url] of blocked) {
+      const res = await api.request("POST", "/endpoints", { body: { url } });
+      expect([url, res.status]).toEqual([url, 201]);
     }
   });
 });

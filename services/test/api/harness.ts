@@ -51,7 +51,14 @@ type Table = (typeof TABLES)[number];
 
 export async function startApi(options: StartOptions = {}): Promise<TestApi> {
   const db = await createTestDatabase();
-  const config = loadConfig({ DATABASE_URL: db.url, DATABASE_POOL_MAX: "4", ...options.env });
+  const config = loadConfig({
+    DATABASE_URL: db.url,
+    DATABASE_POOL_MAX: "4",
+    // API tests deliver nothing and should not wait on DNS for their made-up hosts; the tests of
+    // the SSRF check on endpoint URLs set this to "false".
+    DELIVERY_ALLOW_PRIVATE_NETWORKS: "true",
+    ...options.env,
+  });
   const sql = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 4 });
   const ingest = new Ingest(sql, noHandoff, config.ingest);
   const readiness = options.readiness ?? postgresReadiness;

@@ -82,13 +82,14 @@ describeEachTransport("delivery logs", (transport) => {
   });
 
   test("an endpoint refused by the SSRF guard is explained once, naming DELIVERY_ALLOW_PRIVATE_NETWORKS", async () => {
-    // The same installation, its worker now with the guard on (the receiver is on loopback).
+    // An endpoint on loopback (the receiver's) saved while private networks were allowed; then the
+    // same installation, now with the guard on, which the API would also apply to a new endpoint.
+    const ep = await stack.subscribe(app, `${receiver.url}/private`, "private.*");
     await app.stop();
     const captured = captureLog();
     lines = captured.lines;
     app = await stack.start("all", { DELIVERY_ALLOW_PRIVATE_NETWORKS: "false" }, captured.log);
 
-    const ep = await stack.subscribe(app, `${receiver.url}/private`, "private.*");
     for (let i = 0; i < 3; i++) await publish("private.happened", { i });
     await jobsFailed(ep.id, 3);
     expect(receiver.on("/private")).toHaveLength(0);

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { DeliveryLimiter } from "../../worker/delivery/limiter.ts";
-import { isPrivateAddress, checkHost } from "../../worker/http/ssrf.ts";
+import { addressClass, isPrivateAddress } from "../../core/net/addresses.ts";
+import { checkHost } from "../../worker/http/ssrf.ts";
 import { classifyError } from "../../worker/http/send.ts";
 import { nextStep, parseRetryAfter } from "../../worker/retry/policy.ts";
 
@@ -31,7 +32,15 @@ describe("SSRF guard", () => {
   test("classifies addresses", () => {
     for (const a of ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "100.64.0.1"])
       expect([a, isPrivateAddress(a)]).toEqual([a, true]);
-    for (const a of ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"]) expect([a, isPrivateAddress(a)]).toEqual([a, false]);
+    for (const a of ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"]) expect([a, isPrivateAddress(a)]).toEqual([a, false]);
+  });
+
+  test("names the class, and judges IPv4-mapped IPv6 by its IPv4 address in every spelling", () => {
+    expect(addressClass("169.254.169.254")).toBe("link-local");
+    expect(addressClass("10.0.0.1")).toBe("private");
+    expect(addressClass("fe80::1%eth0")).toBe("link-local");
+    for (const a of ["::ffff:127.0.0.1", "::ffff:7f00:1", "0:0:0:0:0:ffff:7f00:1"]) expect([a, addressClass(a)]).toEqual([a, "loopback"]);
+    expect(addressClass("example.com")).toBe("not an IP address");
   });
 
   test("refuses names that resolve to private addresses", async () => {

@@ -17,8 +17,8 @@ const url = z
   .refine(isHttpUrl, "must be an http:// or https:// URL with a host")
   .describe("Where deliveries are POSTed.");
 
-// Headers the delivery itself owns: hop-by-hop headers, framing, the body's type and encoding, and
-// the Standard Webhooks headers that carry the id, timestamp and signature.
+// Headers the delivery itself owns: hop-by-hop headers, framing, the body's type and encoding, the
+// user agent, and the Standard Webhooks headers that carry the id, timestamp and signature.
 const RESERVED_HEADERS = new Set([
   "host",
   "content-length",
@@ -34,12 +34,28 @@ const RESERVED_HEADERS = new Set([
   "trailer",
   "upgrade",
   "expect",
+  "user-agent",
 ]);
 const RESERVED_PREFIX = "webhook-";
+// RFC 9110 token characters; values are printable ASCII and tabs.
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const HEADER_VALUE = /^[\t\x20-\x7e]*$/;
+const LINE_BREAK_OR_NUL = /[\r\n\0]/;
 const MAX_HEADERS = 50;
 const HEADER_VALUE_MAX_LENGTH = 4096;
+
+/** What is wrong with one custom header, or null; `seen` holds the lower-cased names before it. */
+function headerProblem(name: string, value: string, seen: Set<string>): string | null {
+  const lower = name.toLowerCase();
+  // Said apart from the rest: a CR, LF or NUL would let a header smuggle in others.
+  if (LINE_BREAK_OR_NUL.test(name) || LINE_BREAK_OR_NUL.test(value)) return "must not contain CR, LF or NUL";
+  if (!HEADER_NAME.test(name)) return "is not a valid header name";
+  if (RESERVED_HEADERS.has(lower) || lower.startsWith(RESERVED_PREFIX)) return "is set by Evently and cannot be given";
+  if (seen.has(lower)) return "is given twice (header names are case-insensitive)";
+  if (!HEADER_VALUE.test(value) || value.length > HEADER_VALUE_MAX_LENGTH)
+    return `value must be at most ${HEADER_VALUE_MAX_LENGTH} printable ASCII characters`;
+  return null;
+}
 
 const headers = z
   .record(z.string(), z.string())
@@ -48,26 +64,17 @@ const headers = z
     if (names.length > MAX_HEADERS) ctx.addIssue({ code: "custom", message: `at most ${MAX_HEADERS} headers` });
     const seen = new Set<string>();
     for (const name of names) {
-      const lower = name.toLowerCase();
-      const problem = !HEADER_NAME.test(name)
-        ? "is not a valid header name"
-        : RESERVED_HEADERS.has(lower) || lower.startsWith(RESERVED_PREFIX)
-          ? "is set by Evently and cannot be overridden"
-          : seen.has(lower)
-            ? "is given twice (header names are case-insensitive)"
-            : !HEADER_VALUE.test(value[name]!) || value[name]!.length > HEADER_VALUE_MAX_LENGTH
-              ? `value must be at most ${HEADER_VALUE_MAX_LENGTH} printable ASCII characters`
-              : null;
+      const problem = headerProblem(name, value[name]!, seen);
       if (problem) ctx.addIssue({ code: "custom", message: `header ${problem}`, path: [name] });
-      seen.add(lower);
+      seen.add(name.toLowerCase());
     }
   })
   // Stored lower-cased: HTTP names are case-insensitive and the worker merges them without surprises.
   .transform((value) => Object.fromEntries(Object.entries(value).map(([k, v]) => [k.toLowerCase(), v])))
   .describe(
-    "Extra headers sent with every delivery. Hop-by-hop, framing and `webhook-*` headers are refused. Evently " +
-      "sets `content-type: application/json`, `user-agent: Evently-Webhooks/0.1` and the `webhook-*` headers itself; " +
-      "a `user-agent` given here is overridden.",
+    "Extra headers sent with every delivery: token names, printable ASCII values, no CR, LF or NUL. " +
+      "Evently sets `content-type: application/json`, `user-agent: Evently-Webhooks/0.1` and the `webhook-*` " +
+      "headers itself; those, `host`, framing and hop-by-hop headers are refused.",
   );
 
 const MAX_METADATA_KEYS = 50;

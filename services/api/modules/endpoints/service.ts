@@ -10,8 +10,9 @@ import {
   updateEndpoint,
   type EndpointRow,
 } from "@evently/core/endpoints/sql.ts";
-import { NotFoundError } from "@evently/core/errors.ts";
+import { BlockedAddressError, NotFoundError } from "@evently/core/errors.ts";
 import { isId, newId } from "@evently/core/ids.ts";
+import { findBlockedAddress, type BlockedAddress } from "@evently/core/net/addresses.ts";
 import { setEndpointEventTypes } from "@evently/core/routes/sql.ts";
 import { generateSecret } from "@evently/core/signing/index.ts";
 import { toPage, type Page } from "../../common/model.ts";
@@ -23,11 +24,23 @@ import {
   type EndpointUpdate,
 } from "./model.ts";
 
+export interface EndpointServiceOptions {
+  /** DELIVERY_ALLOW_PRIVATE_NETWORKS: when false, a url on a non-public address is refused. */
+  allowPrivateNetworks: boolean;
+}
+
+/** How long saving an endpoint waits for DNS before accepting the name (see checkUrl). */
+const DNS_TIMEOUT_MS = 2000;
+
 export class EndpointService {
-  constructor(private readonly sql: Sql) {}
+  constructor(
+    private readonly sql: Sql,
+    private readonly options: EndpointServiceOptions,
+  ) {}
 
   /** Creates the endpoint and, when `eventTypes` is given, its routes, in one transaction. */
   async create(input: EndpointCreate): Promise<Endpoint & { secret: string }> {
+    await this.checkUrl(input.url);
     const id = newId("endpoint");
     const secret = generateSecret();
     const { eventTypes, ...values } = input;
@@ -51,6 +64,7 @@ export class EndpointService {
   /** Applies the given fields only; `eventTypes`, when given, replaces the endpoint's routes. */
   async update(id: string, patch: EndpointUpdate): Promise<Endpoint> {
     if (!isId("endpoint", id)) throw new NotFoundError("endpoint", id);
+    if (patch.url !== undefined) await this.checkUrl(patch.url);
     const { eventTypes, ...changes } = patch;
     const row = await this.sql.begin(async (tx) => {
       const current = await lockEndpointValues(tx, id);
@@ -84,6 +98,33 @@ export class EndpointService {
     return { secret };
   }
 
+  /**
+   * The SSRF guard at the door: an endpoint whose host is, or resolves to, a non-public address
+   * would only fail every delivery, so it is refused now, with the reason. The worker checks again
+   * before every attempt; that check, not this one, is the guard, as DNS answers can change.
+   */
+  private async checkUrl(url: string): Promise<void> {
+    if (this.options.allowPrivateNetworks) return;
+    const host = new URL(url).hostname;
+    let blocked: BlockedAddress | null;
+    try {
+      blocked = await withTimeout(findBlockedAddress(host), DNS_TIMEOUT_MS);
+    } catch {
+      // A name that does not resolve (or not in time) is accepted: its DNS may be set up after the
+      // endpoint, and refusing it would stop no attack, since the name could later resolve to
+      // anything. The delivery-time check refuses it then if it points somewhere private.
+      return;
+    }
+    if (!blocked) return;
+    const literal = host.replace(/^\[|\]$/g, "") === blocked.address;
+    const where = literal ? blocked.address : `${host} resolves to ${blocked.address}, which`;
+    throw new BlockedAddressError(
+      "url",
+      `${where} is a non-public address (${blocked.addressClass}); deliveries to non-public addresses are refused ` +
+        "unless DELIVERY_ALLOW_PRIVATE_NETWORKS=true",
+    );
+  }
+
   private async row(id: string): Promise<EndpointRow> {
     const row = isId("endpoint", id) ? await findEndpoint(this.sql, id) : null;
     if (!row) throw new NotFoundError("endpoint", id);
@@ -92,3 +133,11 @@ export class EndpointService {
 }
 
 const unique = (values: string[]) => [...new Set(values)];
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

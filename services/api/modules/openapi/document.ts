@@ -16,6 +16,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   404: "No such resource (`not_found`)",
   409: "Conflicts with the current state (`conflict`)",
   413: "The body is larger than the limit (`payload_too_large`)",
+  415: "The body's content type is not `application/json` (`unsupported_media_type`)",
   422:
     "A body field or query parameter is invalid, or a query parameter is unknown or repeated (`validation_failed`); " +
     "`errors` lists every problem",
@@ -68,8 +69,8 @@ export function buildOpenApiDocument(routes: ApiOperation[], info: DocumentInfo)
       ...info,
       description:
         "Evently accepts events, fans them out to endpoints by route and delivers them as signed webhooks. " +
-        "Request bodies are JSON whatever their content type; unknown body fields are ignored. Query parameters a " +
-        "route does not declare, or given twice, are refused with 422 `validation_failed` naming them.",
+        "Request bodies are JSON, sent as `application/json` (415 otherwise); unknown body fields are ignored. " +
+        "Query parameters a route does not declare, or given twice, are refused with 422 `validation_failed` naming them.",
     },
     tags: [...new Set(routes.map((r) => r.tag))].map((name) => ({ name })),
     security: [{ apiKey: [] }],
@@ -144,7 +145,7 @@ function operationResponses(route: ApiOperation, register: (schema: z.ZodType, f
 function impliedErrors(route: ApiOperation): number[] {
   const statuses = new Set(route.errors ?? []);
   if (!route.public) statuses.add(401);
-  if (route.body) [400, 413].forEach((s) => statuses.add(s));
+  if (route.body) [400, 413, 415].forEach((s) => statuses.add(s));
   statuses.add(422); // an unknown query parameter, on any route (http/query.ts)
   if (route.path.includes(":")) statuses.add(404);
   statuses.add(500);
