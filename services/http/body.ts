@@ -15,10 +15,21 @@ export const MAX_JSON_DEPTH = 128;
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-export async function readJsonBody(request: Request, limitBytes: number): Promise<unknown> {
-  assertJsonContentType(request.headers.get("content-type"));
+/**
+ * Reads a JSON body. An `optional` body may be left out: an empty body, with a JSON content type or
+ * none, reads as undefined; a body with content must still be sent as JSON. Without a content type
+ * the body is read (within the limit) to tell the two apart; with any other type it is refused unread.
+ */
+export async function readJsonBody(request: Request, limitBytes: number, optional = false): Promise<unknown> {
+  const contentType = request.headers.get("content-type");
+  const untyped = contentType === null || contentType.trim() === "";
+  if (!(optional && untyped)) assertJsonContentType(contentType);
   const text = await readText(request, limitBytes);
-  if (text.trim() === "") throw new MalformedBodyError("request body is empty; expected JSON");
+  if (text.trim() === "") {
+    if (optional) return undefined;
+    throw new MalformedBodyError("request body is empty; expected JSON");
+  }
+  if (untyped) throw new UnsupportedMediaTypeError(true);
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -22,6 +22,12 @@ export interface MountOptions {
   bodyLimitBytes: number;
 }
 
+/** The raw body; an optional one left out reads as `{}` (see ApiOperation.bodyOptional). */
+async function readBody(request: Request, route: ApiOperation, limitBytes: number): Promise<unknown> {
+  const raw = await readJsonBody(request, limitBytes, route.bodyOptional);
+  return raw === undefined && route.bodyOptional ? {} : raw;
+}
+
 /**
  * Registers each route of the table: reads and validates the query (strict, on every route: see
  * query.ts) and the body (our reader, not Elysia's parser, JSON content types only: see body.ts),
@@ -40,7 +46,7 @@ export function mountOperations<App extends AnyElysia>(app: App, routes: ApiOper
         const input: RouteInput<unknown, unknown> = {
           params,
           query: route.query ? query : undefined,
-          body: route.body ? parseInput(route.body, await readJsonBody(request, bodyLimit), "body") : undefined,
+          body: route.body ? parseInput(route.body, await readBody(request, route, bodyLimit), "body") : undefined,
           headers: request.headers,
           setHeader: (name, value) => {
             set.headers[name] = value;

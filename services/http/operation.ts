@@ -30,6 +30,11 @@ export interface ApiOperation<Q extends z.ZodType = z.ZodType, B extends z.ZodTy
   /** The query parameters, as an object schema; made strict when mounted (query.ts: unknown ones are a 422). */
   query?: Q & z.ZodObject;
   body?: B;
+  /**
+   * The body may be left out (no bytes; a content type then optional): it is validated as `{}`, so
+   * an object schema's defaults apply. Documented as a request body that is not required.
+   */
+  bodyOptional?: boolean;
   /** Largest accepted body; defaults to MAX_PAYLOAD_BYTES. */
   bodyLimitBytes?: number;
   /** Request headers the route reads, for the document. */

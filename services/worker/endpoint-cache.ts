@@ -2,14 +2,27 @@ import type { Sql } from "@evently/core/db/client.ts";
 import { secretKey } from "@evently/core/signing/index.ts";
 import type { Logger } from "@evently/core/log.ts";
 
-/** What a delivery needs to know about its endpoint, with the secret already decoded. */
+/** What a delivery needs to know about its endpoint, with the secrets already decoded. */
 export interface DeliveryTarget {
   id: string;
   url: string;
   key: Buffer;
+  /** The secret a rotation replaced, signing alongside `key` until `previousKeyExpiresAt` (epoch ms). */
+  previousKey: Buffer | null;
+  previousKeyExpiresAt: number | null;
   headers: Record<string, string>;
   timeoutMs: number | null;
   enabled: boolean;
+}
+
+/**
+ * The keys that sign an attempt made at `at`: the current one, then the previous one while its grace
+ * window is open. Judged per attempt, not when the entry was cached: no notification marks the end
+ * of a window, so a cached entry outlives it.
+ */
+export function signingKeys(target: DeliveryTarget, at: Date): Buffer[] {
+  const previousValid = target.previousKey !== null && target.previousKeyExpiresAt !== null && at.getTime() < target.previousKeyExpiresAt;
+  return previousValid ? [target.key, target.previousKey!] : [target.key];
 }
 
 export const ENDPOINT_CHANGED_CHANNEL = "evently_endpoint_changed";
@@ -62,13 +75,25 @@ export class EndpointCache {
     if (missing.length > 0) {
       const generation = this.generation;
       const rows = await this.sql<
-        { id: string; url: string; secret: string; headers: Record<string, string>; timeoutMs: number | null; enabled: boolean }[]
-      >`select id, url, secret, headers, timeout_ms, enabled from endpoints where id = any (${missing}::text[])`;
+        {
+          id: string;
+          url: string;
+          secret: string;
+          previousSecret: string | null;
+          previousSecretExpiresAt: Date | null;
+          headers: Record<string, string>;
+          timeoutMs: number | null;
+          enabled: boolean;
+        }[]
+      >`select id, url, secret, previous_secret, previous_secret_expires_at, headers, timeout_ms, enabled
+        from endpoints where id = any (${missing}::text[])`;
       for (const row of rows) {
         const target: DeliveryTarget = {
           id: row.id,
           url: row.url,
           key: secretKey(row.secret),
+          previousKey: row.previousSecret === null ? null : secretKey(row.previousSecret),
+          previousKeyExpiresAt: row.previousSecretExpiresAt?.getTime() ?? null,
           headers: row.headers,
           timeoutMs: row.timeoutMs,
           enabled: row.enabled,

@@ -25,8 +25,9 @@ export interface AttemptRow {
   eventId: string;
   endpointId: string;
   attemptNumber: number;
+  /** The endpoint's url, its password redacted (core/redact.ts). */
   url: string;
-  /** Headers as sent, with the signature and secret-bearing headers redacted. */
+  /** Headers as sent, with the signature and secret-bearing headers redacted (core/redact.ts). */
   requestHeaders: Record<string, string>;
   responseStatus: number | null;
   responseBody: string | null;

@@ -11,10 +11,14 @@ export interface EndpointValues {
   metadata: Record<string, string>;
 }
 
-/** An endpoint as the API shows it: everything but the secret, plus the event types routed to it. */
+/**
+ * An endpoint as the API shows it: everything but the secrets, plus the event types routed to it and,
+ * while a rotation's grace window is open, when the previous secret stops signing (else null).
+ */
 export interface EndpointRow extends EndpointValues {
   id: string;
   eventTypes: string[];
+  previousSecretExpiresAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -32,6 +36,7 @@ interface RawEndpointRow extends Omit<EndpointRow, "headers" | "metadata"> {
 const selectEndpoints = (sql: Db) => sql`
   select e.id, e.url, e.description, e.enabled, e.timeout_ms, e.headers::text as headers_json,
          e.rate_limit_per_second, e.metadata::text as metadata_json, e.created_at, e.updated_at,
+         case when e.previous_secret_expires_at > now() then e.previous_secret_expires_at end as previous_secret_expires_at,
          array(select r.event_type from routes r where r.endpoint_id = e.id order by r.event_type) as event_types
   from endpoints e`;
 
@@ -99,8 +104,28 @@ export async function findSecret(sql: Db, id: string): Promise<string | null> {
   return row?.secret ?? null;
 }
 
-/** Replaces the signing secret at once; workers drop their cached copy on the change notification. */
-export async function replaceSecret(sql: Db, id: string, secret: string): Promise<boolean> {
-  const result = await sql`update endpoints set secret = ${secret}, updated_at = now() where id = ${id}`;
-  return result.count > 0;
+/**
+ * Makes `secret` the signing secret. With `graceSeconds` > 0 the secret it replaces is kept as the
+ * previous one, used alongside it until the grace ends; a previous secret from an earlier rotation
+ * is dropped (only one is kept). With 0 any previous secret is dropped too: only the new one signs.
+ * Returns null when the endpoint does not exist, else when the previous secret expires (null for 0).
+ * Workers drop their cached copy on the change notification.
+ */
+export async function replaceSecret(
+  sql: Db,
+  id: string,
+  secret: string,
+  graceSeconds: number,
+): Promise<{ previousSecretExpiresAt: Date | null } | null> {
+  // In an UPDATE, `secret` on the right-hand side is the value before this statement.
+  const [row] = await sql<{ previousSecretExpiresAt: Date | null }[]>`
+    update endpoints
+    set previous_secret = case when ${graceSeconds}::integer > 0 then secret end,
+        previous_secret_expires_at = case when ${graceSeconds}::integer > 0
+                                          then now() + make_interval(secs => ${graceSeconds}::integer) end,
+        secret = ${secret},
+        updated_at = now()
+    where id = ${id}
+    returning previous_secret_expires_at`;
+  return row ?? null;
 }

@@ -20,6 +20,15 @@ export function sign(key: Buffer, webhookId: string, timestampSeconds: number, b
   return `v1,${mac}`;
 }
 
+/**
+ * A `webhook-signature` value with one `v1,<sig>` entry per key, space-separated as the spec allows:
+ * during a secret rotation's grace window the new and the previous secret both sign, so a receiver
+ * holding either one verifies the delivery.
+ */
+export function signWithKeys(keys: readonly Buffer[], webhookId: string, timestampSeconds: number, body: string): string {
+  return keys.map((key) => sign(key, webhookId, timestampSeconds, body)).join(" ");
+}
+
 /** Checks a `webhook-signature` header (space-separated `v1,<sig>` entries) in constant time. */
 export function verify(key: Buffer, webhookId: string, timestampSeconds: number, body: string, header: string): boolean {
   const expected = Buffer.from(sign(key, webhookId, timestampSeconds, body).slice(3), "base64");

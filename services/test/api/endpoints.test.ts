@@ -54,7 +54,7 @@ describe("endpoints CRUD", () => {
     const got = await api.request("GET", `/endpoints/${res.body.id}`);
     expect(got.body).toMatchObject({
       description: "orders service",
-      headers: { "x-api_key": "k", "x-team": "payments" },
+      headers: { "x-api_key": "[redacted]", "x-team": "payments" },
       timeoutMs: 2500,
       metadata: { owner_team: "payments", "ends_": "x" },
       enabled: false,
@@ -137,6 +137,63 @@ describe("endpoints CRUD", () => {
       expect(res.status).toBe(404);
       expect(res.body.code).toBe("not_found");
     }
+  });
+
+  test("secret rotation keeps the old secret for the grace window: 24h by default, 0 drops it, one kept", async () => {
+    const made = await create({});
+    const id = made.body.id;
+    const stored = async () =>
+      (
+        await api.sql<{ secret: string; previousSecret: string | null; previousSecretExpiresAt: Date | null }[]>`
+          select secret, previous_secret, previous_secret_expires_at from endpoints where id = ${id}`
+      )[0]!;
+    const near = (iso: string, seconds: number) => expect(Math.abs(Date.parse(iso) - (Date.now() + seconds * 1000))).toBeLessThan(10_000);
+
+    // No body, no content type: the default grace.
+    const first = await api.request("POST", `/endpoints/${id}/secret/rotate`);
+    expect(first.status).toBe(200);
+    near(first.body.previousSecretExpiresAt, 86_400);
+    expect(await stored()).toMatchObject({ secret: first.body.secret, previousSecret: made.body.secret });
+    const read = await api.request("GET", `/endpoints/${id}`);
+    expect(read.body.previousSecretExpiresAt).toBe(first.body.previousSecretExpiresAt);
+    expect(JSON.stringify(read.body)).not.toContain(made.body.secret);
+    expect((await api.request("GET", `/endpoints/${id}/secret`)).body).toEqual({ secret: first.body.secret });
+
+    // Rotating again inside the window: the newest previous secret is kept, the older one dropped.
+    const second = await api.request("POST", `/endpoints/${id}/secret/rotate`, { body: { graceSeconds: 60 } });
+    expect(second.status).toBe(200);
+    near(second.body.previousSecretExpiresAt, 60);
+    expect(await stored()).toMatchObject({ secret: second.body.secret, previousSecret: first.body.secret });
+
+    // An empty JSON object is the default too.
+    const third = await api.request("POST", `/endpoints/${id}/secret/rotate`, { body: {} });
+    near(third.body.previousSecretExpiresAt, 86_400);
+
+    // 0: at once, and no previous secret left.
+    const immediate = await api.request("POST", `/endpoints/${id}/secret/rotate`, { body: { graceSeconds: 0 } });
+    expect(immediate.status).toBe(200);
+    expect(immediate.body.previousSecretExpiresAt).toBeNull();
+    expect(await stored()).toEqual({ secret: immediate.body.secret, previousSecret: null, previousSecretExpiresAt: null });
+    expect((await api.request("GET", `/endpoints/${id}`)).body.previousSecretExpiresAt).toBeNull();
+  });
+
+  test("secret rotation refuses a grace outside 0 to 7 days, and a body that is not JSON", async () => {
+    const made = await create({});
+    const path = `/endpoints/${made.body.id}/secret/rotate`;
+    const before = await api.fingerprint();
+    for (const graceSeconds of [-1, 604_801, 1.5, "3600", null]) {
+      const res = await api.request("POST", path, { body: { graceSeconds } });
+      expect(res.status).toBe(422);
+      expect(res.body).toMatchObject({ code: "validation_failed", errors: [{ field: "graceSeconds" }] });
+    }
+    const asText = await api.request("POST", path, { body: JSON.stringify({ graceSeconds: 0 }), headers: { "content-type": "text/plain" } });
+    expect(asText.status).toBe(415);
+    // A body with content still needs its content type, even where the body may be left out.
+    const untyped = await api.app.handle(new Request(`http://localhost${path}`, { method: "POST", body: '{"graceSeconds":0}' }));
+    expect(untyped.status).toBe(415);
+    expect(await api.fingerprint()).toBe(before);
+    // The bounds themselves are accepted.
+    expect((await api.request("POST", path, { body: { graceSeconds: 604_800 } })).status).toBe(200);
   });
 
   test("unknown or malformed ids are 404 on every endpoint route", async () => {
@@ -251,7 +308,90 @@ describe("custom headers", () => {
   test("ordinary headers, including tabs and printable punctuation in values, are accepted", async () => {
     const res = await create({ headers: { authorization: "Bearer a.b-c_d~", "x-list": "a,\tb; q=0.5" } });
     expect(res.status).toBe(201);
-    expect(res.body.headers).toEqual({ authorization: "Bearer a.b-c_d~", "x-list": "a,\tb; q=0.5" });
+    expect(res.body.headers).toEqual({ authorization: "[redacted]", "x-list": "a,\tb; q=0.5" });
+    const [stored] = await api.sql`select headers from endpoints where id = ${res.body.id}`;
+    expect(stored!.headers).toEqual({ authorization: "Bearer a.b-c_d~", "x-list": "a,\tb; q=0.5" });
+  });
+});
+
+describe("credentials in the url and headers", () => {
+  const secretHeaders = {
+    Authorization: "Bearer tok-1",
+    cookie: "session=c-1",
+    "x-api-key": "k-1",
+    "x-auth-token": "t-1",
+    "x-client-secret": "s-1",
+    "x-hub-signature": "h-1",
+    "x-tenant": "acme",
+  };
+  const storedRow = async (id: string) =>
+    (await api.sql<{ url: string; headers: Record<string, string> }[]>`select url, headers from endpoints where id = ${id}`)[0]!;
+
+  test("every read shows the url's password and credential-like header values as [redacted]; the store keeps them", async () => {
+    const url = `https://hook-user:p%40ss-1@hooks.example.com/creds/${Date.now()}?q=1`;
+    const made = await create({ url, headers: secretHeaders });
+    expect(made.status).toBe(201);
+    const redactedUrl = url.replace(":p%40ss-1@", ":[redacted]@");
+    const redactedHeaders = {
+      authorization: "[redacted]",
+      cookie: "[redacted]",
+      "x-api-key": "[redacted]",
+      "x-auth-token": "[redacted]",
+      "x-client-secret": "[redacted]",
+      "x-hub-signature": "[redacted]",
+      "x-tenant": "acme",
+    };
+    const id = made.body.id;
+    const got = await api.request("GET", `/endpoints/${id}`);
+    const patched = await api.request("PATCH", `/endpoints/${id}`, { body: { description: "d" } });
+    const listed = await api.request("GET", "/endpoints?limit=250");
+    const fromList = listed.body.data.find((e: { id: string }) => e.id === id);
+    for (const body of [made.body, got.body, patched.body, fromList]) {
+      expect(body.url).toBe(redactedUrl);
+      expect(body.headers).toEqual(redactedHeaders);
+      for (const leaked of ["p%40ss-1", "p@ss-1", "tok-1", "c-1", "k-1", "t-1", "s-1", "h-1"]) expect(JSON.stringify(body)).not.toContain(leaked);
+    }
+    const stored = await storedRow(id);
+    expect(stored.url).toBe(url);
+    expect(stored.headers).toEqual(Object.fromEntries(Object.entries(secretHeaders).map(([k, v]) => [k.toLowerCase(), v])));
+  });
+
+  test("an endpoint read and PATCHed back whole keeps its real credentials; new values replace them", async () => {
+    const url = `https://hook-user:pw-2@hooks.example.com/creds/${Date.now()}`;
+    const id = (await create({ url, headers: { authorization: "Bearer tok-2", "x-tenant": "acme" } })).body.id;
+    const read = (await api.request("GET", `/endpoints/${id}`)).body;
+    const back = await api.request("PATCH", `/endpoints/${id}`, {
+      body: { url: read.url, headers: { ...read.headers, "x-tenant": "globex" }, description: "round trip" },
+    });
+    expect(back.status).toBe(200);
+    expect(back.body.headers).toEqual({ authorization: "[redacted]", "x-tenant": "globex" });
+    expect(await storedRow(id)).toEqual({ url, headers: { authorization: "Bearer tok-2", "x-tenant": "globex" } });
+
+    // A changed path keeps the password too; a real new value replaces the stored one.
+    const moved = await api.request("PATCH", `/endpoints/${id}`, {
+      body: { url: read.url.replace("/creds/", "/moved/"), headers: { Authorization: "Bearer tok-3" } },
+    });
+    expect(moved.status).toBe(200);
+    expect(await storedRow(id)).toEqual({ url: url.replace("/creds/", "/moved/"), headers: { authorization: "Bearer tok-3" } });
+  });
+
+  test("[redacted] with nothing to keep, or a url for another host or user, is a 422; nothing written", async () => {
+    const id = (await create({ url: `https://u:pw-3@hooks.example.com/x`, headers: { authorization: "Bearer tok-4" } })).body.id;
+    const before = await api.fingerprint();
+    const cases: [string, Record<string, unknown>, string][] = [
+      ["POST", { url: hookUrl(), headers: { authorization: "[redacted]" } }, "headers.authorization"],
+      ["POST", { url: "https://u:[redacted]@hooks.example.com/x" }, "url"],
+      ["PATCH", { headers: { "x-api-key": "[redacted]" } }, "headers.x-api-key"],
+      ["PATCH", { url: "https://u:[redacted]@other.example.com/x" }, "url"],
+      ["PATCH", { url: "https://someone-else:[redacted]@hooks.example.com/x" }, "url"],
+      ["PATCH", { url: "http://u:[redacted]@hooks.example.com/x" }, "url"],
+    ];
+    for (const [method, body, field] of cases) {
+      const res = await api.request(method, method === "POST" ? "/endpoints" : `/endpoints/${id}`, { body });
+      expect([method, body, res.status]).toEqual([method, body, 422]);
+      expect(res.body.errors.map((e: { field: string }) => e.field)).toEqual([field]);
+    }
+    expect(await api.fingerprint()).toBe(before);
   });
 });
 

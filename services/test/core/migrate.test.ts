@@ -33,7 +33,7 @@ test("concurrent migrate runs create the database and apply each migration exact
   expect(again.applied).toEqual([]);
 });
 
-test("0002 carries the due work of a version-1 database into the outbox", async () => {
+test("0002 carries the due work of a version-1 database into the outbox; 0003 leaves its endpoints unrotated", async () => {
   await ensureDatabase(urlOf(upgraded));
   const sql = postgres(urlOf(upgraded), { max: 1, onnotice: () => {} });
   try {
@@ -54,7 +54,7 @@ test("0002 carries the due work of a version-1 database into the outbox", async 
       await sql`insert into jobs (id, event_id, endpoint_id, event_type, status, next_attempt_at, created_at)
                 values (${id}, 'evt_1', 'endpoint_1', 'a.b', ${status}, ${next}, now())`;
 
-    expect((await migrate(urlOf(upgraded))).applied).toEqual(["0002_outbox.sql"]);
+    expect((await migrate(urlOf(upgraded))).applied).toEqual(["0002_outbox.sql", "0003_secret_rotation.sql"]);
     const entries = await sql<{ job_id: string; reason: string; due_at: Date }[]>`select job_id, reason, due_at from outbox order by job_id`;
     expect(entries.map((e) => [e.job_id, e.reason])).toEqual([
       ["job_delivering", "lease"],
@@ -65,6 +65,13 @@ test("0002 carries the due work of a version-1 database into the outbox", async 
     const jobs = await sql<{ id: string; status: string }[]>`select id, status from jobs order by id`;
     expect(Object.fromEntries(jobs.map((j) => [j.id, j.status]))).toMatchObject({ job_queued: "pending", job_pending: "pending" });
     await expect(sql`update jobs set status = 'queued' where id = 'job_queued'`).rejects.toThrow(/jobs_status_check/);
+
+    // 0003: an existing endpoint keeps its secret and has no previous one; the pair is set together or not at all.
+    const [endpoint] = await sql`select secret, previous_secret, previous_secret_expires_at from endpoints where id = 'endpoint_1'`;
+    expect(endpoint).toEqual({ secret: "whsec_x", previous_secret: null, previous_secret_expires_at: null });
+    await expect(sql`update endpoints set previous_secret = 'whsec_y' where id = 'endpoint_1'`).rejects.toThrow(
+      /endpoints_previous_secret_check/,
+    );
   } finally {
     await sql.end();
   }

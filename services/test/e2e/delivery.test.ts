@@ -42,7 +42,9 @@ describeEachTransport("delivery", (transport) => {
 
   describe("delivery", () => {
     test("delivers exactly the envelope, signed so an independent verifier accepts it, and records the attempt", async () => {
-      const ep = await endpoint("/basic", { headers: { "x-tenant": "acme", authorization: "Bearer s3cret" } });
+      // The URL's password is stored and never shown; with an authorization header given, that header is sent.
+      const credentialed = receiver.url.replace("://", "://hook:pw-s3cret@");
+      const ep = await endpoint("/basic", { url: `${credentialed}/basic`, headers: { "x-tenant": "acme", authorization: "Bearer s3cret" } });
       await route(ep.id, "order.paid");
       const data = { orderId: 42, amount: { value: 1999, currency: "EUR" }, tags: ["a", "b"], note: "é ✓" };
       const event = await publish("order.paid", data);
@@ -84,8 +86,24 @@ describeEachTransport("delivery", (transport) => {
       expect(attempt.requestHeaders["webhook-id"]).toBe(event.jobs[0]!.id);
       expect(attempt.requestHeaders["x-tenant"]).toBe("acme");
       expect(attempt.requestHeaders["authorization"]).toBe("[redacted]");
+      expect(attempt.url).toBe(`${receiver.url.replace("://", "://hook:[redacted]@")}/basic`);
       expect(JSON.stringify(attempt)).not.toContain(ep.secret.slice(6));
       expect(JSON.stringify(attempt)).not.toContain("s3cret");
+    });
+
+    test("a password in the url is sent as Basic auth but recorded as [redacted]", async () => {
+      const ep = await endpoint("/userinfo", { url: `${receiver.url.replace("://", "://hook:pw%3Auser@")}/userinfo` });
+      await route(ep.id, "userinfo.sent");
+      const event = await publish("userinfo.sent", { u: 1 });
+      const [req] = await pollUntil(() => receiver.on("/userinfo").length === 1 && receiver.on("/userinfo"), { what: "delivery" });
+      expect(req!.headers["authorization"]).toBe(`Basic ${Buffer.from("hook:pw:user").toString("base64")}`);
+      const job = await pollUntil(async () => {
+        const res = await stack.api(app, "GET", `/jobs/${event.jobs[0]!.id}`);
+        return res.body?.status === "delivered" && res.body;
+      }, { what: "job delivered" });
+      expect(job.attempts[0].url).toBe(`${receiver.url.replace("://", "://hook:[redacted]@")}/userinfo`);
+      const [row] = await stack.sql`select url from attempts where job_id = ${event.jobs[0]!.id}`;
+      expect(row!.url).not.toContain("pw");
     });
 
     test("fans out one event to three endpoints", async () => {

@@ -6,11 +6,12 @@ import { newId } from "@evently/core/ids.ts";
 import { claimJobs, type ClaimRequest, type JobOutcome } from "@evently/core/jobs/sql.ts";
 import type { Logger } from "@evently/core/log.ts";
 import type { DeliveryMessage, JobMessage } from "@evently/core/queue/messages.ts";
-import { sign } from "@evently/core/signing/index.ts";
+import { redactHeaders, redactUrl } from "@evently/core/redact.ts";
+import { signWithKeys } from "@evently/core/signing/index.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
 import { tracer } from "@evently/core/telemetry/tracing.ts";
-import type { DeliveryTarget, EndpointCache } from "../endpoint-cache.ts";
+import { signingKeys, type DeliveryTarget, type EndpointCache } from "../endpoint-cache.ts";
 import { send, type SendResult } from "../http/send.ts";
 import { nextStep, parseRetryAfter, type RetryPolicy } from "../retry/policy.ts";
 import type { DeliveryLimiter } from "./limiter.ts";
@@ -30,8 +31,6 @@ export interface PipelineOptions {
 }
 
 export const USER_AGENT = "Evently-Webhooks/0.1";
-// Header values that may carry credentials are kept out of the attempt log.
-const SENSITIVE_HEADER = /authorization|cookie|token|secret|api[-_]?key|password|signature/i;
 
 /**
  * One worker's delivery stages: prepare (endpoint from cache, claim) → send (bounded per endpoint)
@@ -99,7 +98,8 @@ export class DeliveryPipeline {
             "user-agent": USER_AGENT,
             "webhook-id": job.jobId,
             "webhook-timestamp": String(timestamp),
-            "webhook-signature": sign(target.key, job.jobId, timestamp, job.body),
+            // New secret first, then the previous one while a rotation's grace window is open.
+            "webhook-signature": signWithKeys(signingKeys(target, attemptedAt), job.jobId, timestamp, job.body),
           };
           const result = await send({
             url: target.url,
@@ -147,14 +147,16 @@ export class DeliveryPipeline {
       if (step.kind === "fail") m.jobsFailed.add(1);
     }
     m.deliveryAttempts.add(1, { outcome: outcome.status, error_class: result.errorClass ?? "none" });
+    // Credentials (the URL's password, credential-like headers) are sent but never recorded or logged.
+    const url = redactUrl(target.url);
     const attempt: AttemptRow = {
       id: newId("attempt", attemptedAt.getTime()),
       jobId: job.jobId,
       eventId: job.eventId,
       endpointId: target.id,
       attemptNumber,
-      url: target.url,
-      requestHeaders: redact(sentHeaders),
+      url,
+      requestHeaders: redactHeaders(sentHeaders),
       responseStatus: result.status,
       responseBody: result.responseBody,
       durationMs: result.durationMs,
@@ -166,7 +168,7 @@ export class DeliveryPipeline {
     this.outcomeLog.observe({
       jobId: job.jobId,
       endpointId: target.id,
-      url: target.url,
+      url,
       attempt: attemptNumber,
       status: result.status,
       errorClass: result.errorClass,
@@ -174,10 +176,4 @@ export class DeliveryPipeline {
       gaveUp: outcome.status === "failed",
     });
   }
-}
-
-function redact(headers: Record<string, string>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) out[name] = SENSITIVE_HEADER.test(name) ? "[redacted]" : value;
-  return out;
 }

@@ -6,7 +6,9 @@ import {
   EndpointPage,
   EndpointUpdate,
   EndpointWithSecret,
+  RotatedSecret,
   Secret,
+  SecretRotation,
 } from "./model.ts";
 import type { EndpointService } from "./service.ts";
 
@@ -81,12 +83,19 @@ export function endpointOperations(endpoints: EndpointService): ApiOperation[] {
       method: "POST",
       path: "/endpoints/:id/secret/rotate",
       operationId: "rotateEndpointSecret",
-      summary: "Replace an endpoint's signing secret with a new one",
-      description: "Takes effect for the next delivery attempt; there is no overlap period yet.",
+      summary: "Replace an endpoint's signing secret with a new one, keeping the old one for a grace window",
+      description:
+        "The new secret signs from the next delivery attempt on and is returned here. Until the grace window " +
+        "ends (`previousSecretExpiresAt`), every delivery carries two signatures, `webhook-signature: v1,<new> v1,<old>`, " +
+        "so receivers verify with either secret while they switch. Only one previous secret is kept: rotating again " +
+        "during a window drops the older one. `graceSeconds: 0` switches at once. The body may be left out " +
+        "(then the default grace applies).",
       tag,
+      body: SecretRotation,
+      bodyOptional: true,
       status: 200,
-      response: Secret,
-      handle: ({ params }) => endpoints.rotateSecret(params.id!),
+      response: RotatedSecret,
+      handle: ({ params, body }) => endpoints.rotateSecret(params.id!, body.graceSeconds),
     }),
   ];
 }

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { EndpointRow } from "@evently/core/endpoints/sql.ts";
+import { REDACTED, redactHeaders, redactUrl } from "@evently/core/redact.ts";
 import { eventTypePattern, pageOf, pageQuery, timestamp } from "../../common/model.ts";
 
 const URL_MAX_LENGTH = 2048;
@@ -15,7 +16,11 @@ const url = z
   .string()
   .max(URL_MAX_LENGTH)
   .refine(isHttpUrl, "must be an http:// or https:// URL with a host")
-  .describe("Where deliveries are POSTed.");
+  .describe(
+    `Where deliveries are POSTed. A password in it (\`https://user:pass@host/…\`) is sent as HTTP Basic auth ` +
+      `(unless \`headers\` has an \`authorization\`) but read back as \`${REDACTED}\`; on update, a url whose ` +
+      `password is \`${REDACTED}\` keeps the stored password (same scheme, host, port and username only).`,
+  );
 
 // Headers the delivery itself owns: hop-by-hop headers, framing, the body's type and encoding, the
 // user agent, and the Standard Webhooks headers that carry the id, timestamp and signature.
@@ -74,7 +79,10 @@ const headers = z
   .describe(
     "Extra headers sent with every delivery: token names, printable ASCII values, no CR, LF or NUL. " +
       "Evently sets `content-type: application/json`, `user-agent: Evently-Webhooks/0.1` and the `webhook-*` " +
-      "headers itself; those, `host`, framing and hop-by-hop headers are refused.",
+      "headers itself; those, `host`, framing and hop-by-hop headers are refused. Values of credential-like " +
+      "headers (`authorization`, `cookie`, names with token, secret, api-key, password or signature) are stored " +
+      `and sent as given but read back as \`${REDACTED}\`; on update, the value \`${REDACTED}\` keeps the ` +
+      "header's stored value, so an endpoint read and written back loses nothing.",
   );
 
 const MAX_METADATA_KEYS = 50;
@@ -84,6 +92,12 @@ const metadata = z
   .describe("Your own string key-value pairs; stored and returned, never sent.");
 
 const description = z.string().max(1000);
+const previousSecretExpiresAt = timestamp
+  .nullable()
+  .describe(
+    "While a secret rotation's grace window is open, when the previous secret stops signing deliveries " +
+      "(until then each delivery carries a signature by each secret); null otherwise.",
+  );
 const enabled = z.boolean().describe("A disabled endpoint gets no new jobs.");
 const timeoutMs = z
   .number()
@@ -141,16 +155,19 @@ export type EndpointUpdate = z.output<typeof EndpointUpdate>;
 export const Endpoint = z
   .object({
     id: z.string(),
-    url: z.string(),
+    url: z.string().describe(`Where deliveries are POSTed; a password in it reads as \`${REDACTED}\`.`),
     description: z.string(),
     enabled: z.boolean(),
     timeoutMs: z.number().int().nullable(),
     rateLimitPerSecond: z.number().int().nullable().describe(`As set; null when unset. ${RATE_LIMIT_NOT_ENFORCED}`),
-    headers: z.record(z.string(), z.string()),
+    headers: z
+      .record(z.string(), z.string())
+      .describe(`Custom headers; credential-like ones (see EndpointCreate) read as \`${REDACTED}\`.`),
     metadata: z.record(z.string(), z.string()),
     eventTypes: z
       .array(z.string())
       .describe("The event type patterns of the endpoint's routes, sorted: what it receives. Empty: nothing."),
+    previousSecretExpiresAt: previousSecretExpiresAt,
     createdAt: timestamp,
     updatedAt: timestamp,
   })
@@ -163,21 +180,45 @@ export const EndpointWithSecret = Endpoint.extend({
 
 export const Secret = z.object({ secret: z.string() }).meta({ id: "EndpointSecret" });
 
+/** Longest grace window a rotation may give the previous secret: 7 days. */
+export const MAX_GRACE_SECONDS = 7 * 24 * 60 * 60;
+export const DEFAULT_GRACE_SECONDS = 24 * 60 * 60;
+
+export const SecretRotation = z
+  .object({
+    graceSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_GRACE_SECONDS)
+      .default(DEFAULT_GRACE_SECONDS)
+      .describe(
+        `How long the previous secret keeps signing deliveries alongside the new one, 0 to ${MAX_GRACE_SECONDS} ` +
+          `(7 days); default ${DEFAULT_GRACE_SECONDS} (24 hours). 0 switches at once and drops any previous secret.`,
+      ),
+  })
+  .meta({ id: "EndpointSecretRotation" });
+export type SecretRotation = z.output<typeof SecretRotation>;
+
+export const RotatedSecret = Secret.extend({ previousSecretExpiresAt }).meta({ id: "EndpointRotatedSecret" });
+
 export const EndpointPage = pageOf(Endpoint).meta({ id: "EndpointPage" });
 export const EndpointListQuery = pageQuery("endpoint");
 export type EndpointListQuery = z.output<typeof EndpointListQuery>;
 
+/** The read model: credentials in the url and headers are redacted (the stored values are sent). */
 export function presentEndpoint(row: EndpointRow): Endpoint {
   return {
     id: row.id,
-    url: row.url,
+    url: redactUrl(row.url),
     description: row.description,
     enabled: row.enabled,
     timeoutMs: row.timeoutMs,
     rateLimitPerSecond: row.rateLimitPerSecond,
-    headers: row.headers,
+    headers: redactHeaders(row.headers),
     metadata: row.metadata,
     eventTypes: row.eventTypes,
+    previousSecretExpiresAt: row.previousSecretExpiresAt?.toISOString() ?? null,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };

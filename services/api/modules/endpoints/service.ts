@@ -10,9 +10,10 @@ import {
   updateEndpoint,
   type EndpointRow,
 } from "@evently/core/endpoints/sql.ts";
-import { BlockedAddressError, NotFoundError } from "@evently/core/errors.ts";
+import { BlockedAddressError, NotFoundError, ValidationError, type FieldProblem } from "@evently/core/errors.ts";
 import { isId, newId } from "@evently/core/ids.ts";
 import { findBlockedAddress, type BlockedAddress } from "@evently/core/net/addresses.ts";
+import { hasRedactedPassword, REDACTED } from "@evently/core/redact.ts";
 import { setEndpointEventTypes } from "@evently/core/routes/sql.ts";
 import { generateSecret } from "@evently/core/signing/index.ts";
 import { toPage, type Page } from "../../common/model.ts";
@@ -43,7 +44,9 @@ export class EndpointService {
     await this.checkUrl(input.url);
     const id = newId("endpoint");
     const secret = generateSecret();
-    const { eventTypes, ...values } = input;
+    const { eventTypes, ...given } = input;
+    // Nothing is stored yet, so a redaction marker has nothing to keep: refused.
+    const values = { ...given, url: keepRedactedPassword(given.url, null), headers: keepRedactedHeaders(given.headers, {}) };
     const row = await this.sql.begin(async (tx) => {
       await insertEndpoint(tx, id, secret, values);
       if (eventTypes) await setEndpointEventTypes(tx, id, unique(eventTypes));
@@ -70,7 +73,11 @@ export class EndpointService {
       const current = await lockEndpointValues(tx, id);
       if (!current) return null;
       const defined = Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined));
-      await updateEndpoint(tx, id, { ...current, ...defined });
+      const next = { ...current, ...defined };
+      // An endpoint read from the API and written back carries redaction markers: they keep what is stored.
+      if (changes.url !== undefined) next.url = keepRedactedPassword(changes.url, current.url);
+      if (changes.headers !== undefined) next.headers = keepRedactedHeaders(changes.headers, current.headers);
+      await updateEndpoint(tx, id, next);
       if (eventTypes) await setEndpointEventTypes(tx, id, unique(eventTypes));
       return findEndpoint(tx, id);
     });
@@ -89,13 +96,14 @@ export class EndpointService {
   }
 
   /**
-   * Replaces the secret at once. Deliveries already signed with the old one are not re-signed;
-   * a grace period with both secrets is a later feature.
+   * Makes a new secret; the old one keeps signing, next to it, for `graceSeconds` (0: not at all).
+   * Deliveries already sent are not re-signed.
    */
-  async rotateSecret(id: string): Promise<{ secret: string }> {
+  async rotateSecret(id: string, graceSeconds: number): Promise<{ secret: string; previousSecretExpiresAt: string | null }> {
     const secret = generateSecret();
-    if (!isId("endpoint", id) || !(await replaceSecret(this.sql, id, secret))) throw new NotFoundError("endpoint", id);
-    return { secret };
+    const rotated = isId("endpoint", id) ? await replaceSecret(this.sql, id, secret, graceSeconds) : null;
+    if (!rotated) throw new NotFoundError("endpoint", id);
+    return { secret, previousSecretExpiresAt: rotated.previousSecretExpiresAt?.toISOString() ?? null };
   }
 
   /**
@@ -133,6 +141,45 @@ export class EndpointService {
 }
 
 const unique = (values: string[]) => [...new Set(values)];
+
+/** Header values given as REDACTED (as the API reads them) replaced by the stored ones; 422 if none is stored. */
+function keepRedactedHeaders(given: Record<string, string>, stored: Record<string, string>): Record<string, string> {
+  const out = { ...given };
+  const problems: FieldProblem[] = [];
+  for (const [name, value] of Object.entries(given)) {
+    if (value !== REDACTED) continue;
+    const kept = stored[name];
+    if (kept === undefined) {
+      problems.push({ field: `headers.${name}`, message: `is ${REDACTED}, which keeps a stored value, but there is none; give the value` });
+    } else {
+      out[name] = kept;
+    }
+  }
+  if (problems.length > 0) throw new ValidationError(problems);
+  return out;
+}
+
+/**
+ * A url whose password is REDACTED (as the API reads it) with the stored password put back. Only for
+ * the same scheme, host, port and username: otherwise the stored password would go somewhere new.
+ */
+function keepRedactedPassword(given: string, stored: string | null): string {
+  if (!hasRedactedPassword(given)) return given;
+  const next = new URL(given);
+  const old = stored !== null && URL.canParse(stored) ? new URL(stored) : null;
+  if (!old || old.password === "" || old.origin !== next.origin || old.username !== next.username) {
+    throw new ValidationError([
+      {
+        field: "url",
+        message:
+          `has the password ${REDACTED}, which keeps the stored one only for a url with one and the same ` +
+          "scheme, host, port and username; give the password",
+      },
+    ]);
+  }
+  next.password = old.password;
+  return next.href === old.href ? stored! : next.href;
+}
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;

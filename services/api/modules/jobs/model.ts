@@ -30,8 +30,10 @@ export const Attempt = z
     eventId: z.string(),
     endpointId: z.string(),
     attemptNumber: z.number().int(),
-    url: z.string(),
-    requestHeaders: z.record(z.string(), z.string()).describe("Headers as sent, the signature redacted."),
+    url: z.string().describe("The endpoint's url when sent, a password in it shown as `[redacted]`."),
+    requestHeaders: z
+      .record(z.string(), z.string())
+      .describe("Headers as sent, the signature and credential-like headers (as on the endpoint) shown as `[redacted]`."),
     responseStatus: z.number().int().nullable(),
     responseBody: z.string().nullable().describe("The start of the response body, capped at DELIVERY_MAX_RESPONSE_BYTES."),
     durationMs: z.number().int(),

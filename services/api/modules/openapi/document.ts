@@ -57,7 +57,7 @@ export function buildOpenApiDocument(routes: ApiOperation[], info: DocumentInfo)
     };
     if (route.body) {
       const id = register(requests, route.body, `${pascal(route.operationId)}Request`);
-      operation.requestBody = { required: true, content: { "application/json": { schema: { $ref: componentRef(id) } } } };
+      operation.requestBody = { required: !route.bodyOptional, content: { "application/json": { schema: { $ref: componentRef(id) } } } };
     }
     operation.responses = operationResponses(route, (schema, fallback) => register(responses, schema, fallback));
     (paths[toOpenApiPath(route.path)] ??= {})[route.method.toLowerCase()] = operation;
