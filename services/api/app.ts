@@ -15,6 +15,7 @@ import { RouteService } from "./modules/routes/service.ts";
 import { authPlugin } from "./plugins/auth.ts";
 import { createHttpApp } from "../http/server.ts";
 import { mountOperations } from "../http/mount.ts";
+import { BodyBudget } from "../http/body-budget.ts";
 import type { ApiOperation } from "../http/operation.ts";
 
 export interface AppDeps {
@@ -38,7 +39,11 @@ export function createApp(deps: AppDeps) {
   const table = apiOperations(deps);
   const publicPaths = new Set(table.filter((r) => r.public).map((r) => r.path));
   const app = createHttpApp(deps.log ?? silentLogger).use(authPlugin(deps.config.http.API_KEY, publicPaths));
-  return mountOperations(app, table, { bodyLimitBytes: deps.config.http.MAX_PAYLOAD_BYTES });
+  return mountOperations(app, table, {
+    bodyLimitBytes: deps.config.http.MAX_PAYLOAD_BYTES,
+    // One per app, and a process serves one app: the bound is per process.
+    bodyBudget: new BodyBudget(deps.config.http.MAX_BODY_BYTES_IN_FLIGHT),
+  });
 }
 
 /** The route table createApp serves and GET /openapi documents. */

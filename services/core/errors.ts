@@ -8,6 +8,8 @@ export class AppError extends Error {
     readonly code: string,
     readonly detail: string,
     readonly extra: Record<string, unknown> = {},
+    /** Response headers that go with the error, like `Retry-After`. */
+    readonly headers: Record<string, string> = {},
   ) {
     super(detail);
   }
@@ -77,6 +79,24 @@ export class UnsupportedMediaTypeError extends AppError {
       415,
       "unsupported_media_type",
       missing ? "content-type is missing; send application/json" : "content-type must be application/json",
+    );
+  }
+}
+
+/**
+ * The process is already reading MAX_BODY_BYTES_IN_FLIGHT bytes of request bodies (services/http/
+ * body-budget.ts). 503 rather than 429: 429 tells one client that it sent too much, but the bound is
+ * shared by every client of the process, so the refusal says the server is busy, which is 503's
+ * meaning; clients and load balancers already retry a 503, possibly on a replica with room.
+ */
+export class OverloadedError extends AppError {
+  constructor(limitBytes: number) {
+    super(
+      503,
+      "overloaded",
+      `the server is reading its limit of ${limitBytes} bytes of request bodies at once; nothing was written, retry shortly`,
+      {},
+      { "retry-after": "1" },
     );
   }
 }

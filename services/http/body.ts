@@ -1,9 +1,13 @@
 import { MalformedBodyError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "@evently/core/errors.ts";
+import type { BodyBudget, BodyShare } from "./body-budget.ts";
 import { fieldName } from "./validate.ts";
 
 /**
  * Request bodies are read here, never by Elysia's parser, so that:
  * - the size limit is enforced while streaming (413 before a huge body is buffered), per route;
+ * - the bytes of all bodies being read at once are held to one budget per process (body-budget.ts):
+ *   a body that would pass it is refused with 503 `overloaded`, before reading when its length is
+ *   declared, else as soon as its chunks pass it;
  * - only a JSON content type is read (`application/json` or `application/*+json`, any parameters),
  *   else 415 before a byte is read: a web page can make a browser send `text/plain`, form or
  *   multipart bodies to any origin without a CORS preflight, but not `application/json`;
@@ -19,12 +23,27 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * Reads a JSON body. An `optional` body may be left out: an empty body, with a JSON content type or
  * none, reads as undefined; a body with content must still be sent as JSON. Without a content type
  * the body is read (within the limit) to tell the two apart; with any other type it is refused unread.
+ * The body's share of the budget is held until it is parsed and checked, and released however that ends.
  */
-export async function readJsonBody(request: Request, limitBytes: number, optional = false): Promise<unknown> {
+export async function readJsonBody(
+  request: Request,
+  limitBytes: number,
+  budget: BodyBudget,
+  optional = false,
+): Promise<unknown> {
   const contentType = request.headers.get("content-type");
   const untyped = contentType === null || contentType.trim() === "";
   if (!(optional && untyped)) assertJsonContentType(contentType);
-  const text = await readText(request, limitBytes);
+  const share = budget.share();
+  try {
+    return parseJson(await readText(request, limitBytes, share), optional, untyped);
+  } finally {
+    share.release();
+  }
+}
+
+/** The body's text as a storable JSON value (undefined for an optional body left out). */
+function parseJson(text: string, optional: boolean, untyped: boolean): unknown {
   if (text.trim() === "") {
     if (optional) return undefined;
     throw new MalformedBodyError("request body is empty; expected JSON");
@@ -49,31 +68,46 @@ function assertJsonContentType(header: string | null): void {
   if (!JSON_MEDIA_TYPE.test(mediaType)) throw new UnsupportedMediaTypeError(false);
 }
 
-async function readText(request: Request, limitBytes: number): Promise<string> {
+async function readText(request: Request, limitBytes: number, share: BodyShare): Promise<string> {
   const declared = Number(request.headers.get("content-length"));
   if (declared > limitBytes) throw new PayloadTooLargeError(limitBytes);
   if (!request.body) return "";
   // With a declared length within the limit, let the runtime read the body in one go (the common
   // case, and much cheaper than the chunk loop); the loop below guards bodies of unknown length.
   if (declared > 0) {
-    const bytes = new Uint8Array(await request.arrayBuffer());
+    share.take(declared);
+    const bytes = new Uint8Array(await untilCut(request.arrayBuffer()));
     if (bytes.byteLength > limitBytes) throw new PayloadTooLargeError(limitBytes);
+    // The server holds a body to its Content-Length; should one still run over, count what arrived.
+    if (bytes.byteLength > declared) share.take(bytes.byteLength - declared);
     return decodeUtf8(bytes);
   }
   const chunks: Uint8Array[] = [];
   let size = 0;
   const reader = request.body.getReader();
   for (;;) {
-    const { done, value } = await reader.read();
+    const { done, value } = await untilCut(reader.read());
     if (done) break;
     size += value.byteLength;
-    if (size > limitBytes) {
+    try {
+      if (size > limitBytes) throw new PayloadTooLargeError(limitBytes);
+      share.take(value.byteLength);
+    } catch (error) {
       await reader.cancel().catch(() => {});
-      throw new PayloadTooLargeError(limitBytes);
+      throw error;
     }
     chunks.push(value);
   }
   return decodeUtf8(Buffer.concat(chunks, size));
+}
+
+/** A body that breaks off mid-read (the client went away) is a 400, not a 500 logged as our failure. */
+async function untilCut<T>(read: Promise<T>): Promise<T> {
+  try {
+    return await read;
+  } catch {
+    throw new MalformedBodyError("request body was cut off before its end");
+  }
 }
 
 function decodeUtf8(bytes: Uint8Array): string {

@@ -7,6 +7,7 @@ import { REQUEST_ID_HEADER } from "./request-id.ts";
 export interface ErrorResponse {
   status: number;
   body: { code: string; detail: string } & Record<string, unknown>;
+  headers?: Record<string, string>;
 }
 
 /**
@@ -16,7 +17,7 @@ export interface ErrorResponse {
  */
 export function renderError(code: unknown, error: unknown, request: Request): ErrorResponse {
   if (error instanceof AppError) {
-    return { status: error.status, body: { code: error.code, detail: error.detail, ...error.extra } };
+    return { status: error.status, body: { code: error.code, detail: error.detail, ...error.extra }, headers: error.headers };
   }
   if (isConnectionError(error)) {
     return { status: 503, body: { code: "unavailable", detail: "database unavailable, try again" } };
@@ -54,6 +55,7 @@ export function errorsPlugin(log: Logger) {
         });
       }
       set.status = rendered.status;
+      Object.assign(set.headers, rendered.headers);
       return rendered.body;
     });
 }

@@ -1,5 +1,6 @@
 import type { AnyElysia } from "elysia";
 import { readJsonBody } from "./body.ts";
+import type { BodyBudget } from "./body-budget.ts";
 import { readQuery, strictQuery } from "./query.ts";
 import { Reply, type ApiOperation, type RouteInput } from "./operation.ts";
 import { parseInput } from "./validate.ts";
@@ -20,11 +21,13 @@ interface RouteRegistrar {
 export interface MountOptions {
   /** Body limit for routes that set none (MAX_PAYLOAD_BYTES). */
   bodyLimitBytes: number;
+  /** The process's budget for bodies being read at once (MAX_BODY_BYTES_IN_FLIGHT). */
+  bodyBudget: BodyBudget;
 }
 
 /** The raw body; an optional one left out reads as `{}` (see ApiOperation.bodyOptional). */
-async function readBody(request: Request, route: ApiOperation, limitBytes: number): Promise<unknown> {
-  const raw = await readJsonBody(request, limitBytes, route.bodyOptional);
+async function readBody(request: Request, route: ApiOperation, limitBytes: number, budget: BodyBudget): Promise<unknown> {
+  const raw = await readJsonBody(request, limitBytes, budget, route.bodyOptional);
   return raw === undefined && route.bodyOptional ? {} : raw;
 }
 
@@ -46,7 +49,7 @@ export function mountOperations<App extends AnyElysia>(app: App, routes: ApiOper
         const input: RouteInput<unknown, unknown> = {
           params,
           query: route.query ? query : undefined,
-          body: route.body ? parseInput(route.body, await readBody(request, route, bodyLimit), "body") : undefined,
+          body: route.body ? parseInput(route.body, await readBody(request, route, bodyLimit, options.bodyBudget), "body") : undefined,
           headers: request.headers,
           setHeader: (name, value) => {
             set.headers[name] = value;

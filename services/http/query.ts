@@ -7,7 +7,7 @@ import { ValidationError } from "@evently/core/errors.ts";
  *   misspelt filter (`?type=` for `?eventType=`) cannot silently widen a list, and a route that
  *   takes no parameters accepts none;
  * - a parameter given twice is a 422 too, rather than one of its values silently winning.
- * Bodies, by contrast, strip unknown fields (see common/model.ts).
+ * Bodies are strict as well, by their schemas (see api/common/model.ts).
  */
 
 const NO_PARAMETERS = z.object({}).strict();

@@ -1,6 +1,7 @@
 import { Elysia } from "elysia";
 import { silentLogger, type Logger } from "@evently/core/log.ts";
 import { healthOperations, type HealthDeps } from "./health/index.ts";
+import { BodyBudget } from "./body-budget.ts";
 import { mountOperations } from "./mount.ts";
 import { errorsPlugin } from "./errors.ts";
 import { metricsPlugin } from "./metrics.ts";
@@ -24,6 +25,9 @@ export interface OpsDeps extends HealthDeps {
  * role's HTTP server shares, so a worker-only process loads nothing of the API.
  */
 export function createOpsApp(deps: OpsDeps) {
-  // No route here reads a body; the limit only has to be some number.
-  return mountOperations(createHttpApp(deps.log ?? silentLogger), healthOperations(deps), { bodyLimitBytes: 1024 });
+  // No route here reads a body; the limits only have to be some number.
+  return mountOperations(createHttpApp(deps.log ?? silentLogger), healthOperations(deps), {
+    bodyLimitBytes: 1024,
+    bodyBudget: new BodyBudget(1024),
+  });
 }

@@ -3,10 +3,12 @@ import { EVENT_TYPE_MAX_LENGTH, EVENT_TYPE_PATTERN_REGEX, EVENT_TYPE_REGEX } fro
 import { isId, type IdKind } from "@evently/core/ids.ts";
 
 /**
- * Schemas shared by several modules. Request bodies strip unknown fields rather than reject them
- * (as Svix does): clients can send fields a newer server knows without breaking older ones. Query
- * strings are the exception (http/query.ts): an unknown parameter is a 422, since a misspelt
- * filter would otherwise silently widen a list.
+ * Schemas shared by several modules. Input is strict: request body schemas are z.strictObject, at
+ * every level that has declared fields (each event of a batch too), so a field the operation does
+ * not take is a 422 naming it (`events.2.foo`) and nothing is written; a misspelt optional field
+ * would otherwise be silently dropped, and a client sending `id` or `secret` would believe it had
+ * set them. Free-form values stay free: an event's `data`, an endpoint's `headers` and `metadata`.
+ * Query strings are strict too, made so when mounted (http/query.ts).
  */
 
 // What event types and patterns are is defined in core (event-types.ts); these schemas check it.

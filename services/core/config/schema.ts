@@ -80,21 +80,31 @@ export const queueSchema = z
     QUEUE_TRANSPORT: QUEUE_TRANSPORT ?? (rest.AMQP_URL === undefined ? "postgres" : "rabbitmq"),
   }));
 
-export const httpSchema = z.object({
-  HOST: z.string().default("0.0.0.0").describe("Address the HTTP server binds."),
-  PORT: int(8080, 0, 65535).describe(
-    "HTTP port: the API in `api`/`all`, health and metrics in `worker`/`dispatcher`.",
-  ),
-  MAX_PAYLOAD_BYTES: int(262_144, 1024, 16_777_216).describe(
-    "Largest accepted `POST /events` body, in bytes (413 above it).",
-  ),
-  MAX_BATCH_EVENTS: int(500, 1, 10_000).describe("Most events in one `POST /events/batch`."),
-  API_KEY: z
-    .string()
-    .min(16, "must be at least 16 characters")
-    .optional()
-    .describe("When set, every request except health, readiness, metrics and OpenAPI needs `Authorization: Bearer <API_KEY>`."),
-});
+export const httpSchema = z
+  .object({
+    HOST: z.string().default("0.0.0.0").describe("Address the HTTP server binds."),
+    PORT: int(8080, 0, 65535).describe(
+      "HTTP port: the API in `api`/`all`, health and metrics in `worker`/`dispatcher`.",
+    ),
+    MAX_PAYLOAD_BYTES: int(262_144, 1024, 16_777_216).describe(
+      "Largest accepted `POST /events` body, in bytes (413 above it).",
+    ),
+    MAX_BATCH_EVENTS: int(500, 1, 10_000).describe("Most events in one `POST /events/batch`."),
+    MAX_BODY_BYTES_IN_FLIGHT: int(67_108_864, 1_048_576, 4_294_967_296).describe(
+      "Most bytes of request bodies one API process reads at once; a body that would pass it is refused with 503 `overloaded` and `Retry-After: 1` (before reading when its length is declared). At least MAX_PAYLOAD_BYTES; it also caps the `POST /events/batch` body limit, so a larger batch gets 413.",
+    ),
+    API_KEY: z
+      .string()
+      .min(16, "must be at least 16 characters")
+      .optional()
+      .describe("When set, every request except health, readiness, metrics and OpenAPI needs `Authorization: Bearer <API_KEY>`."),
+  })
+  // A body larger than the in-flight bound could never be read: it would be refused with a 503
+  // that no retry cures. Batches are capped to the bound instead (events/index.ts: 413 above it).
+  .refine((h) => h.MAX_BODY_BYTES_IN_FLIGHT >= h.MAX_PAYLOAD_BYTES, {
+    path: ["MAX_BODY_BYTES_IN_FLIGHT"],
+    message: "must be at least MAX_PAYLOAD_BYTES",
+  });
 
 export const ingestSchema = z.object({
   INGEST_GROUP_MAX_EVENTS: int(2000, 1, 50_000).describe(

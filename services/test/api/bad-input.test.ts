@@ -105,6 +105,20 @@ const cases: Case[] = [
   { name: "PATCH with a reserved header", method: "PATCH", path: () => `/endpoints/${endpointId}`, body: { headers: { host: "x" } }, status: 422, code: "validation_failed", field: "headers.host" },
   { name: "PATCH with a bad eventTypes", method: "PATCH", path: () => `/endpoints/${endpointId}`, body: { eventTypes: ["*.x"] }, status: 422, code: "validation_failed", field: "eventTypes.0" },
 
+  // Bodies are strict: a field the operation does not declare is refused, never dropped, at every
+  // level with declared fields; the path names it in full.
+  { name: "an endpoint with a secret", path: "/endpoints", body: { url: "https://a.example", secret: "whsec_mine" }, status: 422, code: "validation_failed", field: "secret" },
+  { name: "an endpoint with a misspelt field", path: "/endpoints", body: { url: "https://a.example", timeout_ms: 1000 }, status: 422, code: "validation_failed", field: "timeout_ms" },
+  { name: "an event with an id", path: "/events", body: event({ id: "evt_00000000000000000000000000000000" }), status: 422, code: "validation_failed", field: "id" },
+  { name: "a batch with an unknown field in event 2", path: "/events/batch", body: { events: [event(), event(), event({ foo: 1 })] }, status: 422, code: "validation_failed", field: "events.2.foo" },
+  { name: "a batch with an unknown top-level field", path: "/events/batch", body: { events: [event()], atomic: false }, status: 422, code: "validation_failed", field: "atomic" },
+  { name: "PATCH an endpoint with an unknown field", method: "PATCH", path: () => `/endpoints/${endpointId}`, body: { description: "x", secret: "whsec_mine" }, status: 422, code: "validation_failed", field: "secret" },
+  { name: "PATCH an endpoint with only an unknown field", method: "PATCH", path: () => `/endpoints/${endpointId}`, body: { colour: "blue" }, status: 422, code: "validation_failed", field: "colour" },
+  { name: "a route with an id", path: "/routes", body: () => ({ endpointId, eventType: "strict.x", id: "rt_00000000000000000000000000000000" }), status: 422, code: "validation_failed", field: "id" },
+  { name: "a secret rotation with the secret", path: () => `/endpoints/${endpointId}/secret/rotate`, body: { secret: "whsec_mine" }, status: 422, code: "validation_failed", field: "secret" },
+  { name: "a __proto__ body field", path: "/endpoints", body: '{"url":"https://a.example","__proto__":{"enabled":false}}', status: 422, code: "validation_failed", field: "__proto__" },
+  { name: "a constructor body field", path: "/events", body: event({ constructor: "x" }), status: 422, code: "validation_failed", field: "constructor" },
+
   // Unknown ids.
   { name: "PATCH an unknown endpoint", method: "PATCH", path: "/endpoints/ep_00000000000000000000000000000000", body: { description: "x" }, status: 404, code: "not_found" },
   { name: "DELETE a junk endpoint id", method: "DELETE", path: "/endpoints/'; drop table endpoints; --", status: 404, code: "not_found" },
@@ -234,6 +248,46 @@ describe("query strings are strict", () => {
     expect((await api.request("GET", "/health")).status).toBe(200);
     const listed = await api.request("GET", "/events?eventType=order.*&limit=5&since=2020-01-01T00:00:00Z&until=2999-01-01T00:00:00Z");
     expect(listed.status).toBe(200);
+  });
+});
+
+describe("bodies are strict", () => {
+  test("each unknown field is named in full, next to problems with known ones", async () => {
+    const before = await api.fingerprint();
+    const res = await api.request("POST", "/events/batch", {
+      body: { events: [event({ type: "bad type", foo: 1, bar: 2 }), event(), event({ id: "x" })], dryRun: true },
+    });
+    expect(res.status).toBe(422);
+    expect(res.body.errors).toEqual(
+      expect.arrayContaining([
+        { field: "events.0.type", message: expect.any(String) },
+        { field: "events.0.foo", message: "unknown field" },
+        { field: "events.0.bar", message: "unknown field" },
+        { field: "events.2.id", message: "unknown field" },
+        { field: "dryRun", message: "unknown field" },
+      ]),
+    );
+    expect(res.body.errors).toHaveLength(5);
+    expect(await api.fingerprint()).toBe(before);
+  });
+
+  test("free-form values keep any keys: event data, endpoint headers and metadata", async () => {
+    const data = { id: "mine", secret: "s", nested: { foo: { bar: [{ baz: 1, type: "x" }] } } };
+    const one = await api.request("POST", "/events", { body: event({ type: "strict.data", data }) });
+    expect(one.status).toBe(202);
+    expect((await api.request("GET", `/events/${one.body.id}`)).body.data).toEqual(data);
+    const batch = await api.request("POST", "/events/batch", { body: { events: [event({ data }), event({ data: [{ any: { keys: true } }] })] } });
+    expect(batch.status).toBe(202);
+
+    const headers = { "x-anything": "1", "x-id": "2", secret: "3" };
+    const metadata = { id: "a", secret: "b", "any name": "c" };
+    const made = await api.request("POST", "/endpoints", { body: { url: hookUrl(), headers, metadata } });
+    expect(made.status).toBe(201);
+    expect(made.body.metadata).toEqual(metadata);
+    expect(Object.keys(made.body.headers).sort()).toEqual(Object.keys(headers).sort());
+    const patched = await api.request("PATCH", `/endpoints/${made.body.id}`, { body: { metadata: { colour: "blue" }, headers: { "x-other": "1" } } });
+    expect(patched.status).toBe(200);
+    expect(patched.body.metadata).toEqual({ colour: "blue" });
   });
 });
 

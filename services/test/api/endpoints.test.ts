@@ -73,10 +73,15 @@ describe("endpoints CRUD", () => {
     expect(await api.counts()).toEqual(before);
   });
 
-  test("unknown fields are ignored, not stored and not an error", async () => {
-    const res = await create({ colour: "blue" });
-    expect(res.status).toBe(201);
-    expect(res.body.colour).toBeUndefined();
+  test("unknown fields are refused, each named, and nothing is stored", async () => {
+    const before = await api.counts();
+    const res = await create({ colour: "blue", id: "ep_00000000000000000000000000000000" });
+    expect(res.status).toBe(422);
+    expect(res.body.errors).toEqual([
+      { field: "colour", message: "unknown field" },
+      { field: "id", message: "unknown field" },
+    ]);
+    expect(await api.counts()).toEqual(before);
   });
 
   test("PATCH changes only the given fields; null resets nullable ones", async () => {

@@ -105,6 +105,44 @@ describe("GET /openapi", () => {
   });
 });
 
+describe("request bodies are documented as strict", () => {
+  type Node = { $ref?: string; type?: unknown; properties?: Record<string, Node>; additionalProperties?: unknown } & Record<string, unknown>;
+  const resolve = (node: Node): Node =>
+    node.$ref ? (doc.components.schemas[node.$ref.replace("#/components/schemas/", "")] as Node) : node;
+
+  /** Every object schema with declared properties under `node`, by path, $refs followed. */
+  function declaredObjects(node: unknown, path: string, out: [string, Node][], seen = new Set<unknown>()): [string, Node][] {
+    if (node === null || typeof node !== "object" || seen.has(node)) return out;
+    seen.add(node);
+    const n = resolve(node as Node);
+    if (n !== node) return declaredObjects(n, path, out, seen);
+    if (n.properties) out.push([path, n]);
+    for (const [key, value] of Object.entries(n)) {
+      if (key === "properties") {
+        for (const [name, prop] of Object.entries(value as Record<string, Node>)) declaredObjects(prop, `${path}.${name}`, out, seen);
+      } else declaredObjects(value, path, out, seen);
+    }
+    return out;
+  }
+
+  test("every object with declared fields, nested ones included, refuses others; free-form maps stay open", () => {
+    const bodies = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.entries(ops)
+        .filter(([, op]) => op.requestBody)
+        .map(([method, op]) => [`${method} ${path}`, (op.requestBody as { content: Record<string, { schema: unknown }> }).content["application/json"]!.schema] as const),
+    );
+    expect(bodies.length).toBe(table.filter((r) => r.body).length);
+    const objects = bodies.flatMap(([name, schema]) => declaredObjects(schema, name, []));
+    expect(objects.map(([path]) => path)).toContain("post /events/batch.events"); // each batch event
+    for (const [path, schema] of objects) expect({ path, additionalProperties: schema.additionalProperties }).toEqual({ path, additionalProperties: false });
+
+    const create = doc.components.schemas.EndpointCreate as { properties: Record<string, Node> };
+    for (const map of ["headers", "metadata"]) expect(create.properties[map]!.additionalProperties).toMatchObject({ type: "string" });
+    const event = doc.components.schemas.EventCreate as { properties: Record<string, Node> };
+    expect(event.properties.data!.additionalProperties).toBeUndefined();
+  });
+});
+
 describe("documents what a newcomer needs", () => {
   const queryParameters = (path: string) => doc.paths[path]!.get!.parameters.filter((p) => p.in === "query");
   type Schema = { description?: string; properties: Record<string, { description?: string; items?: unknown }> };

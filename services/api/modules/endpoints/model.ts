@@ -82,7 +82,7 @@ const headers = z
       "headers itself; those, `host`, framing and hop-by-hop headers are refused. Values of credential-like " +
       "headers (`authorization`, `cookie`, names with token, secret, api-key, password or signature) are stored " +
       `and sent as given but read back as \`${REDACTED}\`; on update, the value \`${REDACTED}\` keeps the ` +
-      "header's stored value, so an endpoint read and written back loses nothing.",
+      "header's stored value, so headers read and written back lose nothing.",
   );
 
 const MAX_METADATA_KEYS = 50;
@@ -124,7 +124,7 @@ const eventTypes = z
   );
 
 export const EndpointCreate = z
-  .object({
+  .strictObject({
     url,
     description: description.default(""),
     headers: headers.default({}),
@@ -139,7 +139,7 @@ export type EndpointCreate = z.output<typeof EndpointCreate>;
 
 /** A partial update: absent fields keep their value; null resets timeoutMs and rateLimitPerSecond. */
 export const EndpointUpdate = z
-  .object({
+  .strictObject({
     url: url.optional(),
     description: description.optional(),
     headers: headers.optional(),
@@ -185,7 +185,7 @@ export const MAX_GRACE_SECONDS = 7 * 24 * 60 * 60;
 export const DEFAULT_GRACE_SECONDS = 24 * 60 * 60;
 
 export const SecretRotation = z
-  .object({
+  .strictObject({
     graceSeconds: z
       .number()
       .int()

@@ -8,12 +8,14 @@ const REPLAYED_HEADER = "idempotent-replayed";
 
 /**
  * The batch body limit: room for MAX_BATCH_EVENTS events of MAX_PAYLOAD_BYTES each, but never more
- * than 32 MiB, which is what one request may make this process buffer and parse. Each event's data
- * is still held to MAX_PAYLOAD_BYTES on its own.
+ * than 32 MiB, which is what one request may make this process buffer and parse, nor more than
+ * MAX_BODY_BYTES_IN_FLIGHT: a batch above that bound could never be read, and would be refused with
+ * a 503 that no retry cures; capped, it gets a 413 that says to split it. Each event's data is still
+ * held to MAX_PAYLOAD_BYTES on its own.
  */
 export const BATCH_BODY_CAP_BYTES = 32 * 1024 * 1024;
 export function batchBodyLimit(http: Config["http"]): number {
-  return Math.min(http.MAX_PAYLOAD_BYTES * http.MAX_BATCH_EVENTS, BATCH_BODY_CAP_BYTES);
+  return Math.min(http.MAX_PAYLOAD_BYTES * http.MAX_BATCH_EVENTS, BATCH_BODY_CAP_BYTES, http.MAX_BODY_BYTES_IN_FLIGHT);
 }
 
 export function eventOperations(events: EventService, http: Config["http"]): ApiOperation[] {

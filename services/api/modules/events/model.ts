@@ -25,7 +25,7 @@ const data = z
   .meta({ type: ["object", "array"] });
 
 export const EventCreate = z
-  .object({
+  .strictObject({
     type: eventType,
     data: data.describe("The payload, delivered as `data` in the webhook body."),
     idempotencyKey: idempotencyKey.optional(),
@@ -36,7 +36,7 @@ export type EventCreate = z.output<typeof EventCreate>;
 /** The batch schema depends on MAX_BATCH_EVENTS, so it is built from the config. */
 export const eventBatch = (maxEvents: number) =>
   z
-    .object({
+    .strictObject({
       events: z
         .array(EventCreate)
         .min(1)

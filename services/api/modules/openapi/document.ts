@@ -21,7 +21,9 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
     "A body field or query parameter is invalid, or a query parameter is unknown or repeated (`validation_failed`); " +
     "`errors` lists every problem",
   500: "Internal error; nothing about it is disclosed (`internal`)",
-  503: "A dependency is unavailable; nothing was written (`unavailable`)",
+  503:
+    "A dependency is unavailable (`unavailable`), or the server is reading as many request bodies as it may at once " +
+    "(`overloaded`, with `Retry-After`); nothing was written",
 };
 
 const componentRef = (id: string) => `#/components/schemas/${id}`;
@@ -145,8 +147,8 @@ function operationResponses(route: ApiOperation, register: (schema: z.ZodType, f
 function impliedErrors(route: ApiOperation): number[] {
   const statuses = new Set(route.errors ?? []);
   if (!route.public) statuses.add(401);
-  if (route.body) [400, 413, 415].forEach((s) => statuses.add(s));
-  statuses.add(422); // an unknown query parameter, on any route (http/query.ts)
+  if (route.body) [400, 413, 415, 503].forEach((s) => statuses.add(s)); // 503: MAX_BODY_BYTES_IN_FLIGHT
+  statuses.add(422); // an unknown query parameter, on any route (http/query.ts); a bad body field
   if (route.path.includes(":")) statuses.add(404);
   statuses.add(500);
   return [...statuses].sort((a, b) => a - b);

@@ -3,7 +3,7 @@ import type { RouteRow } from "@evently/core/routes/sql.ts";
 import { eventTypePattern, idOf, pageOf, pageQuery, timestamp } from "../../common/model.ts";
 
 export const RouteCreate = z
-  .object({
+  .strictObject({
     endpointId: idOf("endpoint", "an endpoint"),
     eventType: eventTypePattern,
   })

@@ -1,0 +1,44 @@
+import { OverloadedError } from "@evently/core/errors.ts";
+
+/**
+ * The bytes of request bodies one process is reading at once, held to MAX_BODY_BYTES_IN_FLIGHT.
+ * A route's body limit bounds one request; this bounds their sum, so many large bodies arriving
+ * together cannot take the process's memory with them. One budget per app (createApp makes it).
+ *
+ * readJsonBody (body.ts) is the one user: it opens a share per request, takes the declared
+ * Content-Length before reading a byte (or each chunk as it arrives when no length is declared),
+ * and releases the share once the body is parsed or the read failed, whatever the failure.
+ */
+export class BodyBudget {
+  #inUse = 0;
+
+  constructor(readonly limitBytes: number) {}
+
+  /** Bytes currently held by open shares. */
+  get inUseBytes(): number {
+    return this.#inUse;
+  }
+
+  /** A request's share, empty until it takes bytes. */
+  share(): BodyShare {
+    let held = 0;
+    return {
+      take: (bytes) => {
+        if (this.#inUse + bytes > this.limitBytes) throw new OverloadedError(this.limitBytes);
+        this.#inUse += bytes;
+        held += bytes;
+      },
+      release: () => {
+        this.#inUse -= held;
+        held = 0;
+      },
+    };
+  }
+}
+
+export interface BodyShare {
+  /** Adds `bytes` to the share, or throws OverloadedError and takes nothing when the budget has no room. */
+  take(bytes: number): void;
+  /** Gives back everything the share took; calling it again gives back nothing more. */
+  release(): void;
+}
