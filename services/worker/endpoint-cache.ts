@@ -1,11 +1,14 @@
 import type { Sql } from "@evently/core/db/client.ts";
 import { secretKey } from "@evently/core/signing/index.ts";
 import type { Logger } from "@evently/core/log.ts";
+import { redactUrl } from "@evently/core/redact.ts";
 
 /** What a delivery needs to know about its endpoint, with the secrets already decoded. */
 export interface DeliveryTarget {
   id: string;
   url: string;
+  /** `url` as attempts and logs show it (its password redacted): worked out once per cached entry. */
+  recordedUrl: string;
   key: Buffer;
   /** The secret a rotation replaced, signing alongside `key` until `previousKeyExpiresAt` (epoch ms). */
   previousKey: Buffer | null;
@@ -91,6 +94,7 @@ export class EndpointCache {
         const target: DeliveryTarget = {
           id: row.id,
           url: row.url,
+          recordedUrl: redactUrl(row.url),
           key: secretKey(row.secret),
           previousKey: row.previousSecret === null ? null : secretKey(row.previousSecret),
           previousKeyExpiresAt: row.previousSecretExpiresAt?.getTime() ?? null,

@@ -6,7 +6,7 @@ import { newId } from "@evently/core/ids.ts";
 import { claimJobs, type ClaimRequest, type JobOutcome } from "@evently/core/jobs/sql.ts";
 import type { Logger } from "@evently/core/log.ts";
 import type { DeliveryMessage, JobMessage } from "@evently/core/queue/messages.ts";
-import { redactHeaders, redactUrl } from "@evently/core/redact.ts";
+import { redactHeaders } from "@evently/core/redact.ts";
 import { signWithKeys } from "@evently/core/signing/index.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
@@ -47,7 +47,7 @@ export class DeliveryPipeline {
     private readonly limiter: DeliveryLimiter,
     private readonly recorder: AttemptRecorder,
     private readonly options: PipelineOptions,
-    private readonly log: Logger,
+    log: Logger,
   ) {
     this.claims = new Batcher(
       async (requests) => {
@@ -148,7 +148,7 @@ export class DeliveryPipeline {
     }
     m.deliveryAttempts.add(1, { outcome: outcome.status, error_class: result.errorClass ?? "none" });
     // Credentials (the URL's password, credential-like headers) are sent but never recorded or logged.
-    const url = redactUrl(target.url);
+    const url = target.recordedUrl;
     const attempt: AttemptRow = {
       id: newId("attempt", attemptedAt.getTime()),
       jobId: job.jobId,
