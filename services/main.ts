@@ -2,23 +2,30 @@ import { ConfigError, loadConfig } from "./core/config/index.ts";
 import { exitOnStartupError, openDatabase } from "./core/db/embedded.ts";
 import { migrate } from "./core/db/migrate.ts";
 import { startupBanner } from "./banner.ts";
+import { withLocalSecrets } from "./local-secrets.ts";
+import { runReencrypt } from "./core/secrets/reencrypt.ts";
 import { createLogger } from "./core/log.ts";
 import { startTelemetry } from "./core/telemetry/setup.ts";
 import { ROLES, startRoles, type Role } from "./runtime.ts";
 
 /**
  * The one entry point: `bun services/main.ts <role>` (or EVENTLY_ROLE), role one of
- * api | worker | dispatcher | migrate | all. `all` migrates first, then runs every role.
+ * api | worker | dispatcher | migrate | reencrypt | all. `all` migrates first (and re-encrypts
+ * what an older key or no key wrote), then runs every role. `reencrypt` is a one-shot command run
+ * after a key rotation, once every process runs with the new key.
  */
 const role = process.argv[2] ?? process.env.EVENTLY_ROLE ?? "all";
-if (role !== "migrate" && !(ROLES as readonly string[]).includes(role)) {
-  console.error(`unknown role "${role}": expected one of migrate, ${ROLES.join(", ")}`);
+const COMMANDS = ["migrate", "reencrypt"];
+if (!COMMANDS.includes(role) && !(ROLES as readonly string[]).includes(role)) {
+  console.error(`unknown role "${role}": expected one of ${[...COMMANDS, ...ROLES].join(", ")}`);
   process.exit(2);
 }
 
 let config;
+let generated;
 try {
-  config = loadConfig();
+  // `all` makes the admin and encryption keys it is not given (local-secrets.ts); other roles need them.
+  ({ config, generated } = await withLocalSecrets(role, loadConfig()));
 } catch (err) {
   if (err instanceof ConfigError) {
     console.error(err.message);
@@ -39,9 +46,15 @@ if (role === "migrate" || role === "all") {
   if (role === "migrate") await database.stop().then(() => process.exit(0));
 }
 
+// One process alone (`all`) can re-encrypt at start: no older process is left reading old values.
+if (role === "reencrypt" || role === "all") {
+  const result = await runReencrypt(config, log);
+  if (role === "reencrypt") await database.stop().then(() => process.exit(result.remaining > 0 ? 75 : 0));
+}
+
 const telemetry = startTelemetry(config.telemetry, role);
 const running = await startRoles(config, role as Role, { log, telemetry });
-if (role === "all") console.log(startupBanner(config, database, running.port));
+if (role === "all") console.log(startupBanner(config, database, running.port, generated));
 
 for (const signal of ["SIGINT", "SIGTERM"] as const)
   process.on(signal, () => {

@@ -1,4 +1,7 @@
 import { createApp } from "./api/app.ts";
+import { Authenticator } from "./api/auth/authenticator.ts";
+import { adminOnly } from "./http/auth.ts";
+import { IngestRateLimiter } from "./core/ratelimit/limiter.ts";
 import { createOpsApp } from "./http/server.ts";
 import type { Config } from "./core/config/index.ts";
 import { createSql, type Sql } from "./core/db/client.ts";
@@ -50,9 +53,24 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
     ...transport.readiness(),
   });
   const renderMetrics = options.telemetry?.renderMetrics;
-  const httpApp = has("api")
-    ? createApp({ config, sql, ingest: new Ingest(sql, transport, config.ingest), readiness, renderMetrics, log })
-    : createOpsApp({ readiness, renderMetrics });
+  const adminKey = config.http.ADMIN_API_KEY;
+  let httpApp;
+  if (has("api")) {
+    if (!adminKey) throw new Error("the api role needs ADMIN_API_KEY (main.ts makes one for `all`)");
+    const authenticator = new Authenticator(sql, adminKey, log);
+    await authenticator.start();
+    const rateLimit = new IngestRateLimiter(sql, { logger: log });
+    stops.push(() => authenticator.stop(), () => rateLimit.stop());
+    const ingest = new Ingest(sql, transport, config.ingest);
+    httpApp = createApp({ config, sql, ingest, readiness, renderMetrics, log, authenticate: authenticator.authenticate, rateLimit });
+  } else {
+    httpApp = createOpsApp({
+      readiness,
+      renderMetrics,
+      metricsAccess: config.http.METRICS_AUTH,
+      authenticate: adminKey ? adminOnly(adminKey) : undefined,
+    });
+  }
   const server = Bun.serve({
     port: config.http.PORT,
     hostname: config.http.HOST,

@@ -59,7 +59,7 @@ function revision(): string {
  * the stack runs (database, broker, prefix, address) is the stack's own business and left out.
  */
 function eventlyEnv(): Record<string, string> {
-  const own = new Set(["DATABASE_URL", "AMQP_URL", "AMQP_PREFIX", "HOST", "PORT", "API_KEY", "QUEUE_TRANSPORT"]);
+  const own = new Set(["DATABASE_URL", "AMQP_URL", "AMQP_PREFIX", "HOST", "PORT", "ADMIN_API_KEY", "ENCRYPTION_KEY", "QUEUE_TRANSPORT"]);
   const names = new Set(Object.values(configSchemas).flatMap(variablesOf).filter((k) => !own.has(k)));
   return Object.fromEntries(Object.entries(process.env).filter(([k, v]) => names.has(k) && v !== undefined) as [string, string][]);
 }
@@ -91,21 +91,24 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
   try {
     stack = await startStack({ transport, roles, env: stackEnv, databaseSettings, cpuProfileDir: args["cpu-prof"], log });
     const s = stack;
-    const api = async (path: string, body: unknown) => {
-      const headers: Record<string, string> = { "content-type": "application/json" };
-      if (process.env.API_KEY) headers.authorization = `Bearer ${process.env.API_KEY}`;
+    const api = async (path: string, body: unknown, key: string) => {
+      const headers: Record<string, string> = { "content-type": "application/json", authorization: `Bearer ${key}` };
       const res = await fetch(`${s.apiUrl}${path}`, { method: "POST", headers, body: JSON.stringify(body) });
       if (res.status !== 201) throw new Error(`POST ${path}: ${res.status} ${await res.text()}`);
-      return (await res.json()) as { id: string; secret: string };
+      return (await res.json()) as { id: string; secret: string; key: string };
     };
-    const endpoint = await api("/endpoints", { url: `${sink.url}/hooks/bench`, description: "benchmark sink" });
-    await api("/routes", { endpointId: endpoint.id, eventType: "bench.*" });
+    // As a producer runs: with an application's own key (made with the admin key), which is what
+    // every request of the phases authenticates with.
+    const application = await api("/applications", { name: "bench" }, s.env.ADMIN_API_KEY!);
+    const { key: apiKey } = await api(`/applications/${application.id}/api-keys`, { name: "bench" }, s.env.ADMIN_API_KEY!);
+    const endpoint = await api("/endpoints", { url: `${sink.url}/hooks/bench`, description: "benchmark sink" }, apiKey);
+    await api("/routes", { endpointId: endpoint.id, eventType: "bench.*" }, apiKey);
     sink.addSecret(endpoint.secret, "bench");
 
     const target = {
       transport,
       apiUrl: s.apiUrl,
-      apiKey: process.env.API_KEY,
+      apiKey,
       sink,
       eventType: "bench.order.paid",
       fanout: 1,

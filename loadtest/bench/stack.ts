@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import amqp from "amqplib";
 import { mkdirSync, openSync, writeSync, closeSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -139,6 +140,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   // defaults for them (chosen by which URLs are set, an embedded database) are not what we measure.
   const env: Record<string, string> = {
     DELIVERY_ALLOW_PRIVATE_NETWORKS: "true",
+    // Keys of this run only: the stack is made and dropped with it.
+    ADMIN_API_KEY: randomBytes(32).toString("hex"),
+    ENCRYPTION_KEY: randomBytes(32).toString("base64"),
     ...options.env,
     QUEUE_TRANSPORT: transport,
     DATABASE_URL: dbUrl.toString(),

@@ -12,10 +12,17 @@ import { JobService } from "./modules/jobs/service.ts";
 import { openApiOperation } from "./modules/openapi/index.ts";
 import { routeOperations } from "./modules/routes/index.ts";
 import { RouteService } from "./modules/routes/service.ts";
-import { authPlugin } from "./plugins/auth.ts";
+import { ApplicationService } from "./modules/applications/service.ts";
+import { applicationOperations } from "./modules/applications/index.ts";
+import { ApiKeyService } from "./modules/api-keys/service.ts";
+import { apiKeyOperations } from "./modules/api-keys/index.ts";
+import type { IngestRateLimit } from "./modules/events/service.ts";
+import type { Authenticate } from "../http/auth.ts";
 import { createHttpApp } from "../http/server.ts";
 import { mountOperations } from "../http/mount.ts";
 import { BodyBudget } from "../http/body-budget.ts";
+import { AddressPolicy } from "@evently/core/net/policy.ts";
+import { SecretCipher } from "@evently/core/secrets/cipher.ts";
 import type { ApiOperation } from "../http/operation.ts";
 
 export interface AppDeps {
@@ -27,6 +34,10 @@ export interface AppDeps {
   readiness: () => Promise<Record<string, boolean>>;
   /** GET /metrics (text/plain; version=0.0.4); not served when absent. */
   renderMetrics?: () => Promise<string>;
+  /** Checks keys (auth/authenticator.ts); the runtime starts and stops what backs it. */
+  authenticate: Authenticate;
+  /** Holds each application's ingest rate limit across API processes. */
+  rateLimit: IngestRateLimit;
   log?: Logger;
 }
 
@@ -36,24 +47,31 @@ export interface AppDeps {
  * documents.
  */
 export function createApp(deps: AppDeps) {
-  const table = apiOperations(deps);
-  const publicPaths = new Set(table.filter((r) => r.public).map((r) => r.path));
-  const app = createHttpApp(deps.log ?? silentLogger).use(authPlugin(deps.config.http.API_KEY, publicPaths));
-  return mountOperations(app, table, {
+  return mountOperations(createHttpApp(deps.log ?? silentLogger), apiOperations(deps), {
     bodyLimitBytes: deps.config.http.MAX_PAYLOAD_BYTES,
     // One per app, and a process serves one app: the bound is per process.
     bodyBudget: new BodyBudget(deps.config.http.MAX_BODY_BYTES_IN_FLIGHT),
+    authenticate: deps.authenticate,
   });
 }
 
 /** The route table createApp serves and GET /openapi documents. */
 export function apiOperations(deps: AppDeps): ApiOperation[] {
   const { config, sql } = deps;
+  const applications = new ApplicationService(sql);
   const table: ApiOperation[] = [
-    ...healthOperations(deps),
-    ...endpointOperations(new EndpointService(sql, { allowPrivateNetworks: config.delivery.DELIVERY_ALLOW_PRIVATE_NETWORKS })),
+    ...healthOperations({ ...deps, metricsAccess: config.http.METRICS_AUTH }),
+    ...applicationOperations(applications),
+    ...apiKeyOperations(new ApiKeyService(sql, applications)),
+    ...endpointOperations(new EndpointService(sql, {
+        addressPolicy: AddressPolicy.fromConfig(config.delivery),
+        cipher: SecretCipher.fromConfig(config.secrets),
+      })),
     ...routeOperations(new RouteService(sql)),
-    ...eventOperations(new EventService(sql, deps.ingest, { maxPayloadBytes: config.http.MAX_PAYLOAD_BYTES }), config.http),
+    ...eventOperations(
+      new EventService(sql, deps.ingest, { maxPayloadBytes: config.http.MAX_PAYLOAD_BYTES }, deps.rateLimit),
+      config.http,
+    ),
     ...jobOperations(new JobService(sql)),
   ];
   table.push(openApiOperation(table));

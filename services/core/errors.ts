@@ -106,3 +106,35 @@ export class UnavailableError extends AppError {
     super(503, "unavailable", detail);
   }
 }
+
+/**
+ * No key, or one that is unknown, expired or revoked. Says which, without telling whether an
+ * unknown key was ever issued; WWW-Authenticate as RFC 6750 asks.
+ */
+export class UnauthorizedError extends AppError {
+  constructor(detail: string) {
+    super(401, "unauthorized", detail, {}, {
+      "www-authenticate": `Bearer realm="evently"${detail.startsWith("missing") ? "" : ', error="invalid_token"'}`,
+    });
+  }
+}
+
+/** A valid application key on an admin route. Never used for another application's resources: those are 404. */
+export class ForbiddenError extends AppError {
+  constructor(detail: string) {
+    super(403, "forbidden", detail);
+  }
+}
+
+/** An application ingested past its rateLimitPerSecond (core/ratelimit); nothing was written. */
+export class RateLimitedError extends AppError {
+  constructor(limitPerSecond: number, retryAfterSeconds: number) {
+    super(
+      429,
+      "rate_limited",
+      `this application may ingest ${limitPerSecond} events per second; nothing was written, retry after ${retryAfterSeconds} s`,
+      {},
+      { "retry-after": String(retryAfterSeconds) },
+    );
+  }
+}

@@ -6,6 +6,8 @@ import { randomBytes } from "node:crypto";
  * `evently_id(prefix)` (migration 0001) produces the same shape for rows created inside Postgres.
  */
 export const ID_PREFIX = {
+  application: "app",
+  apiKey: "key",
   endpoint: "ep",
   route: "rt",
   event: "evt",

@@ -2,7 +2,8 @@ import type { AnyElysia } from "elysia";
 import { readJsonBody } from "./body.ts";
 import type { BodyBudget } from "./body-budget.ts";
 import { readQuery, strictQuery } from "./query.ts";
-import { Reply, type ApiOperation, type RouteInput } from "./operation.ts";
+import type { Authenticate } from "./auth.ts";
+import { Reply, type ApiOperation, type AppScope, type RouteInput } from "./operation.ts";
 import { parseInput } from "./validate.ts";
 
 /** The part of Elysia's handler context the table's handlers need. */
@@ -23,6 +24,8 @@ export interface MountOptions {
   bodyLimitBytes: number;
   /** The process's budget for bodies being read at once (MAX_BODY_BYTES_IN_FLIGHT). */
   bodyBudget: BodyBudget;
+  /** Checks the key of every route that is not public; required when the table has one. */
+  authenticate?: Authenticate;
 }
 
 /** The raw body; an optional one left out reads as `{}` (see ApiOperation.bodyOptional). */
@@ -41,15 +44,24 @@ export function mountOperations<App extends AnyElysia>(app: App, routes: ApiOper
   for (const route of routes) {
     const bodyLimit = route.bodyLimitBytes ?? options.bodyLimitBytes;
     const querySchema = strictQuery(route.query);
+    const access = route.access ?? "application";
+    const { authenticate } = options;
+    if (access !== "public" && !authenticate) throw new Error(`${route.method} ${route.path} needs a key, but nothing checks keys`);
     registrar.route(
       route.method,
       route.path,
       async ({ request, params, set }) => {
+        // First: nothing of the request is read for a caller without a valid key.
+        const scope = access === "public" ? null : await authenticate!(request, access);
         const query = parseInput(querySchema, readQuery(request), "query");
         const input: RouteInput<unknown, unknown> = {
           params,
           query: route.query ? query : undefined,
           body: route.body ? parseInput(route.body, await readBody(request, route, bodyLimit, options.bodyBudget), "body") : undefined,
+          get app(): AppScope {
+            if (!scope) throw new Error(`${route.method} ${route.path} is not an application route`);
+            return scope;
+          },
           headers: request.headers,
           setHeader: (name, value) => {
             set.headers[name] = value;

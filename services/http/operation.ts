@@ -8,11 +8,28 @@ import type { z } from "zod";
  */
 export type Method = "GET" | "POST" | "PATCH" | "DELETE";
 
+/**
+ * Who may call a route: anyone (`public`: health, readiness, the OpenAPI document, metrics unless
+ * METRICS_AUTH=admin), the admin key only (`admin`: applications and their keys), or a key acting on
+ * one application (`application`, the default: an application's key, or the admin key naming the
+ * application in the Evently-Application header).
+ */
+export type Access = "public" | "admin" | "application";
+
+/** The application a request acts on, as authentication found it. */
+export interface AppScope {
+  id: string;
+  /** Its ingest limit in events per second; null when unlimited. */
+  rateLimitPerSecond: number | null;
+}
+
 export interface RouteInput<Query, Body> {
   /** Raw path parameters; handlers check ids with isId and answer 404 for junk. */
   params: Record<string, string>;
   query: Query;
   body: Body;
+  /** The application the request acts on; only `application` routes have one (others throw on reading it). */
+  app: AppScope;
   headers: Headers;
   setHeader(name: string, value: string): void;
 }
@@ -25,8 +42,8 @@ export interface ApiOperation<Q extends z.ZodType = z.ZodType, B extends z.ZodTy
   summary: string;
   description?: string;
   tag: string;
-  /** Served without the API key (health, readiness, metrics, the OpenAPI document). */
-  public?: boolean;
+  /** Who may call it; `application` when left out. */
+  access?: Access;
   /** The query parameters, as an object schema; made strict when mounted (query.ts: unknown ones are a 422). */
   query?: Q & z.ZodObject;
   body?: B;

@@ -3,6 +3,7 @@ import { silentLogger, type Logger } from "@evently/core/log.ts";
 import { healthOperations, type HealthDeps } from "./health/index.ts";
 import { BodyBudget } from "./body-budget.ts";
 import { mountOperations } from "./mount.ts";
+import type { Authenticate } from "./auth.ts";
 import { errorsPlugin } from "./errors.ts";
 import { metricsPlugin } from "./metrics.ts";
 import { requestIdPlugin } from "./request-id.ts";
@@ -17,6 +18,8 @@ export function createHttpApp(log: Logger) {
 
 export interface OpsDeps extends HealthDeps {
   log?: Logger;
+  /** Checks the admin key on /metrics when METRICS_AUTH=admin. */
+  authenticate?: Authenticate;
 }
 
 /**
@@ -29,5 +32,6 @@ export function createOpsApp(deps: OpsDeps) {
   return mountOperations(createHttpApp(deps.log ?? silentLogger), healthOperations(deps), {
     bodyLimitBytes: 1024,
     bodyBudget: new BodyBudget(1024),
+    authenticate: deps.authenticate,
   });
 }

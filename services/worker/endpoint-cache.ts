@@ -2,10 +2,14 @@ import type { Sql } from "@evently/core/db/client.ts";
 import { secretKey } from "@evently/core/signing/index.ts";
 import type { Logger } from "@evently/core/log.ts";
 import { redactUrl } from "@evently/core/redact.ts";
+import type { SecretCipher } from "@evently/core/secrets/cipher.ts";
+import { decryptHeaders, decryptSecrets } from "@evently/core/secrets/fields.ts";
 
 /** What a delivery needs to know about its endpoint, with the secrets already decoded. */
 export interface DeliveryTarget {
   id: string;
+  /** The endpoint's application, recorded on its attempts. */
+  appId: string;
   url: string;
   /** `url` as attempts and logs show it (its password redacted): worked out once per cached entry. */
   recordedUrl: string;
@@ -45,6 +49,7 @@ export class EndpointCache {
   constructor(
     private readonly sql: Sql,
     private readonly log: Logger,
+    private readonly cipher: SecretCipher,
   ) {}
 
   async start(): Promise<void> {
@@ -80,6 +85,7 @@ export class EndpointCache {
       const rows = await this.sql<
         {
           id: string;
+          appId: string;
           url: string;
           secret: string;
           previousSecret: string | null;
@@ -88,17 +94,20 @@ export class EndpointCache {
           timeoutMs: number | null;
           enabled: boolean;
         }[]
-      >`select id, url, secret, previous_secret, previous_secret_expires_at, headers, timeout_ms, enabled
+      >`select id, app_id, url, secret, previous_secret, previous_secret_expires_at, headers, timeout_ms, enabled
         from endpoints where id = any (${missing}::text[])`;
-      for (const row of rows) {
+      for (const stored of rows) {
+        // Decrypted once per cache fill, not per delivery.
+        const row = await decryptSecrets(this.cipher, stored);
         const target: DeliveryTarget = {
           id: row.id,
+          appId: row.appId,
           url: row.url,
           recordedUrl: redactUrl(row.url),
           key: secretKey(row.secret),
           previousKey: row.previousSecret === null ? null : secretKey(row.previousSecret),
           previousKeyExpiresAt: row.previousSecretExpiresAt?.getTime() ?? null,
-          headers: row.headers,
+          headers: await decryptHeaders(this.cipher, row.headers),
           timeoutMs: row.timeoutMs,
           enabled: row.enabled,
         };

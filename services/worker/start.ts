@@ -1,6 +1,8 @@
+import { SecretCipher } from "@evently/core/secrets/cipher.ts";
 import type { Config } from "@evently/core/config/index.ts";
 import type { Sql } from "@evently/core/db/client.ts";
 import type { Logger } from "@evently/core/log.ts";
+import { AddressPolicy } from "@evently/core/net/policy.ts";
 import type { DeliveryMessage } from "@evently/core/queue/messages.ts";
 import type { JobTransport } from "@evently/core/queue/transport.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
@@ -17,7 +19,7 @@ import { EndpointCache } from "./endpoint-cache.ts";
  */
 export async function startWorker(config: Config, sql: Sql, transport: JobTransport, log: Logger): Promise<() => Promise<void>> {
   const d = config.delivery;
-  const endpoints = new EndpointCache(sql, log);
+  const endpoints = new EndpointCache(sql, log, SecretCipher.fromConfig(config.secrets));
   await endpoints.start();
   const limiter = new DeliveryLimiter({
     total: d.WORKER_MAX_IN_FLIGHT,
@@ -28,7 +30,7 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
   const recorder = new AttemptRecorder(sql, log, { maxBatch: d.RECORD_BATCH_MAX, deferDelayMs: d.WORKER_DEFER_DELAY_MS });
   const pipeline = new DeliveryPipeline(sql, endpoints, limiter, recorder, {
     defaultTimeoutMs: d.DELIVERY_TIMEOUT_MS,
-    allowPrivateNetworks: d.DELIVERY_ALLOW_PRIVATE_NETWORKS,
+    addressPolicy: AddressPolicy.fromConfig(d),
     maxResponseBytes: d.DELIVERY_MAX_RESPONSE_BYTES,
     claimBatch: d.RECORD_BATCH_MAX,
     claimTimeoutMs: d.WORKER_CLAIM_TIMEOUT_MS,

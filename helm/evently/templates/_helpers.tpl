@@ -122,21 +122,38 @@ chart-created ServiceAccount cannot be used on first install.
 {{- end }}
 
 {{/*
-Name of the Secret holding DATABASE_URL, AMQP_URL and API_KEY.
+Name of the Secret holding DATABASE_URL, AMQP_URL, ADMIN_API_KEY and ENCRYPTION_KEY.
 */}}
 {{- define "evently.secretName" -}}
 {{- default (include "evently.fullname" .) .Values.secrets.existingSecret }}
 {{- end }}
 
 {{/*
-Secret data (base64) rendered by the chart when no existingSecret is given.
+Secret data (base64) rendered by the chart when no existingSecret is given. A key left empty in
+the values is taken from the release's Secret when it already exists (lookup: upgrades keep it),
+else generated. lookup finds nothing without a cluster (`helm template`), so there the keys are new
+on every render. The data is computed once per render and kept in .Values: the release Secret, the
+migration hook's copy and the checksum annotations must all see the same generated keys.
 */}}
 {{- define "evently.secretData" -}}
-DATABASE_URL: {{ required "secrets.databaseUrl is required unless secrets.existingSecret is set" .Values.secrets.databaseUrl | b64enc | quote }}
-AMQP_URL: {{ required "secrets.amqpUrl is required unless secrets.existingSecret is set" .Values.secrets.amqpUrl | b64enc | quote }}
-{{- with .Values.secrets.apiKey }}
-API_KEY: {{ . | b64enc | quote }}
+{{- if not (hasKey .Values.secrets "_rendered") }}
+{{- $s := .Values.secrets }}
+{{- $current := dict }}
+{{- with lookup "v1" "Secret" .Release.Namespace (include "evently.secretName" .) }}
+{{- $current = .data | default dict }}
 {{- end }}
+{{- $data := dict }}
+{{- $_ := set $data "DATABASE_URL" (required "secrets.databaseUrl is required unless secrets.existingSecret is set" $s.databaseUrl | b64enc) }}
+{{- $_ = set $data "AMQP_URL" (required "secrets.amqpUrl is required unless secrets.existingSecret is set" $s.amqpUrl | b64enc) }}
+{{- $_ = set $data "ADMIN_API_KEY" (ternary ($s.adminApiKey | b64enc) (get $current "ADMIN_API_KEY" | default (randAlphaNum 48 | b64enc)) (ne $s.adminApiKey "")) }}
+{{- /* randBytes is already base64 text: the application reads that text, so it is encoded again. */}}
+{{- $_ = set $data "ENCRYPTION_KEY" (ternary ($s.encryptionKey | b64enc) (get $current "ENCRYPTION_KEY" | default (randBytes 32 | b64enc)) (ne $s.encryptionKey "")) }}
+{{- with $s.encryptionPreviousKeys }}
+{{- $_ = set $data "ENCRYPTION_PREVIOUS_KEYS" (join "," . | b64enc) }}
+{{- end }}
+{{- $_ = set .Values.secrets "_rendered" $data }}
+{{- end }}
+{{- toYaml .Values.secrets._rendered }}
 {{- end }}
 
 {{/*

@@ -7,7 +7,8 @@
  *   API_URL (or EVENTLY_URL)   http://127.0.0.1:8080   where Evently's API listens
  *   SINK_URL                   http://127.0.0.1:9999   the sink as Evently's workers reach it
  *   SINK_CONTROL_URL           = SINK_URL              the sink as k6 reaches it, if different
- *   API_KEY                    (none)                  sent as Authorization: Bearer
+ *   ADMIN_API_KEY              (none)                  sent as Authorization: Bearer
+ *   EVENTLY_APPLICATION        default                 sent as Evently-Application with the admin key
  *   RATE                       events per second (per-request rate is RATE / BATCH_SIZE)
  *   DURATION                   e.g. 60s, 5m, 2h
  *   BATCH_SIZE                 1 = POST /events; >1 = POST /events/batch with that many events
@@ -30,7 +31,9 @@ export interface Config {
   apiUrl: string;
   sinkUrl: string;
   sinkControlUrl: string;
-  apiKey: string;
+  /** The admin key (none: no Authorization header); it acts on the application named by `application`. */
+  adminApiKey: string;
+  application: string;
   rate: number;
   duration: string;
   batchSize: number;
@@ -49,7 +52,7 @@ export interface Config {
 
 export type ScriptName = "publish" | "latency" | "soak";
 
-type ProfileSection = Partial<Omit<Config, "apiUrl" | "sinkUrl" | "sinkControlUrl" | "apiKey">>;
+type ProfileSection = Partial<Omit<Config, "apiUrl" | "sinkUrl" | "sinkControlUrl" | "adminApiKey" | "application">>;
 type Profile = Partial<Record<ScriptName | "defaults", ProfileSection>>;
 
 const env = (name: string): string | undefined => {
@@ -87,7 +90,8 @@ export function loadConfig(profileJson: string, script: ScriptName): Config {
     apiUrl,
     sinkUrl,
     sinkControlUrl: (env("SINK_CONTROL_URL") ?? sinkUrl).replace(/\/$/, ""),
-    apiKey: env("API_KEY") ?? "",
+    adminApiKey: env("ADMIN_API_KEY") ?? "",
+    application: env("EVENTLY_APPLICATION") ?? "default",
     rate: num("RATE", p.rate),
     duration: env("DURATION") ?? p.duration ?? "60s",
     batchSize: Math.max(1, Math.round(num("BATCH_SIZE", p.batchSize ?? 1))),

@@ -18,7 +18,11 @@ export const eventsAccepted = new Counter("events_accepted");
 
 function headers(cfg: Config): Record<string, string> {
   const h: Record<string, string> = { "content-type": "application/json" };
-  if (cfg.apiKey) h.authorization = `Bearer ${cfg.apiKey}`;
+  // The admin key reaches an application's routes only with the application named.
+  if (cfg.adminApiKey) {
+    h.authorization = `Bearer ${cfg.adminApiKey}`;
+    h["evently-application"] = cfg.application;
+  }
   return h;
 }
 

@@ -40,6 +40,12 @@ export const eventTypeFilter = eventTypePattern
 export const idOf = (kind: IdKind, what: string) =>
   z.string().refine((v) => isId(kind, v), `must be ${what} id`);
 
+const MAX_METADATA_KEYS = 50;
+export const metadata = z
+  .record(z.string().max(100), z.string().max(1000))
+  .refine((value) => Object.keys(value).length <= MAX_METADATA_KEYS, `at most ${MAX_METADATA_KEYS} keys`)
+  .describe("Your own string key-value pairs; stored and returned, never sent.");
+
 /** A stored timestamp as the API renders it. */
 export const timestamp = z.iso.datetime();
 

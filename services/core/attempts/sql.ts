@@ -21,6 +21,7 @@ export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
 
 export interface AttemptRow {
   id: string;
+  appId: string;
   jobId: string;
   eventId: string;
   endpointId: string;
@@ -43,10 +44,11 @@ export interface AttemptRow {
  */
 export function attemptsInsert(sql: Sql | TxSql, rows: AttemptRow[]) {
   return sql`
-    insert into attempts (id, job_id, event_id, endpoint_id, attempt_number, url, request_headers,
+    insert into attempts (id, app_id, job_id, event_id, endpoint_id, attempt_number, url, request_headers,
                           response_status, response_body, duration_ms, error_class, error_detail, created_at)
     select * from unnest(
-      ${rows.map((r) => r.id)}::text[], ${rows.map((r) => r.jobId)}::text[], ${rows.map((r) => r.eventId)}::text[],
+      ${rows.map((r) => r.id)}::text[], ${rows.map((r) => r.appId)}::text[], ${rows.map((r) => r.jobId)}::text[],
+      ${rows.map((r) => r.eventId)}::text[],
       ${rows.map((r) => r.endpointId)}::text[], ${rows.map((r) => r.attemptNumber)}::int[], ${rows.map((r) => r.url)}::text[],
       ${rows.map((r) => JSON.stringify(r.requestHeaders))}::text[]::json[],
       ${rows.map((r) => r.responseStatus)}::int[], ${rows.map((r) => r.responseBody)}::text[],
@@ -59,7 +61,7 @@ export function attemptsInsert(sql: Sql | TxSql, rows: AttemptRow[]) {
 
 // request_headers is read as text and parsed here, so header names come back exactly as sent.
 const selectAttempts = (sql: Sql | TxSql) => sql`
-  select a.id, a.job_id, a.event_id, a.endpoint_id, a.attempt_number, a.url, a.request_headers::text as request_headers_json,
+  select a.id, a.app_id, a.job_id, a.event_id, a.endpoint_id, a.attempt_number, a.url, a.request_headers::text as request_headers_json,
          a.response_status, a.response_body, a.duration_ms, a.error_class, a.error_detail, a.created_at
   from attempts a`;
 
@@ -70,8 +72,8 @@ function fromRaw({ requestHeadersJson, ...rest }: RawAttemptRow): AttemptRow {
 }
 
 /** Every attempt of one job, in order. */
-export async function listAttemptsForJob(sql: Sql | TxSql, jobId: string): Promise<AttemptRow[]> {
-  const rows = await sql<RawAttemptRow[]>`${selectAttempts(sql)} where a.job_id = ${jobId} order by a.id`;
+export async function listAttemptsForJob(sql: Sql | TxSql, appId: string, jobId: string): Promise<AttemptRow[]> {
+  const rows = await sql<RawAttemptRow[]>`${selectAttempts(sql)} where a.app_id = ${appId} and a.job_id = ${jobId} order by a.id`;
   return rows.map(fromRaw);
 }
 
@@ -88,11 +90,11 @@ export interface AttemptListFilter {
   limit: number;
 }
 
-export async function listAttempts(sql: Sql | TxSql, filter: AttemptListFilter): Promise<AttemptRow[]> {
+export async function listAttempts(sql: Sql | TxSql, appId: string, filter: AttemptListFilter): Promise<AttemptRow[]> {
   const rows = await sql<RawAttemptRow[]>`
     ${selectAttempts(sql)}
     ${filter.eventType && patternMatch(filter.eventType).kind !== "all" ? sql`join jobs j on j.id = a.job_id` : sql``}
-    where true
+    where a.app_id = ${appId}
       ${filter.endpointId ? sql`and a.endpoint_id = ${filter.endpointId}` : sql``}
       ${filter.outcome === "succeeded" ? sql`and a.error_class is null` : sql``}
       ${filter.outcome === "failed" ? sql`and a.error_class is not null` : sql``}

@@ -26,10 +26,27 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (result.success) out[concern] = result.data;
     else
       for (const issue of result.error.issues)
-        problems.push(`${String(issue.path[0] ?? concern)}: ${issue.message} (got ${JSON.stringify(env[String(issue.path[0])] ?? "")})`);
+        problems.push(`${String(issue.path[0] ?? concern)}: ${issue.message}${shown(String(issue.path[0]), env[String(issue.path[0])])}`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return out as Config;
+}
+
+// Values of these are never repeated in an error: they end up in logs.
+const SECRET_NAME = /KEY|SECRET|PASSWORD|TOKEN/;
+
+/** ` (got "…")` for a bad value, or nothing for secrets; URLs lose their password. */
+function shown(name: string, value: string | undefined): string {
+  if (SECRET_NAME.test(name)) return "";
+  let text = value ?? "";
+  if (URL.canParse(text)) {
+    const url = new URL(text);
+    if (url.password) {
+      url.password = "redacted";
+      text = url.href;
+    }
+  }
+  return ` (got ${JSON.stringify(text)})`;
 }
 
 /** The variables a concern reads: its object's keys, also when a transform wraps the object. */

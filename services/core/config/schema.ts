@@ -1,4 +1,6 @@
 import { z } from "zod";
+import { parseCidrList } from "../net/policy.ts";
+import { keyProblem } from "../secrets/cipher.ts";
 
 /**
  * One zod schema per concern. Every variable carries a description: the README's configuration
@@ -82,7 +84,10 @@ export const queueSchema = z
 
 export const httpSchema = z
   .object({
-    HOST: z.string().default("0.0.0.0").describe("Address the HTTP server binds."),
+    HOST: z
+      .string()
+      .default("127.0.0.1")
+      .describe("Address the HTTP server binds: loopback unless set (the Docker image and the chart set `0.0.0.0`)."),
     PORT: int(8080, 0, 65535).describe(
       "HTTP port: the API in `api`/`all`, health and metrics in `worker`/`dispatcher`.",
     ),
@@ -93,11 +98,22 @@ export const httpSchema = z
     MAX_BODY_BYTES_IN_FLIGHT: int(67_108_864, 1_048_576, 4_294_967_296).describe(
       "Most bytes of request bodies one API process reads at once; a body that would pass it is refused with 503 `overloaded` and `Retry-After: 1` (before reading when its length is declared). At least MAX_PAYLOAD_BYTES; it also caps the `POST /events/batch` body limit, so a larger batch gets 413.",
     ),
-    API_KEY: z
+    ADMIN_API_KEY: z
       .string()
-      .min(16, "must be at least 16 characters")
+      .min(32, "must be at least 32 characters")
+      .regex(/^\S+$/, "must not contain white space")
       .optional()
-      .describe("When set, every request except health, readiness, metrics and OpenAPI needs `Authorization: Bearer <API_KEY>`."),
+      .describe(
+        "The admin key: manages applications and their keys, and acts on any application named by the `Evently-Application` header. Required by `api`; `all` without it generates one into EVENTLY_DATA_DIR and prints it. Make one with `openssl rand -hex 32`.",
+      ),
+    API_KEY: z
+      .undefined({ error: "was renamed to ADMIN_API_KEY (at least 32 characters); application keys are made with POST /applications/{id}/api-keys" })
+      .optional()
+      .describe("Removed: renamed to ADMIN_API_KEY. Setting it stops startup with that message."),
+    METRICS_AUTH: z
+      .enum(["public", "admin"])
+      .default("public")
+      .describe("`public`: /metrics needs no key (for scrapers on a private network); `admin`: it needs the admin key, on every role's server."),
   })
   // A body larger than the in-flight bound could never be read: it would be refused with a 503
   // that no retry cures. Batches are capped to the bound instead (events/index.ts: 413 above it).
@@ -150,8 +166,19 @@ export const deliverySchema = z.object({
   DELIVERY_TIMEOUT_MS: int(15_000, 100, 300_000).describe("Default per-attempt timeout for endpoints that set none."),
   DELIVERY_MAX_RESPONSE_BYTES: int(4096, 0, 1_048_576).describe("Response body bytes kept on each attempt."),
   DELIVERY_ALLOW_PRIVATE_NETWORKS: bool(false).describe(
-    "Allow deliveries to loopback, private, link-local and other non-public addresses (SSRF guard off).",
+    "The blunt switch: allow deliveries to every address, loopback, private, link-local and cloud metadata included (SSRF guard off). Prefer DELIVERY_ALLOWED_CIDRS.",
   ),
+  DELIVERY_ALLOWED_CIDRS: z
+    .string()
+    .default("")
+    .transform((spec, ctx) => {
+      const { cidrs, invalid } = parseCidrList(spec);
+      if (invalid.length > 0) ctx.addIssue({ code: "custom", message: `not a CIDR: ${invalid.join(", ")} (write like 10.1.0.0/16,fd00::/8)` });
+      return cidrs;
+    })
+    .describe(
+      "Comma-separated CIDRs (IPv4 and IPv6, like `127.0.0.0/8,10.1.0.0/16`) that deliveries may reach though not public; everything else non-public stays refused, both when an endpoint is saved and when the worker connects. A cloud metadata address (169.254.169.254) is opened only by naming it alone (`/32`).",
+    ),
   RETRY_SCHEDULE: z
     .string()
     .regex(/^\d+(ms|s|m|h)(,\d+(ms|s|m|h))*$/, "comma-separated durations like 5s,5m,30m,2h")
@@ -177,6 +204,35 @@ export const telemetrySchema = z.object({
   OTEL_SERVICE_NAME: z.string().default("evently").describe("Service name on spans and metrics."),
 });
 
+// Checked here so a bad key stops startup naming its variable; the cipher decodes the same text.
+const encryptionKey = (value: string, ctx: z.RefinementCtx) => {
+  const problem = keyProblem(value);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+};
+
+export const secretsSchema = z.object({
+  ENCRYPTION_KEY: z
+    .string()
+    .superRefine(encryptionKey)
+    .optional()
+    .describe(
+      "Key that encrypts endpoint secrets and credentials at rest (AES-256-GCM): base64 or base64url of 32 random bytes, like `openssl rand -base64 32` prints. Stored values name their key by an id derived from it; to rotate, move the old key to ENCRYPTION_PREVIOUS_KEYS, set a new one, then run `reencrypt`.",
+    ),
+  ENCRYPTION_PREVIOUS_KEYS: z
+    .string()
+    .optional()
+    .transform((list) => (list ?? "").split(",").map((key) => key.trim()).filter((key) => key !== ""))
+    .superRefine((keys, ctx) =>
+      keys.forEach((key, i) => {
+        const problem = keyProblem(key);
+        if (problem) ctx.addIssue({ code: "custom", message: `key ${i + 1} ${problem}` });
+      }),
+    )
+    .describe(
+      "Comma-separated older keys, same format as ENCRYPTION_KEY, used only to decrypt values written before a rotation; remove one once `reencrypt` reports nothing left under it.",
+    ),
+});
+
 export const configSchemas = {
   database: databaseSchema,
   queue: queueSchema,
@@ -185,4 +241,5 @@ export const configSchemas = {
   dispatch: dispatchSchema,
   delivery: deliverySchema,
   telemetry: telemetrySchema,
+  secrets: secretsSchema,
 } as const;

@@ -44,63 +44,64 @@ function fromRaw({ headersJson, metadataJson, ...rest }: RawEndpointRow): Endpoi
   return { ...rest, headers: JSON.parse(headersJson), metadata: JSON.parse(metadataJson) };
 }
 
-export async function insertEndpoint(sql: Db, id: string, secret: string, values: EndpointValues): Promise<void> {
+export async function insertEndpoint(sql: Db, appId: string, id: string, secret: string, values: EndpointValues): Promise<void> {
   await sql`
-    insert into endpoints (id, url, description, secret, enabled, timeout_ms, headers, rate_limit_per_second, metadata)
-    values (${id}, ${values.url}, ${values.description}, ${secret}, ${values.enabled}, ${values.timeoutMs},
+    insert into endpoints (id, app_id, url, description, secret, enabled, timeout_ms, headers, rate_limit_per_second, metadata)
+    values (${id}, ${appId}, ${values.url}, ${values.description}, ${secret}, ${values.enabled}, ${values.timeoutMs},
             ${sql.json(values.headers)}, ${values.rateLimitPerSecond}, ${sql.json(values.metadata)})`;
 }
 
-export async function findEndpoint(sql: Db, id: string): Promise<EndpointRow | null> {
-  const [row] = await sql<RawEndpointRow[]>`${selectEndpoints(sql)} where e.id = ${id}`;
+export async function findEndpoint(sql: Db, appId: string, id: string): Promise<EndpointRow | null> {
+  const [row] = await sql<RawEndpointRow[]>`${selectEndpoints(sql)} where e.app_id = ${appId} and e.id = ${id}`;
   return row ? fromRaw(row) : null;
 }
 
 /** Newest first; `before` is the last id of the previous page. */
-export async function listEndpoints(sql: Db, page: { before?: string; limit: number }): Promise<EndpointRow[]> {
+export async function listEndpoints(sql: Db, appId: string, page: { before?: string; limit: number }): Promise<EndpointRow[]> {
   const rows = await sql<RawEndpointRow[]>`
     ${selectEndpoints(sql)}
-    ${page.before ? sql`where e.id < ${page.before}` : sql``}
+    where e.app_id = ${appId} ${page.before ? sql`and e.id < ${page.before}` : sql``}
     order by e.id desc
     limit ${page.limit}`;
   return rows.map(fromRaw);
 }
 
 /** Locks the row for a read-modify-write, so concurrent partial updates do not lose each other. */
-export async function lockEndpointValues(tx: TxSql, id: string): Promise<EndpointValues | null> {
+export async function lockEndpointValues(tx: TxSql, appId: string, id: string): Promise<EndpointValues | null> {
   const [row] = await tx<(Omit<EndpointValues, "headers" | "metadata"> & { headersJson: string; metadataJson: string })[]>`
     select url, description, enabled, timeout_ms, headers::text as headers_json, rate_limit_per_second,
            metadata::text as metadata_json
-    from endpoints where id = ${id}
+    from endpoints where app_id = ${appId} and id = ${id}
     for update`;
   if (!row) return null;
   const { headersJson, metadataJson, ...rest } = row;
   return { ...rest, headers: JSON.parse(headersJson), metadata: JSON.parse(metadataJson) };
 }
 
-export async function updateEndpoint(sql: Db, id: string, values: EndpointValues): Promise<void> {
+export async function updateEndpoint(sql: Db, appId: string, id: string, values: EndpointValues): Promise<void> {
   await sql`
     update endpoints
     set url = ${values.url}, description = ${values.description}, enabled = ${values.enabled},
         timeout_ms = ${values.timeoutMs}, headers = ${sql.json(values.headers)},
         rate_limit_per_second = ${values.rateLimitPerSecond}, metadata = ${sql.json(values.metadata)},
         updated_at = now()
-    where id = ${id}`;
+    where app_id = ${appId} and id = ${id}`;
 }
 
 /** Deletes the endpoint with its routes, jobs and attempts (cascade); false when it did not exist. */
-export async function deleteEndpoint(sql: Db, id: string): Promise<boolean> {
-  const result = await sql`delete from endpoints where id = ${id}`;
+export async function deleteEndpoint(sql: Db, appId: string, id: string): Promise<boolean> {
+  const result = await sql`delete from endpoints where app_id = ${appId} and id = ${id}`;
   return result.count > 0;
 }
 
-export async function endpointExists(sql: Db, id: string): Promise<boolean> {
-  const [row] = await sql<{ exists: boolean }[]>`select exists (select 1 from endpoints where id = ${id}) as exists`;
+export async function endpointExists(sql: Db, appId: string, id: string): Promise<boolean> {
+  const [row] = await sql<{ exists: boolean }[]>`
+    select exists (select 1 from endpoints where app_id = ${appId} and id = ${id}) as exists`;
   return row!.exists;
 }
 
-export async function findSecret(sql: Db, id: string): Promise<string | null> {
-  const [row] = await sql<{ secret: string }[]>`select secret from endpoints where id = ${id}`;
+export async function findSecret(sql: Db, appId: string, id: string): Promise<string | null> {
+  const [row] = await sql<{ secret: string }[]>`select secret from endpoints where app_id = ${appId} and id = ${id}`;
   return row?.secret ?? null;
 }
 
@@ -113,6 +114,7 @@ export async function findSecret(sql: Db, id: string): Promise<string | null> {
  */
 export async function replaceSecret(
   sql: Db,
+  appId: string,
   id: string,
   secret: string,
   graceSeconds: number,
@@ -125,7 +127,7 @@ export async function replaceSecret(
                                           then now() + make_interval(secs => ${graceSeconds}::integer) end,
         secret = ${secret},
         updated_at = now()
-    where id = ${id}
+    where app_id = ${appId} and id = ${id}
     returning previous_secret_expires_at`;
   return row ?? null;
 }

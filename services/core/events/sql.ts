@@ -4,6 +4,8 @@ import { eventTypeCondition } from "../routes/sql.ts";
 
 export interface NewEventRow {
   id: string;
+  /** The application the event belongs to: it fans out to that application's routes only. */
+  appId: string;
   type: string;
   /** The payload, already serialised once; cast to json in SQL (text[] -> json). */
   dataJson: string;
@@ -33,24 +35,25 @@ export async function insertEventsWithJobs(tx: TxSql | Sql, rows: NewEventRow[],
   const result = await tx<{ kind: "e" | "j"; id: string; eventId: string | null; endpointId: string | null }[]>`
     with input as (
       select * from unnest(
-        ${rows.map((r) => r.id)}::text[], ${rows.map((r) => r.type)}::text[], ${rows.map((r) => r.dataJson)}::text[],
+        ${rows.map((r) => r.id)}::text[], ${rows.map((r) => r.appId)}::text[], ${rows.map((r) => r.type)}::text[],
+        ${rows.map((r) => r.dataJson)}::text[],
         ${rows.map((r) => r.idempotencyKey)}::text[], ${rows.map((r) => r.createdAt.toISOString())}::timestamptz[],
         ${rows.map((r) => matchingPatterns(r.type).join(" "))}::text[]
-      ) as t (id, type, data, idempotency_key, created_at, patterns)
+      ) as t (id, app_id, type, data, idempotency_key, created_at, patterns)
     ), inserted as (
-      insert into events (id, type, payload, idempotency_key, created_at)
-      select id, type, data::json, idempotency_key, created_at from input
+      insert into events (id, app_id, type, payload, idempotency_key, created_at)
+      select id, app_id, type, data::json, idempotency_key, created_at from input
       on conflict do nothing
       returning id
     ), targets as (
-      select distinct i.id as event_id, i.type, i.created_at, r.endpoint_id
+      select distinct i.id as event_id, i.app_id, i.type, i.created_at, r.endpoint_id
       from inserted
       join input i on i.id = inserted.id
-      join routes r on r.event_type = any (string_to_array(i.patterns, ' '))
-      join endpoints e on e.id = r.endpoint_id and e.enabled
+      join routes r on r.app_id = i.app_id and r.event_type = any (string_to_array(i.patterns, ' '))
+      join endpoints e on e.app_id = r.app_id and e.id = r.endpoint_id and e.enabled
     ), jobs_inserted as (
-      insert into jobs (id, event_id, endpoint_id, event_type, status, created_at)
-      select evently_id('job'), event_id, endpoint_id, type, 'pending', created_at
+      insert into jobs (id, app_id, event_id, endpoint_id, event_type, status, created_at)
+      select evently_id('job'), app_id, event_id, endpoint_id, type, 'pending', created_at
       from targets
       returning id, event_id, endpoint_id, created_at
     ), outbox_inserted as (
@@ -72,6 +75,7 @@ export async function insertEventsWithJobs(tx: TxSql | Sql, rows: NewEventRow[],
 /** An event without its payload: what lists show and what explains a skipped insert. */
 export interface StoredEventSummary {
   id: string;
+  appId: string;
   type: string;
   idempotencyKey: string | null;
   createdAt: Date;
@@ -79,13 +83,20 @@ export interface StoredEventSummary {
 
 /**
  * Stored events that explain why rows of a batch were not inserted: those holding the batch's own
- * ids (committed by an earlier try of the same batch) and those holding its idempotency keys.
+ * ids (committed by an earlier try of the same batch) and those holding its idempotency keys in
+ * the same application.
  */
-export async function findExisting(sql: TxSql | Sql, ids: string[], keys: string[]): Promise<StoredEventSummary[]> {
-  if (ids.length === 0) return [];
+export async function findExisting(
+  sql: TxSql | Sql,
+  skipped: Pick<NewEventRow, "id" | "appId" | "idempotencyKey">[],
+): Promise<StoredEventSummary[]> {
+  if (skipped.length === 0) return [];
+  const keyed = skipped.filter((r) => r.idempotencyKey !== null);
   return sql<StoredEventSummary[]>`
-    select id, type, idempotency_key, created_at from events
-    where id = any (${ids}::text[]) or idempotency_key = any (${keys}::text[])`;
+    select id, app_id, type, idempotency_key, created_at from events
+    where id = any (${skipped.map((r) => r.id)}::text[])
+       or (app_id, idempotency_key) in (
+            select * from unnest(${keyed.map((r) => r.appId)}::text[], ${keyed.map((r) => r.idempotencyKey)}::text[]))`;
 }
 
 /**
@@ -95,14 +106,15 @@ export async function findExisting(sql: TxSql | Sql, ids: string[], keys: string
  */
 export async function findKeyMismatches(
   sql: TxSql | Sql,
-  replays: Pick<NewEventRow, "id" | "idempotencyKey" | "type" | "dataJson">[],
+  replays: Pick<NewEventRow, "id" | "appId" | "idempotencyKey" | "type" | "dataJson">[],
 ): Promise<Set<string>> {
   if (replays.length === 0) return new Set();
   const rows = await sql<{ id: string }[]>`
-    select r.id from unnest(${replays.map((r) => r.id)}::text[], ${replays.map((r) => r.idempotencyKey)}::text[],
-                            ${replays.map((r) => r.type)}::text[], ${replays.map((r) => r.dataJson)}::text[])
-      as r (id, key, type, data)
-    join events e on e.idempotency_key = r.key
+    select r.id from unnest(${replays.map((r) => r.id)}::text[], ${replays.map((r) => r.appId)}::text[],
+                            ${replays.map((r) => r.idempotencyKey)}::text[], ${replays.map((r) => r.type)}::text[],
+                            ${replays.map((r) => r.dataJson)}::text[])
+      as r (id, app_id, key, type, data)
+    join events e on e.app_id = r.app_id and e.idempotency_key = r.key
     where e.type <> r.type or e.payload::jsonb <> r.data::jsonb`;
   return new Set(rows.map((r) => r.id));
 }
@@ -114,9 +126,10 @@ export interface StoredEvent extends StoredEventSummary {
   dataJson: string;
 }
 
-export async function findEvent(sql: TxSql | Sql, id: string): Promise<StoredEvent | null> {
+export async function findEvent(sql: TxSql | Sql, appId: string, id: string): Promise<StoredEvent | null> {
   const [row] = await sql<StoredEvent[]>`
-    select id, type, idempotency_key, created_at, payload::text as data_json from events where id = ${id}`;
+    select id, app_id, type, idempotency_key, created_at, payload::text as data_json from events
+    where app_id = ${appId} and id = ${id}`;
   return row ?? null;
 }
 
@@ -130,10 +143,10 @@ export interface EventListFilter {
   limit: number;
 }
 
-export async function listEvents(sql: TxSql | Sql, filter: EventListFilter): Promise<StoredEventSummary[]> {
+export async function listEvents(sql: TxSql | Sql, appId: string, filter: EventListFilter): Promise<StoredEventSummary[]> {
   return sql<StoredEventSummary[]>`
-    select id, type, idempotency_key, created_at from events
-    where true
+    select id, app_id, type, idempotency_key, created_at from events
+    where app_id = ${appId}
       ${eventTypeCondition(sql, "type", filter.eventType)}
       ${filter.since ? sql`and created_at >= ${filter.since}` : sql``}
       ${filter.until ? sql`and created_at < ${filter.until}` : sql``}

@@ -10,6 +10,8 @@ import { SPAN } from "../telemetry/names.ts";
 import { tracer } from "../telemetry/tracing.ts";
 
 export interface EventInput {
+  /** The application the event is ingested for. */
+  appId: string;
   type: string;
   /** `data` serialised once by the caller; stored as jsonb and spliced into the delivered body. */
   dataJson: string;
@@ -76,6 +78,7 @@ export class GroupCommitter {
     return this.batcher.add(
       inputs.map((input) => ({
         id: newId("event", now.getTime()),
+        appId: input.appId,
         type: input.type,
         dataJson: input.dataJson,
         idempotencyKey: input.idempotencyKey,
@@ -124,11 +127,7 @@ export class GroupCommitter {
         const inserted = await withDeadline(insertEventsWithJobs(this.sql, rows, this.options.graceMs), COMMIT_DEADLINE_MS, "ingest commit");
         const skipped = rows.filter((r) => !inserted.insertedEventIds.has(r.id));
         if (skipped.length === 0) return { ...inserted, existing: [], earlierJobs: [], keyMismatches: new Set<string>() };
-        const existing = await findExisting(
-          this.sql,
-          skipped.map((r) => r.id),
-          skipped.flatMap((r) => (r.idempotencyKey === null ? [] : [r.idempotencyKey])),
-        );
+        const existing = await findExisting(this.sql, skipped);
         // Jobs of events stored before this statement: ours from a lost earlier try, and the
         // originals of replayed keys (a replay answers with the jobs its first request created).
         const storedIds = new Set(existing.map((e) => e.id));
@@ -153,10 +152,11 @@ export class GroupCommitter {
       list.push({ id: job.id, eventId: job.eventId, endpointId: job.endpointId });
     }
     const existingById = new Map<string, StoredEventSummary>();
+    // Keys are unique per application: looked up by application and key together.
     const existingByKey = new Map<string, StoredEventSummary>();
     for (const e of batch.existing) {
       existingById.set(e.id, e);
-      if (e.idempotencyKey !== null) existingByKey.set(e.idempotencyKey, e);
+      if (e.idempotencyKey !== null) existingByKey.set(scopedKey(e.appId, e.idempotencyKey), e);
     }
     const committed: CommittedEvent[] = [];
     let replays = 0;
@@ -169,7 +169,7 @@ export class GroupCommitter {
           return { id: row.id, type: row.type, createdAt: row.createdAt, idempotencyKey: row.idempotencyKey, replayed: false, keyReused: false, jobs };
         }
         replays++;
-        const original = existingByKey.get(row.idempotencyKey!)!;
+        const original = existingByKey.get(scopedKey(row.appId, row.idempotencyKey!))!;
         return {
           id: original.id,
           type: original.type,
@@ -188,3 +188,5 @@ export class GroupCommitter {
     return results;
   }
 }
+
+const scopedKey = (appId: string, key: string) => `${appId} ${key}`;

@@ -144,12 +144,15 @@ const selectJobs = (sql: Sql | TxSql) => sql`
          delivered_at, created_at, updated_at
   from jobs`;
 
-export async function findJob(sql: Sql | TxSql, id: string): Promise<JobRow | null> {
-  const [row] = await sql<JobRow[]>`${selectJobs(sql)} where id = ${id}`;
+export async function findJob(sql: Sql | TxSql, appId: string, id: string): Promise<JobRow | null> {
+  const [row] = await sql<JobRow[]>`${selectJobs(sql)} where app_id = ${appId} and id = ${id}`;
   return row ?? null;
 }
 
-/** The jobs of these events, oldest first; what an event's detail and an idempotent replay show. */
+/**
+ * The jobs of these events, oldest first; what an event's detail and an idempotent replay show.
+ * Unscoped: callers pass ids of events they already found in their application.
+ */
 export async function listJobsForEvents(sql: Sql | TxSql, eventIds: string[]): Promise<JobRow[]> {
   if (eventIds.length === 0) return [];
   return sql<JobRow[]>`${selectJobs(sql)} where event_id = any (${eventIds}::text[]) order by id`;
@@ -167,10 +170,10 @@ export interface JobListFilter {
   limit: number;
 }
 
-export async function listJobs(sql: Sql | TxSql, filter: JobListFilter): Promise<JobRow[]> {
+export async function listJobs(sql: Sql | TxSql, appId: string, filter: JobListFilter): Promise<JobRow[]> {
   return sql<JobRow[]>`
     ${selectJobs(sql)}
-    where true
+    where app_id = ${appId}
       ${filter.endpointId ? sql`and endpoint_id = ${filter.endpointId}` : sql``}
       ${filter.status ? sql`and status = ${filter.status}` : sql``}
       ${eventTypeCondition(sql, "event_type", filter.eventType)}
@@ -186,11 +189,11 @@ export async function listJobs(sql: Sql | TxSql, filter: JobListFilter): Promise
  * attempt_count is kept, so the worker's claim (which checks it) still holds and the retry schedule
  * treats this as one extra attempt. Null when the job is not `failed`.
  */
-export async function rescheduleFailedJob(sql: Sql | TxSql, id: string): Promise<JobRow | null> {
+export async function rescheduleFailedJob(sql: Sql | TxSql, appId: string, id: string): Promise<JobRow | null> {
   const [row] = await sql<JobRow[]>`
     with rescheduled as (
       update jobs set status = 'scheduled', next_attempt_at = now(), updated_at = now()
-      where id = ${id} and status = 'failed'
+      where app_id = ${appId} and id = ${id} and status = 'failed'
       returning id, event_id, endpoint_id, event_type, status, attempt_count, next_attempt_at, last_attempt_at,
                 delivered_at, created_at, updated_at
     ), entry as (

@@ -14,13 +14,14 @@ export interface RouteRow {
 type Db = Sql | TxSql;
 
 /**
- * Inserts one route. Unique (event_type, endpoint_id) and the endpoint foreign key are left to the
- * database (23505 / 23503), so two concurrent requests cannot both succeed.
+ * Inserts one route. Unique (app_id, event_type, endpoint_id) and the endpoint foreign key are left
+ * to the database (23505 / 23503), so two concurrent requests cannot both succeed; the key is
+ * (app_id, endpoint_id), so another application's endpoint is as unknown as a missing one.
  */
-export async function insertRoute(sql: Db, endpointId: string, eventType: string): Promise<RouteRow> {
+export async function insertRoute(sql: Db, appId: string, endpointId: string, eventType: string): Promise<RouteRow> {
   const [row] = await sql<RouteRow[]>`
-    insert into routes (id, endpoint_id, event_type)
-    values (${newId("route")}, ${endpointId}, ${eventType})
+    insert into routes (id, app_id, endpoint_id, event_type)
+    values (${newId("route")}, ${appId}, ${endpointId}, ${eventType})
     returning id, endpoint_id, event_type, created_at`;
   return row!;
 }
@@ -29,37 +30,39 @@ export async function insertRoute(sql: Db, endpointId: string, eventType: string
  * Makes `eventTypes` exactly the endpoint's set of routes: removes the others, adds the missing ones
  * and leaves the rest (and their ids) alone.
  */
-export async function setEndpointEventTypes(tx: TxSql, endpointId: string, eventTypes: string[]): Promise<void> {
+export async function setEndpointEventTypes(tx: TxSql, appId: string, endpointId: string, eventTypes: string[]): Promise<void> {
   await tx`delete from routes where endpoint_id = ${endpointId} and event_type <> all (${eventTypes}::text[])`;
   if (eventTypes.length === 0) return;
   await tx`
-    insert into routes (id, endpoint_id, event_type)
-    select id, ${endpointId}, event_type
+    insert into routes (id, app_id, endpoint_id, event_type)
+    select id, ${appId}, ${endpointId}, event_type
     from unnest(${eventTypes.map(() => newId("route"))}::text[], ${eventTypes}::text[]) as t (id, event_type)
-    on conflict (event_type, endpoint_id) do nothing`;
+    on conflict (app_id, event_type, endpoint_id) do nothing`;
 }
 
-export async function findRoute(sql: Db, id: string): Promise<RouteRow | null> {
-  const [row] = await sql<RouteRow[]>`select id, endpoint_id, event_type, created_at from routes where id = ${id}`;
+export async function findRoute(sql: Db, appId: string, id: string): Promise<RouteRow | null> {
+  const [row] = await sql<RouteRow[]>`
+    select id, endpoint_id, event_type, created_at from routes where app_id = ${appId} and id = ${id}`;
   return row ?? null;
 }
 
 /** Newest first; `before` is the last id of the previous page. */
 export async function listRoutes(
   sql: Db,
+  appId: string,
   filter: { endpointId?: string; before?: string; limit: number },
 ): Promise<RouteRow[]> {
   return sql<RouteRow[]>`
     select id, endpoint_id, event_type, created_at from routes
-    where true
+    where app_id = ${appId}
       ${filter.endpointId ? sql`and endpoint_id = ${filter.endpointId}` : sql``}
       ${filter.before ? sql`and id < ${filter.before}` : sql``}
     order by id desc
     limit ${filter.limit}`;
 }
 
-export async function deleteRoute(sql: Db, id: string): Promise<boolean> {
-  const result = await sql`delete from routes where id = ${id}`;
+export async function deleteRoute(sql: Db, appId: string, id: string): Promise<boolean> {
+  const result = await sql`delete from routes where app_id = ${appId} and id = ${id}`;
   return result.count > 0;
 }
 

@@ -17,9 +17,11 @@ export interface HealthDeps {
   readiness: ReadinessCheck;
   /** Prometheus text exposition; /metrics is served only when given. */
   renderMetrics?: () => Promise<string>;
+  /** Who may read /metrics (METRICS_AUTH): anyone, or the admin key only. */
+  metricsAccess?: "public" | "admin";
 }
 
-/** Liveness, readiness and metrics: served by every role, without the API key. */
+/** Liveness, readiness and metrics: served by every role without a key (metrics: unless METRICS_AUTH=admin). */
 export function healthOperations(deps: HealthDeps): ApiOperation[] {
   const routes = [
     defineOperation({
@@ -28,7 +30,7 @@ export function healthOperations(deps: HealthDeps): ApiOperation[] {
       operationId: "getHealth",
       summary: "Liveness: the process is up and serving HTTP",
       tag: "operations",
-      public: true,
+      access: "public",
       status: 200,
       response: Health,
       handle: () => ({ status: "ok" }),
@@ -39,7 +41,7 @@ export function healthOperations(deps: HealthDeps): ApiOperation[] {
       operationId: "getReadiness",
       summary: "Readiness: every dependency this process needs is reachable",
       tag: "operations",
-      public: true,
+      access: "public",
       status: 200,
       response: ReadinessBody,
       otherResponses: [{ status: 503, description: "A dependency is unreachable", schema: ReadinessBody }],
@@ -58,7 +60,7 @@ export function healthOperations(deps: HealthDeps): ApiOperation[] {
         operationId: "getMetrics",
         summary: "Prometheus metrics of this process",
         tag: "operations",
-        public: true,
+        access: deps.metricsAccess ?? "public",
         status: 200,
         response: "text",
         handle: async () =>

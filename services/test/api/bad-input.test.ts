@@ -306,7 +306,11 @@ describe("accepted despite appearances", () => {
   test("a body without a content-type is refused, before anything is written", async () => {
     const before = await api.fingerprint();
     // A string body would get text/plain from Request itself; bytes get no content-type at all.
-    const request = new Request("http://localhost/events", { method: "POST", body: new TextEncoder().encode(JSON.stringify(event())) });
+    const request = new Request("http://localhost/events", {
+      method: "POST",
+      headers: { authorization: `Bearer ${api.appKey}` },
+      body: new TextEncoder().encode(JSON.stringify(event())),
+    });
     expect(request.headers.get("content-type")).toBeNull();
     const res = await api.app.handle(request);
     expect(res.status).toBe(415);
@@ -338,7 +342,11 @@ describe("accepted despite appearances", () => {
       },
     });
     const res = await api.app.handle(
-      new Request("http://localhost/events", { method: "POST", body: stream, headers: { "content-type": "application/json" } }),
+      new Request("http://localhost/events", {
+        method: "POST",
+        body: stream,
+        headers: { "content-type": "application/json", authorization: `Bearer ${api.appKey}` },
+      }),
     );
     expect(res.status).toBe(413);
     expect(((await res.json()) as { code: string }).code).toBe("payload_too_large");

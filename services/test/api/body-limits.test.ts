@@ -72,7 +72,11 @@ function holdBody(body: string, firstBytes: number, declare: boolean): HeldReque
     },
     new CountQueuingStrategy({ highWaterMark: 0 }),
   );
-  const headers: Record<string, string> = { "content-type": "application/json", ...(declare ? declared(body) : {}) };
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    authorization: `Bearer ${api.appKey}`,
+    ...(declare ? declared(body) : {}),
+  };
   const response = api.app
     .handle(new Request("http://localhost/events/batch", { method: "POST", headers, body: stream }))
     .then(async (res) => {

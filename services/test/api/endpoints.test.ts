@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { SecretCipher } from "../../core/secrets/cipher.ts";
+import { decryptHeaders, decryptSecrets } from "../../core/secrets/fields.ts";
 import { hookUrl, startApi, type TestApi, type TestResponse } from "./harness.ts";
 
 let api: TestApi;
@@ -10,6 +12,8 @@ afterAll(async () => {
 });
 
 const create = (body: Record<string, unknown>) => api.request("POST", "/endpoints", { body: { url: hookUrl(), ...body } });
+
+const cipher = () => SecretCipher.fromConfig(api.config.secrets);
 
 describe("endpoints CRUD", () => {
   test("create returns the endpoint with its secret once, with defaults filled in", async () => {
@@ -31,7 +35,10 @@ describe("endpoints CRUD", () => {
     expect(new Date(res.body.createdAt).toISOString()).toBe(res.body.createdAt);
 
     const stored = await api.sql<{ secret: string }[]>`select secret from endpoints where id = ${res.body.id}`;
-    expect(stored[0]!.secret).toBe(res.body.secret);
+    // Stored encrypted (ENCRYPTION_KEY), never as it was shown.
+    expect(stored[0]!.secret).toStartWith("evenc:v1:");
+    expect(stored[0]!.secret).not.toContain(res.body.secret.slice(6));
+    expect(await cipher().decrypt(stored[0]!.secret)).toBe(res.body.secret);
 
     const got = await api.request("GET", `/endpoints/${res.body.id}`);
     expect(got.status).toBe(200);
@@ -148,10 +155,13 @@ describe("endpoints CRUD", () => {
     const made = await create({});
     const id = made.body.id;
     const stored = async () =>
-      (
-        await api.sql<{ secret: string; previousSecret: string | null; previousSecretExpiresAt: Date | null }[]>`
-          select secret, previous_secret, previous_secret_expires_at from endpoints where id = ${id}`
-      )[0]!;
+      decryptSecrets(
+        cipher(),
+        (
+          await api.sql<{ secret: string; previousSecret: string | null; previousSecretExpiresAt: Date | null }[]>`
+            select secret, previous_secret, previous_secret_expires_at from endpoints where id = ${id}`
+        )[0]!,
+      );
     const near = (iso: string, seconds: number) => expect(Math.abs(Date.parse(iso) - (Date.now() + seconds * 1000))).toBeLessThan(10_000);
 
     // No body, no content type: the default grace.
@@ -194,7 +204,11 @@ describe("endpoints CRUD", () => {
     const asText = await api.request("POST", path, { body: JSON.stringify({ graceSeconds: 0 }), headers: { "content-type": "text/plain" } });
     expect(asText.status).toBe(415);
     // A body with content still needs its content type, even where the body may be left out.
-    const untyped = await api.app.handle(new Request(`http://localhost${path}`, { method: "POST", body: '{"graceSeconds":0}' }));
+    const untyped = await api.app.handle(new Request(`http://localhost${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${api.appKey}` },
+        body: '{"graceSeconds":0}',
+      }),);
     expect(untyped.status).toBe(415);
     expect(await api.fingerprint()).toBe(before);
     // The bounds themselves are accepted.
@@ -315,7 +329,8 @@ describe("custom headers", () => {
     expect(res.status).toBe(201);
     expect(res.body.headers).toEqual({ authorization: "[redacted]", "x-list": "a,\tb; q=0.5" });
     const [stored] = await api.sql`select headers from endpoints where id = ${res.body.id}`;
-    expect(stored!.headers).toEqual({ authorization: "Bearer a.b-c_d~", "x-list": "a,\tb; q=0.5" });
+    expect(stored!.headers.authorization).toStartWith("evenc:v1:");
+    expect(await decryptHeaders(cipher(), stored!.headers)).toEqual({ authorization: "Bearer a.b-c_d~", "x-list": "a,\tb; q=0.5" });
   });
 });
 
@@ -329,8 +344,11 @@ describe("credentials in the url and headers", () => {
     "x-hub-signature": "h-1",
     "x-tenant": "acme",
   };
-  const storedRow = async (id: string) =>
-    (await api.sql<{ url: string; headers: Record<string, string> }[]>`select url, headers from endpoints where id = ${id}`)[0]!;
+  /** The row with its credential headers decrypted: they are stored encrypted. */
+  const storedRow = async (id: string) => {
+    const row = (await api.sql<{ url: string; headers: Record<string, string> }[]>`select url, headers from endpoints where id = ${id}`)[0]!;
+    return { ...row, headers: await decryptHeaders(cipher(), row.headers) };
+  };
 
   test("every read shows the url's password and credential-like header values as [redacted]; the store keeps them", async () => {
     const url = `https://hook-user:p%40ss-1@hooks.example.com/creds/${Date.now()}?q=1`;
@@ -412,7 +430,7 @@ describe("SSRF check on endpoint urls (DELIVERY_ALLOW_PRIVATE_NETWORKS=false)", 
   const blocked: [url: string, why: string][] = [
     ["http://127.0.0.1/", "(loopback)"],
     ["http://10.0.0.1/", "(private)"],
-    ["http://169.254.169.254/", "(link-local)"],
+    ["http://169.254.169.254/", "(cloud metadata)"],
     ["http://[::1]/", "(loopback)"],
     ["http://[::ffff:127.0.0.1]/", "(loopback)"],
     // Spellings the URL parser turns into 127.0.0.1.

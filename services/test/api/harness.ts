@@ -4,6 +4,10 @@ import { loadConfig, type Config } from "../../core/config/index.ts";
 import { createSql, type Sql } from "../../core/db/client.ts";
 import type { Logger } from "../../core/log.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
+import { createKey, TEST_SECRETS_ENV } from "../support/keys.ts";
+import { Authenticator } from "../../api/auth/authenticator.ts";
+import { IngestRateLimiter } from "../../core/ratelimit/limiter.ts";
+import { silentLogger } from "../../core/log.ts";
 
 /** An API over a database of its own, driven through `app.handle` (no port). */
 export interface TestApi {
@@ -11,6 +15,8 @@ export interface TestApi {
   sql: Sql;
   db: TestDatabase;
   config: Config;
+  /** A key of the default application; requests carry it unless they say otherwise. */
+  appKey: string;
   request(method: string, path: string, options?: RequestOptions): Promise<TestResponse>;
   /** Row counts of every table: "nothing was written" is these being unchanged. */
   counts(): Promise<Record<Table, number>>;
@@ -23,6 +29,8 @@ export interface RequestOptions {
   /** Sent as JSON unless it is a string (sent verbatim). */
   body?: unknown;
   headers?: Record<string, string>;
+  /** Sent as the bearer token: the default application's key unless given; null sends none. */
+  key?: string | null;
 }
 
 export interface TestResponse {
@@ -46,7 +54,8 @@ export interface StartOptions {
  */
 export const noHandoff: JobHandoff = { publishGraceMs: 5000, publish: () => {} };
 
-const TABLES = ["endpoints", "routes", "events", "jobs", "outbox", "attempts"] as const;
+// api_keys is left out: its last_used_at changes with every flush of key uses.
+const TABLES = ["applications", "endpoints", "routes", "events", "jobs", "outbox", "attempts"] as const;
 type Table = (typeof TABLES)[number];
 
 export async function startApi(options: StartOptions = {}): Promise<TestApi> {
@@ -57,11 +66,15 @@ export async function startApi(options: StartOptions = {}): Promise<TestApi> {
     // API tests deliver nothing and should not wait on DNS for their made-up hosts; the tests of
     // the SSRF check on endpoint URLs set this to "false".
     DELIVERY_ALLOW_PRIVATE_NETWORKS: "true",
+    ...TEST_SECRETS_ENV,
     ...options.env,
   });
   const sql = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 4 });
   const ingest = new Ingest(sql, noHandoff, config.ingest);
   const readiness = options.readiness ?? postgresReadiness;
+  const authenticator = new Authenticator(sql, config.http.ADMIN_API_KEY!, silentLogger);
+  await authenticator.start();
+  const rateLimit = new IngestRateLimiter(sql, { cleanupIntervalMs: 0 });
   const app = createApp({
     config,
     sql,
@@ -69,13 +82,17 @@ export async function startApi(options: StartOptions = {}): Promise<TestApi> {
     readiness: () => readiness(sql),
     renderMetrics: options.renderMetrics,
     log: options.log,
+    authenticate: authenticator.authenticate,
+    rateLimit,
   });
+  const appKey = await createKey(sql);
   return {
     app,
     sql,
     db,
     config,
-    request: (method, path, opts) => send(app, method, path, opts),
+    appKey,
+    request: (method, path, opts = {}) => send(app, method, path, { ...opts, key: opts.key === undefined ? appKey : opts.key }),
     async counts() {
       const out = {} as Record<Table, number>;
       for (const table of TABLES) {
@@ -94,6 +111,8 @@ export async function startApi(options: StartOptions = {}): Promise<TestApi> {
       return parts.join(" ");
     },
     async close() {
+      await authenticator.stop();
+      await rateLimit.stop();
       await sql.end();
       await db.drop();
     },
@@ -106,7 +125,7 @@ export async function send(
   path: string,
   opts: RequestOptions = {},
 ): Promise<TestResponse> {
-  const headers: Record<string, string> = { ...opts.headers };
+  const headers: Record<string, string> = { ...(opts.key ? { authorization: `Bearer ${opts.key}` } : {}), ...opts.headers };
   let body: string | undefined;
   if (opts.body !== undefined) {
     body = typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);

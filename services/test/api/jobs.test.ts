@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
 import type { AttemptRow } from "../../core/attempts/sql.ts";
 import { newId } from "../../core/ids.ts";
 import { recordOutcomes } from "../../core/jobs/sql.ts";
@@ -54,6 +55,7 @@ async function recordAttempt(
   await recordOutcomes(api.sql, [
     {
       id: newId("attempt", o.at),
+      appId: DEFAULT_APPLICATION_ID,
       jobId,
       eventId,
       endpointId,

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
+import { TEST_ADMIN_KEY } from "../support/keys.ts";
 import { apiOperations } from "../../api/app.ts";
 import { Ingest } from "../../core/ingest/index.ts";
 import type { ApiOperation } from "../../http/operation.ts";
@@ -38,6 +40,8 @@ beforeAll(async () => {
     ingest: new Ingest(api.sql, noHandoff, api.config.ingest),
     readiness: async () => ({}),
     renderMetrics: async () => "",
+    authenticate: async () => null,
+    rateLimit: { take: () => ({ ok: true }) },
   });
 });
 afterAll(async () => {
@@ -66,7 +70,7 @@ describe("GET /openapi", () => {
       expect(op.summary.length).toBeGreaterThan(5);
       expect(Object.keys(op.responses)).toContain(String(route.status));
       expect(Object.keys(op.responses)).toContain("500");
-      if (route.public) expect(op.security).toEqual([]);
+      if (route.access === "public") expect(op.security).toEqual([]);
       else expect(Object.keys(op.responses)).toContain("401");
       if (route.body) expect(Object.keys(op.responses)).toEqual(expect.arrayContaining(["400", "413", "415"]));
       else expect(Object.keys(op.responses)).not.toContain("415"); // no body, no content type to refuse
@@ -188,7 +192,8 @@ describe("documents what a newcomer needs", () => {
     const info = (doc as unknown as { info: { description: string } }).info;
     expect(info.description).toContain("Query parameters a route does not declare, or given twice, are refused");
     const schemes = (doc as unknown as { components: { securitySchemes: { apiKey: { description: string } } } }).components;
-    expect(schemes.securitySchemes.apiKey.description).toContain("at least 16 characters");
+    expect(schemes.securitySchemes.apiKey.description).toContain("ADMIN_API_KEY");
+    expect(info.description).toContain("Evently-Application");
   });
 });
 
@@ -201,12 +206,13 @@ describe("responses match their documented schemas", () => {
     await recordOutcomes(api.sql, [
       {
         id: newId("attempt"), jobId, eventId: event.body.id, endpointId: endpoint.body.id, attemptNumber: 0,
+        appId: DEFAULT_APPLICATION_ID,
         url: "https://x.example", requestHeaders: { "webhook-id": event.body.id }, responseStatus: 500,
         responseBody: "no", durationMs: 5, errorClass: "http_status", errorDetail: "HTTP 500", createdAt: new Date(),
       },
     ], []);
     await recordOutcomes(api.sql, [], [{ jobId, status: "failed", attemptNumber: 1, nextAttemptAt: null, attemptedAt: new Date() }]);
-    const calls: [string, string, string, unknown?][] = [
+    const calls: [string, string, string | (() => string), unknown?, string?][] = [
       ["getHealth", "GET", "/health"],
       ["getReadiness", "GET", "/ready"],
       ["getMetrics", "GET", "/metrics"],
@@ -231,11 +237,21 @@ describe("responses match their documented schemas", () => {
       ["retryJob", "POST", `/jobs/${jobId}/retry`],
       ["deleteRoute", "DELETE", `/routes/${route.body.id}`],
       ["deleteEndpoint", "DELETE", `/endpoints/${endpoint.body.id}`],
+      ["createApplication", "POST", "/applications", { name: "Doc", uid: "doc" }, TEST_ADMIN_KEY],
+      ["listApplications", "GET", "/applications", undefined, TEST_ADMIN_KEY],
+      ["getApplication", "GET", "/applications/doc", undefined, TEST_ADMIN_KEY],
+      ["updateApplication", "PATCH", "/applications/doc", { metadata: { a: "b" } }, TEST_ADMIN_KEY],
+      ["createApiKey", "POST", "/applications/doc/api-keys", { name: "k" }, TEST_ADMIN_KEY],
+      ["listApiKeys", "GET", "/applications/doc/api-keys", undefined, TEST_ADMIN_KEY],
+      ["revokeApiKey", "DELETE", () => `/applications/doc/api-keys/${lastKeyId}`, undefined, TEST_ADMIN_KEY],
+      ["deleteApplication", "DELETE", "/applications/doc", undefined, TEST_ADMIN_KEY],
     ];
+    let lastKeyId = "";
     expect(calls.map((c) => c[0]).sort()).toEqual(table.map((r) => r.operationId).sort());
-    for (const [operationId, method, path, body] of calls) {
+    for (const [operationId, method, path, body, key] of calls) {
       const spec = table.find((r) => r.operationId === operationId)!;
-      const res = await api.request(method, path, { body });
+      const res = await api.request(method, typeof path === "string" ? path : path(), { body, key });
+      if (operationId === "createApiKey") lastKeyId = res.body.id;
       expect({ operationId, status: res.status }).toEqual({ operationId, status: spec.status });
       if (spec.response === undefined) expect(res.text).toBe("");
       else if (spec.response === "text") expect(res.headers.get("content-type")).toStartWith("text/plain");

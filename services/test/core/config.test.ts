@@ -1,3 +1,4 @@
+import { TEST_ADMIN_KEY, TEST_ENCRYPTION_KEY, TEST_SECRETS_ENV } from "../support/keys.ts";
 import { describe, expect, test } from "bun:test";
 import { ConfigError, loadConfig } from "../../core/config/index.ts";
 import { renderConfigTable } from "../../core/config/table.ts";
@@ -47,12 +48,39 @@ describe("config", () => {
   });
 
   test("roles run apart need DATABASE_URL: only `all` and `migrate` start an embedded Postgres", () => {
-    const { DATABASE_URL: _, ...env } = process.env;
+    const { DATABASE_URL: _, ...rest } = process.env;
+    const env = { ...rest, ...TEST_SECRETS_ENV };
     for (const role of ["api", "worker", "dispatcher"]) {
       const run = Bun.spawnSync([process.execPath, "services/main.ts", role], { env, stderr: "pipe", timeout: 20_000 });
       expect(run.exitCode).toBe(78);
       expect(run.stderr.toString()).toContain(`DATABASE_URL: required for the ${role} role`);
     }
+  });
+
+  test("deployed roles need their keys; the old API_KEY names its replacement; no secret is echoed", () => {
+    const run = (role: string, extra: Record<string, string>) => {
+      const { ADMIN_API_KEY: _a, ENCRYPTION_KEY: _e, API_KEY: _k, ...env } = process.env;
+      const done = Bun.spawnSync([process.execPath, "services/main.ts", role], {
+        env: { ...env, DATABASE_URL: "postgres://127.0.0.1:1/x", ...extra },
+        stderr: "pipe",
+        timeout: 20_000,
+      });
+      return { code: done.exitCode, stderr: done.stderr.toString() };
+    };
+    const api = run("api", {});
+    expect(api.code).toBe(78);
+    expect(api.stderr).toContain("ADMIN_API_KEY: is required by the api role");
+    expect(api.stderr).toContain("ENCRYPTION_KEY: is required by the api role");
+    expect(run("worker", { ADMIN_API_KEY: TEST_ADMIN_KEY }).stderr).toContain("ENCRYPTION_KEY: is required by the worker role");
+    expect(run("worker", { ENCRYPTION_KEY: TEST_ENCRYPTION_KEY, METRICS_AUTH: "admin" }).stderr).toContain(
+      "ADMIN_API_KEY: is required with METRICS_AUTH=admin",
+    );
+    const renamed = run("api", { ...TEST_SECRETS_ENV, API_KEY: "an-old-key-of-twenty-chars" });
+    expect(renamed.stderr).toContain("API_KEY: was renamed to ADMIN_API_KEY");
+    expect(renamed.stderr).not.toContain("an-old-key-of-twenty-chars");
+    const short = run("api", { ...TEST_SECRETS_ENV, ADMIN_API_KEY: "short-secret-value" });
+    expect(short.stderr).toContain("ADMIN_API_KEY: must be at least 32 characters");
+    expect(short.stderr).not.toContain("short-secret-value");
   });
 
   test("retry schedules parse into milliseconds", () => {

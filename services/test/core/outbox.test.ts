@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
 import { claimJobs, deferJobs, recordOutcomes, rescheduleFailedJob } from "../../core/jobs/sql.ts";
 import { clearPublished, sweepOutbox } from "../../core/outbox/sql.ts";
 import { hookUrl, startApi, type TestApi } from "../api/harness.ts";
@@ -111,7 +112,7 @@ describe("outbox entries", () => {
     expect(await jobOf(deferred)).toMatchObject({ status: "scheduled", attemptCount: 0 });
 
     await recordOutcomes(api.sql, [], [outcome(failed, "failed", 1)]);
-    expect(await rescheduleFailedJob(api.sql, failed)).toMatchObject({ status: "scheduled" });
+    expect(await rescheduleFailedJob(api.sql, DEFAULT_APPLICATION_ID, failed)).toMatchObject({ status: "scheduled" });
     expect(await entryOf(failed)).toMatchObject({ reason: "retry" });
   });
 });

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
 import type { Config } from "../../core/config/index.ts";
 import { createSql, type Sql } from "../../core/db/client.ts";
 import { insertEndpoint } from "../../core/endpoints/sql.ts";
@@ -45,7 +46,7 @@ for (const kind of TEST_TRANSPORTS) {
 
     async function subscribe(eventType: string): Promise<string> {
       const id = newId("endpoint");
-      await insertEndpoint(sql, id, "whsec_dGVzdA==", {
+      await insertEndpoint(sql, DEFAULT_APPLICATION_ID, id, "whsec_dGVzdA==", {
         url: "http://127.0.0.1:9/never-called",
         description: "",
         enabled: true,
@@ -54,13 +55,13 @@ for (const kind of TEST_TRANSPORTS) {
         rateLimitPerSecond: null,
         metadata: {},
       });
-      await insertRoute(sql, id, eventType);
+      await insertRoute(sql, DEFAULT_APPLICATION_ID, id, eventType);
       return id;
     }
 
     async function accept(type: string, count: number): Promise<string[]> {
       const accepted = await ingest.accept(
-        Array.from({ length: count }, (_, i) => ({ type, dataJson: JSON.stringify({ i }), idempotencyKey: null })),
+        Array.from({ length: count }, (_, i) => ({ appId: DEFAULT_APPLICATION_ID, type, dataJson: JSON.stringify({ i }), idempotencyKey: null })),
       );
       return accepted.flatMap((a) => a.jobs.map((j) => j.id));
     }

@@ -3,13 +3,13 @@
  * Dockerfile, .dockerignore and the container health probe.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import amqp from "amqplib";
 import postgres from "postgres";
 import { TEST_AMQP_URL } from "../support/stack.ts";
 import { ADMIN_URL } from "../support/database.ts";
-import { CONFIG_ENV, osTool, readText, repo, ROOT, run, runAsync } from "./support.ts";
+import { CONFIG_ENV, osTool, readText, repo, ROOT, run, runAsync, tempDir } from "./support.ts";
 
 type Obj = Record<string, any>;
 const composeText = await readText("docker-compose.yml");
@@ -17,6 +17,33 @@ const compose = Bun.YAML.parse(composeText) as { services: Record<string, Obj>; 
 const services = compose.services;
 const ROLES = ["api", "worker", "dispatcher"];
 const dockerfile = await readText("Dockerfile");
+const GENERATOR = repo("deploy/docker/generate-env.sh");
+/** The variables compose requires (no default) and deploy/docker/generate-env.sh writes. */
+const SECRET_VARS = ["ADMIN_API_KEY", "ENCRYPTION_KEY", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "GRAFANA_ADMIN_PASSWORD"];
+/** `${VAR:?message}`: compose stops with the message when VAR is unset or empty. */
+const REQUIRED = /^\$\{([A-Z_]+):\?([^}]+)\}$/;
+/** Environment keys that hold a password, a key or a secret. */
+const SECRET_KEY = /PASS|SECRET|(^|_)KEYS?$/;
+const HEX = /^[0-9a-f]+$/;
+
+/** Parses an .env file into its assignments. */
+const parseEnv = (text: string) =>
+  Object.fromEntries(
+    text
+      .split("\n")
+      .filter((l) => /^[A-Z_]+=/.test(l))
+      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+  );
+
+/** Writes an .env file with the given assignments into a fresh directory; returns its path. */
+function envFile(vars: Record<string, string>): string {
+  const file = `${tempDir("compose-env")}/.env`;
+  writeFileSync(file, Object.entries(vars).map(([k, v]) => `${k}=${v}\n`).join(""));
+  return file;
+}
+
+/** The shell without any of the secret variables, so only the env file under test supplies them. */
+const withoutSecrets = Object.fromEntries([...SECRET_VARS, "ENCRYPTION_PREVIOUS_KEYS", "METRICS_AUTH"].map((v) => [v, undefined]));
 const dockerignore = await readText(".dockerignore");
 
 /** Dockerfile instructions (continuation lines joined), grouped by stage. */
@@ -74,11 +101,50 @@ describe("docker-compose.yml", () => {
     for (const role of [...ROLES, "migrate"]) {
       const env = services[role]!.environment as Record<string, string | null>;
       for (const key of Object.keys(env)) expect(CONFIG_ENV.has(key), `${role}: ${key}`).toBe(true);
-      // An empty API_KEY would fail validation (min 16): it must be passed through or left unset.
-      expect(env.API_KEY).toBeNull();
-      // Passwords inside URLs are interpolated from the shell or .env, never written here.
-      for (const key of ["DATABASE_URL", "AMQP_URL"]) expect(env[key]).toMatch(/^\w+:\/\/\w+:\$\{[A-Z_]+(:-[^}]*)?\}@/);
+      expect(Object.keys(env), `${role}: API_KEY was renamed ADMIN_API_KEY`).not.toContain("API_KEY");
+      // Required, no default: compose stops and says how to set them.
+      for (const key of ["ADMIN_API_KEY", "ENCRYPTION_KEY"]) expect(env[key], `${role}: ${key}`).toMatch(REQUIRED);
+      // Optional (rotation only); an empty value is not a list of keys, so it is passed through or left unset.
+      expect(env.ENCRYPTION_PREVIOUS_KEYS).toBeNull();
+      // Prometheus scrapes /metrics without a key unless METRICS_AUTH=admin is chosen.
+      expect(env.METRICS_AUTH).toBe("${METRICS_AUTH:-public}");
+      // Passwords inside URLs are required variables, never written here and never defaulted.
+      for (const key of ["DATABASE_URL", "AMQP_URL"]) expect(env[key]).toMatch(/^\w+:\/\/\w+:\$\{[A-Z_]+:\?[^}]+\}@/);
     }
+  });
+
+  test("no password or key has a default: each is a required variable whose message names the generator", () => {
+    const required = new Set<string>();
+    for (const [name, svc] of Object.entries(services)) {
+      const env = (svc.environment ?? {}) as Record<string, string | null>;
+      for (const [key, value] of Object.entries(env)) {
+        // Credentials inside a URL (user:password@host).
+        const inUrl = /^\w+:\/\/[^:/@]+:([^@]+)@/.exec(value ?? "")?.[1];
+        if (inUrl !== undefined) expect(inUrl, `${name}: ${key}`).toMatch(REQUIRED);
+        if (!SECRET_KEY.test(key) || value === null) continue; // null: passed through from the shell, optional
+        const m = REQUIRED.exec(value);
+        expect(m, `${name}: ${key} = ${value}`).not.toBeNull();
+        expect(m![2], `${name}: ${key}`).toContain(`${m![1]} is not set; run deploy/docker/generate-env.sh`);
+        required.add(m![1]!);
+      }
+      for (const m of JSON.stringify(env).matchAll(/\$\{([A-Z_]+):\?/g)) required.add(m[1]!);
+    }
+    expect([...required].sort()).toEqual([...SECRET_VARS].sort());
+    // No `${SOME_PASSWORD:-default}` anywhere, comments included.
+    expect(composeText).not.toMatch(/\$\{\w*(PASS|SECRET|KEY)\w*:?-/);
+  });
+
+  test("the k6 service gets the admin key and every setting it is given is one lib/config.ts reads", async () => {
+    const config = await readText("loadtest/k6/lib/config.ts");
+    const env = services.k6!.environment as Record<string, string | null>;
+    expect(env.ADMIN_API_KEY).toMatch(REQUIRED);
+    for (const key of Object.keys(env).filter((k) => k !== "PROFILE")) expect(config, key).toContain(`"${key}"`);
+    expect(await readText("loadtest/k6/lib/evently.ts")).toContain('"evently-application"');
+  });
+
+  test(".env, where the generator writes the secrets, is ignored by git and not sent to docker build", () => {
+    expect(run(["git", "check-ignore", "-q", ".env"]).code).toBe(0);
+    expect(dockerignore.split("\n").map((l) => l.trim())).not.toContain("!.env");
   });
 
   test("observability and load test services are behind profiles, and their files exist", () => {
@@ -101,18 +167,110 @@ describe("docker-compose.yml", () => {
   });
 
   const dc = osTool("docker-compose");
-  dc.test("docker-compose config accepts the file and resolves the defaults", () => {
-    const quiet = run([dc.path!, "-f", "docker-compose.yml", "config", "-q"]);
+  const composeConfig = (args: string[], env: Record<string, string>) =>
+    run([dc.path!, "--env-file", envFile(env), "-f", "docker-compose.yml", ...args], { env: withoutSecrets });
+  const secrets = (overrides: Record<string, string> = {}) => ({
+    ADMIN_API_KEY: "admin-key-from-env-0123456789abcdef",
+    ENCRYPTION_KEY: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    POSTGRES_PASSWORD: "pg-from-env",
+    RABBITMQ_PASSWORD: "mq-from-env",
+    GRAFANA_ADMIN_PASSWORD: "grafana-from-env",
+    ...overrides,
+  });
+
+  dc.test("docker-compose config accepts the file and resolves the variables", () => {
+    const quiet = composeConfig(["config", "-q"], secrets());
     expect(quiet.stderr).toBe("");
     expect(quiet.code).toBe(0);
-    const resolved = run([dc.path!, "-f", "docker-compose.yml", "--profile", "observability", "--profile", "loadtest", "config"], {
-      env: { POSTGRES_PASSWORD: "pw-from-env", API_KEY: undefined },
-    });
+    const resolved = composeConfig(["--profile", "observability", "--profile", "loadtest", "config"], secrets());
     expect(resolved.code).toBe(0);
     const cfg = Bun.YAML.parse(resolved.stdout) as { services: Record<string, Obj> };
     expect(Object.keys(cfg.services).sort()).toEqual(Object.keys(services).sort());
-    expect(cfg.services.worker!.environment.DATABASE_URL).toBe("postgres://evently:pw-from-env@postgres:5432/evently");
-    expect(cfg.services.postgres!.environment.POSTGRES_PASSWORD).toBe("pw-from-env");
+    expect(cfg.services.worker!.environment.DATABASE_URL).toBe("postgres://evently:pg-from-env@postgres:5432/evently");
+    expect(cfg.services.worker!.environment.AMQP_URL).toBe("amqp://evently:mq-from-env@rabbitmq:5672");
+    expect(cfg.services.postgres!.environment.POSTGRES_PASSWORD).toBe("pg-from-env");
+    expect(cfg.services.rabbitmq!.environment.RABBITMQ_DEFAULT_PASS).toBe("mq-from-env");
+    expect(cfg.services.api!.environment.ADMIN_API_KEY).toBe("admin-key-from-env-0123456789abcdef");
+    expect(cfg.services.k6!.environment.ADMIN_API_KEY).toBe("admin-key-from-env-0123456789abcdef");
+    expect(cfg.services.api!.environment.METRICS_AUTH).toBe("public");
+  });
+
+  dc.test.each(SECRET_VARS)("docker-compose config stops when %s is unset or empty, saying how to set it", (name) => {
+    for (const env of [secrets({ [name]: "" }), Object.fromEntries(Object.entries(secrets()).filter(([k]) => k !== name))]) {
+      const r = composeConfig(["config", "-q"], env);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`${name} is not set; run deploy/docker/generate-env.sh to write .env`);
+    }
+  });
+
+  dc.test("no rendered service has a password or key other than the ones given", () => {
+    const given = secrets();
+    const r = composeConfig(["--profile", "observability", "--profile", "loadtest", "config"], given);
+    expect(r.code).toBe(0);
+    const cfg = Bun.YAML.parse(r.stdout) as { services: Record<string, Obj> };
+    const allowed = new Set(Object.values(given));
+    for (const [name, svc] of Object.entries(cfg.services))
+      for (const [key, value] of Object.entries((svc.environment ?? {}) as Record<string, string | null>)) {
+        const inUrl = /^\w+:\/\/[^:/@]+:([^@]+)@/.exec(value ?? "")?.[1];
+        if (inUrl !== undefined) expect(allowed.has(inUrl), `${name}: ${key}`).toBe(true);
+        if (SECRET_KEY.test(key) && value !== null) expect(allowed.has(value), `${name}: ${key} = ${value}`).toBe(true);
+      }
+  });
+
+  dc.test("the generator's .env is all docker-compose config needs", () => {
+    const file = `${tempDir("compose-gen")}/.env`;
+    expect(run([GENERATOR, file]).code).toBe(0);
+    const r = run([dc.path!, "--env-file", file, "-f", "docker-compose.yml", "--profile", "observability", "config", "-q"], { env: withoutSecrets });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+  });
+});
+
+describe("deploy/docker/generate-env.sh", () => {
+  test("writes every required secret, freshly generated, into a file only its owner reads", () => {
+    const file = `${tempDir("gen")}/.env`;
+    const r = run([GENERATOR, file]);
+    expect(r.code).toBe(0);
+    const env = parseEnv(readFileSync(file, "utf8"));
+    expect(Object.keys(env).sort()).toEqual([...SECRET_VARS].sort());
+    expect(statSync(file).mode & 0o077).toBe(0);
+    expect(env.ADMIN_API_KEY).toMatch(HEX);
+    expect(env.ADMIN_API_KEY!.length).toBeGreaterThanOrEqual(32);
+    expect(Buffer.from(env.ENCRYPTION_KEY!, "base64").length).toBe(32);
+    expect(env.ENCRYPTION_KEY).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    // Hex: used inside DATABASE_URL and AMQP_URL, so nothing may need escaping.
+    for (const key of ["POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "GRAFANA_ADMIN_PASSWORD"]) {
+      expect(env[key], key).toMatch(HEX);
+      expect(env[key]!.length, key).toBeGreaterThanOrEqual(24);
+    }
+    expect(run([GENERATOR, `${file}.2`]).code).toBe(0);
+    const again = parseEnv(readFileSync(`${file}.2`, "utf8"));
+    for (const key of SECRET_VARS) expect(again[key], key).not.toBe(env[key]);
+  });
+
+  test("never changes a value already set: a second run is a no-op, a partial file is completed", () => {
+    const file = `${tempDir("gen")}/.env`;
+    run([GENERATOR, file]);
+    const first = readFileSync(file, "utf8");
+    expect(run([GENERATOR, file]).code).toBe(0);
+    expect(readFileSync(file, "utf8")).toBe(first);
+
+    const partial = `${tempDir("gen")}/.env`;
+    writeFileSync(partial, "# mine\nPOSTGRES_PASSWORD=kept\nEVENTLY_PORT=9000"); // no final newline
+    expect(run([GENERATOR, partial]).code).toBe(0);
+    const env = parseEnv(readFileSync(partial, "utf8"));
+    expect(env.POSTGRES_PASSWORD).toBe("kept");
+    expect(env.EVENTLY_PORT).toBe("9000");
+    expect(Object.keys(env).sort()).toEqual([...SECRET_VARS, "EVENTLY_PORT"].sort());
+  });
+
+  test("refuses a file that sets a secret to nothing, naming it", () => {
+    const file = `${tempDir("gen")}/.env`;
+    writeFileSync(file, "ENCRYPTION_KEY=\n");
+    const r = run([GENERATOR, file]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("ENCRYPTION_KEY");
+    expect(readFileSync(file, "utf8")).toBe("ENCRYPTION_KEY=\n");
   });
 });
 

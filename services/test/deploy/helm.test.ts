@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
-import { CONFIG_ENV, helm, type Manifest, parseYamlStream, readText, repo, run, runOk, SECRET_ENV } from "./support.ts";
+import { CONFIG_ENV, helm, type Manifest, parseYamlStream, readText, REMOVED_ENV, repo, run, runOk, SECRET_ENV } from "./support.ts";
 
 const CHART = repo("helm/evently");
 const RELEASE = "prod";
@@ -21,6 +21,14 @@ interface JsonSchema {
   properties?: Record<string, JsonSchema>;
 }
 type Obj = Record<string, any>;
+
+const ADMIN_KEY = "admin-0123456789abcdef0123456789abcdef";
+const KEY_A = Buffer.alloc(32, 1).toString("base64");
+const KEY_B = Buffer.alloc(32, 2).toString("base64");
+const decode = (data: Record<string, string> | undefined) =>
+  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]));
+/** `scheme://user:password@`: a URL that carries a password (`<password>` placeholders aside). */
+const URL_PASSWORD = /[a-z][a-z0-9+.-]*:\/\/[^\s:/@"'<>]+:[^\s/@"'<>]*@/gi;
 
 function template(args: string[]): Manifest[] {
   return parseYamlStream(runOk([helm(), "template", RELEASE, CHART, "--namespace", "evently", ...args]));
@@ -197,7 +205,7 @@ describe("helm chart", () => {
   test("config covers every non-secret Evently setting, and nothing else", () => {
     const values = Bun.YAML.parse(valuesText) as { config: Record<string, unknown> };
     // The chart sets HOST and PORT itself; the embedded Postgres's settings never apply (it sets DATABASE_URL).
-    const notInChart = new Set(["HOST", "PORT", "EVENTLY_DATA_DIR", "EMBEDDED_POSTGRES_PORT"]);
+    const notInChart = new Set(["HOST", "PORT", "EVENTLY_DATA_DIR", "EMBEDDED_POSTGRES_PORT", ...REMOVED_ENV]);
     const expected = [...CONFIG_ENV].filter((k) => !SECRET_ENV.has(k) && !notInChart.has(k)).sort();
     expect(Object.keys(values.config).sort()).toEqual(expected);
     expect(Object.keys(schema.properties?.config?.properties ?? {}).sort()).toEqual(expected);
@@ -263,10 +271,14 @@ describe("helm chart rendering rules", () => {
   });
 
   test("changing a secret or a setting changes the pod template (rolls the pods)", () => {
-    const annotations = (args: string[]) => of(template(args), "Deployment")[0]!.spec.template.metadata.annotations;
+    // Fixed keys: generated ones would differ on every render and prove nothing.
+    const keys = ["--set", `secrets.adminApiKey=${ADMIN_KEY}`, "--set", `secrets.encryptionKey=${KEY_A}`];
+    const annotations = (args: string[]) => of(template([...keys, ...args]), "Deployment")[0]!.spec.template.metadata.annotations;
     const base = annotations([]);
+    expect(annotations([])["checksum/secret"]).toBe(base["checksum/secret"]);
     expect(annotations(["--set", "config.LOG_LEVEL=debug"])["checksum/config"]).not.toBe(base["checksum/config"]);
-    expect(annotations(["--set", "secrets.apiKey=0123456789abcdefXYZ"])["checksum/secret"]).not.toBe(base["checksum/secret"]);
+    expect(annotations(["--set", `secrets.adminApiKey=${ADMIN_KEY}-2`])["checksum/secret"]).not.toBe(base["checksum/secret"]);
+    expect(annotations(["--set", `secrets.encryptionPreviousKeys={${KEY_B}}`])["checksum/secret"]).not.toBe(base["checksum/secret"]);
   });
 
   test("names stay within 63 characters for the longest release names", () => {
@@ -276,7 +288,10 @@ describe("helm chart rendering rules", () => {
   });
 
   test.each([
-    ["a short API key", ["--set", "secrets.apiKey=short"], "apiKey"],
+    ["a short admin API key", ["--set", "secrets.adminApiKey=short"], "adminApiKey"],
+    ["an encryption key that is not base64 of 32 bytes", ["--set", "secrets.encryptionKey=c2hvcnQ="], "encryptionKey"],
+    ["a malformed previous encryption key", ["--set", `secrets.encryptionPreviousKeys={${KEY_A},nope}`], "encryptionPreviousKeys"],
+    ["an unknown METRICS_AUTH", ["--set", "config.METRICS_AUTH=none"], "METRICS_AUTH"],
     ["an unknown setting", ["--set", "config.NOT_A_SETTING=1"], "NOT_A_SETTING"],
     ["an unknown queue type", ["--set", "config.AMQP_QUEUE_TYPE=stream"], "AMQP_QUEUE_TYPE"],
     ["a non-postgres database URL", ["--set", "secrets.databaseUrl=mysql://x"], "databaseUrl"],
@@ -285,5 +300,82 @@ describe("helm chart rendering rules", () => {
     const r = run([helm(), "template", RELEASE, CHART, ...args]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(message);
+  });
+});
+
+describe("helm chart secrets", () => {
+  const secretOf = (docs: Manifest[], hook: boolean) =>
+    of(docs, "Secret").find((s) => (s.metadata.annotations?.["helm.sh/hook"] !== undefined) === hook);
+
+  test("default values: a Secret with a generated admin key and encryption key, the same in the migration hook's copy", () => {
+    const docs = template([]);
+    const release = secretOf(docs, false)!;
+    expect(release.metadata.name).toBe(`${RELEASE}-evently`);
+    // Kept on uninstall: losing the encryption key loses every stored endpoint secret.
+    expect(release.metadata.annotations?.["helm.sh/resource-policy"]).toBe("keep");
+    const data = decode(release.data);
+    expect(data.ADMIN_API_KEY).toMatch(/^\S{32,}$/);
+    expect(data.ENCRYPTION_KEY).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    expect(Buffer.from(data.ENCRYPTION_KEY!, "base64").length).toBe(32);
+    expect(data.ENCRYPTION_PREVIOUS_KEYS).toBeUndefined();
+    expect(secretOf(docs, true)!.data).toEqual(release.data);
+    // Generated, not written in the chart: another render (no cluster, so no lookup) has other keys.
+    const other = decode(secretOf(template([]), false)!.data);
+    expect(other.ADMIN_API_KEY).not.toBe(data.ADMIN_API_KEY);
+    expect(other.ENCRYPTION_KEY).not.toBe(data.ENCRYPTION_KEY);
+  });
+
+  test("default values: no password anywhere in the rendered output, Secrets decoded", () => {
+    const text = runOk([helm(), "template", RELEASE, CHART, "--namespace", "evently"]);
+    const decoded = of(parseYamlStream(text), "Secret").flatMap((s) => Object.values(decode(s.data)));
+    expect([text, ...decoded].flatMap((t) => t.match(URL_PASSWORD) ?? [])).toEqual([]);
+    for (const weak of ["evently:evently", "guest:guest", "changeme", "change-me", "password"])
+      expect([text, ...decoded].join("\n").toLowerCase()).not.toContain(weak);
+    expect(valuesText.match(URL_PASSWORD)).toBeNull();
+  });
+
+  test("keys given in the values are used as they are; older keys are joined with commas", () => {
+    const docs = template([
+      "--set", `secrets.adminApiKey=${ADMIN_KEY}`,
+      "--set", `secrets.encryptionKey=${KEY_A}`,
+      "--set", `secrets.encryptionPreviousKeys={${KEY_B},${KEY_A.replace(/=$/, "")}}`,
+    ]);
+    const data = decode(secretOf(docs, false)!.data);
+    expect(data).toMatchObject({ ADMIN_API_KEY: ADMIN_KEY, ENCRYPTION_KEY: KEY_A, ENCRYPTION_PREVIOUS_KEYS: `${KEY_B},${KEY_A.replace(/=$/, "")}` });
+    expect(secretOf(docs, true)!.data).toEqual(secretOf(docs, false)!.data);
+  });
+
+  test("with an existing Secret the chart generates nothing and every pod reads that Secret", () => {
+    const docs = template(["--set", "secrets.existingSecret=mine"]);
+    expect(of(docs, "Secret")).toEqual([]);
+    for (const { pod } of podTemplates(docs))
+      expect(((pod.spec.containers[0].envFrom ?? []) as Obj[]).map((e) => e.secretRef?.name).filter(Boolean)).toEqual(["mine"]);
+  });
+
+  test("METRICS_AUTH=admin: the ServiceMonitor sends the admin key from the release's Secret", () => {
+    const monitor = (args: string[]) =>
+      of(template(["--set", "metrics.serviceMonitor.enabled=true", ...args]), "ServiceMonitor")[0]!.spec.endpoints[0];
+    expect(monitor([]).authorization).toBeUndefined();
+    expect(monitor(["--set", "config.METRICS_AUTH=admin"]).authorization).toEqual({
+      type: "Bearer",
+      credentials: { name: `${RELEASE}-evently`, key: "ADMIN_API_KEY" },
+    });
+    expect(monitor(["--set", "config.METRICS_AUTH=admin", "--set", "secrets.existingSecret=mine"]).authorization.credentials.name).toBe("mine");
+  });
+
+  test("NOTES.txt tells how to read the admin key, and warns that the default URLs carry no password", () => {
+    const notes = (args: string[]) => {
+      const out = runOk([helm(), "install", RELEASE, CHART, "--namespace", "evently", "--dry-run=client", ...args]);
+      return out.slice(out.indexOf("NOTES:"));
+    };
+    const defaults = notes([]);
+    expect(defaults).toContain(`kubectl -n evently get secret ${RELEASE}-evently -o jsonpath='{.data.ADMIN_API_KEY}' | base64 -d`);
+    expect(defaults).toContain("WARNING: secrets.databaseUrl names no password");
+    expect(defaults).toContain("WARNING: secrets.amqpUrl names no password");
+    const existing = notes(["--set", "secrets.existingSecret=mine"]);
+    expect(existing).toContain("get secret mine -o jsonpath='{.data.ADMIN_API_KEY}'");
+    expect(existing).not.toContain("WARNING");
+    const given = notes(["--set", "secrets.databaseUrl=postgres://evently:pw@db:5432/evently", "--set", "secrets.amqpUrl=amqp://evently:pw@mq:5672"]);
+    expect(given).not.toContain("WARNING");
   });
 });

@@ -116,7 +116,10 @@ export function parseYamlStream(text: string): Manifest[] {
 export const CONFIG_ENV = new Set(Object.values(configSchemas).flatMap(variablesOf));
 
 /** The configuration that is secret: it must only ever be rendered into Secrets. */
-export const SECRET_ENV = new Set(["DATABASE_URL", "AMQP_URL", "API_KEY"]);
+export const SECRET_ENV = new Set(["DATABASE_URL", "AMQP_URL", "ADMIN_API_KEY", "ENCRYPTION_KEY", "ENCRYPTION_PREVIOUS_KEYS"]);
+
+/** Settings that were removed: still in the schemas (so setting one stops startup), never deployed. */
+export const REMOVED_ENV = new Set(["API_KEY"]);
 
 let exposed: Set<string> | undefined;
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
-import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -60,7 +60,7 @@ const lastOutput = () => readFileSync(join(dir, `run-${runs}.log`), "utf8");
 /** `npm start` runs `bun services/main.ts all`; the same, with the test's ports, in `dir`. */
 async function start(): Promise<Subprocess> {
   const env: Record<string, string | undefined> = { ...process.env };
-  for (const name of ["DATABASE_URL", "AMQP_URL", "QUEUE_TRANSPORT", "EVENTLY_DATA_DIR", "API_KEY"]) delete env[name];
+  for (const name of ["DATABASE_URL", "AMQP_URL", "QUEUE_TRANSPORT", "EVENTLY_DATA_DIR", "API_KEY", "ADMIN_API_KEY", "ENCRYPTION_KEY"]) delete env[name];
   const fd = openSync(join(dir, `run-${++runs}.log`), "w");
   const proc = Bun.spawn([process.execPath, MAIN, "all"], {
     cwd: dir,
@@ -98,10 +98,13 @@ async function stop(proc: Subprocess, signal: "SIGTERM" | "SIGKILL"): Promise<nu
   return code;
 }
 
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+/** The application key the walkthrough makes with the admin key `npm start` printed. */
+let appKey = "";
+
+async function api(method: string, path: string, body?: unknown, key = appKey): Promise<{ status: number; body: any }> {
   const response = await fetch(`http://127.0.0.1:${apiPort}${path}`, {
     method,
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: response.status, body: await response.json().catch(() => null) };
@@ -146,6 +149,15 @@ let eventId: string;
 test("npm start with no DATABASE_URL runs an embedded Postgres and delivers a signed webhook", async () => {
   const proc = await start();
   expect(lastOutput()).toContain('"initialised":true');
+  // The admin key was made for this installation, printed once and kept (0600) in the data directory.
+  const adminKey = readFileSync(join(dir, ".evently", "admin-api-key"), "utf8").trim();
+  expect(adminKey).toMatch(/^[0-9a-f]{64}$/);
+  expect(statSync(join(dir, ".evently", "admin-api-key")).mode & 0o777).toBe(0o600);
+  expect(lastOutput()).toContain(`Admin key ${adminKey}`);
+  expect((await api("GET", "/endpoints", undefined, "")).status).toBe(401);
+  const key = await api("POST", "/applications/default/api-keys", { name: "quickstart" }, adminKey);
+  expect(key.status).toBe(201);
+  appKey = key.body.key;
 
   const endpoint = await api("POST", "/endpoints", { url: `${receiver.url}/quickstart` });
   expect(endpoint.status).toBe(201);
@@ -179,6 +191,9 @@ test("SIGTERM stops the roles, then the embedded Postgres, and exits 0", async (
 test("a restart opens the same data", async () => {
   await start();
   expect(lastOutput()).toContain('"initialised":false');
+  // Same keys as before: the admin key is read back (and not printed again), the application key still works.
+  expect(lastOutput()).toContain("kept in");
+  expect(lastOutput()).not.toMatch(/Admin key [0-9a-f]{64}/);
   const event = await api("GET", `/events/${eventId}`);
   expect(event.status).toBe(200);
   expect(event.body.id).toBe(eventId);

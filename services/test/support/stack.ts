@@ -7,6 +7,7 @@ import { deleteTopology } from "../../core/queue/rabbitmq/topology.ts";
 import { TRANSPORT_KINDS, type TransportKind } from "../../core/queue/transport.ts";
 import { startRoles, type Role, type RunningRoles } from "../../runtime.ts";
 import { createTestDatabase, type TestDatabase } from "./database.ts";
+import { createKey, TEST_SECRETS_ENV } from "./keys.ts";
 
 /**
  * A whole Evently installation for one test file: its own database, its own AMQP prefix (so its
@@ -33,6 +34,8 @@ export interface TestStack {
   db: TestDatabase;
   sql: Sql;
   env: Record<string, string>;
+  /** A key of the default application; `api` sends it unless the call gives an authorization header. */
+  appKey: string;
   config(overrides?: Record<string, string>): Config;
   /** Starts `role` in-process; `log` receives its log lines (default: errors to stderr). */
   start(role: Role, overrides?: Record<string, string>, log?: Logger): Promise<RunningRoles>;
@@ -58,15 +61,17 @@ export async function createTestStack(env: Record<string, string> = {}, transpor
     QUEUE_TRANSPORT: transport,
     AMQP_URL: TEST_AMQP_URL,
     LOG_LEVEL: "error",
+    ...TEST_SECRETS_ENV,
     ...env,
   };
   const sql = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 2 });
   const running: RunningRoles[] = [];
+  const appKey = await createKey(sql);
   const config = (overrides: Record<string, string> = {}) => loadConfig({ ...baseEnv, ...overrides });
   const api: TestStack["api"] = async (r, method, path, body, headers = {}) => {
     const response = await fetch(`${r.url}${path}`, {
       method,
-      headers: { "content-type": "application/json", ...headers },
+      headers: { "content-type": "application/json", authorization: `Bearer ${appKey}`, ...headers },
       body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
     });
     const text = await response.text();
@@ -77,6 +82,7 @@ export async function createTestStack(env: Record<string, string> = {}, transpor
     db,
     sql,
     env: baseEnv,
+    appKey,
     config,
     async start(role, overrides, log) {
       const r = await startRoles(config(overrides), role, { log });

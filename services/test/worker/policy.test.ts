@@ -36,7 +36,7 @@ describe("SSRF guard", () => {
   });
 
   test("names the class, and judges IPv4-mapped IPv6 by its IPv4 address in every spelling", () => {
-    expect(addressClass("169.254.169.254")).toBe("link-local");
+    expect(addressClass("169.254.169.254")).toBe("cloud metadata");
     expect(addressClass("10.0.0.1")).toBe("private");
     expect(addressClass("fe80::1%eth0")).toBe("link-local");
     for (const a of ["::ffff:127.0.0.1", "::ffff:7f00:1", "0:0:0:0:0:ffff:7f00:1"]) expect([a, addressClass(a)]).toEqual([a, "loopback"]);

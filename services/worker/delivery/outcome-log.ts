@@ -51,7 +51,7 @@ const MAX_TRACKED = 10_000;
  *   `jobsFailed` of the `periodMs` since the endpoint's previous line;
  * - `job failed: no retries left` (warn) when a job gives up after its last retry, at most once per
  *   interval (the summary counts them all);
- * - the SSRF guard's refusal (`blocked_address`) once, explaining DELIVERY_ALLOW_PRIVATE_NETWORKS.
+ * - the SSRF guard's refusal (`blocked_address`) once, explaining DELIVERY_ALLOWED_CIDRS.
  * Each line names the endpoint, the URL's host, the error class, status, attempt and job; the job's
  * attempts (GET /jobs/:id) hold the rest. An endpoint that fails again within an interval of its
  * previous line is flapping: its failures go to the next summary, not a new `delivery failing`.
@@ -148,8 +148,9 @@ export class DeliveryOutcomeLog {
     if (this.warnedBlocked.size >= MAX_TRACKED) this.warnedBlocked.clear();
     this.warnedBlocked.add(a.endpointId);
     this.log.warn(
-      "delivery refused: the endpoint's address is not public (loopback, private or link-local), so the SSRF guard blocks it; " +
-        "set DELIVERY_ALLOW_PRIVATE_NETWORKS=true to deliver to such addresses (a receiver on this machine or network)",
+      "delivery refused, and not retried: the endpoint's address is not public (loopback, private, link-local, cloud metadata), " +
+        "so the SSRF guard blocks it; to deliver to a receiver on this machine or network, add its range to DELIVERY_ALLOWED_CIDRS " +
+        "(like 10.1.0.0/16), or set DELIVERY_ALLOW_PRIVATE_NETWORKS=true to allow every address",
       { ...fields(a), detail: a.errorDetail },
     );
     return true;

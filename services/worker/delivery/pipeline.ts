@@ -5,6 +5,7 @@ import { withDeadline } from "@evently/core/db/errors.ts";
 import { newId } from "@evently/core/ids.ts";
 import { claimJobs, type ClaimRequest, type JobOutcome } from "@evently/core/jobs/sql.ts";
 import type { Logger } from "@evently/core/log.ts";
+import type { AddressPolicy } from "@evently/core/net/policy.ts";
 import type { DeliveryMessage, JobMessage } from "@evently/core/queue/messages.ts";
 import { redactHeaders } from "@evently/core/redact.ts";
 import { signWithKeys } from "@evently/core/signing/index.ts";
@@ -13,14 +14,16 @@ import { SPAN } from "@evently/core/telemetry/names.ts";
 import { tracer } from "@evently/core/telemetry/tracing.ts";
 import { signingKeys, type DeliveryTarget, type EndpointCache } from "../endpoint-cache.ts";
 import { send, type SendResult } from "../http/send.ts";
-import { nextStep, parseRetryAfter, type RetryPolicy } from "../retry/policy.ts";
+import { SsrfGuard } from "../http/ssrf.ts";
+import { isFinal, nextStep, parseRetryAfter, type RetryPolicy } from "../retry/policy.ts";
 import type { DeliveryLimiter } from "./limiter.ts";
 import { DeliveryOutcomeLog } from "./outcome-log.ts";
 import type { AttemptRecorder } from "./recorder.ts";
 
 export interface PipelineOptions {
   defaultTimeoutMs: number;
-  allowPrivateNetworks: boolean;
+  /** Where deliveries may connect (DELIVERY_ALLOWED_CIDRS, DELIVERY_ALLOW_PRIVATE_NETWORKS). */
+  addressPolicy: AddressPolicy;
   maxResponseBytes: number;
   claimBatch: number;
   /** Longest wait for Postgres to confirm a batch claim; then the message is handed back. */
@@ -40,6 +43,7 @@ export const USER_AGENT = "Evently-Webhooks/0.1";
 export class DeliveryPipeline {
   private readonly claims: Batcher<ClaimRequest, boolean>;
   private readonly outcomeLog: DeliveryOutcomeLog;
+  private readonly guard: SsrfGuard;
 
   constructor(
     private readonly sql: Sql,
@@ -57,6 +61,7 @@ export class DeliveryPipeline {
       { maxBatch: options.claimBatch, concurrency: 2 },
     );
     this.outcomeLog = new DeliveryOutcomeLog(log);
+    this.guard = new SsrfGuard(options.addressPolicy);
   }
 
   async handle(message: DeliveryMessage): Promise<void> {
@@ -75,7 +80,7 @@ export class DeliveryPipeline {
       return;
     }
     if (!target.enabled) {
-      await this.record(job, target, { status: null, responseBody: null, retryAfter: null, durationMs: 0, errorClass: "endpoint_disabled", errorDetail: "endpoint is disabled" }, {}, new Date(), true);
+      await this.record(job, target, { status: null, responseBody: null, retryAfter: null, durationMs: 0, errorClass: "endpoint_disabled", errorDetail: "endpoint is disabled" }, {}, new Date());
       return;
     }
     if ((await this.limiter.acquire(target.id)) === "defer") {
@@ -106,9 +111,8 @@ export class DeliveryPipeline {
             headers,
             body: job.body,
             timeoutMs,
-            allowPrivateNetworks: this.options.allowPrivateNetworks,
             maxResponseBytes: this.options.maxResponseBytes,
-          });
+          }, this.guard);
           span.setAttributes({ "http.response.status_code": result.status ?? 0, "evently.error_class": result.errorClass ?? "" });
           return { result, headers };
         } finally {
@@ -120,7 +124,7 @@ export class DeliveryPipeline {
       this.limiter.release(target.id, result?.durationMs ?? timeoutMs);
     }
     m.deliveryDuration.record(result.durationMs / 1000, { outcome: result.errorClass ? "failed" : "delivered" });
-    await this.record(job, target, result, headers, attemptedAt, false);
+    await this.record(job, target, result, headers, attemptedAt);
   }
 
   private async record(
@@ -129,7 +133,6 @@ export class DeliveryPipeline {
     result: SendResult,
     sentHeaders: Record<string, string>,
     attemptedAt: Date,
-    terminal: boolean,
   ): Promise<void> {
     const m = instruments();
     const attemptNumber = job.attempt + 1;
@@ -139,7 +142,7 @@ export class DeliveryPipeline {
       m.deliveryLag.record((Date.now() - job.createdAt) / 1000);
     } else {
       const retryAfterMs = result.status === 429 || result.status === 503 ? parseRetryAfter(result.retryAfter, attemptedAt) : null;
-      const step = terminal ? ({ kind: "fail" } as const) : nextStep(this.options.retry, attemptNumber, attemptedAt, retryAfterMs);
+      const step = isFinal(result.errorClass) ? ({ kind: "fail" } as const) : nextStep(this.options.retry, attemptNumber, attemptedAt, retryAfterMs);
       outcome =
         step.kind === "retry"
           ? { jobId: job.jobId, status: "scheduled", attemptNumber, nextAttemptAt: step.at, attemptedAt }
@@ -151,6 +154,7 @@ export class DeliveryPipeline {
     const url = target.recordedUrl;
     const attempt: AttemptRow = {
       id: newId("attempt", attemptedAt.getTime()),
+      appId: target.appId,
       jobId: job.jobId,
       eventId: job.eventId,
       endpointId: target.id,

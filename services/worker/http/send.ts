@@ -1,12 +1,12 @@
 import type { ErrorClass } from "@evently/core/attempts/sql.ts";
-import { checkHost } from "./ssrf.ts";
+import type { SsrfGuard } from "./ssrf.ts";
 
 export interface SendRequest {
   url: string;
   headers: Record<string, string>;
   body: string;
+  /** Bounds the whole attempt: DNS, connect, TLS, headers and the capped body read. */
   timeoutMs: number;
-  allowPrivateNetworks: boolean;
   maxResponseBytes: number;
 }
 
@@ -56,8 +56,35 @@ async function readCapped(response: Response, max: number): Promise<string> {
   return bytes.toString("utf8").replaceAll("\u0000", "");
 }
 
-/** One HTTP attempt: SSRF check, POST with a deadline, no redirects followed, capped body. */
-export async function send(request: SendRequest): Promise<SendResult> {
+/**
+ * The request that connects to exactly `address` yet still speaks to `url`'s host: the URL names
+ * the IP, so fetch does no DNS of its own; `Host` names the host; for https, `serverName` makes
+ * the host both the SNI and the name the certificate is verified against. Bun pools keep-alive
+ * connections per IP and port, and for TLS per `tls` options too, so a connection made for one
+ * host name is never reused for another. A null address (guard off) changes nothing.
+ */
+export function pinnedRequest(url: URL, address: string | null): { url: URL; host: string | null; tls: { serverName: string } | undefined } {
+  if (address === null || url.hostname.replace(/^\[|\]$/g, "") === address) return { url, host: null, tls: undefined };
+  const pinned = new URL(url);
+  pinned.hostname = address.includes(":") ? `[${address}]` : address;
+  return { url: pinned, host: url.host, tls: url.protocol === "https:" ? { serverName: url.hostname } : undefined };
+}
+
+/** `work`, or the deadline's reason if it passes first (a DNS lookup cannot be cancelled, only left). */
+function beforeDeadline<T>(work: Promise<T>, deadline: AbortSignal): Promise<T> {
+  if (deadline.aborted) return Promise.reject(deadline.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(deadline.reason);
+    deadline.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => deadline.removeEventListener("abort", onAbort));
+  });
+}
+
+/**
+ * One HTTP attempt: the SSRF guard names the one address to connect to, then a POST to it, no
+ * redirects followed, capped body; one deadline bounds it all.
+ */
+export async function send(request: SendRequest, guard: SsrfGuard): Promise<SendResult> {
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   let url: URL;
@@ -66,17 +93,20 @@ export async function send(request: SendRequest): Promise<SendResult> {
   } catch {
     return failure("invalid_url", `not a valid URL`, elapsed());
   }
-  if (!request.allowPrivateNetworks) {
-    const check = await checkHost(url.hostname);
-    if (!check.ok) return failure(check.errorClass, check.detail, elapsed());
-  }
+  const deadline = AbortSignal.timeout(request.timeoutMs);
   try {
-    const response = await fetch(url, {
+    const destination = await beforeDeadline(guard.destination(url.hostname), deadline);
+    if (!destination.ok) return failure(destination.errorClass, destination.detail, elapsed());
+    const pinned = pinnedRequest(url, destination.address);
+    const headers = new Headers(request.headers);
+    if (pinned.host !== null && !headers.has("host")) headers.set("host", pinned.host);
+    const response = await fetch(pinned.url, {
       method: "POST",
-      headers: request.headers,
+      headers,
       body: request.body,
       redirect: "manual",
-      signal: AbortSignal.timeout(request.timeoutMs),
+      signal: deadline,
+      tls: pinned.tls,
     });
     const responseBody = await readCapped(response, request.maxResponseBytes);
     const ok = response.status >= 200 && response.status < 300;

@@ -1,3 +1,5 @@
+import type { ErrorClass } from "@evently/core/attempts/sql.ts";
+
 /**
  * Retry policy as data: `scheduleMs[n]` is the delay before retry n+1, each varied by ±jitter so
  * a burst of failures does not come back as a burst. After the last entry the job fails.
@@ -24,6 +26,17 @@ export function nextStep(
   const jittered = base * (1 + policy.jitter * (2 * random() - 1));
   const delay = retryAfterMs === null ? jittered : Math.max(jittered, Math.min(retryAfterMs, policy.maxRetryAfterMs));
   return { kind: "retry", at: new Date(now.getTime() + Math.round(delay)) };
+}
+
+/**
+ * Outcomes no retry can change, so the job fails at once: the SSRF guard's refusal (the address
+ * is as non-public on the next try), a URL that does not parse, a disabled endpoint. A `dns`
+ * failure is not one: the name may resolve, or resolve elsewhere, later.
+ */
+const FINAL: ReadonlySet<ErrorClass> = new Set<ErrorClass>(["blocked_address", "invalid_url", "endpoint_disabled"]);
+
+export function isFinal(errorClass: ErrorClass | null): boolean {
+  return errorClass !== null && FINAL.has(errorClass);
 }
 
 /** Parses `Retry-After` (delta seconds or an HTTP date) into milliseconds from `now`. */

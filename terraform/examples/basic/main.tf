@@ -21,9 +21,10 @@ module "evently" {
   release_name = "evently"
   namespace    = var.namespace
 
-  database_url = var.database_url
-  amqp_url     = var.amqp_url
-  api_key      = var.api_key
+  database_url   = var.database_url
+  amqp_url       = var.amqp_url
+  admin_api_key  = var.admin_api_key
+  encryption_key = var.encryption_key
 
   image_repository = var.image_repository
   image_tag        = var.image_tag

@@ -40,9 +40,16 @@ variable "amqp_url" {
   sensitive   = true
 }
 
-variable "api_key" {
+variable "admin_api_key" {
   type        = string
-  description = "Bearer token for the API (at least 16 characters); null disables authentication."
+  description = "Admin API key (at least 32 characters); null lets the module generate one (terraform output -raw admin_api_key)."
+  default     = null
+  sensitive   = true
+}
+
+variable "encryption_key" {
+  type        = string
+  description = "Encryption key for endpoint secrets at rest (openssl rand -base64 32); null lets the module generate one."
   default     = null
   sensitive   = true
 }

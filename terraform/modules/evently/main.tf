@@ -1,5 +1,6 @@
-# Installs the Evently Helm chart. Connection secrets are created here as a Kubernetes Secret and
-# handed to the chart as secrets.existingSecret, so they never appear in the Helm release values.
+# Installs the Evently Helm chart. Connection secrets and keys are created here as a Kubernetes
+# Secret and handed to the chart as secrets.existingSecret, so they never appear in the Helm release
+# values.
 
 resource "kubernetes_namespace_v1" "this" {
   count = var.create_namespace ? 1 : 0
@@ -8,6 +9,25 @@ resource "kubernetes_namespace_v1" "this" {
     name   = var.namespace
     labels = var.labels
   }
+}
+
+# Keys left null are generated once and stay in the state, so later applies keep them.
+locals {
+  admin_api_key  = var.admin_api_key != null ? var.admin_api_key : one(random_password.admin_api_key[*].result)
+  encryption_key = var.encryption_key != null ? var.encryption_key : one(random_bytes.encryption_key[*].base64)
+}
+
+resource "random_password" "admin_api_key" {
+  count = local.create_secret ? 1 : 0
+
+  length  = 48
+  special = false
+}
+
+resource "random_bytes" "encryption_key" {
+  count = local.create_secret ? 1 : 0
+
+  length = 32
 }
 
 resource "kubernetes_secret_v1" "connection" {
@@ -19,13 +39,15 @@ resource "kubernetes_secret_v1" "connection" {
     labels    = merge(var.labels, { "app.kubernetes.io/part-of" = "evently" })
   }
 
-  # The provider base64-encodes data; API_KEY is present only when set.
+  # The provider base64-encodes data. ENCRYPTION_KEY is the base64 text the application decodes.
   data = merge(
     {
-      DATABASE_URL = var.database_url
-      AMQP_URL     = var.amqp_url
+      DATABASE_URL   = var.database_url
+      AMQP_URL       = var.amqp_url
+      ADMIN_API_KEY  = local.admin_api_key
+      ENCRYPTION_KEY = local.encryption_key
     },
-    { for key, value in { API_KEY = var.api_key } : key => value if value != null },
+    length(var.encryption_previous_keys) > 0 ? { ENCRYPTION_PREVIOUS_KEYS = join(",", var.encryption_previous_keys) } : {},
   )
 
   lifecycle {

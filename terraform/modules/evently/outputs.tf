@@ -24,6 +24,18 @@ output "api_url" {
 }
 
 output "connection_secret_name" {
-  description = "Secret holding DATABASE_URL, AMQP_URL and API_KEY."
+  description = "Secret holding DATABASE_URL, AMQP_URL, ADMIN_API_KEY and ENCRYPTION_KEY."
   value       = local.secret_name
+}
+
+output "admin_api_key" {
+  description = "The admin API key in the module's Secret (given or generated); null with existing_secret_name. Read it with terraform output -raw admin_api_key."
+  value       = local.create_secret ? local.admin_api_key : null
+  sensitive   = true
+}
+
+output "encryption_key" {
+  description = "The encryption key in the module's Secret (given or generated); null with existing_secret_name. Back it up: terraform output -raw encryption_key."
+  value       = local.create_secret ? local.encryption_key : null
+  sensitive   = true
 }

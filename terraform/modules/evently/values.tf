@@ -22,7 +22,6 @@ locals {
       existingSecret = local.secret_name
       databaseUrl    = ""
       amqpUrl        = ""
-      apiKey         = ""
     }
     config = var.config
     api = {

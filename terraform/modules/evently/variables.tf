@@ -79,7 +79,7 @@ variable "image_tag" {
 
 variable "existing_secret_name" {
   type        = string
-  description = "Name of an existing Secret with DATABASE_URL, AMQP_URL and optionally API_KEY. When null the module creates one from database_url, amqp_url and api_key."
+  description = "Name of an existing Secret with DATABASE_URL, AMQP_URL, ADMIN_API_KEY, ENCRYPTION_KEY and optionally ENCRYPTION_PREVIOUS_KEYS. When null the module creates one from the variables below, generating the keys left null."
   default     = null
 }
 
@@ -107,15 +107,42 @@ variable "amqp_url" {
   }
 }
 
-variable "api_key" {
+# The keys have no default value: null means generated once (random provider) and kept in the
+# Terraform state, which therefore holds them: keep it in an encrypted backend.
+
+variable "admin_api_key" {
   type        = string
-  description = "Bearer token required on API requests (at least 16 characters); null disables authentication."
+  description = "Admin API key: every API route except /health, /ready, /openapi (and /metrics with METRICS_AUTH=admin) needs `Authorization: Bearer <key>`. At least 32 characters; null generates 48 (output admin_api_key)."
   default     = null
   sensitive   = true
 
   validation {
-    condition     = var.api_key == null || length(coalesce(var.api_key, "x")) >= 16
-    error_message = "api_key must be at least 16 characters."
+    condition     = var.admin_api_key == null || can(regex("^\\S{32,}$", var.admin_api_key))
+    error_message = "admin_api_key must be at least 32 characters, without spaces."
+  }
+}
+
+variable "encryption_key" {
+  type        = string
+  description = "Key that encrypts endpoint secrets at rest: base64 of 32 random bytes (openssl rand -base64 32). Null generates one; changing it later needs the old one in encryption_previous_keys."
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition     = var.encryption_key == null || can(regex("^([A-Za-z0-9+/]{43}=?|[A-Za-z0-9_-]{43}=?)$", var.encryption_key))
+    error_message = "encryption_key must be base64 of 32 bytes (44 characters, as openssl rand -base64 32 prints)."
+  }
+}
+
+variable "encryption_previous_keys" {
+  type        = list(string)
+  description = "Older encryption keys, used only to decrypt values written before a rotation (ENCRYPTION_PREVIOUS_KEYS); remove one once `reencrypt` reports nothing left under it."
+  default     = []
+  sensitive   = true
+
+  validation {
+    condition     = alltrue([for key in var.encryption_previous_keys : can(regex("^([A-Za-z0-9+/]{43}=?|[A-Za-z0-9_-]{43}=?)$", key))])
+    error_message = "Every encryption_previous_keys entry must be base64 of 32 bytes."
   }
 }
 

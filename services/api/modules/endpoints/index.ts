@@ -26,7 +26,7 @@ export function endpointOperations(endpoints: EndpointService): ApiOperation[] {
       body: EndpointCreate,
       status: 201,
       response: EndpointWithSecret,
-      handle: ({ body }) => endpoints.create(body),
+      handle: ({ app, body }) => endpoints.create(app.id, body),
     }),
     defineOperation({
       method: "GET",
@@ -37,7 +37,7 @@ export function endpointOperations(endpoints: EndpointService): ApiOperation[] {
       query: EndpointListQuery,
       status: 200,
       response: EndpointPage,
-      handle: ({ query }) => endpoints.list(query),
+      handle: ({ app, query }) => endpoints.list(app.id, query),
     }),
     defineOperation({
       method: "GET",
@@ -47,7 +47,7 @@ export function endpointOperations(endpoints: EndpointService): ApiOperation[] {
       tag,
       status: 200,
       response: Endpoint,
-      handle: ({ params }) => endpoints.get(params.id!),
+      handle: ({ app, params }) => endpoints.get(app.id, params.id!),
     }),
     defineOperation({
       method: "PATCH",
@@ -58,7 +58,7 @@ export function endpointOperations(endpoints: EndpointService): ApiOperation[] {
       body: EndpointUpdate,
       status: 200,
       response: Endpoint,
-      handle: ({ params, body }) => endpoints.update(params.id!, body),
+      handle: ({ app, params, body }) => endpoints.update(app.id, params.id!, body),
     }),
     defineOperation({
       method: "DELETE",
@@ -67,7 +67,7 @@ export function endpointOperations(endpoints: EndpointService): ApiOperation[] {
       summary: "Delete an endpoint with its routes, jobs and attempts",
       tag,
       status: 204,
-      handle: ({ params }) => endpoints.remove(params.id!),
+      handle: ({ app, params }) => endpoints.remove(app.id, params.id!),
     }),
     defineOperation({
       method: "GET",
@@ -77,7 +77,7 @@ export function endpointOperations(endpoints: EndpointService): ApiOperation[] {
       tag,
       status: 200,
       response: Secret,
-      handle: ({ params }) => endpoints.secret(params.id!),
+      handle: ({ app, params }) => endpoints.secret(app.id, params.id!),
     }),
     defineOperation({
       method: "POST",
@@ -95,7 +95,7 @@ export function endpointOperations(endpoints: EndpointService): ApiOperation[] {
       bodyOptional: true,
       status: 200,
       response: RotatedSecret,
-      handle: ({ params, body }) => endpoints.rotateSecret(params.id!, body.graceSeconds),
+      handle: ({ app, params, body }) => endpoints.rotateSecret(app.id, params.id!, body.graceSeconds),
     }),
   ];
 }

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { EndpointRow } from "@evently/core/endpoints/sql.ts";
 import { REDACTED, redactHeaders, redactUrl } from "@evently/core/redact.ts";
-import { eventTypePattern, pageOf, pageQuery, timestamp } from "../../common/model.ts";
+import { eventTypePattern, metadata, pageOf, pageQuery, timestamp } from "../../common/model.ts";
 
 const URL_MAX_LENGTH = 2048;
 
@@ -85,11 +85,6 @@ const headers = z
       "header's stored value, so headers read and written back lose nothing.",
   );
 
-const MAX_METADATA_KEYS = 50;
-const metadata = z
-  .record(z.string().max(100), z.string().max(1000))
-  .refine((value) => Object.keys(value).length <= MAX_METADATA_KEYS, `at most ${MAX_METADATA_KEYS} keys`)
-  .describe("Your own string key-value pairs; stored and returned, never sent.");
 
 const description = z.string().max(1000);
 const previousSecretExpiresAt = timestamp

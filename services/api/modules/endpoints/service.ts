@@ -12,7 +12,10 @@ import {
 } from "@evently/core/endpoints/sql.ts";
 import { BlockedAddressError, NotFoundError, ValidationError, type FieldProblem } from "@evently/core/errors.ts";
 import { isId, newId } from "@evently/core/ids.ts";
-import { findBlockedAddress, type BlockedAddress } from "@evently/core/net/addresses.ts";
+import type { BlockedAddress } from "@evently/core/net/addresses.ts";
+import type { AddressPolicy } from "@evently/core/net/policy.ts";
+import type { SecretCipher } from "@evently/core/secrets/cipher.ts";
+import { encryptHeaders, readStored } from "@evently/core/secrets/fields.ts";
 import { hasRedactedPassword, REDACTED } from "@evently/core/redact.ts";
 import { setEndpointEventTypes } from "@evently/core/routes/sql.ts";
 import { generateSecret } from "@evently/core/signing/index.ts";
@@ -26,8 +29,10 @@ import {
 } from "./model.ts";
 
 export interface EndpointServiceOptions {
-  /** DELIVERY_ALLOW_PRIVATE_NETWORKS: when false, a url on a non-public address is refused. */
-  allowPrivateNetworks: boolean;
+  /** Which addresses deliveries may go to (DELIVERY_ALLOWED_CIDRS, DELIVERY_ALLOW_PRIVATE_NETWORKS): the worker's policy too. */
+  addressPolicy: AddressPolicy;
+  /** Encrypts secrets and credential header values before they are stored (ENCRYPTION_KEY). */
+  cipher: SecretCipher;
 }
 
 /** How long saving an endpoint waits for DNS before accepting the name (see checkUrl). */
@@ -40,68 +45,73 @@ export class EndpointService {
   ) {}
 
   /** Creates the endpoint and, when `eventTypes` is given, its routes, in one transaction. */
-  async create(input: EndpointCreate): Promise<Endpoint & { secret: string }> {
+  async create(appId: string, input: EndpointCreate): Promise<Endpoint & { secret: string }> {
     await this.checkUrl(input.url);
     const id = newId("endpoint");
     const secret = generateSecret();
     const { eventTypes, ...given } = input;
     // Nothing is stored yet, so a redaction marker has nothing to keep: refused.
-    const values = { ...given, url: keepRedactedPassword(given.url, null), headers: keepRedactedHeaders(given.headers, {}) };
+    const values = { ...given, url: keepRedactedPassword(given.url, null), headers: await this.storedHeaders(given.headers, {}) };
+    const storedSecret = await this.options.cipher.encrypt(secret);
     const row = await this.sql.begin(async (tx) => {
-      await insertEndpoint(tx, id, secret, values);
-      if (eventTypes) await setEndpointEventTypes(tx, id, unique(eventTypes));
-      return findEndpoint(tx, id);
+      await insertEndpoint(tx, appId, id, storedSecret, values);
+      if (eventTypes) await setEndpointEventTypes(tx, appId, id, unique(eventTypes));
+      return findEndpoint(tx, appId, id);
     });
     return { ...presentEndpoint(row!), secret };
   }
 
-  async get(id: string): Promise<Endpoint> {
-    return presentEndpoint(await this.row(id));
+  async get(appId: string, id: string): Promise<Endpoint> {
+    return presentEndpoint(await this.row(appId, id));
   }
 
-  async list(query: EndpointListQuery): Promise<Page<Endpoint>> {
-    const rows = await listEndpoints(this.sql, { before: query.cursor, limit: query.limit + 1 });
+  async list(appId: string, query: EndpointListQuery): Promise<Page<Endpoint>> {
+    const rows = await listEndpoints(this.sql, appId, { before: query.cursor, limit: query.limit + 1 });
     return toPage(rows, query.limit, presentEndpoint);
   }
 
   /** Applies the given fields only; `eventTypes`, when given, replaces the endpoint's routes. */
-  async update(id: string, patch: EndpointUpdate): Promise<Endpoint> {
+  async update(appId: string, id: string, patch: EndpointUpdate): Promise<Endpoint> {
     if (!isId("endpoint", id)) throw new NotFoundError("endpoint", id);
     if (patch.url !== undefined) await this.checkUrl(patch.url);
     const { eventTypes, ...changes } = patch;
+    // Encrypted before the transaction: no row lock is held across the cipher's work.
+    const freshHeaders = changes.headers && (await this.encryptFresh(changes.headers));
     const row = await this.sql.begin(async (tx) => {
-      const current = await lockEndpointValues(tx, id);
+      const current = await lockEndpointValues(tx, appId, id);
       if (!current) return null;
       const defined = Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined));
       const next = { ...current, ...defined };
       // An endpoint read from the API and written back carries redaction markers: they keep what is stored.
       if (changes.url !== undefined) next.url = keepRedactedPassword(changes.url, current.url);
-      if (changes.headers !== undefined) next.headers = keepRedactedHeaders(changes.headers, current.headers);
-      await updateEndpoint(tx, id, next);
-      if (eventTypes) await setEndpointEventTypes(tx, id, unique(eventTypes));
-      return findEndpoint(tx, id);
+      if (freshHeaders !== undefined) next.headers = keepRedactedHeaders(freshHeaders, current.headers);
+      await updateEndpoint(tx, appId, id, next);
+      if (eventTypes) await setEndpointEventTypes(tx, appId, id, unique(eventTypes));
+      return findEndpoint(tx, appId, id);
     });
     if (!row) throw new NotFoundError("endpoint", id);
     return presentEndpoint(row);
   }
 
-  async remove(id: string): Promise<void> {
-    if (!isId("endpoint", id) || !(await deleteEndpoint(this.sql, id))) throw new NotFoundError("endpoint", id);
+  async remove(appId: string, id: string): Promise<void> {
+    if (!isId("endpoint", id) || !(await deleteEndpoint(this.sql, appId, id))) throw new NotFoundError("endpoint", id);
   }
 
-  async secret(id: string): Promise<{ secret: string }> {
-    const secret = isId("endpoint", id) ? await findSecret(this.sql, id) : null;
-    if (secret === null) throw new NotFoundError("endpoint", id);
-    return { secret };
+  async secret(appId: string, id: string): Promise<{ secret: string }> {
+    const stored = isId("endpoint", id) ? await findSecret(this.sql, appId, id) : null;
+    if (stored === null) throw new NotFoundError("endpoint", id);
+    return { secret: await readStored(this.options.cipher, stored) };
   }
 
   /**
    * Makes a new secret; the old one keeps signing, next to it, for `graceSeconds` (0: not at all).
    * Deliveries already sent are not re-signed.
    */
-  async rotateSecret(id: string, graceSeconds: number): Promise<{ secret: string; previousSecretExpiresAt: string | null }> {
+  async rotateSecret(appId: string, id: string, graceSeconds: number): Promise<{ secret: string; previousSecretExpiresAt: string | null }> {
     const secret = generateSecret();
-    const rotated = isId("endpoint", id) ? await replaceSecret(this.sql, id, secret, graceSeconds) : null;
+    const stored = await this.options.cipher.encrypt(secret);
+    // The replaced secret moves to previous_secret as stored: it is encrypted already.
+    const rotated = isId("endpoint", id) ? await replaceSecret(this.sql, appId, id, stored, graceSeconds) : null;
     if (!rotated) throw new NotFoundError("endpoint", id);
     return { secret, previousSecretExpiresAt: rotated.previousSecretExpiresAt?.toISOString() ?? null };
   }
@@ -112,11 +122,10 @@ export class EndpointService {
    * before every attempt; that check, not this one, is the guard, as DNS answers can change.
    */
   private async checkUrl(url: string): Promise<void> {
-    if (this.options.allowPrivateNetworks) return;
     const host = new URL(url).hostname;
     let blocked: BlockedAddress | null;
     try {
-      blocked = await withTimeout(findBlockedAddress(host), DNS_TIMEOUT_MS);
+      blocked = await withTimeout(this.options.addressPolicy.findBlockedAddress(host), DNS_TIMEOUT_MS);
     } catch {
       // A name that does not resolve (or not in time) is accepted: its DNS may be set up after the
       // endpoint, and refusing it would stop no attack, since the name could later resolve to
@@ -129,12 +138,23 @@ export class EndpointService {
     throw new BlockedAddressError(
       "url",
       `${where} is a non-public address (${blocked.addressClass}); deliveries to non-public addresses are refused ` +
-        "unless DELIVERY_ALLOW_PRIVATE_NETWORKS=true",
+        "unless their range is in DELIVERY_ALLOWED_CIDRS (DELIVERY_ALLOW_PRIVATE_NETWORKS=true allows every address)",
     );
   }
 
-  private async row(id: string): Promise<EndpointRow> {
-    const row = isId("endpoint", id) ? await findEndpoint(this.sql, id) : null;
+  /** Headers as stored: credential values encrypted, redaction markers replaced by what `stored` holds. */
+  private async storedHeaders(given: Record<string, string>, stored: Record<string, string>): Promise<Record<string, string>> {
+    return keepRedactedHeaders(await this.encryptFresh(given), stored);
+  }
+
+  /** Credential values given in the request encrypted; redaction markers left for keepRedactedHeaders. */
+  private async encryptFresh(given: Record<string, string>): Promise<Record<string, string>> {
+    const fresh = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== REDACTED));
+    return { ...given, ...(await encryptHeaders(this.options.cipher, fresh)) };
+  }
+
+  private async row(appId: string, id: string): Promise<EndpointRow> {
+    const row = isId("endpoint", id) ? await findEndpoint(this.sql, appId, id) : null;
     if (!row) throw new NotFoundError("endpoint", id);
     return row;
   }

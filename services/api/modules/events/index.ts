@@ -35,9 +35,9 @@ export function eventOperations(events: EventService, http: Config["http"]): Api
       status: 202,
       response: EventAccepted,
       responseHeaders: [{ name: REPLAYED_HEADER, description: "`true` when the idempotency key was seen before." }],
-      errors: [503],
-      handle: async ({ body, headers, setHeader }) => {
-        const { event, replayed } = await events.accept(body, headers.get("idempotency-key"));
+      errors: [429, 503],
+      handle: async ({ app, body, headers, setHeader }) => {
+        const { event, replayed } = await events.accept(app, body, headers.get("idempotency-key"));
         if (replayed) setHeader(REPLAYED_HEADER, "true");
         return event;
       },
@@ -53,8 +53,8 @@ export function eventOperations(events: EventService, http: Config["http"]): Api
       bodyLimitBytes: batchBodyLimit(http),
       status: 202,
       response: BatchAccepted,
-      errors: [503],
-      handle: ({ body }) => events.acceptBatch(body.events),
+      errors: [429, 503],
+      handle: ({ app, body }) => events.acceptBatch(app, body.events),
     }),
     defineOperation({
       method: "GET",
@@ -65,7 +65,7 @@ export function eventOperations(events: EventService, http: Config["http"]): Api
       query: EventListQuery,
       status: 200,
       response: EventPage,
-      handle: ({ query }) => events.list(query),
+      handle: ({ app, query }) => events.list(app.id, query),
     }),
     defineOperation({
       method: "GET",
@@ -75,7 +75,7 @@ export function eventOperations(events: EventService, http: Config["http"]): Api
       tag,
       status: 200,
       response: EventDetail,
-      handle: ({ params }) => events.get(params.id!),
+      handle: ({ app, params }) => events.get(app.id, params.id!),
     }),
   ];
 }

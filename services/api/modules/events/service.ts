@@ -1,5 +1,5 @@
 import type { Sql } from "@evently/core/db/client.ts";
-import { IdempotencyKeyReusedError, NotFoundError, ValidationError, type FieldProblem } from "@evently/core/errors.ts";
+import { IdempotencyKeyReusedError, NotFoundError, RateLimitedError, ValidationError, type FieldProblem } from "@evently/core/errors.ts";
 import { findEvent, findKeyMismatches, listEvents } from "@evently/core/events/sql.ts";
 import { isId } from "@evently/core/ids.ts";
 import { listJobsForEvents } from "@evently/core/jobs/sql.ts";
@@ -18,6 +18,21 @@ import {
   type EventSummary,
 } from "./model.ts";
 
+/** The application an event is ingested for, and its ingest limit (null: none). */
+export interface IngestingApp {
+  id: string;
+  rateLimitPerSecond: number | null;
+}
+
+/**
+ * The per-application ingest limit, held across API processes (core/ratelimit). Owned here: the
+ * limiter takes `count` events of the application's budget for this second, or says when to retry.
+ */
+export type RateLimitAnswer = { ok: true } | { ok: false; retryAfterSeconds: number };
+export interface IngestRateLimit {
+  take(appId: string, limitPerSecond: number, count: number): RateLimitAnswer | Promise<RateLimitAnswer>;
+}
+
 export interface EventLimits {
   /** Largest `data` of one event, serialised; a batch must not smuggle in larger ones. */
   maxPayloadBytes: number;
@@ -28,15 +43,19 @@ export class EventService {
     private readonly sql: Sql,
     private readonly ingest: Ingest,
     private readonly limits: EventLimits,
+    private readonly rateLimit: IngestRateLimit,
   ) {}
 
   /**
    * Accepts one event. The key may come in the body or the Idempotency-Key header; when both are
    * given they must be equal (422 otherwise), since silently preferring one hides a client bug.
    */
-  async accept(input: EventCreate, headerKey: string | null): Promise<{ event: EventAccepted; replayed: boolean }> {
+  async accept(app: IngestingApp, input: EventCreate, headerKey: string | null): Promise<{ event: EventAccepted; replayed: boolean }> {
     const key = resolveIdempotencyKey(input.idempotencyKey, headerKey);
-    const [accepted] = await this.ingest.accept([{ type: input.type, dataJson: JSON.stringify(input.data), idempotencyKey: key }]);
+    await this.admit(app, 1);
+    const [accepted] = await this.ingest.accept([
+      { appId: app.id, type: input.type, dataJson: JSON.stringify(input.data), idempotencyKey: key },
+    ]);
     if (accepted!.keyReused) throw new IdempotencyKeyReusedError(headerKey === null ? "idempotencyKey" : "Idempotency-Key", key!);
     return { event: present(accepted!), replayed: accepted!.replayed };
   }
@@ -46,7 +65,7 @@ export class EventService {
    * A key reused for another request is caught before the commit; one reused by a concurrent
    * request in the moment between is caught after it, and then the rest of the batch is committed.
    */
-  async acceptBatch(inputs: EventCreate[]): Promise<BatchAccepted> {
+  async acceptBatch(app: IngestingApp, inputs: EventCreate[]): Promise<BatchAccepted> {
     const encoded = inputs.map((input) => JSON.stringify(input.data));
     const problems: FieldProblem[] = [];
     encoded.forEach((json, i) => {
@@ -54,8 +73,14 @@ export class EventService {
         problems.push({ field: `events.${i}.data`, message: `exceeds ${this.limits.maxPayloadBytes} bytes` });
     });
     if (problems.length > 0) throw new ValidationError(problems);
-    const candidates = inputs.map((input, i) => ({ type: input.type, dataJson: encoded[i]!, idempotencyKey: input.idempotencyKey ?? null }));
+    const candidates = inputs.map((input, i) => ({
+      appId: app.id,
+      type: input.type,
+      dataJson: encoded[i]!,
+      idempotencyKey: input.idempotencyKey ?? null,
+    }));
     const reused = await findReusedKeys(this.sql, candidates);
+    await this.admit(app, candidates.length);
     if (reused.length > 0) throw new IdempotencyKeyReusedError(`events.${reused[0]}.idempotencyKey`, candidates[reused[0]!]!.idempotencyKey!);
     const accepted = await this.ingest.accept(candidates);
     const late = accepted.findIndex((a) => a.keyReused);
@@ -63,17 +88,30 @@ export class EventService {
     return { data: accepted.map((a) => ({ ...present(a), replayed: a.replayed })) };
   }
 
-  async get(id: string): Promise<EventDetail> {
-    const event = isId("event", id) ? await findEvent(this.sql, id) : null;
+  async get(appId: string, id: string): Promise<EventDetail> {
+    const event = isId("event", id) ? await findEvent(this.sql, appId, id) : null;
     if (!event) throw new NotFoundError("event", id);
     const jobs = await listJobsForEvents(this.sql, [id]);
     return { ...presentEventSummary(event), data: JSON.parse(event.dataJson), jobs: jobs.map(presentJob) };
   }
 
-  async list(query: EventListQuery): Promise<Page<EventSummary>> {
+  async list(appId: string, query: EventListQuery): Promise<Page<EventSummary>> {
     const { cursor, limit, ...filter } = query;
-    const rows = await listEvents(this.sql, { ...filter, before: cursor, limit: limit + 1 });
+    const rows = await listEvents(this.sql, appId, { ...filter, before: cursor, limit: limit + 1 });
     return toPage(rows, limit, presentEventSummary);
+  }
+
+  /**
+   * Takes `count` events of the application's budget; 429 when it is used up. After validation, so
+   * a request refused as invalid costs no budget; a whole batch is admitted or refused.
+   */
+  private async admit(app: IngestingApp, count: number): Promise<void> {
+    if (app.rateLimitPerSecond === null) return;
+    // Never admitted, however long the caller waits: a 429 would invite retries that cannot succeed.
+    if (count > app.rateLimitPerSecond)
+      invalid("events", `has ${count} events, more than this application's rate limit of ${app.rateLimitPerSecond} per second; split the batch`);
+    const taken = await this.rateLimit.take(app.id, app.rateLimitPerSecond, count);
+    if (!taken.ok) throw new RateLimitedError(app.rateLimitPerSecond, taken.retryAfterSeconds);
   }
 }
 

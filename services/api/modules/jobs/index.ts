@@ -16,7 +16,7 @@ export function jobOperations(jobs: JobService): ApiOperation[] {
       query: JobListQuery,
       status: 200,
       response: JobPage,
-      handle: ({ query }) => jobs.list(query),
+      handle: ({ app, query }) => jobs.list(app.id, query),
     }),
     defineOperation({
       method: "GET",
@@ -26,7 +26,7 @@ export function jobOperations(jobs: JobService): ApiOperation[] {
       tag,
       status: 200,
       response: JobDetail,
-      handle: ({ params }) => jobs.get(params.id!),
+      handle: ({ app, params }) => jobs.get(app.id, params.id!),
     }),
     defineOperation({
       method: "POST",
@@ -37,7 +37,7 @@ export function jobOperations(jobs: JobService): ApiOperation[] {
       status: 202,
       response: Job,
       errors: [409],
-      handle: ({ params }) => jobs.retry(params.id!),
+      handle: ({ app, params }) => jobs.retry(app.id, params.id!),
     }),
     defineOperation({
       method: "GET",
@@ -48,7 +48,7 @@ export function jobOperations(jobs: JobService): ApiOperation[] {
       query: EndpointJobListQuery,
       status: 200,
       response: JobPage,
-      handle: ({ params, query }) => jobs.listForEndpoint(params.id!, query),
+      handle: ({ app, params, query }) => jobs.listForEndpoint(app.id, params.id!, query),
     }),
     defineOperation({
       method: "GET",
@@ -59,7 +59,7 @@ export function jobOperations(jobs: JobService): ApiOperation[] {
       query: AttemptListQuery,
       status: 200,
       response: AttemptPage,
-      handle: ({ params, query }) => jobs.listAttemptsForEndpoint(params.id!, query),
+      handle: ({ app, params, query }) => jobs.listAttemptsForEndpoint(app.id, params.id!, query),
     }),
   ];
 }

@@ -18,43 +18,43 @@ import {
 export class JobService {
   constructor(private readonly sql: Sql) {}
 
-  async get(id: string): Promise<Job & { attempts: Attempt[] }> {
-    const job = isId("job", id) ? await findJob(this.sql, id) : null;
+  async get(appId: string, id: string): Promise<Job & { attempts: Attempt[] }> {
+    const job = isId("job", id) ? await findJob(this.sql, appId, id) : null;
     if (!job) throw new NotFoundError("job", id);
-    const attempts = await listAttemptsForJob(this.sql, id);
+    const attempts = await listAttemptsForJob(this.sql, appId, id);
     return { ...presentJob(job), attempts: attempts.map(presentAttempt) };
   }
 
-  async list(query: JobListQuery): Promise<Page<Job>> {
+  async list(appId: string, query: JobListQuery): Promise<Page<Job>> {
     const { cursor, limit, ...filter } = query;
-    const rows = await listJobs(this.sql, { ...filter, before: cursor, limit: limit + 1 });
+    const rows = await listJobs(this.sql, appId, { ...filter, before: cursor, limit: limit + 1 });
     return toPage(rows, limit, presentJob);
   }
 
   /** An unknown endpoint is a 404, not an empty page: the path names it. */
-  async listForEndpoint(endpointId: string, query: EndpointJobListQuery): Promise<Page<Job>> {
-    await this.assertEndpoint(endpointId);
-    return this.list({ ...query, endpointId });
+  async listForEndpoint(appId: string, endpointId: string, query: EndpointJobListQuery): Promise<Page<Job>> {
+    await this.assertEndpoint(appId, endpointId);
+    return this.list(appId, { ...query, endpointId });
   }
 
-  async listAttemptsForEndpoint(endpointId: string, query: AttemptListQuery): Promise<Page<Attempt>> {
-    await this.assertEndpoint(endpointId);
+  async listAttemptsForEndpoint(appId: string, endpointId: string, query: AttemptListQuery): Promise<Page<Attempt>> {
+    await this.assertEndpoint(appId, endpointId);
     const { cursor, limit, status, ...filter } = query;
-    const rows = await listAttempts(this.sql, { ...filter, endpointId, outcome: status, before: cursor, limit: limit + 1 });
+    const rows = await listAttempts(this.sql, appId, { ...filter, endpointId, outcome: status, before: cursor, limit: limit + 1 });
     return toPage(rows, limit, presentAttempt);
   }
 
   /** Schedules one more attempt of a failed job, due now; the dispatcher publishes it on its next sweep. */
-  async retry(id: string): Promise<Job> {
+  async retry(appId: string, id: string): Promise<Job> {
     if (!isId("job", id)) throw new NotFoundError("job", id);
-    const row = await rescheduleFailedJob(this.sql, id);
+    const row = await rescheduleFailedJob(this.sql, appId, id);
     if (row) return presentJob(row);
-    const job = await findJob(this.sql, id);
+    const job = await findJob(this.sql, appId, id);
     if (!job) throw new NotFoundError("job", id);
     throw new ConflictError(`job ${id} is ${job.status}; only failed jobs can be retried`);
   }
 
-  private async assertEndpoint(id: string): Promise<void> {
-    if (!isId("endpoint", id) || !(await endpointExists(this.sql, id))) throw new NotFoundError("endpoint", id);
+  private async assertEndpoint(appId: string, id: string): Promise<void> {
+    if (!isId("endpoint", id) || !(await endpointExists(this.sql, appId, id))) throw new NotFoundError("endpoint", id);
   }
 }

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { ErrorBody } from "../../common/model.ts";
 import type { ApiOperation } from "../../../http/operation.ts";
+import { APPLICATION_HEADER } from "../../auth/authenticator.ts";
 
 /**
  * Builds the OpenAPI 3.1 document from the route table: the same zod schemas that validate requests
@@ -12,9 +13,11 @@ type Registry = z.core.$ZodRegistry<{ id: string }>;
 
 const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: "The body is not JSON (`malformed_json`)",
-  401: "API_KEY is set and the request does not carry it (`unauthorized`)",
+  401: "No key, or an unknown, expired or revoked one (`unauthorized`, with `WWW-Authenticate`)",
+  403: "An application key on a route that needs the admin key (`forbidden`)",
   404: "No such resource (`not_found`)",
   409: "Conflicts with the current state (`conflict`)",
+  429: "The application's ingest rate limit is used up for this second (`rate_limited`, with `Retry-After`); nothing was written",
   413: "The body is larger than the limit (`payload_too_large`)",
   415: "The body's content type is not `application/json` (`unsupported_media_type`)",
   422:
@@ -54,7 +57,7 @@ export function buildOpenApiDocument(routes: ApiOperation[], info: DocumentInfo)
       summary: route.summary,
       ...(route.description ? { description: route.description } : {}),
       tags: [route.tag],
-      ...(route.public ? { security: [] } : {}),
+      ...(route.access === "public" ? { security: [] } : {}),
       parameters: parameters(route),
     };
     if (route.body) {
@@ -71,7 +74,10 @@ export function buildOpenApiDocument(routes: ApiOperation[], info: DocumentInfo)
       ...info,
       description:
         "Evently accepts events, fans them out to endpoints by route and delivers them as signed webhooks. " +
-        "Request bodies are JSON, sent as `application/json` (415 otherwise); unknown body fields are ignored. " +
+        "Every route but health, readiness, metrics and this document needs `Authorization: Bearer <key>`: an " +
+        "application's key (`evk_…`) acts on that application; the admin key manages applications and keys, and acts " +
+        "on any application named by the `Evently-Application` header (its id or uid). " +
+        "Request bodies are JSON, sent as `application/json` (415 otherwise); unknown body fields are refused with 422. " +
         "Query parameters a route does not declare, or given twice, are refused with 422 `validation_failed` naming them.",
     },
     tags: [...new Set(routes.map((r) => r.tag))].map((name) => ({ name })),
@@ -83,7 +89,8 @@ export function buildOpenApiDocument(routes: ApiOperation[], info: DocumentInfo)
         apiKey: {
           type: "http",
           scheme: "bearer",
-          description: "`Authorization: Bearer <API_KEY>`, when API_KEY (at least 16 characters) is set.",
+          description:
+            "`Authorization: Bearer <key>`: an application key (`evk_…`, made with POST /applications/{id}/api-keys) or ADMIN_API_KEY.",
         },
       },
     },
@@ -107,6 +114,15 @@ function parameters(route: ApiOperation): JsonSchema[] {
         schema: rest,
       });
     }
+  }
+  if ((route.access ?? "application") === "application") {
+    list.push({
+      name: APPLICATION_HEADER,
+      in: "header",
+      required: false,
+      description: "With the admin key: the application to act on (its id or uid). With an application key: may be left out; if given, must name the key's own application.",
+      schema: { type: "string" },
+    });
   }
   for (const header of route.headers ?? []) {
     list.push({ name: header.name, in: "header", required: false, description: header.description, schema: { type: "string" } });
@@ -146,7 +162,9 @@ function operationResponses(route: ApiOperation, register: (schema: z.ZodType, f
 /** The errors any route of this shape can answer, plus the ones it declares. */
 function impliedErrors(route: ApiOperation): number[] {
   const statuses = new Set(route.errors ?? []);
-  if (!route.public) statuses.add(401);
+  if (route.access !== "public") statuses.add(401);
+  if (route.access === "admin") statuses.add(403);
+  if ((route.access ?? "application") === "application") statuses.add(404); // the Evently-Application header
   if (route.body) [400, 413, 415, 503].forEach((s) => statuses.add(s)); // 503: MAX_BODY_BYTES_IN_FLIGHT
   statuses.add(422); // an unknown query parameter, on any route (http/query.ts); a bad body field
   if (route.path.includes(":")) statuses.add(404);

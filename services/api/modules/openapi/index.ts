@@ -17,7 +17,7 @@ export function openApiOperation(table: readonly ApiOperation[]): ApiOperation {
     operationId: "getOpenApi",
     summary: "This OpenAPI 3.1 document",
     tag: "operations",
-    public: true,
+    access: "public",
     status: 200,
     response: OpenApiDocument,
     handle: () => (document ??= buildOpenApiDocument([...table], { title: "Evently API", version: pkg.version })),

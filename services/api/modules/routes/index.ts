@@ -17,7 +17,7 @@ export function routeOperations(routes: RouteService): ApiOperation[] {
       status: 201,
       response: Route,
       errors: [409],
-      handle: ({ body }) => routes.create(body),
+      handle: ({ app, body }) => routes.create(app.id, body),
     }),
     defineOperation({
       method: "GET",
@@ -28,7 +28,7 @@ export function routeOperations(routes: RouteService): ApiOperation[] {
       query: RouteListQuery,
       status: 200,
       response: RoutePage,
-      handle: ({ query }) => routes.list(query),
+      handle: ({ app, query }) => routes.list(app.id, query),
     }),
     defineOperation({
       method: "GET",
@@ -38,7 +38,7 @@ export function routeOperations(routes: RouteService): ApiOperation[] {
       tag,
       status: 200,
       response: Route,
-      handle: ({ params }) => routes.get(params.id!),
+      handle: ({ app, params }) => routes.get(app.id, params.id!),
     }),
     defineOperation({
       method: "DELETE",
@@ -47,7 +47,7 @@ export function routeOperations(routes: RouteService): ApiOperation[] {
       summary: "Delete a route; jobs already created keep going",
       tag,
       status: 204,
-      handle: ({ params }) => routes.remove(params.id!),
+      handle: ({ app, params }) => routes.remove(app.id, params.id!),
     }),
   ];
 }

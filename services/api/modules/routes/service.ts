@@ -16,9 +16,9 @@ export class RouteService {
    * The database decides duplicates and unknown endpoints (no check-then-insert race). An unknown
    * endpoint is a 422 naming `endpointId`, not a 404: the missing thing is named by a body field.
    */
-  async create(input: RouteCreate): Promise<Route> {
+  async create(appId: string, input: RouteCreate): Promise<Route> {
     try {
-      return presentRoute(await insertRoute(this.sql, input.endpointId, input.eventType));
+      return presentRoute(await insertRoute(this.sql, appId, input.endpointId, input.eventType));
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code === FOREIGN_KEY_VIOLATION) invalid("endpointId", `endpoint ${input.endpointId} does not exist`);
@@ -29,18 +29,18 @@ export class RouteService {
     }
   }
 
-  async get(id: string): Promise<Route> {
-    const row = isId("route", id) ? await findRoute(this.sql, id) : null;
+  async get(appId: string, id: string): Promise<Route> {
+    const row = isId("route", id) ? await findRoute(this.sql, appId, id) : null;
     if (!row) throw new NotFoundError("route", id);
     return presentRoute(row);
   }
 
-  async list(query: RouteListQuery): Promise<Page<Route>> {
-    const rows = await listRoutes(this.sql, { endpointId: query.endpointId, before: query.cursor, limit: query.limit + 1 });
+  async list(appId: string, query: RouteListQuery): Promise<Page<Route>> {
+    const rows = await listRoutes(this.sql, appId, { endpointId: query.endpointId, before: query.cursor, limit: query.limit + 1 });
     return toPage(rows, query.limit, presentRoute);
   }
 
-  async remove(id: string): Promise<void> {
-    if (!isId("route", id) || !(await deleteRoute(this.sql, id))) throw new NotFoundError("route", id);
+  async remove(appId: string, id: string): Promise<void> {
+    if (!isId("route", id) || !(await deleteRoute(this.sql, appId, id))) throw new NotFoundError("route", id);
   }
 }

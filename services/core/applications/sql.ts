@@ -1,0 +1,81 @@
+import type { Sql, TxSql } from "../db/client.ts";
+import { isId } from "../ids.ts";
+
+type Db = Sql | TxSql;
+
+/** The application every installation has; rows from before applications existed belong to it. */
+export const DEFAULT_APPLICATION_ID = "app_00000000000000000000000000000000";
+
+/** The columns a caller may set. */
+export interface ApplicationValues {
+  name: string;
+  uid: string | null;
+  metadata: Record<string, string>;
+  rateLimitPerSecond: number | null;
+}
+
+export interface ApplicationRow extends ApplicationValues {
+  id: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+interface RawApplicationRow extends Omit<ApplicationRow, "metadata"> {
+  metadataJson: string;
+}
+
+// metadata is read as text and parsed here, so user keys come back verbatim (see endpoints/sql.ts).
+const selectApplications = (sql: Db) => sql`
+  select id, uid, name, metadata::text as metadata_json, rate_limit_per_second, created_at, updated_at
+  from applications`;
+
+const fromRaw = ({ metadataJson, ...rest }: RawApplicationRow): ApplicationRow => ({ ...rest, metadata: JSON.parse(metadataJson) });
+
+/** Unique uid is left to the database (23505), so two concurrent creates cannot both take it. */
+export async function insertApplication(sql: Db, id: string, values: ApplicationValues): Promise<ApplicationRow> {
+  const [row] = await sql<RawApplicationRow[]>`
+    insert into applications (id, uid, name, metadata, rate_limit_per_second)
+    values (${id}, ${values.uid}, ${values.name}, ${sql.json(values.metadata)}, ${values.rateLimitPerSecond})
+    returning id, uid, name, metadata::text as metadata_json, rate_limit_per_second, created_at, updated_at`;
+  return fromRaw(row!);
+}
+
+/** By id (`app_…`) or by uid: a uid never starts with `app_` (a check constraint), so the two cannot clash. */
+export async function findApplication(sql: Db, idOrUid: string): Promise<ApplicationRow | null> {
+  const [row] = isId("application", idOrUid)
+    ? await sql<RawApplicationRow[]>`${selectApplications(sql)} where id = ${idOrUid}`
+    : await sql<RawApplicationRow[]>`${selectApplications(sql)} where uid = ${idOrUid}`;
+  return row ? fromRaw(row) : null;
+}
+
+/** Newest first; `before` is the last id of the previous page. */
+export async function listApplications(sql: Db, page: { before?: string; limit: number }): Promise<ApplicationRow[]> {
+  const rows = await sql<RawApplicationRow[]>`
+    ${selectApplications(sql)}
+    ${page.before ? sql`where id < ${page.before}` : sql``}
+    order by id desc
+    limit ${page.limit}`;
+  return rows.map(fromRaw);
+}
+
+/** Locks the row for a read-modify-write, so concurrent partial updates do not lose each other. */
+export async function lockApplication(tx: TxSql, id: string): Promise<ApplicationRow | null> {
+  const [row] = await tx<RawApplicationRow[]>`${selectApplications(tx)} where id = ${id} for update`;
+  return row ? fromRaw(row) : null;
+}
+
+export async function updateApplication(sql: Db, id: string, values: ApplicationValues): Promise<ApplicationRow> {
+  const [row] = await sql<RawApplicationRow[]>`
+    update applications
+    set name = ${values.name}, uid = ${values.uid}, metadata = ${sql.json(values.metadata)},
+        rate_limit_per_second = ${values.rateLimitPerSecond}, updated_at = now()
+    where id = ${id}
+    returning id, uid, name, metadata::text as metadata_json, rate_limit_per_second, created_at, updated_at`;
+  return fromRaw(row!);
+}
+
+/** Deletes the application and everything in it (cascade): keys, endpoints, routes, events, jobs, attempts. */
+export async function deleteApplication(sql: Db, id: string): Promise<boolean> {
+  const result = await sql`delete from applications where id = ${id}`;
+  return result.count > 0;
+}
