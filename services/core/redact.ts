@@ -7,8 +7,10 @@
 /** What a hidden value reads as; sent back in a PATCH, it means "keep the stored value". */
 export const REDACTED = "[redacted]";
 
-// Header names whose values may carry credentials.
-const SENSITIVE_HEADER = /authorization|cookie|token|secret|api[-_]?key|password|signature/i;
+// Header names whose values may carry credentials. The source is also used in SQL (Postgres `~*`,
+// secrets/sql.ts), so it stays within what both regex dialects read alike.
+export const SENSITIVE_HEADER_SOURCE = "authorization|cookie|token|secret|api[-_]?key|password|signature";
+const SENSITIVE_HEADER = new RegExp(SENSITIVE_HEADER_SOURCE, "i");
 
 export function isSensitiveHeader(name: string): boolean {
   return SENSITIVE_HEADER.test(name);

@@ -5,9 +5,9 @@ import { OverloadedError } from "@evently/core/errors.ts";
  * A route's body limit bounds one request; this bounds their sum, so many large bodies arriving
  * together cannot take the process's memory with them. One budget per app (createApp makes it).
  *
- * readJsonBody (body.ts) is the one user: it opens a share per request, takes the declared
- * Content-Length before reading a byte (or each chunk as it arrives when no length is declared),
- * and releases the share once the body is parsed or the read failed, whatever the failure.
+ * mount.ts opens a share per request and releases it once the handler has answered, whatever the
+ * outcome; readJsonBody (body.ts) takes the declared Content-Length from it before reading a byte
+ * (or each chunk as it arrives when no length is declared).
  */
 export class BodyBudget {
   #inUse = 0;

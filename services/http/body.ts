@@ -1,5 +1,5 @@
 import { MalformedBodyError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "@evently/core/errors.ts";
-import type { BodyBudget, BodyShare } from "./body-budget.ts";
+import type { BodyShare } from "./body-budget.ts";
 import { fieldName } from "./validate.ts";
 
 /**
@@ -23,23 +23,19 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * Reads a JSON body. An `optional` body may be left out: an empty body, with a JSON content type or
  * none, reads as undefined; a body with content must still be sent as JSON. Without a content type
  * the body is read (within the limit) to tell the two apart; with any other type it is refused unread.
- * The body's share of the budget is held until it is parsed and checked, and released however that ends.
+ * The bytes read are taken from `share`, which the caller releases once it is done with the body
+ * (mount.ts: when the handler has answered, since the parsed value lives until then).
  */
 export async function readJsonBody(
   request: Request,
   limitBytes: number,
-  budget: BodyBudget,
+  share: BodyShare,
   optional = false,
 ): Promise<unknown> {
   const contentType = request.headers.get("content-type");
   const untyped = contentType === null || contentType.trim() === "";
   if (!(optional && untyped)) assertJsonContentType(contentType);
-  const share = budget.share();
-  try {
-    return parseJson(await readText(request, limitBytes, share), optional, untyped);
-  } finally {
-    share.release();
-  }
+  return parseJson(await readText(request, limitBytes, share), optional, untyped);
 }
 
 /** The body's text as a storable JSON value (undefined for an optional body left out). */

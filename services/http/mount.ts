@@ -1,6 +1,6 @@
 import type { AnyElysia } from "elysia";
 import { readJsonBody } from "./body.ts";
-import type { BodyBudget } from "./body-budget.ts";
+import type { BodyBudget, BodyShare } from "./body-budget.ts";
 import { readQuery, strictQuery } from "./query.ts";
 import type { Authenticate } from "./auth.ts";
 import { Reply, type ApiOperation, type AppScope, type RouteInput } from "./operation.ts";
@@ -29,8 +29,8 @@ export interface MountOptions {
 }
 
 /** The raw body; an optional one left out reads as `{}` (see ApiOperation.bodyOptional). */
-async function readBody(request: Request, route: ApiOperation, limitBytes: number, budget: BodyBudget): Promise<unknown> {
-  const raw = await readJsonBody(request, limitBytes, budget, route.bodyOptional);
+async function readBody(request: Request, route: ApiOperation, limitBytes: number, share: BodyShare): Promise<unknown> {
+  const raw = await readJsonBody(request, limitBytes, share, route.bodyOptional);
   return raw === undefined && route.bodyOptional ? {} : raw;
 }
 
@@ -54,20 +54,28 @@ export function mountOperations<App extends AnyElysia>(app: App, routes: ApiOper
         // First: nothing of the request is read for a caller without a valid key.
         const scope = access === "public" ? null : await authenticate!(request, access);
         const query = parseInput(querySchema, readQuery(request), "query");
-        const input: RouteInput<unknown, unknown> = {
-          params,
-          query: route.query ? query : undefined,
-          body: route.body ? parseInput(route.body, await readBody(request, route, bodyLimit, options.bodyBudget), "body") : undefined,
-          get app(): AppScope {
-            if (!scope) throw new Error(`${route.method} ${route.path} is not an application route`);
-            return scope;
-          },
-          headers: request.headers,
-          setHeader: (name, value) => {
-            set.headers[name] = value;
-          },
-        };
-        const result = await route.handle(input);
+        // The body's bytes count against the process's budget until the handler has answered: its
+        // parsed value (often larger than the text) lives that long, a batch through its commit.
+        const share = options.bodyBudget.share();
+        let result: unknown;
+        try {
+          const input: RouteInput<unknown, unknown> = {
+            params,
+            query: route.query ? query : undefined,
+            body: route.body ? parseInput(route.body, await readBody(request, route, bodyLimit, share), "body") : undefined,
+            get app(): AppScope {
+              if (!scope) throw new Error(`${route.method} ${route.path} is not an application route`);
+              return scope;
+            },
+            headers: request.headers,
+            setHeader: (name, value) => {
+              set.headers[name] = value;
+            },
+          };
+          result = await route.handle(input);
+        } finally {
+          share.release();
+        }
         if (result instanceof Response) return result;
         if (result instanceof Reply) {
           set.status = result.status;

@@ -3,7 +3,7 @@ import { secretKey } from "@evently/core/signing/index.ts";
 import type { Logger } from "@evently/core/log.ts";
 import { redactUrl } from "@evently/core/redact.ts";
 import type { SecretCipher } from "@evently/core/secrets/cipher.ts";
-import { decryptHeaders, decryptSecrets } from "@evently/core/secrets/fields.ts";
+import { decryptHeaders, decryptSecrets, decryptUrlPassword } from "@evently/core/secrets/fields.ts";
 
 /** What a delivery needs to know about its endpoint, with the secrets already decoded. */
 export interface DeliveryTarget {
@@ -99,11 +99,12 @@ export class EndpointCache {
       for (const stored of rows) {
         // Decrypted once per cache fill, not per delivery.
         const row = await decryptSecrets(this.cipher, stored);
+        const url = await decryptUrlPassword(this.cipher, row.url);
         const target: DeliveryTarget = {
           id: row.id,
           appId: row.appId,
-          url: row.url,
-          recordedUrl: redactUrl(row.url),
+          url,
+          recordedUrl: redactUrl(url),
           key: secretKey(row.secret),
           previousKey: row.previousSecret === null ? null : secretKey(row.previousSecret),
           previousKeyExpiresAt: row.previousSecretExpiresAt?.getTime() ?? null,

@@ -96,7 +96,7 @@ export const httpSchema = z
     ),
     MAX_BATCH_EVENTS: int(500, 1, 10_000).describe("Most events in one `POST /events/batch`."),
     MAX_BODY_BYTES_IN_FLIGHT: int(67_108_864, 1_048_576, 4_294_967_296).describe(
-      "Most bytes of request bodies one API process reads at once; a body that would pass it is refused with 503 `overloaded` and `Retry-After: 1` (before reading when its length is declared). At least MAX_PAYLOAD_BYTES; it also caps the `POST /events/batch` body limit, so a larger batch gets 413.",
+      "Most bytes of request bodies one API process holds at once, from reading a body until its request is answered; a body that would pass it is refused with 503 `overloaded` and `Retry-After: 1` (before reading when its length is declared). At least MAX_PAYLOAD_BYTES; it also caps the `POST /events/batch` body limit, so a larger batch gets 413.",
     ),
     ADMIN_API_KEY: z
       .string()
@@ -216,7 +216,7 @@ export const secretsSchema = z.object({
     .superRefine(encryptionKey)
     .optional()
     .describe(
-      "Key that encrypts endpoint secrets and credentials at rest (AES-256-GCM): base64 or base64url of 32 random bytes, like `openssl rand -base64 32` prints. Stored values name their key by an id derived from it; to rotate, move the old key to ENCRYPTION_PREVIOUS_KEYS, set a new one, then run `reencrypt`.",
+      "Key that encrypts endpoint secrets and credentials at rest (AES-256-GCM): base64 or base64url of 32 random bytes, like `openssl rand -base64 32` prints. Stored values name their key by an id derived from it; to rotate, move the old key to ENCRYPTION_PREVIOUS_KEYS, set a new one, then run `reencrypt`. Required by `api`, `worker` and `reencrypt`; `all` without it generates one into EVENTLY_DATA_DIR (keep that file with the database).",
     ),
   ENCRYPTION_PREVIOUS_KEYS: z
     .string()

@@ -61,3 +61,31 @@ async function mapSensitive(
   );
   return Object.fromEntries(entries);
 }
+
+/**
+ * The url with its password, if any, encrypted in place: the ciphertext is the password (percent-
+ * encoded by the URL serializer), so the stored url keeps its shape, reads redact it as they redact
+ * any password, and a PATCH that sends the redaction back keeps the stored (encrypted) one.
+ */
+export async function encryptUrlPassword(cipher: SecretCipher, value: string): Promise<string> {
+  const url = URL.canParse(value) ? new URL(value) : null;
+  if (!url || url.password === "") return value;
+  url.password = await cipher.encrypt(url.password);
+  return url.href;
+}
+
+/** The url as deliveries use it: its password decrypted (or as is when it predates encryption). */
+export async function decryptUrlPassword(cipher: SecretCipher, value: string): Promise<string> {
+  const url = URL.canParse(value) ? new URL(value) : null;
+  if (!url || url.password === "") return value;
+  const stored = decodeURIComponent(url.password);
+  if (!isEncrypted(stored)) return value;
+  url.password = await cipher.decrypt(stored);
+  return url.href;
+}
+
+/** True when the url holds a password not encrypted under the current key (plaintext, or an older key). */
+export function urlPasswordIsStale(value: string, isCurrent: (stored: string) => boolean): boolean {
+  const url = URL.canParse(value) ? new URL(value) : null;
+  return !!url && url.password !== "" && !isCurrent(decodeURIComponent(url.password));
+}

@@ -2,7 +2,8 @@ import type { Config } from "../config/index.ts";
 import { createSql, type Sql } from "../db/client.ts";
 import type { Logger } from "../log.ts";
 import { SecretCipher, SecretCipherError } from "./cipher.ts";
-import { readStored } from "./fields.ts";
+import { decryptUrlPassword, encryptUrlPassword, readStored, urlPasswordIsStale } from "./fields.ts";
+import { isSensitiveHeader } from "../redact.ts";
 import { countStaleSecrets, lockStaleSecrets, writeSecrets, type StoredSecrets } from "./sql.ts";
 
 export interface ReencryptResult {
@@ -13,9 +14,10 @@ export interface ReencryptResult {
 }
 
 /**
- * Rewrites every endpoint's secrets that are not under the cipher's current key (plaintext from
- * before encryption, or an older key) under the current key. Run it after a key rotation, and once
- * after encryption arrives, when every process can read encrypted values.
+ * Rewrites every endpoint's secrets (signing secrets, credential header values, the url's password)
+ * that are not under the cipher's current key (plaintext from before encryption, or an older key)
+ * under the current key. Run it after a key rotation, and once after encryption arrives, when every
+ * process can read encrypted values.
  *
  * Safe while the system runs: each batch is one short transaction holding row locks, so a rotation
  * or update of the same endpoint waits for it or is skipped by it, never lost. Idempotent: values
@@ -55,10 +57,23 @@ async function reencryptRow(cipher: SecretCipher, row: StoredSecrets): Promise<S
       throw new SecretCipherError(`endpoint ${row.id}, ${column}: ${(err as Error).message}`);
     }
   };
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(row.headers))
+    headers[name] = isSensitiveHeader(name) ? await rewrite(value, `headers.${name}`) : value;
+  let url = row.url;
+  if (urlPasswordIsStale(url, (stored) => cipher.isCurrent(stored))) {
+    try {
+      url = await encryptUrlPassword(cipher, await decryptUrlPassword(cipher, url));
+    } catch (err) {
+      throw new SecretCipherError(`endpoint ${row.id}, url: ${(err as Error).message}`);
+    }
+  }
   return {
     id: row.id,
     secret: await rewrite(row.secret, "secret"),
     previousSecret: row.previousSecret === null ? null : await rewrite(row.previousSecret, "previous_secret"),
+    url,
+    headers,
   };
 }
 

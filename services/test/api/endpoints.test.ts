@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SecretCipher } from "../../core/secrets/cipher.ts";
-import { decryptHeaders, decryptSecrets } from "../../core/secrets/fields.ts";
+import { decryptHeaders, decryptSecrets, decryptUrlPassword } from "../../core/secrets/fields.ts";
 import { hookUrl, startApi, type TestApi, type TestResponse } from "./harness.ts";
 
 let api: TestApi;
@@ -344,10 +344,12 @@ describe("credentials in the url and headers", () => {
     "x-hub-signature": "h-1",
     "x-tenant": "acme",
   };
-  /** The row with its credential headers decrypted: they are stored encrypted. */
+  /** The row with its url password and credential headers decrypted: they are stored encrypted. */
   const storedRow = async (id: string) => {
     const row = (await api.sql<{ url: string; headers: Record<string, string> }[]>`select url, headers from endpoints where id = ${id}`)[0]!;
-    return { ...row, headers: await decryptHeaders(cipher(), row.headers) };
+    expect(row.url).not.toContain("pw-");
+    expect(row.url).not.toContain("p%40ss");
+    return { url: await decryptUrlPassword(cipher(), row.url), headers: await decryptHeaders(cipher(), row.headers) };
   };
 
   test("every read shows the url's password and credential-like header values as [redacted]; the store keeps them", async () => {

@@ -3,7 +3,14 @@ import { randomBytes } from "node:crypto";
 import { ConfigError, loadConfig } from "../../core/config/index.ts";
 import { createSql, type Sql } from "../../core/db/client.ts";
 import { SecretCipher, encryptedPrefix, isEncrypted, keyIdOf } from "../../core/secrets/cipher.ts";
-import { decryptHeaders, decryptSecrets, encryptHeaders, encryptSecrets } from "../../core/secrets/fields.ts";
+import {
+  decryptHeaders,
+  decryptSecrets,
+  decryptUrlPassword,
+  encryptHeaders,
+  encryptSecrets,
+  encryptUrlPassword,
+} from "../../core/secrets/fields.ts";
 import { reencryptEndpoints } from "../../core/secrets/reencrypt.ts";
 import { generateSecret } from "../../core/signing/index.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
@@ -249,6 +256,33 @@ describe("reencryptEndpoints", () => {
     expect(await reencryptEndpoints(sql, cipher)).toEqual({ rewritten: 1, remaining: 0 });
     const [busy] = await sql<{ secret: string }[]>`select secret from endpoints where id = 'ep_busy'`;
     expect(await cipher.decrypt(busy!.secret)).toBe("whsec_busy");
+  });
+
+  test("credential header values and a url's password are rewritten too; other headers are left alone", async () => {
+    // As an endpoint written before encryption arrived holds them, then one written under the old key.
+    const plainUrl = "https://hook-user:p%40ss-1@example.com/hook?q=1";
+    const headers = { authorization: "Bearer tok-1", "x-api-key": "k-1", "x-tenant": "acme" };
+    await sql`insert into endpoints (id, app_id, url, secret, headers)
+              values ('ep_creds_plain', ${APP}, ${plainUrl}, ${await cipher.encrypt("whsec_c")}, ${sql.json(headers)})`;
+    const oldHeaders = await encryptHeaders(beforeRotation, headers);
+    await sql`insert into endpoints (id, app_id, url, secret, headers)
+              values ('ep_creds_old', ${APP}, ${await encryptUrlPassword(beforeRotation, plainUrl)},
+                      ${await cipher.encrypt("whsec_c")}, ${sql.json(oldHeaders)})`;
+    expect(await reencryptEndpoints(sql, cipher)).toEqual({ rewritten: 2, remaining: 0 });
+    const rows = await sql<{ url: string; headersJson: string }[]>`
+      select url, headers::text as headers_json from endpoints where id like 'ep_creds_%'`;
+    for (const row of rows) {
+      const stored = JSON.parse(row.headersJson) as Record<string, string>;
+      expect(stored.authorization).toStartWith(encryptedPrefix(cipher.keyId));
+      expect(stored["x-api-key"]).toStartWith(encryptedPrefix(cipher.keyId));
+      expect(stored["x-tenant"]).toBe("acme");
+      expect(row.url).not.toContain("p%40ss-1");
+      expect(row.url).toContain(encryptedPrefix(cipher.keyId).replaceAll(":", "%3A"));
+      expect(await decryptHeaders(cipherOf(currentKey), stored)).toEqual(headers);
+      expect(await decryptUrlPassword(cipherOf(currentKey), row.url)).toBe(plainUrl);
+    }
+    expect(await reencryptEndpoints(sql, cipher)).toEqual({ rewritten: 0, remaining: 0 });
+    await sql`delete from endpoints where id like 'ep_creds_%'`;
   });
 
   test("a value under a key no longer configured stops the run, naming the endpoint and key id", async () => {

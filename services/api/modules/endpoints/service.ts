@@ -15,7 +15,7 @@ import { isId, newId } from "@evently/core/ids.ts";
 import type { BlockedAddress } from "@evently/core/net/addresses.ts";
 import type { AddressPolicy } from "@evently/core/net/policy.ts";
 import type { SecretCipher } from "@evently/core/secrets/cipher.ts";
-import { encryptHeaders, readStored } from "@evently/core/secrets/fields.ts";
+import { encryptHeaders, encryptUrlPassword, readStored } from "@evently/core/secrets/fields.ts";
 import { hasRedactedPassword, REDACTED } from "@evently/core/redact.ts";
 import { setEndpointEventTypes } from "@evently/core/routes/sql.ts";
 import { generateSecret } from "@evently/core/signing/index.ts";
@@ -51,7 +51,11 @@ export class EndpointService {
     const secret = generateSecret();
     const { eventTypes, ...given } = input;
     // Nothing is stored yet, so a redaction marker has nothing to keep: refused.
-    const values = { ...given, url: keepRedactedPassword(given.url, null), headers: await this.storedHeaders(given.headers, {}) };
+    const values = {
+      ...given,
+      url: await encryptUrlPassword(this.options.cipher, keepRedactedPassword(given.url, null)),
+      headers: await this.storedHeaders(given.headers, {}),
+    };
     const storedSecret = await this.options.cipher.encrypt(secret);
     const row = await this.sql.begin(async (tx) => {
       await insertEndpoint(tx, appId, id, storedSecret, values);
@@ -75,15 +79,18 @@ export class EndpointService {
     if (!isId("endpoint", id)) throw new NotFoundError("endpoint", id);
     if (patch.url !== undefined) await this.checkUrl(patch.url);
     const { eventTypes, ...changes } = patch;
-    // Encrypted before the transaction: no row lock is held across the cipher's work.
+    // Encrypted before the transaction: no row lock is held across the cipher's work. A url whose
+    // password is the redaction marker keeps the stored (encrypted) one below.
     const freshHeaders = changes.headers && (await this.encryptFresh(changes.headers));
+    const freshUrl =
+      changes.url === undefined || hasRedactedPassword(changes.url) ? changes.url : await encryptUrlPassword(this.options.cipher, changes.url);
     const row = await this.sql.begin(async (tx) => {
       const current = await lockEndpointValues(tx, appId, id);
       if (!current) return null;
       const defined = Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined));
       const next = { ...current, ...defined };
       // An endpoint read from the API and written back carries redaction markers: they keep what is stored.
-      if (changes.url !== undefined) next.url = keepRedactedPassword(changes.url, current.url);
+      if (freshUrl !== undefined) next.url = keepRedactedPassword(freshUrl, current.url);
       if (freshHeaders !== undefined) next.headers = keepRedactedHeaders(freshHeaders, current.headers);
       await updateEndpoint(tx, appId, id, next);
       if (eventTypes) await setEndpointEventTypes(tx, appId, id, unique(eventTypes));
