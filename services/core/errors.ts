@@ -94,7 +94,7 @@ export class OverloadedError extends AppError {
     super(
       503,
       "overloaded",
-      `the server is reading its limit of ${limitBytes} bytes of request bodies at once; nothing was written, retry shortly`,
+      `the server is handling as many request bodies as its limit of ${limitBytes} bytes allows; nothing was written, retry shortly`,
       {},
       { "retry-after": "1" },
     );

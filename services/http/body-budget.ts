@@ -1,8 +1,10 @@
+import { BODY_MEMORY_FACTOR } from "@evently/core/config/schema.ts";
 import { OverloadedError } from "@evently/core/errors.ts";
 
 /**
- * The bytes of request bodies one process is reading at once, held to MAX_BODY_BYTES_IN_FLIGHT.
- * A route's body limit bounds one request; this bounds their sum, so many large bodies arriving
+ * The memory request bodies take in one process at once, held to MAX_BODY_BYTES_IN_FLIGHT: each body
+ * counts BODY_MEMORY_FACTOR × its bytes, what handling it costs beyond the bytes themselves. A
+ * route's body limit bounds one request; this bounds their sum, so many large bodies arriving
  * together cannot take the process's memory with them. One budget per app (createApp makes it).
  *
  * mount.ts opens a share per request and releases it once the handler has answered, whatever the
@@ -14,7 +16,7 @@ export class BodyBudget {
 
   constructor(readonly limitBytes: number) {}
 
-  /** Bytes currently held by open shares. */
+  /** What open shares hold: BODY_MEMORY_FACTOR × the bytes of their bodies. */
   get inUseBytes(): number {
     return this.#inUse;
   }
@@ -24,9 +26,10 @@ export class BodyBudget {
     let held = 0;
     return {
       take: (bytes) => {
-        if (this.#inUse + bytes > this.limitBytes) throw new OverloadedError(this.limitBytes);
-        this.#inUse += bytes;
-        held += bytes;
+        const cost = bytes * BODY_MEMORY_FACTOR;
+        if (this.#inUse + cost > this.limitBytes) throw new OverloadedError(this.limitBytes);
+        this.#inUse += cost;
+        held += cost;
       },
       release: () => {
         this.#inUse -= held;

@@ -118,14 +118,17 @@ function decodeUtf8(bytes: Uint8Array): string {
 // Raw NUL or lone surrogates cannot reach a parsed string any other way: JSON forbids raw control
 // characters and the UTF-8 decoder is fatal, so checking the text first spares most bodies a walk.
 const SUSPECT_ESCAPE = /\\u(?:0000|[dD][89a-fA-F])/;
+// A number JSON.parse reads as ±Infinity (stored, it would become null): a three-digit exponent or
+// more than 308 digits in a row. Only then is the value walked for one.
+const SUSPECT_NUMBER = /[eE][+]?\d{3}|\d{309}/;
 
-/** Throws a 422 naming the first field Postgres could not store. */
+/** Throws a 422 naming the first field Postgres could not store (or JSON could not carry). */
 function assertStorable(text: string, value: unknown): void {
   if (exceedsDepth(text, MAX_JSON_DEPTH)) {
     throw new ValidationError([{ field: "body", message: `JSON nests deeper than ${MAX_JSON_DEPTH} levels` }]);
   }
-  if (!SUSPECT_ESCAPE.test(text)) return;
-  const problem = findUnstorableString(value, []);
+  if (!SUSPECT_ESCAPE.test(text) && !SUSPECT_NUMBER.test(text)) return;
+  const problem = findUnstorable(value, []);
   if (problem) throw new ValidationError([problem]);
 }
 
@@ -157,14 +160,17 @@ function unstorableReason(s: string): string | null {
 /** A key as it can be shown in a field path: the offending characters escaped as in JSON. */
 const printableKey = (key: string) => JSON.stringify(key).slice(1, -1);
 
-function findUnstorableString(value: unknown, path: (string | number)[]): { field: string; message: string } | null {
+function findUnstorable(value: unknown, path: (string | number)[]): { field: string; message: string } | null {
   if (typeof value === "string") {
     const reason = unstorableReason(value);
     return reason ? { field: fieldName(path, "body"), message: reason } : null;
   }
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    return { field: fieldName(path, "body"), message: "is a number beyond what JSON can carry as a double (it would be stored as null)" };
+  }
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const found = findUnstorableString(value[i], [...path, i]);
+      const found = findUnstorable(value[i], [...path, i]);
       if (found) return found;
     }
     return null;
@@ -173,7 +179,7 @@ function findUnstorableString(value: unknown, path: (string | number)[]): { fiel
     for (const [key, item] of Object.entries(value)) {
       const keyReason = unstorableReason(key);
       if (keyReason) return { field: fieldName([...path, printableKey(key)], "body"), message: `key ${keyReason}` };
-      const found = findUnstorableString(item, [...path, key]);
+      const found = findUnstorable(item, [...path, key]);
       if (found) return found;
     }
   }

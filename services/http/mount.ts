@@ -1,4 +1,5 @@
 import type { AnyElysia } from "elysia";
+import { NotFoundError } from "@evently/core/errors.ts";
 import { readJsonBody } from "./body.ts";
 import type { BodyBudget, BodyShare } from "./body-budget.ts";
 import { readQuery, strictQuery } from "./query.ts";
@@ -53,6 +54,8 @@ export function mountOperations<App extends AnyElysia>(app: App, routes: ApiOper
       async ({ request, params, set }) => {
         // First: nothing of the request is read for a caller without a valid key.
         const scope = access === "public" ? null : await authenticate!(request, access);
+        // A path segment that does not decode (`%zz`, broken UTF-8) arrives as null: it names nothing.
+        for (const value of Object.values(params ?? {})) if (typeof value !== "string") throw new NotFoundError("resource", "named by that path");
         const query = parseInput(querySchema, readQuery(request), "query");
         // The body's bytes count against the process's budget until the handler has answered: its
         // parsed value (often larger than the text) lives that long, a batch through its commit.

@@ -3,6 +3,9 @@ import { isId } from "../ids.ts";
 
 type Db = Sql | TxSql;
 
+/** What a uid may be (the table's check constraint says the same); never `app_…`, which is an id. */
+export const UID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
+
 /** The application every installation has; rows from before applications existed belong to it. */
 export const DEFAULT_APPLICATION_ID = "app_00000000000000000000000000000000";
 
@@ -42,6 +45,8 @@ export async function insertApplication(sql: Db, id: string, values: Application
 
 /** By id (`app_…`) or by uid: a uid never starts with `app_` (a check constraint), so the two cannot clash. */
 export async function findApplication(sql: Db, idOrUid: string): Promise<ApplicationRow | null> {
+  // Anything that is neither (a NUL, a stray byte) names no application; Postgres need not see it.
+  if (!isId("application", idOrUid) && !UID_PATTERN.test(idOrUid)) return null;
   const [row] = isId("application", idOrUid)
     ? await sql<RawApplicationRow[]>`${selectApplications(sql)} where id = ${idOrUid}`
     : await sql<RawApplicationRow[]>`${selectApplications(sql)} where uid = ${idOrUid}`;

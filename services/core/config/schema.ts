@@ -82,6 +82,14 @@ export const queueSchema = z
     QUEUE_TRANSPORT: QUEUE_TRANSPORT ?? (rest.AMQP_URL === undefined ? "postgres" : "rabbitmq"),
   }));
 
+/**
+ * What handling a request body costs in memory, per byte of the body: the text, the parsed value,
+ * its validated copy, the serialised payloads and envelopes, and the statement's parameters. The
+ * abuse suite (`npm run abuse`) measures one largest batch at about 10 times its size in RSS; the
+ * budget counts that, so MAX_BODY_BYTES_IN_FLIGHT bounds memory, not only bytes being read.
+ */
+export const BODY_MEMORY_FACTOR = 10;
+
 export const httpSchema = z
   .object({
     HOST: z
@@ -96,7 +104,7 @@ export const httpSchema = z
     ),
     MAX_BATCH_EVENTS: int(500, 1, 10_000).describe("Most events in one `POST /events/batch`."),
     MAX_BODY_BYTES_IN_FLIGHT: int(67_108_864, 1_048_576, 4_294_967_296).describe(
-      "Most bytes of request bodies one API process holds at once, from reading a body until its request is answered; a body that would pass it is refused with 503 `overloaded` and `Retry-After: 1` (before reading when its length is declared). At least MAX_PAYLOAD_BYTES; it also caps the `POST /events/batch` body limit, so a larger batch gets 413.",
+      `Memory one API process may spend on request bodies at once, from reading a body until its request is answered, counted as ${BODY_MEMORY_FACTOR} × each body's size (what parsing, validating and storing it costs). A body that would pass it is refused with 503 \`overloaded\` and \`Retry-After: 1\` (before reading when its length is declared). At least ${BODY_MEMORY_FACTOR} × MAX_PAYLOAD_BYTES; it also caps the \`POST /events/batch\` body at 1/${BODY_MEMORY_FACTOR} of it (6.4 MiB by default), so a larger batch gets 413.`,
     ),
     ADMIN_API_KEY: z
       .string()
@@ -117,9 +125,9 @@ export const httpSchema = z
   })
   // A body larger than the in-flight bound could never be read: it would be refused with a 503
   // that no retry cures. Batches are capped to the bound instead (events/index.ts: 413 above it).
-  .refine((h) => h.MAX_BODY_BYTES_IN_FLIGHT >= h.MAX_PAYLOAD_BYTES, {
+  .refine((h) => h.MAX_BODY_BYTES_IN_FLIGHT >= h.MAX_PAYLOAD_BYTES * BODY_MEMORY_FACTOR, {
     path: ["MAX_BODY_BYTES_IN_FLIGHT"],
-    message: "must be at least MAX_PAYLOAD_BYTES",
+    message: `must be at least ${BODY_MEMORY_FACTOR} × MAX_PAYLOAD_BYTES (what handling one largest body costs)`,
   });
 
 export const ingestSchema = z.object({

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { hookUrl, startApi, type TestApi } from "./harness.ts";
+import { TEST_ADMIN_KEY } from "../support/keys.ts";
 
 /**
  * Bad input is answered with the right status, code and field, never a 500, and never writes
@@ -364,5 +365,31 @@ describe("accepted despite appearances", () => {
     const res = await api.request("POST", "/events", { body: '{"type":"a","data":{"e":"\\ud83d\\ude00"}}' });
     expect(res.status).toBe(202);
     expect((await api.request("GET", `/events/${res.body.id}`)).body.data).toEqual({ e: "😀" });
+  });
+});
+
+describe("found by the abuse suite", () => {
+  test("a number JSON.parse reads as Infinity is a 422 naming it, not stored as null", async () => {
+    const before = await api.fingerprint();
+    for (const data of ['{"n":1e400}', '{"a":[1,-1E+999]}', `{"n":${"9".repeat(400)}}`]) {
+      const res = await api.request("POST", "/events", { body: `{"type":"a","data":${data}}` });
+      expect([data, res.status]).toEqual([data, 422]);
+      expect(res.body.errors[0].field).toMatch(/^data\./);
+    }
+    expect(await api.fingerprint()).toBe(before);
+    // Large but finite numbers, and an exponent with leading zeros, are stored as sent.
+    const ok = await api.request("POST", "/events", { body: '{"type":"a","data":{"n":1e300,"m":1e-005}}' });
+    expect(ok.status).toBe(202);
+  });
+
+  test("a path id that does not decode, or holds a NUL, is a 404, never a 500", async () => {
+    for (const path of ["/endpoints/%zz", "/endpoints/%ff%fe", "/jobs/%ED%A0%80", "/endpoints/ep_%00/jobs"]) {
+      const res = await api.request("GET", path);
+      expect([path, res.status]).toEqual([path, 404]);
+    }
+    for (const path of ["/applications/%ff%fe", "/applications/a%00b", "/applications/a%00b/api-keys"]) {
+      const res = await api.request("GET", path, { key: TEST_ADMIN_KEY });
+      expect([path, res.status]).toEqual([path, 404]);
+    }
   });
 });

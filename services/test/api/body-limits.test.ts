@@ -1,13 +1,15 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { loadConfig } from "../../core/config/index.ts";
+import { BODY_MEMORY_FACTOR } from "../../core/config/schema.ts";
 import { hookUrl, startApi, type TestApi, type TestResponse } from "./harness.ts";
 
 /**
- * MAX_BODY_BYTES_IN_FLIGHT bounds the bytes of all bodies one API process reads at once. Bodies are
+ * MAX_BODY_BYTES_IN_FLIGHT bounds the memory of all bodies one API process handles at once, counted
+ * as BODY_MEMORY_FACTOR × their bytes: the bound below leaves room for 1 MiB of bodies. Bodies are
  * held open mid-read by streams the test controls, so "at once" does not depend on timing.
  */
 const KiB = 1024;
-const BOUND = 1024 * KiB;
+const BOUND = 1024 * KiB * BODY_MEMORY_FACTOR;
 
 let api: TestApi;
 beforeAll(async () => {
@@ -157,9 +159,9 @@ describe("bodies in flight", () => {
     await expectBoundFree();
   });
 
-  test("config refuses a bound below MAX_PAYLOAD_BYTES, which no single body could then fit", () => {
-    expect(() => loadConfig({ MAX_BODY_BYTES_IN_FLIGHT: String(BOUND), MAX_PAYLOAD_BYTES: String(2 * BOUND) })).toThrow(
-      /MAX_BODY_BYTES_IN_FLIGHT: must be at least MAX_PAYLOAD_BYTES/,
+  test("config refuses a bound below what one largest body costs, which no single body could then fit", () => {
+    expect(() => loadConfig({ MAX_BODY_BYTES_IN_FLIGHT: String(BOUND), MAX_PAYLOAD_BYTES: String(2 * 1024 * KiB) })).toThrow(
+      /MAX_BODY_BYTES_IN_FLIGHT: must be at least 10 × MAX_PAYLOAD_BYTES/,
     );
     expect(loadConfig({}).http.MAX_BODY_BYTES_IN_FLIGHT).toBe(64 * 1024 * 1024);
   });

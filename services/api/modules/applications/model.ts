@@ -1,11 +1,11 @@
 import { z } from "zod";
-import type { ApplicationRow } from "@evently/core/applications/sql.ts";
+import { UID_PATTERN, type ApplicationRow } from "@evently/core/applications/sql.ts";
 import { metadata, pageOf, pageQuery, timestamp } from "../../common/model.ts";
 
 const name = z.string().trim().min(1).max(200).describe("A name for people, like the customer's.");
 const uid = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/, "must be 1 to 64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit")
+  .regex(UID_PATTERN, "must be 1 to 64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit")
   .refine((v) => !v.startsWith("app_"), "must not start with app_ (ids do)")
   .describe(
     "Your own unique name for the application, like `customer-42`; usable wherever an application id is " +

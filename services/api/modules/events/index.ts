@@ -1,4 +1,5 @@
 import type { Config } from "@evently/core/config/index.ts";
+import { BODY_MEMORY_FACTOR } from "@evently/core/config/schema.ts";
 import { defineOperation, type ApiOperation } from "../../../http/operation.ts";
 import { EventAccepted, BatchAccepted, EventCreate, EventDetail, EventListQuery, EventPage, eventBatch } from "./model.ts";
 import type { EventService } from "./service.ts";
@@ -8,14 +9,18 @@ const REPLAYED_HEADER = "idempotent-replayed";
 
 /**
  * The batch body limit: room for MAX_BATCH_EVENTS events of MAX_PAYLOAD_BYTES each, but never more
- * than 32 MiB, which is what one request may make this process buffer and parse, nor more than
- * MAX_BODY_BYTES_IN_FLIGHT: a batch above that bound could never be read, and would be refused with
- * a 503 that no retry cures; capped, it gets a 413 that says to split it. Each event's data is still
- * held to MAX_PAYLOAD_BYTES on its own.
+ * than 32 MiB, which is what one request may make this process buffer and parse, nor more than fits
+ * MAX_BODY_BYTES_IN_FLIGHT (which counts BODY_MEMORY_FACTOR × a body's size): a batch above that
+ * could never be admitted, and would be refused with a 503 that no retry cures; capped, it gets a
+ * 413 that says to split it. Each event's data is still held to MAX_PAYLOAD_BYTES on its own.
  */
 export const BATCH_BODY_CAP_BYTES = 32 * 1024 * 1024;
 export function batchBodyLimit(http: Config["http"]): number {
-  return Math.min(http.MAX_PAYLOAD_BYTES * http.MAX_BATCH_EVENTS, BATCH_BODY_CAP_BYTES, http.MAX_BODY_BYTES_IN_FLIGHT);
+  return Math.min(
+    http.MAX_PAYLOAD_BYTES * http.MAX_BATCH_EVENTS,
+    BATCH_BODY_CAP_BYTES,
+    Math.floor(http.MAX_BODY_BYTES_IN_FLIGHT / BODY_MEMORY_FACTOR),
+  );
 }
 
 export function eventOperations(events: EventService, http: Config["http"]): ApiOperation[] {
