@@ -32,6 +32,8 @@ export interface StackOptions {
   /** Write a V8 CPU profile of each role into this directory (bun --cpu-prof), for finding hot spots. */
   cpuProfileDir?: string;
   log?: (msg: string) => void;
+  /** Names the scratch database (`evently_<label>_…`), AMQP prefix and log directory, so leftovers say whose they are. Default bench. */
+  label?: string;
 }
 
 export interface Stack {
@@ -130,10 +132,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const log = options.log ?? (() => {});
   const transport = options.transport ?? "rabbitmq";
   const id = `${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  const label = options.label ?? "bench";
+  if (!/^[a-z]+$/.test(label)) throw new Error(`stack label must be lower-case letters, not ${label}`);
   const dbUrl = new URL(options.databaseUrl ?? process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres");
   const adminUrl = new URL(dbUrl);
   adminUrl.pathname = "/postgres";
-  dbUrl.pathname = `/evently_bench_${id}`;
+  dbUrl.pathname = `/evently_${label}_${id}`;
   // The caller's settings first; then what makes this installation its own, which must not be
   // overridden (a DATABASE_URL from the environment would point the stack at a real database).
   // The transport is always named, and the database and broker always given: the product's
@@ -147,7 +151,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     QUEUE_TRANSPORT: transport,
     DATABASE_URL: dbUrl.toString(),
     ...(transport === "rabbitmq"
-      ? { AMQP_URL: options.amqpUrl ?? process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672", AMQP_PREFIX: `evently-bench-${id}` }
+      ? { AMQP_URL: options.amqpUrl ?? process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672", AMQP_PREFIX: `evently-${label}-${id}` }
       : {}),
     HOST: "127.0.0.1",
     PORT: "0",
@@ -157,7 +161,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   // The roles' environment: ours plus the stack's. A Postgres stack gets no AMQP_URL from us either.
   const childEnv: Record<string, string | undefined> = { ...process.env, ...env };
   if (transport !== "rabbitmq") for (const k of ["AMQP_URL", "AMQP_PREFIX"]) delete childEnv[k];
-  const logDir = join(tmpdir(), `evently-bench-${id}`);
+  const logDir = join(tmpdir(), `evently-${label}-${id}`);
   mkdirSync(logDir, { recursive: true });
   log(`stack (${transport} transport): scratch database ${dbUrl.pathname.slice(1)}${env.AMQP_PREFIX ? `, AMQP prefix ${env.AMQP_PREFIX}` : ""}, logs in ${logDir}`);
 

@@ -1,3 +1,4 @@
+import { metrics, trace } from "@opentelemetry/api";
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus";
 import { NodeSDK } from "@opentelemetry/sdk-node";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
@@ -45,6 +46,11 @@ export function startTelemetry(config: Config["telemetry"], role: string): Telem
     async shutdown() {
       active = undefined;
       await sdk.shutdown().catch(() => {});
+      // The SDK registers its providers globally and never unregisters them, and the API refuses a
+      // second registration: without this, a later start in the same process (tests run many
+      // installations in one) would record into the stopped providers, that is nowhere.
+      trace.disable();
+      metrics.disable();
     },
   };
   return active;
