@@ -1,5 +1,5 @@
 import { findGrantsByHash, touchApiKeys, type KeyGrant } from "@evently/core/api-keys/sql.ts";
-import { API_KEY_PREFIX, hashApiKey } from "@evently/core/api-keys/keys.ts";
+import { hashApiKey, looksLikeApiKey } from "@evently/core/api-keys/keys.ts";
 import { findApplication } from "@evently/core/applications/sql.ts";
 import type { Sql } from "@evently/core/db/client.ts";
 import { ForbiddenError, NotFoundError, UnauthorizedError, ValidationError } from "@evently/core/errors.ts";
@@ -81,7 +81,7 @@ export class Authenticator {
       }
       return this.application(named);
     }
-    const grant = token.startsWith(API_KEY_PREFIX) ? await this.grant(token) : null;
+    const grant = looksLikeApiKey(token) ? await this.grant(token) : null;
     if (!grant) throw new UnauthorizedError("unknown API key");
     if (grant.revokedAt !== null) throw new UnauthorizedError("this API key was revoked");
     if (grant.expiresAt !== null && grant.expiresAt.getTime() <= Date.now()) throw new UnauthorizedError("this API key has expired");

@@ -19,6 +19,14 @@ export function generateApiKey(): NewApiKey {
   return { key, prefix: key.slice(0, SHOWN_CHARS), hash: hashApiKey(key) };
 }
 
+// base64url of KEY_BYTES, unpadded: 43 characters.
+const KEY_SHAPE = new RegExp(`^${API_KEY_PREFIX}[A-Za-z0-9_-]{${Math.ceil((KEY_BYTES * 4) / 3)}}$`);
+
+/** True when `token` could be a key we issued; anything else is refused without a lookup. */
+export function looksLikeApiKey(token: string): boolean {
+  return KEY_SHAPE.test(token);
+}
+
 /** SHA-256, hex: what is stored and looked up. */
 export function hashApiKey(key: string): string {
   return createHash("sha256").update(key).digest("hex");

@@ -79,8 +79,16 @@ export async function updateApplication(sql: Db, id: string, values: Application
   return fromRaw(row!);
 }
 
-/** Deletes the application and everything in it (cascade): keys, endpoints, routes, events, jobs, attempts. */
-export async function deleteApplication(sql: Db, id: string): Promise<boolean> {
-  const result = await sql`delete from applications where id = ${id}`;
-  return result.count > 0;
+/**
+ * Deletes the application and everything in it: keys, endpoints, routes, events, jobs, attempts.
+ * Events are deleted here (their jobs and attempts by cascade); the rest by cascade from the
+ * application. Events carry no foreign key to it, since checking one per ingested event cost ingest
+ * (migration 0006).
+ */
+export async function deleteApplication(sql: Sql, id: string): Promise<boolean> {
+  return sql.begin(async (tx) => {
+    const result = await tx`delete from applications where id = ${id}`;
+    if (result.count > 0) await tx`delete from events where app_id = ${id}`;
+    return result.count > 0;
+  });
 }

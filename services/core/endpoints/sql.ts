@@ -18,16 +18,30 @@ export interface EndpointValues {
 export interface EndpointRow extends EndpointValues {
   id: string;
   eventTypes: string[];
+  /** The endpoint's latest attempt, null before the first. */
+  lastAttempt: LastAttempt | null;
   previousSecretExpiresAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
 }
 
+/** What the latest attempt tells about an endpoint: when, and how it ended (errorClass null: delivered). */
+export interface LastAttempt {
+  at: Date;
+  responseStatus: number | null;
+  errorClass: string | null;
+  errorDetail: string | null;
+}
+
 type Db = Sql | TxSql;
 
-interface RawEndpointRow extends Omit<EndpointRow, "headers" | "metadata"> {
+interface RawEndpointRow extends Omit<EndpointRow, "headers" | "metadata" | "lastAttempt"> {
   headersJson: string;
   metadataJson: string;
+  lastAttemptAt: Date | null;
+  lastResponseStatus: number | null;
+  lastErrorClass: string | null;
+  lastErrorDetail: string | null;
 }
 
 // jsonb columns are read as text and parsed here, so user keys (`x_api_key`) come back verbatim
@@ -37,11 +51,22 @@ const selectEndpoints = (sql: Db) => sql`
   select e.id, e.url, e.description, e.enabled, e.timeout_ms, e.headers::text as headers_json,
          e.rate_limit_per_second, e.metadata::text as metadata_json, e.created_at, e.updated_at,
          case when e.previous_secret_expires_at > now() then e.previous_secret_expires_at end as previous_secret_expires_at,
-         array(select r.event_type from routes r where r.endpoint_id = e.id order by r.event_type) as event_types
-  from endpoints e`;
+         array(select r.event_type from routes r where r.endpoint_id = e.id order by r.event_type) as event_types,
+         last.created_at as last_attempt_at, last.response_status as last_response_status,
+         last.error_class as last_error_class, last.error_detail as last_error_detail
+  from endpoints e
+  left join lateral (
+    select a.created_at, a.response_status, a.error_class, a.error_detail from attempts a
+    where a.endpoint_id = e.id order by a.id desc limit 1
+  ) last on true`;
 
-function fromRaw({ headersJson, metadataJson, ...rest }: RawEndpointRow): EndpointRow {
-  return { ...rest, headers: JSON.parse(headersJson), metadata: JSON.parse(metadataJson) };
+function fromRaw(raw: RawEndpointRow): EndpointRow {
+  const { headersJson, metadataJson, lastAttemptAt, lastResponseStatus, lastErrorClass, lastErrorDetail, ...rest } = raw;
+  const lastAttempt =
+    lastAttemptAt === null
+      ? null
+      : { at: lastAttemptAt, responseStatus: lastResponseStatus, errorClass: lastErrorClass, errorDetail: lastErrorDetail };
+  return { ...rest, headers: JSON.parse(headersJson), metadata: JSON.parse(metadataJson), lastAttempt };
 }
 
 export async function insertEndpoint(sql: Db, appId: string, id: string, secret: string, values: EndpointValues): Promise<void> {

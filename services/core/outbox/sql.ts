@@ -64,7 +64,7 @@ export async function sweepOutbox(
              (j.status in ('pending', 'scheduled') or (j.status = 'delivering' and j.next_attempt_at <= now())) as publishable
       from (select job_id, reason from outbox where due_at <= now() order by due_at limit ${limit} for update skip locked) o
       join jobs j on j.id = o.job_id
-      join events e on e.id = j.event_id`;
+      join events e on e.app_id = j.app_id and e.id = j.event_id`;
     if (swept.length === 0) return swept;
     await publish(swept.filter((job) => job.publishable));
     await tx`delete from outbox where job_id = any (${swept.map((job) => job.id)}::text[])`;
@@ -98,7 +98,7 @@ const TAKE_DUE_JOBS = `
   with due as (
     select job_id, reason from outbox where due_at <= now() order by due_at limit $1 for update skip locked
   ), state as (
-    select d.job_id, d.reason, j.event_id, j.endpoint_id, j.attempt_count, j.status, j.next_attempt_at,
+    select d.job_id, d.reason, j.app_id, j.event_id, j.endpoint_id, j.attempt_count, j.status, j.next_attempt_at,
            (j.status in ('pending', 'scheduled') or (j.status = 'delivering' and j.next_attempt_at <= now())) as publishable
     from due d join jobs j on j.id = d.job_id
   ), leased as (
@@ -112,7 +112,7 @@ const TAKE_DUE_JOBS = `
   )
   select s.job_id as id, s.event_id, s.endpoint_id, s.attempt_count, e.type as event_type,
          e.payload::text as payload_json, e.created_at as event_created_at, s.reason, true as publishable
-  from state s join events e on e.id = s.event_id
+  from state s join events e on e.app_id = s.app_id and e.id = s.event_id
   where s.publishable`;
 
 /**

@@ -159,7 +159,9 @@ describe("secrets config", () => {
   });
 
   test("a key that is not base64 stops startup naming the variable", () => {
-    for (const bad of ["not base64 at all!", `${base64url.slice(0, 20)}+/${base64url.slice(22)}`, `${base64.slice(0, 42)}=x`, "a=bc"])
+    // Mixes both alphabets (`-_` of base64url, `+/` of base64): fixed bytes, so it always holds a `-`.
+    const mixed = `${Buffer.alloc(32, 0xfb).toString("base64url").slice(0, 20)}+/${base64url.slice(22)}`;
+    for (const bad of ["not base64 at all!", mixed, `${base64.slice(0, 42)}=x`, "a=bc"])
       expect(problemsOf({ ENCRYPTION_KEY: bad })).toEqual([expect.stringMatching(/^ENCRYPTION_KEY: is not base64 or base64url/)]);
   });
 

@@ -61,5 +61,9 @@ describeEachTransport("SSRF guard", (transport) => {
     expect(again.attempts[0]).toMatchObject({ attemptNumber: 1, responseStatus: null, errorClass: "blocked_address" });
     expect(again.attempts[0].errorDetail).toContain("127.0.0.2");
     expect(refused.id).toBe(job.endpointId);
+    // The endpoint itself shows why its deliveries stop.
+    const endpoint = (await stack.api(app, "GET", `/endpoints/${refused.id}`)).body;
+    expect(endpoint.lastAttempt).toMatchObject({ errorClass: "blocked_address", responseStatus: null });
+    expect(endpoint.lastAttempt.errorDetail).toContain("127.0.0.2");
   });
 });

@@ -163,6 +163,18 @@ export const Endpoint = z
       .array(z.string())
       .describe("The event type patterns of the endpoint's routes, sorted: what it receives. Empty: nothing."),
     previousSecretExpiresAt: previousSecretExpiresAt,
+    lastAttempt: z
+      .object({
+        at: timestamp,
+        responseStatus: z.number().int().nullable().describe("The receiver's HTTP status; null when no response came."),
+        errorClass: z.string().nullable().describe("Null: delivered. Otherwise why the attempt failed, as on attempts."),
+        errorDetail: z.string().nullable(),
+      })
+      .nullable()
+      .describe(
+        "The latest delivery attempt to this endpoint, null before the first: how it is doing at a glance. A delivery " +
+          "refused by the SSRF guard shows here as `blocked_address` with its reason (and its job fails at once).",
+      ),
     createdAt: timestamp,
     updatedAt: timestamp,
   })
@@ -214,6 +226,7 @@ export function presentEndpoint(row: EndpointRow): Endpoint {
     metadata: row.metadata,
     eventTypes: row.eventTypes,
     previousSecretExpiresAt: row.previousSecretExpiresAt?.toISOString() ?? null,
+    lastAttempt: row.lastAttempt && { ...row.lastAttempt, at: row.lastAttempt.at.toISOString() },
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
