@@ -35,7 +35,8 @@ interface GrantEntry {
 export class Authenticator {
   private readonly grants = new Map<string, GrantEntry>();
   private readonly applications = new Map<string, { scope: (AppScope & { uid: string | null }) | null; at: number }>();
-  private readonly uses = new Map<string, Date>();
+  /** Key id → when it last authenticated (epoch ms), written out by flushUses. */
+  private readonly uses = new Map<string, number>();
   private readonly isAdmin: (token: string) => boolean;
   // Bumped on every change notice: a load that overlapped one may hold stale rows, so is not cached.
   private generation = 0;
@@ -72,25 +73,31 @@ export class Authenticator {
     const token = bearerToken(request);
     if (token === null) throw missingKey();
     const named = request.headers.get(APPLICATION_HEADER);
-    if (this.isAdmin(token)) {
-      if (access === "admin") return null;
-      if (named === null) {
-        throw new ValidationError([
-          { field: APPLICATION_HEADER, message: "is required with the admin key: name the application to act on (its id or uid)" },
-        ]);
-      }
-      return this.application(named);
+    // Application keys first: they carry the ingest traffic, and their shape tells them apart (the
+    // admin key may not look like one: config/schema.ts), so they skip the admin comparison.
+    if (looksLikeApiKey(token)) return this.asApplication(token, access, named);
+    if (!this.isAdmin(token)) throw new UnauthorizedError("unknown API key");
+    if (access === "admin") return null;
+    if (named === null) {
+      throw new ValidationError([
+        { field: APPLICATION_HEADER, message: "is required with the admin key: name the application to act on (its id or uid)" },
+      ]);
     }
-    const grant = looksLikeApiKey(token) ? await this.grant(token) : null;
+    return this.application(named);
+  };
+
+  private async asApplication(token: string, access: "admin" | "application", named: string | null): Promise<AppScope> {
+    const grant = await this.grant(token);
     if (!grant) throw new UnauthorizedError("unknown API key");
     if (grant.revokedAt !== null) throw new UnauthorizedError("this API key was revoked");
-    if (grant.expiresAt !== null && grant.expiresAt.getTime() <= Date.now()) throw new UnauthorizedError("this API key has expired");
-    this.uses.set(grant.keyId, new Date());
+    const now = Date.now();
+    if (grant.expiresAt !== null && grant.expiresAt.getTime() <= now) throw new UnauthorizedError("this API key has expired");
+    this.uses.set(grant.keyId, now);
     if (access === "admin") throw new ForbiddenError("this route needs the admin key; application keys act on their own application only");
     // A header naming another application reads exactly like one naming nothing that exists.
     if (named !== null && named !== grant.appId && named !== grant.uid) throw new NotFoundError("application", named);
     return { id: grant.appId, rateLimitPerSecond: grant.rateLimitPerSecond };
-  };
+  }
 
   private async grant(token: string): Promise<GrantEntry["grant"]> {
     const hash = hashApiKey(token);
@@ -149,7 +156,7 @@ export class Authenticator {
 
   private async flushUses(): Promise<void> {
     if (this.uses.size === 0) return;
-    const batch = [...this.uses].map(([id, at]) => ({ id, at }));
+    const batch = [...this.uses].map(([id, at]) => ({ id, at: new Date(at) }));
     this.uses.clear();
     try {
       await touchApiKeys(this.sql, batch);

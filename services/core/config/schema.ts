@@ -110,6 +110,7 @@ export const httpSchema = z
       .string()
       .min(32, "must be at least 32 characters")
       .regex(/^\S+$/, "must not contain white space")
+      .refine((v) => !v.startsWith("evk_"), "must not start with evk_, which marks application keys")
       .optional()
       .describe(
         "The admin key: manages applications and their keys, and acts on any application named by the `Evently-Application` header. Required by `api`; `all` without it generates one into EVENTLY_DATA_DIR and prints it. Make one with `openssl rand -hex 32`.",

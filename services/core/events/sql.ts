@@ -25,41 +25,6 @@ export interface InsertedBatch {
 }
 
 /**
- * Groups up to this many rows use the prepared statement (see insertEventsWithJobs). Measured: the
- * generic plan's nested loop costs about 85 ns per pair of rows, planning about 0.5 ms; the two
- * meet near 75 rows.
- */
-const PREPARED_UP_TO_ROWS = 64;
-
-const INSERT_EVENTS_WITH_JOBS = `
-  with input as (
-    select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
-      as t (id, app_id, type, data, idempotency_key, created_at, patterns)
-  ), inserted as (
-    insert into events (id, app_id, type, payload, idempotency_key, created_at)
-    select id, app_id, type, data::json, idempotency_key, created_at from input
-    on conflict do nothing
-    returning id
-  ), targets as (
-    select distinct i.id as event_id, i.app_id, i.type, i.created_at, r.endpoint_id
-    from inserted
-    join input i on i.id = inserted.id
-    join routes r on r.app_id = i.app_id and r.event_type = any (string_to_array(i.patterns, ' '))
-    join endpoints e on e.app_id = r.app_id and e.id = r.endpoint_id and e.enabled
-  ), jobs_inserted as (
-    insert into jobs (id, app_id, event_id, endpoint_id, event_type, status, created_at)
-    select evently_id('job'), app_id, event_id, endpoint_id, type, 'pending', created_at
-    from targets
-    returning id, event_id, endpoint_id, created_at
-  ), outbox_inserted as (
-    insert into outbox (job_id, due_at, reason)
-    select id, created_at + $8::int * interval '1 millisecond', 'publish' from jobs_inserted
-  )
-  select 'e' as kind, id, null as event_id, null as endpoint_id from inserted
-  union all
-  select 'j' as kind, id, event_id, endpoint_id from jobs_inserted`;
-
-/**
  * Inserts a batch of events and, in the same statement, one job per (event, enabled endpoint with a
  * matching route) with its outbox row, due when the fast-path grace (`graceMs`) ends. Events whose
  * idempotency key already exists are skipped, and get no jobs; so are events whose id exists, which
@@ -67,26 +32,39 @@ const INSERT_EVENTS_WITH_JOBS = `
  * Fan-out is computed against committed routes inside the transaction, never against a cache.
  */
 export async function insertEventsWithJobs(tx: TxSql | Sql, rows: NewEventRow[], graceMs: number): Promise<InsertedBatch> {
-  const parameters = [
-    rows.map((r) => r.id),
-    rows.map((r) => r.appId),
-    rows.map((r) => r.type),
-    rows.map((r) => r.dataJson),
-    rows.map((r) => r.idempotencyKey),
-    rows.map((r) => r.createdAt.toISOString()),
-    rows.map((r) => matchingPatterns(r.type).join(" ")),
-    graceMs,
-  ];
-  // A prepared statement gets a generic plan, which cannot know how many rows the arrays hold and
-  // assumes 10: it then joins the inserted events back to the input by a nested loop, which is
-  // quadratic, and a group of 500 spent two thirds of its time there. Large groups are therefore
-  // sent unprepared and planned for their size (about half a millisecond, one or two microseconds
-  // per row); small ones, where the loop costs less than planning, keep the prepared statement.
-  const result = await tx.unsafe<{ kind: "e" | "j"; id: string; eventId: string | null; endpointId: string | null }[]>(
-    INSERT_EVENTS_WITH_JOBS,
-    parameters as never,
-    { prepare: rows.length <= PREPARED_UP_TO_ROWS },
-  );
+  const result = await tx<{ kind: "e" | "j"; id: string; eventId: string | null; endpointId: string | null }[]>`
+    with input as (
+      -- A function, not unnest: it gives the prepared statement's generic plan a row estimate, so
+      -- the join of inserted rows back to their input is hashed, not looped (migration 0007).
+      select * from evently_event_input(
+        ${rows.map((r) => r.id)}::text[], ${rows.map((r) => r.appId)}::text[], ${rows.map((r) => r.type)}::text[],
+        ${rows.map((r) => r.dataJson)}::text[],
+        ${rows.map((r) => r.idempotencyKey)}::text[], ${rows.map((r) => r.createdAt.toISOString())}::timestamptz[],
+        ${rows.map((r) => matchingPatterns(r.type).join(" "))}::text[]
+      )
+    ), inserted as (
+      insert into events (id, app_id, type, payload, idempotency_key, created_at)
+      select id, app_id, type, data::json, idempotency_key, created_at from input
+      on conflict do nothing
+      returning id
+    ), targets as (
+      select distinct i.id as event_id, i.app_id, i.type, i.created_at, r.endpoint_id
+      from inserted
+      join input i on i.id = inserted.id
+      join routes r on r.app_id = i.app_id and r.event_type = any (string_to_array(i.patterns, ' '))
+      join endpoints e on e.app_id = r.app_id and e.id = r.endpoint_id and e.enabled
+    ), jobs_inserted as (
+      insert into jobs (id, app_id, event_id, endpoint_id, event_type, status, created_at)
+      select evently_id('job'), app_id, event_id, endpoint_id, type, 'pending', created_at
+      from targets
+      returning id, event_id, endpoint_id, created_at
+    ), outbox_inserted as (
+      insert into outbox (job_id, due_at, reason)
+      select id, created_at + ${graceMs} * interval '1 millisecond', 'publish' from jobs_inserted
+    )
+    select 'e' as kind, id, null as event_id, null as endpoint_id from inserted
+    union all
+    select 'j' as kind, id, event_id, endpoint_id from jobs_inserted`;
   const insertedEventIds = new Set<string>();
   const jobs: CreatedJob[] = [];
   for (const row of result) {

@@ -78,6 +78,8 @@ describe("config", () => {
     const renamed = run("api", { ...TEST_SECRETS_ENV, API_KEY: "an-old-key-of-twenty-chars" });
     expect(renamed.stderr).toContain("API_KEY: was renamed to ADMIN_API_KEY");
     expect(renamed.stderr).not.toContain("an-old-key-of-twenty-chars");
+    const appShaped = run("api", { ...TEST_SECRETS_ENV, ADMIN_API_KEY: `evk_${"a".repeat(43)}` });
+    expect(appShaped.stderr).toContain("ADMIN_API_KEY: must not start with evk_");
     const short = run("api", { ...TEST_SECRETS_ENV, ADMIN_API_KEY: "short-secret-value" });
     expect(short.stderr).toContain("ADMIN_API_KEY: must be at least 32 characters");
     expect(short.stderr).not.toContain("short-secret-value");
