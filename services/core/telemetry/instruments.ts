@@ -17,6 +17,8 @@ function build() {
     httpDuration: seconds(METRIC.httpDuration, "API request duration by route"),
     eventsAccepted: counter(METRIC.eventsAccepted, "Events committed"),
     eventsDeduplicated: counter(METRIC.eventsDeduplicated, "Events answered from an existing idempotency key"),
+    // Not by application: an installation may have many, and a label each would be a series each.
+    eventsRateLimited: counter(METRIC.eventsRateLimited, "Events refused (429) because their application's ingest rate limit was used up"),
     jobsCreated: counter(METRIC.jobsCreated, "Jobs (event x endpoint) committed"),
     ingestBatchSize: m.createHistogram(METRIC.ingestBatchSize, {
       description: "Events per group-commit transaction",

@@ -7,6 +7,7 @@ export const METRIC = {
   httpDuration: "evently_http_request_duration_seconds",
   eventsAccepted: "evently_events_accepted_total",
   eventsDeduplicated: "evently_events_idempotent_replays_total",
+  eventsRateLimited: "evently_events_rate_limited_total",
   jobsCreated: "evently_jobs_created_total",
   ingestBatchSize: "evently_ingest_batch_events",
   ingestCommitDuration: "evently_ingest_commit_duration_seconds",

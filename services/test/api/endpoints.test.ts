@@ -418,6 +418,29 @@ describe("credentials in the url and headers", () => {
     }
     expect(await api.fingerprint()).toBe(before);
   });
+  test("stored credential headers follow the url to another origin only when given again", async () => {
+    const id = (await create({ url: "https://hooks.example.com/a", headers: { authorization: "Bearer tok-5", "x-tenant": "t" } })).body.id;
+    const before = await api.fingerprint();
+    for (const body of [
+      { url: "https://attacker.example.net/a" },
+      { url: "https://attacker.example.net/a", headers: { authorization: "[redacted]", "x-tenant": "t" } },
+      { url: "http://hooks.example.com/a" }, // another scheme is another origin
+    ]) {
+      const res = await api.request("PATCH", `/endpoints/${id}`, { body });
+      expect([body, res.status]).toEqual([body, 422]);
+      expect(res.body.errors.map((e: { field: string }) => e.field)).toEqual(["headers.authorization"]);
+    }
+    expect(await api.fingerprint()).toBe(before);
+    // The same origin keeps them; a new origin takes new values, or none.
+    expect((await api.request("PATCH", `/endpoints/${id}`, { body: { url: "https://hooks.example.com/b" } })).status).toBe(200);
+    const moved = await api.request("PATCH", `/endpoints/${id}`, {
+      body: { url: "https://new.example.org/a", headers: { authorization: "Bearer tok-6", "x-tenant": "t" } },
+    });
+    expect(moved.status).toBe(200);
+    expect((await storedRow(id)).headers).toEqual({ authorization: "Bearer tok-6", "x-tenant": "t" });
+    const dropped = await api.request("PATCH", `/endpoints/${id}`, { body: { url: "https://third.example.org/", headers: { "x-tenant": "t" } } });
+    expect(dropped.status).toBe(200);
+  });
 });
 
 describe("SSRF check on endpoint urls (DELIVERY_ALLOW_PRIVATE_NETWORKS=false)", () => {

@@ -81,8 +81,9 @@ const headers = z
       "Evently sets `content-type: application/json`, `user-agent: Evently-Webhooks/0.1` and the `webhook-*` " +
       "headers itself; those, `host`, framing and hop-by-hop headers are refused. Values of credential-like " +
       "headers (`authorization`, `cookie`, names with token, secret, api-key, password or signature) are stored " +
-      `and sent as given but read back as \`${REDACTED}\`; on update, the value \`${REDACTED}\` keeps the ` +
-      "header's stored value, so headers read and written back lose nothing.",
+      `and sent as given (stored encrypted) but read back as \`${REDACTED}\`; on update, the value \`${REDACTED}\` keeps the ` +
+      "header's stored value, so headers read and written back lose nothing, except when the url moves to another " +
+      "origin: then stored credential values must be given again (422 naming the header otherwise).",
   );
 
 

@@ -16,7 +16,7 @@ import type { BlockedAddress } from "@evently/core/net/addresses.ts";
 import type { AddressPolicy } from "@evently/core/net/policy.ts";
 import type { SecretCipher } from "@evently/core/secrets/cipher.ts";
 import { encryptHeaders, encryptUrlPassword, readStored } from "@evently/core/secrets/fields.ts";
-import { hasRedactedPassword, REDACTED } from "@evently/core/redact.ts";
+import { hasRedactedPassword, isSensitiveHeader, REDACTED } from "@evently/core/redact.ts";
 import { setEndpointEventTypes } from "@evently/core/routes/sql.ts";
 import { generateSecret } from "@evently/core/signing/index.ts";
 import { toPage, type Page } from "../../common/model.ts";
@@ -92,6 +92,7 @@ export class EndpointService {
       // An endpoint read from the API and written back carries redaction markers: they keep what is stored.
       if (freshUrl !== undefined) next.url = keepRedactedPassword(freshUrl, current.url);
       if (freshHeaders !== undefined) next.headers = keepRedactedHeaders(freshHeaders, current.headers);
+      refuseCredentialsMovedElsewhere(current, next);
       await updateEndpoint(tx, appId, id, next);
       if (eventTypes) await setEndpointEventTypes(tx, appId, id, unique(eventTypes));
       return findEndpoint(tx, appId, id);
@@ -184,6 +185,27 @@ function keepRedactedHeaders(given: Record<string, string>, stored: Record<strin
   }
   if (problems.length > 0) throw new ValidationError(problems);
   return out;
+}
+
+/**
+ * Stored credential headers follow a url to another origin only when given again: whoever may edit
+ * the endpoint cannot read them, and must not be able to send them to a host of their choosing (the
+ * same rule as for the url's password, keepRedactedPassword). Kept values are the stored ciphertext
+ * unchanged; values given in the request were just encrypted afresh, with a new IV.
+ */
+function refuseCredentialsMovedElsewhere(
+  current: { url: string; headers: Record<string, string> },
+  next: { url: string; headers: Record<string, string> },
+): void {
+  if (new URL(current.url).origin === new URL(next.url).origin) return;
+  const kept = Object.keys(next.headers).filter((name) => isSensitiveHeader(name) && next.headers[name] === current.headers[name]);
+  if (kept.length === 0) return;
+  throw new ValidationError(
+    kept.map((name) => ({
+      field: `headers.${name}`,
+      message: "would keep its stored value while the url moves to another origin; give the value again, or leave the header out",
+    })),
+  );
 }
 
 /**

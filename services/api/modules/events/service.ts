@@ -3,6 +3,7 @@ import { IdempotencyKeyReusedError, NotFoundError, RateLimitedError, ValidationE
 import { findEvent, findKeyMismatches, listEvents } from "@evently/core/events/sql.ts";
 import { isId } from "@evently/core/ids.ts";
 import { listJobsForEvents } from "@evently/core/jobs/sql.ts";
+import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { toPage, type Page } from "../../common/model.ts";
 import { invalid } from "../../../http/validate.ts";
 import { presentJob } from "../jobs/model.ts";
@@ -111,7 +112,9 @@ export class EventService {
     if (count > app.rateLimitPerSecond)
       invalid("events", `has ${count} events, more than this application's rate limit of ${app.rateLimitPerSecond} per second; split the batch`);
     const taken = await this.rateLimit.take(app.id, app.rateLimitPerSecond, count);
-    if (!taken.ok) throw new RateLimitedError(app.rateLimitPerSecond, taken.retryAfterSeconds);
+    if (taken.ok) return;
+    instruments().eventsRateLimited.add(count);
+    throw new RateLimitedError(app.rateLimitPerSecond, taken.retryAfterSeconds);
   }
 }
 
