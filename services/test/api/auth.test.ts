@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { apiOperations } from "../../api/app.ts";
-import { Ingest } from "../../core/ingest/index.ts";
 import { asAdminOf, TEST_ADMIN_KEY } from "../support/keys.ts";
 import { pollUntil } from "../support/poll.ts";
-import { hookUrl, noHandoff, startApi, type TestApi } from "./harness.ts";
+import { hookUrl, routeTable, startApi, type TestApi } from "./harness.ts";
 
 let api: TestApi;
 beforeAll(async () => {
@@ -169,14 +167,7 @@ describe("applications", () => {
   });
 
   test("every admin route refuses application keys with 403, naming no resource", async () => {
-    const table = apiOperations({
-      config: api.config,
-      sql: api.sql,
-      ingest: new Ingest(api.sql, noHandoff, api.config.ingest),
-      readiness: async () => ({}),
-      authenticate: async () => null,
-      rateLimit: { take: () => ({ ok: true }) },
-    });
+    const table = routeTable(api.config);
     const adminRoutes = table.filter((r) => r.access === "admin");
     expect(adminRoutes.length).toBeGreaterThanOrEqual(8);
     const before = await api.fingerprint();

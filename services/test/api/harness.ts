@@ -1,4 +1,5 @@
-import { createApp } from "../../api/app.ts";
+import { apiOperations, createApp } from "../../api/app.ts";
+import type { ApiOperation } from "../../http/operation.ts";
 import { Ingest, type JobHandoff } from "../../core/ingest/index.ts";
 import { loadConfig, type Config } from "../../core/config/index.ts";
 import { createSql, type Sql } from "../../core/db/client.ts";
@@ -150,3 +151,19 @@ export async function postgresReadiness(sql: Sql): Promise<Record<string, boolea
 let counter = 0;
 /** A distinct, valid https URL per call, so endpoints are told apart in assertions. */
 export const hookUrl = () => `https://hooks.example.com/${++counter}`;
+
+/**
+ * The route table as createApp builds it (with /metrics), for tests that walk every route. Building
+ * it runs no query and checks no key: the services only keep what they are given.
+ */
+export function routeTable(config: Config = loadConfig(TEST_SECRETS_ENV)): ApiOperation[] {
+  return apiOperations({
+    config,
+    sql: null as never,
+    ingest: null as never,
+    readiness: async () => ({}),
+    renderMetrics: async () => "",
+    authenticate: async () => null,
+    rateLimit: { take: () => ({ ok: true }) },
+  });
+}

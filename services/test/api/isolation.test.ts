@@ -1,12 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { apiOperations } from "../../api/app.ts";
 import { recordOutcomes } from "../../core/jobs/sql.ts";
-import { Ingest } from "../../core/ingest/index.ts";
-import { loadConfig } from "../../core/config/index.ts";
 import { newId } from "../../core/ids.ts";
 import type { ApiOperation } from "../../http/operation.ts";
-import { TEST_ADMIN_KEY, TEST_SECRETS_ENV } from "../support/keys.ts";
-import { hookUrl, noHandoff, startApi, type TestApi } from "./harness.ts";
+import { TEST_ADMIN_KEY } from "../support/keys.ts";
+import { hookUrl, routeTable, startApi, type TestApi } from "./harness.ts";
 
 /**
  * Tenant isolation on every application route, generated from the route table: a route added later
@@ -23,15 +20,7 @@ const apps = { a: "", b: "" };
 
 beforeAll(async () => {
   api = await startApi();
-  table = apiOperations({
-    config: api.config,
-    sql: api.sql,
-    ingest: new Ingest(api.sql, noHandoff, api.config.ingest),
-    readiness: async () => ({}),
-    renderMetrics: async () => "",
-    authenticate: async () => null,
-    rateLimit: { take: () => ({ ok: true }) },
-  });
+  table = routeTable(api.config);
   for (const side of ["a", "b"] as const) {
     const app = await api.request("POST", "/applications", { key: TEST_ADMIN_KEY, body: { name: side } });
     apps[side] = app.body.id;
@@ -116,14 +105,7 @@ describe("tenant isolation, on every application route of the table", () => {
   // One test per route, named by it, so a failure says which route leaks.
   test.each(
     // Evaluated when the file loads, before beforeAll: the table is built here the same way.
-    apiOperations({
-      config: loadConfig(TEST_SECRETS_ENV),
-      sql: null as never, // services keep it for later; building the table runs no query
-      ingest: null as never,
-      readiness: async () => ({}),
-      authenticate: async () => null,
-      rateLimit: { take: () => ({ ok: true }) },
-    })
+    routeTable()
       .filter((r) => (r.access ?? "application") === "application")
       .map((r) => [`${r.method} ${r.path}`, r.operationId] as const),
   )("%s", async (_name, operationId) => {

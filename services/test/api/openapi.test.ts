@@ -1,14 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
 import { TEST_ADMIN_KEY } from "../support/keys.ts";
-import { apiOperations } from "../../api/app.ts";
-import { Ingest } from "../../core/ingest/index.ts";
 import type { ApiOperation } from "../../http/operation.ts";
 import { EVENT_TYPE_PATTERN_REGEX } from "../../core/event-types.ts";
 import { newId } from "../../core/ids.ts";
 import { recordOutcomes } from "../../core/jobs/sql.ts";
 import { USER_AGENT } from "../../worker/delivery/pipeline.ts";
-import { hookUrl, noHandoff, startApi, type TestApi } from "./harness.ts";
+import { hookUrl, routeTable, startApi, type TestApi } from "./harness.ts";
 
 type Doc = {
   openapi: string;
@@ -34,15 +32,7 @@ beforeAll(async () => {
   const res = await api.request("GET", "/openapi");
   expect(res.status).toBe(200);
   doc = res.body;
-  table = apiOperations({
-    config: api.config,
-    sql: api.sql,
-    ingest: new Ingest(api.sql, noHandoff, api.config.ingest),
-    readiness: async () => ({}),
-    renderMetrics: async () => "",
-    authenticate: async () => null,
-    rateLimit: { take: () => ({ ok: true }) },
-  });
+  table = routeTable(api.config);
 });
 afterAll(async () => {
   await api.close();
