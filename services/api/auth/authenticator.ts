@@ -1,6 +1,6 @@
 import { findGrantsByHash, touchApiKeys, type KeyGrant } from "@evently/core/api-keys/sql.ts";
 import { hashApiKey, looksLikeApiKey } from "@evently/core/api-keys/keys.ts";
-import { findApplication } from "@evently/core/applications/sql.ts";
+import { findApplication, type ApplicationRow } from "@evently/core/applications/sql.ts";
 import type { Sql } from "@evently/core/db/client.ts";
 import { ForbiddenError, NotFoundError, UnauthorizedError, ValidationError } from "@evently/core/errors.ts";
 import type { Logger } from "@evently/core/log.ts";
@@ -19,8 +19,9 @@ const MISS_TTL_MS = 60_000;
 /** Entries beyond this drop the cache (keys are few; this bounds memory under a flood of junk). */
 const MAX_ENTRIES = 50_000;
 
-interface GrantEntry {
-  grant: KeyGrant | null;
+/** A lookup's answer, null when nothing was found, and when it was made (misses age out). */
+interface Cached<V> {
+  value: V | null;
   at: number;
 }
 
@@ -33,8 +34,8 @@ interface GrantEntry {
  * database restart, which ingest rides out by retrying, into a burst of 503s on authentication.
  */
 export class Authenticator {
-  private readonly grants = new Map<string, GrantEntry>();
-  private readonly applications = new Map<string, { scope: (AppScope & { uid: string | null }) | null; at: number }>();
+  private readonly grants = new Map<string, Cached<KeyGrant>>();
+  private readonly applications = new Map<string, Cached<AppScope>>();
   /** Key id → when it last authenticated (epoch ms), written out by flushUses. */
   private readonly uses = new Map<string, number>();
   private readonly isAdmin: (token: string) => boolean;
@@ -99,14 +100,32 @@ export class Authenticator {
     return { id: grant.appId, rateLimitPerSecond: grant.rateLimitPerSecond };
   }
 
-  private async grant(token: string): Promise<GrantEntry["grant"]> {
+  private grant(token: string): Promise<KeyGrant | null> {
     const hash = hashApiKey(token);
-    const hit = this.grants.get(hash);
-    if (hit && (hit.grant !== null || Date.now() - hit.at < MISS_TTL_MS)) return hit.grant;
+    return this.cached(this.grants, hash, async () => (await findGrantsByHash(this.sql, [hash])).get(hash) ?? null);
+  }
+
+  private async application(idOrUid: string): Promise<AppScope> {
+    const scope = await this.cached(this.applications, idOrUid, async () => scopeOf(await findApplication(this.sql, idOrUid)));
+    if (!scope) throw new NotFoundError("application", idOrUid);
+    return scope;
+  }
+
+  /**
+   * `map`'s entry for `key`, else what `load` finds, remembered: a hit until a change notice drops
+   * it, a miss for MISS_TTL_MS. A load that overlapped a change notice may have read stale rows, so
+   * its answer is used but not kept.
+   */
+  private async cached<V>(map: Map<string, Cached<V>>, key: string, load: () => Promise<V | null>): Promise<V | null> {
+    const hit = map.get(key);
+    if (hit && (hit.value !== null || Date.now() - hit.at < MISS_TTL_MS)) return hit.value;
     const generation = this.generation;
-    const found = (await findGrantsByHash(this.sql, [hash])).get(hash) ?? null;
-    if (generation === this.generation) this.remember(this.grants, hash, { grant: found, at: Date.now() });
-    return found;
+    const value = await load();
+    if (generation === this.generation) {
+      if (map.size >= MAX_ENTRIES) map.clear();
+      map.set(key, { value, at: Date.now() });
+    }
+    return value;
   }
 
   /** Reads every cached entry again (after the listening connection came back); retried until it succeeds. */
@@ -122,11 +141,8 @@ export class Authenticator {
         const apps = await Promise.all(names.map((name) => findApplication(this.sql, name)));
         if (generation !== this.generation) return; // a change notice came meanwhile and dropped everything
         const at = Date.now();
-        for (const hash of hashes) this.grants.set(hash, { grant: grants.get(hash) ?? null, at });
-        names.forEach((name, i) => {
-          const row = apps[i];
-          this.applications.set(name, { scope: row ? { id: row.id, uid: row.uid, rateLimitPerSecond: row.rateLimitPerSecond } : null, at });
-        });
+        for (const hash of hashes) this.grants.set(hash, { value: grants.get(hash) ?? null, at });
+        names.forEach((name, i) => this.applications.set(name, { value: scopeOf(apps[i] ?? null), at }));
         return;
       } catch (err) {
         this.log.warn("could not re-read cached API keys; serving them as cached meanwhile", { error: (err as Error).message });
@@ -134,24 +150,6 @@ export class Authenticator {
         if (generation !== this.generation) return;
       }
     }
-  }
-
-  private async application(idOrUid: string): Promise<AppScope> {
-    const hit = this.applications.get(idOrUid);
-    let scope = hit && (hit.scope !== null || Date.now() - hit.at < MISS_TTL_MS) ? hit.scope : undefined;
-    if (scope === undefined) {
-      const generation = this.generation;
-      const row = await findApplication(this.sql, idOrUid);
-      scope = row ? { id: row.id, uid: row.uid, rateLimitPerSecond: row.rateLimitPerSecond } : null;
-      if (generation === this.generation) this.remember(this.applications, idOrUid, { scope, at: Date.now() });
-    }
-    if (!scope) throw new NotFoundError("application", idOrUid);
-    return { id: scope.id, rateLimitPerSecond: scope.rateLimitPerSecond };
-  }
-
-  private remember<V>(map: Map<string, V>, key: string, value: V): void {
-    if (map.size >= MAX_ENTRIES) map.clear();
-    map.set(key, value);
   }
 
   private async flushUses(): Promise<void> {
@@ -166,3 +164,5 @@ export class Authenticator {
     }
   }
 }
+
+const scopeOf = (row: ApplicationRow | null): AppScope | null => row && { id: row.id, rateLimitPerSecond: row.rateLimitPerSecond };

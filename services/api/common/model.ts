@@ -73,18 +73,17 @@ export const pageQuery = (kind: IdKind) =>
 const EARLIEST_TIME = Date.parse("0001-01-01T00:00:00Z");
 const LATEST_TIME = Date.parse("9999-12-31T23:59:59.999Z");
 
-/** An ISO 8601 time with a zone, as a Date Postgres can compare against. */
-const timeBound = (description: string) =>
-  z.iso
-    // abort: a value that is not a time at all gets one message, not a second about its range.
-    .datetime({ offset: true, abort: true })
-    .refine((v) => {
-      const t = Date.parse(v);
-      return t >= EARLIEST_TIME && t <= LATEST_TIME;
-    }, "must be between 0001-01-01 and 9999-12-31 (UTC)")
-    .transform((v) => new Date(v))
-    .optional()
-    .describe(description);
+/** An ISO 8601 time with a zone that Postgres can hold, as a Date. */
+export const storableTime = z.iso
+  // abort: a value that is not a time at all gets one message, not a second about its range.
+  .datetime({ offset: true, abort: true })
+  .refine((v) => {
+    const t = Date.parse(v);
+    return t >= EARLIEST_TIME && t <= LATEST_TIME;
+  }, "must be between 0001-01-01 and 9999-12-31 (UTC)")
+  .transform((v) => new Date(v));
+
+const timeBound = (description: string) => storableTime.optional().describe(description);
 
 /** `since` (inclusive) and `until` (exclusive) bound created_at. */
 export const timeRangeQuery = z.object({

@@ -1,15 +1,12 @@
 import { z } from "zod";
 import type { ApiKeyRow } from "@evently/core/api-keys/sql.ts";
-import { pageOf, pageQuery, timestamp } from "../../common/model.ts";
+import { pageOf, pageQuery, storableTime, timestamp } from "../../common/model.ts";
 
 export const ApiKeyCreate = z
   .strictObject({
     name: z.string().trim().min(1).max(200).describe("What the key is for, like `billing-service production`."),
-    expiresAt: z.iso
-      .datetime({ offset: true })
-      .refine((v) => Date.parse(v) > Date.now(), "must be in the future")
-      .refine((v) => Date.parse(v) <= Date.parse("9999-12-31T23:59:59Z"), "must be before 9999-12-31")
-      .transform((v) => new Date(v))
+    expiresAt: storableTime
+      .refine((t) => t.getTime() > Date.now(), "must be in the future")
       .nullable()
       .default(null)
       .describe("When the key stops working; null: never (revoke it instead)."),
