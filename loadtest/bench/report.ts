@@ -237,7 +237,7 @@ const STAGES = [
   "evently_record_duration_seconds",
   "evently_jobs_deferred_total",
   "evently_duplicate_jobs_total",
-  "evently_jobs_failed_total",
+  "evently_jobs_ended_total",
   "evently_publish_failures_total",
 ];
 

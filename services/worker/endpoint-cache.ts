@@ -1,4 +1,5 @@
 import type { Sql } from "@evently/core/db/client.ts";
+import { RetryPolicySchema, type RetryPolicy } from "@evently/core/delivery/retry-policy.ts";
 import { secretKey } from "@evently/core/signing/index.ts";
 import type { Logger } from "@evently/core/log.ts";
 import { redactUrl } from "@evently/core/redact.ts";
@@ -20,6 +21,13 @@ export interface DeliveryTarget {
   headers: Record<string, string>;
   timeoutMs: number | null;
   enabled: boolean;
+  /** Held, not attempted, until resumed. */
+  paused: boolean;
+  /** The endpoint's own retry policy; null: the installation default. */
+  retryPolicy: RetryPolicy | null;
+  ordering: "unordered" | "fifo";
+  /** Most deliveries per second, across all workers; null: unlimited. */
+  rateLimitPerSecond: number | null;
 }
 
 /**
@@ -93,8 +101,13 @@ export class EndpointCache {
           headers: Record<string, string>;
           timeoutMs: number | null;
           enabled: boolean;
+          paused: boolean;
+          retryPolicy: unknown;
+          ordering: "unordered" | "fifo";
+          rateLimitPerSecond: number | null;
         }[]
-      >`select id, app_id, url, secret, previous_secret, previous_secret_expires_at, headers, timeout_ms, enabled
+      >`select id, app_id, url, secret, previous_secret, previous_secret_expires_at, headers, timeout_ms, enabled, paused,
+               retry_policy, ordering, rate_limit_per_second
         from endpoints where id = any (${missing}::text[])`;
       for (const stored of rows) {
         // Decrypted once per cache fill, not per delivery.
@@ -111,6 +124,11 @@ export class EndpointCache {
           headers: await decryptHeaders(this.cipher, row.headers),
           timeoutMs: row.timeoutMs,
           enabled: row.enabled,
+          paused: row.paused,
+          // Validated by the API when stored; parsed again for the defaults it fills in.
+          retryPolicy: row.retryPolicy === null ? null : RetryPolicySchema.parse(row.retryPolicy),
+          ordering: row.ordering,
+          rateLimitPerSecond: row.rateLimitPerSecond,
         };
         if (generation === this.generation) this.entries.set(row.id, target);
         found.set(row.id, target);

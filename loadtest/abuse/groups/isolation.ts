@@ -22,7 +22,7 @@ interface Fixture {
   job: string;
 }
 
-/** One of everything in A: an endpoint routed to `iso.*`, an event, its job failed (the receiver answers 410, one retry). */
+/** One of everything in A: an endpoint routed to `iso.*`, an event, its job dead (the receiver answers 410). */
 async function fixture(ctx: Context, n: number): Promise<Fixture> {
   const { suite, a, receivers } = ctx;
   const type = `iso.n${n}`;
@@ -33,9 +33,9 @@ async function fixture(ctx: Context, n: number): Promise<Fixture> {
   // Settled before B's calls, so a change to A's rows can only be theirs.
   const settled = await pollUntil(async () => {
     const res = await suite.send({ method: "GET", path: `/jobs/${job}`, key: a.key });
-    return res.json?.status === "failed" ? true : undefined;
+    return res.json?.status === "dead" ? true : undefined;
   }, 10_000);
-  if (!settled) throw new Error(`fixture job ${job} did not fail within 10 s (RETRY_SCHEDULE of the stack?)`);
+  if (!settled) throw new Error(`fixture job ${job} did not end dead within 10 s (RETRY_SCHEDULE of the stack?)`);
   return { endpoint, route: route.json.data[0].id, event: event.json.id, job };
 }
 
@@ -141,7 +141,7 @@ export async function isolationCases(ctx: Context): Promise<void> {
         suite.judge(GROUP, caseName, sent, res, naming ? { status: 404, code: "not_found" } : expect, leak);
       }
     }
-    // A's own call is not refused (it may be a 409, like retrying a job that is not failed).
+    // A's own call is not refused (it may be a 409, like retrying a job that is not dead).
     const asA = await suite.send({ method: route.method, path, key: a.key, body });
     suite.control(
       GROUP,

@@ -220,7 +220,7 @@ async function deliveryTimeCases(ctx: Context): Promise<void> {
         return res.json && res.json.attemptCount > 0 && res.json.status !== "delivering" ? res.json : undefined;
       }, 10_000);
       const attempt = job?.attempts?.[0];
-      const endedAtOnce = job?.status === "failed" && job.attemptCount === 1 && attempt?.errorClass === "blocked_address";
+      const endedAtOnce = job?.status === "dead" && job.attemptCount === 1 && attempt?.errorClass === "blocked_address";
       const got = job
         ? `job ${job.status} after ${job.attemptCount} attempt(s); attempt 1: ${attempt?.errorClass ?? "delivered"} ${attempt?.errorDetail ?? attempt?.responseStatus ?? ""}`
         : "no attempt within 10 s";
@@ -228,7 +228,7 @@ async function deliveryTimeCases(ctx: Context): Promise<void> {
         group: GROUP,
         name: `delivery-time: endpoint moved to ${name}`,
         sent: sentLine,
-        expected: "job failed at once: 1 attempt, blocked_address",
+        expected: "job dead at once: 1 attempt, blocked_address",
         got,
         verdict: job?.status === "delivered" || attempt?.errorClass === null ? "wrongly_accepted" : "refused",
         asDocumented: endedAtOnce,

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { parseCidrList } from "../net/policy.ts";
 import { keyProblem } from "../secrets/cipher.ts";
+import { RetryPolicySchema } from "../delivery/retry-policy.ts";
 
 /**
  * One zod schema per concern. Every variable carries a description: the README's configuration
@@ -194,12 +195,45 @@ export const deliverySchema = z.object({
     .default("5s,5m,30m,2h,5h,10h,10h")
     .transform(durationsMs)
     .describe(
-      "Delays before each retry (units `ms`, `s`, `m`, `h`); a job fails after the last one. Each delay gets ±RETRY_JITTER.",
+      "Delays before each retry (units `ms`, `s`, `m`, `h`) of the default policy when RETRY_POLICY is unset; a job is dead after the last one. Each delay gets ±RETRY_JITTER.",
     ),
   RETRY_JITTER: z.coerce.number().min(0).max(1).default(0.2).describe("Random fraction added or removed from each retry delay."),
+  RETRY_POLICY: z
+    .string()
+    .optional()
+    .transform((spec, ctx) => {
+      if (spec === undefined || spec.trim() === "") return null;
+      let value: unknown;
+      try {
+        value = JSON.parse(spec);
+      } catch {
+        ctx.addIssue({ code: "custom", message: "is not JSON (like {\"type\":\"exponential\",\"baseMs\":1000,\"capMs\":3600000,\"maxAttempts\":10})" });
+        return z.NEVER;
+      }
+      const parsed = RetryPolicySchema.safeParse(value);
+      if (!parsed.success) {
+        ctx.addIssue({ code: "custom", message: parsed.error.issues.map((i) => `${i.path.join(".") || "policy"}: ${i.message}`).join("; ") });
+        return z.NEVER;
+      }
+      return parsed.data;
+    })
+    .describe(
+      "The default retry policy as JSON (`schedule`, `exponential` or `constant`; see the README's Delivery guarantees). When unset, RETRY_SCHEDULE and RETRY_JITTER make a `schedule` policy. An endpoint's own `retryPolicy` replaces it.",
+    ),
+  RETRY_AFTER_MIN_MS: int(1000, 0, 3_600_000).describe(
+    "Earliest a receiver's `Retry-After` (on 429 or 503) can bring a retry: a shorter one (or `0`) is raised to this.",
+  ),
   RETRY_AFTER_MAX_MS: int(86_400_000, 0, 604_800_000).describe(
     "Latest a receiver's `Retry-After` (on 429 or 503) can push a retry; a longer one is cut to this, and 0 ignores `Retry-After`.",
   ),
+  RETRY_FINAL_STATUSES: z
+    .string()
+    .regex(/^$|^4\d\d(,4\d\d)*$/, "comma-separated 4xx statuses like 400,401,403")
+    .default("")
+    .transform((spec) => new Set(spec === "" ? [] : spec.split(",").map(Number)))
+    .describe(
+      "4xx statuses that end a job `dead` at once instead of retrying (like `400,401,403,404`). Empty: every failure is retried per policy, as Svix and Convoy do. `410 Gone` always ends the job and disables the endpoint.",
+    ),
   RECORD_BATCH_MAX: int(500, 1, 10_000).describe("Most attempts written in one statement."),
 });
 

@@ -11,12 +11,16 @@ export interface NewEventRow {
   dataJson: string;
   idempotencyKey: string | null;
   createdAt: Date;
+  /** Jobs not delivered this long after createdAt end `expired`; null: the endpoint's default TTL, if any. */
+  ttlSeconds: number | null;
 }
 
 export interface CreatedJob {
   id: string;
   eventId: string;
   endpointId: string;
+  /** When the job expires undelivered (the event's or the endpoint's TTL); null: never. */
+  expiresAt: Date | null;
 }
 
 export interface InsertedBatch {
@@ -32,7 +36,7 @@ export interface InsertedBatch {
  * Fan-out is computed against committed routes inside the transaction, never against a cache.
  */
 export async function insertEventsWithJobs(tx: TxSql | Sql, rows: NewEventRow[], graceMs: number): Promise<InsertedBatch> {
-  const result = await tx<{ kind: "e" | "j"; id: string; eventId: string | null; endpointId: string | null }[]>`
+  const result = await tx<{ kind: "e" | "j"; id: string; eventId: string | null; endpointId: string | null; expiresAt: Date | null }[]>`
     with input as (
       -- A function, not unnest: it gives the prepared statement's generic plan a row estimate, so
       -- the join of inserted rows back to their input is hashed, not looped (migration 0007).
@@ -40,7 +44,7 @@ export async function insertEventsWithJobs(tx: TxSql | Sql, rows: NewEventRow[],
         ${rows.map((r) => r.id)}::text[], ${rows.map((r) => r.appId)}::text[], ${rows.map((r) => r.type)}::text[],
         ${rows.map((r) => r.dataJson)}::text[],
         ${rows.map((r) => r.idempotencyKey)}::text[], ${rows.map((r) => r.createdAt.toISOString())}::timestamptz[],
-        ${rows.map((r) => matchingPatterns(r.type).join(" "))}::text[]
+        ${rows.map((r) => matchingPatterns(r.type).join(" "))}::text[], ${rows.map((r) => r.ttlSeconds)}::int[]
       )
     ), inserted as (
       insert into events (id, app_id, type, payload, idempotency_key, created_at)
@@ -48,28 +52,29 @@ export async function insertEventsWithJobs(tx: TxSql | Sql, rows: NewEventRow[],
       on conflict do nothing
       returning id
     ), targets as (
-      select distinct i.id as event_id, i.app_id, i.type, i.created_at, r.endpoint_id
+      select distinct i.id as event_id, i.app_id, i.type, i.created_at, r.endpoint_id,
+             i.created_at + make_interval(secs => coalesce(i.ttl_seconds, e.ttl_seconds)) as expires_at
       from inserted
       join input i on i.id = inserted.id
       join routes r on r.app_id = i.app_id and r.event_type = any (string_to_array(i.patterns, ' '))
       join endpoints e on e.app_id = r.app_id and e.id = r.endpoint_id and e.enabled
     ), jobs_inserted as (
-      insert into jobs (id, app_id, event_id, endpoint_id, event_type, status, created_at)
-      select evently_id('job'), app_id, event_id, endpoint_id, type, 'pending', created_at
+      insert into jobs (id, app_id, event_id, endpoint_id, event_type, status, created_at, expires_at)
+      select evently_id('job'), app_id, event_id, endpoint_id, type, 'pending', created_at, expires_at
       from targets
-      returning id, event_id, endpoint_id, created_at
+      returning id, event_id, endpoint_id, created_at, expires_at
     ), outbox_inserted as (
       insert into outbox (job_id, due_at, reason)
       select id, created_at + ${graceMs} * interval '1 millisecond', 'publish' from jobs_inserted
     )
-    select 'e' as kind, id, null as event_id, null as endpoint_id from inserted
+    select 'e' as kind, id, null as event_id, null as endpoint_id, null::timestamptz as expires_at from inserted
     union all
-    select 'j' as kind, id, event_id, endpoint_id from jobs_inserted`;
+    select 'j' as kind, id, event_id, endpoint_id, expires_at from jobs_inserted`;
   const insertedEventIds = new Set<string>();
   const jobs: CreatedJob[] = [];
   for (const row of result) {
     if (row.kind === "e") insertedEventIds.add(row.id);
-    else jobs.push({ id: row.id, eventId: row.eventId!, endpointId: row.endpointId! });
+    else jobs.push({ id: row.id, eventId: row.eventId!, endpointId: row.endpointId!, expiresAt: row.expiresAt });
   }
   return { insertedEventIds, jobs };
 }

@@ -16,6 +16,8 @@ export interface EventInput {
   /** `data` serialised once by the caller; stored as jsonb and spliced into the delivered body. */
   dataJson: string;
   idempotencyKey: string | null;
+  /** Jobs of this event not delivered within this many seconds end `expired`; absent/null: the endpoint's TTL. */
+  ttlSeconds?: number | null;
 }
 
 export interface AcceptedEvent {
@@ -83,6 +85,7 @@ export class GroupCommitter {
         dataJson: input.dataJson,
         idempotencyKey: input.idempotencyKey,
         createdAt: now,
+        ttlSeconds: input.ttlSeconds ?? null,
       })),
     );
   }
@@ -149,7 +152,7 @@ export class GroupCommitter {
     for (const job of [...batch.jobs, ...batch.earlierJobs]) {
       let list = jobsByEvent.get(job.eventId);
       if (!list) jobsByEvent.set(job.eventId, (list = []));
-      list.push({ id: job.id, eventId: job.eventId, endpointId: job.endpointId });
+      list.push({ id: job.id, eventId: job.eventId, endpointId: job.endpointId, expiresAt: job.expiresAt });
     }
     const existingById = new Map<string, StoredEventSummary>();
     // Keys are unique per application: looked up by application and key together.

@@ -3,8 +3,11 @@ import type { Sql, TxSql } from "../db/client.ts";
 import { replaceEntry } from "../outbox/sql.ts";
 import { eventTypeCondition } from "../routes/sql.ts";
 
-export const JOB_STATUSES = ["pending", "delivering", "scheduled", "delivered", "failed"] as const;
+export const JOB_STATUSES = ["pending", "delivering", "scheduled", "delivered", "dead", "expired", "cancelled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
+/** States a job does not leave by itself; only a replay brings it back. */
+export const END_STATES = ["delivered", "dead", "expired", "cancelled"] as const satisfies readonly JobStatus[];
+export type EndState = (typeof END_STATES)[number];
 
 // Every batch update below locks its rows in id order first (the `locked` CTE): concurrent batches
 // from API, dispatcher and workers then wait on each other instead of deadlocking. On the delivery
@@ -52,29 +55,40 @@ export async function claimJobs(sql: Sql, claims: ClaimRequest[]): Promise<Set<s
   return new Set(rows.map((r) => r.id));
 }
 
+export interface Deferral {
+  jobId: string;
+  /** How long from now until the job is offered again. */
+  delayMs: number;
+}
+
 /**
- * Hands claimed jobs back without an attempt (their endpoint had no free slot): they become
- * `scheduled` after `delayMs`, with a `retry` outbox entry that offers them again then.
+ * Hands claimed jobs back without an attempt (no free slot, paused endpoint, open circuit, rate
+ * limit, an earlier job first): they become `scheduled` after their delay, with a `retry` outbox
+ * entry that offers them again then. No attempt is spent.
  */
-export async function deferJobs(sql: Sql, jobIds: string[], delayMs: number): Promise<void> {
-  if (jobIds.length === 0) return;
+export async function deferJobs(sql: Sql, deferrals: Deferral[]): Promise<void> {
+  if (deferrals.length === 0) return;
   await sql`
-    with locked as (
-      select id from jobs where id = any (${jobIds}::text[]) and status = 'delivering' order by id for update
+    with d as (
+      select * from unnest(${deferrals.map((d) => d.jobId)}::text[], ${deferrals.map((d) => Math.round(d.delayMs))}::int[]) as d (id, delay_ms)
+    ), locked as (
+      select j.id from jobs j join d on d.id = j.id where j.status = 'delivering' order by j.id for update of j
     ), deferred as (
-      update jobs j set status = 'scheduled', next_attempt_at = now() + ${delayMs} * interval '1 millisecond', updated_at = now()
-      from locked where j.id = locked.id
+      update jobs j set status = 'scheduled', next_attempt_at = now() + d.delay_ms * interval '1 millisecond', updated_at = now()
+      from locked, d where j.id = locked.id and d.id = j.id
       returning j.id, j.next_attempt_at
     )
     insert into outbox (job_id, due_at, reason)
-    select id, next_attempt_at, 'retry' from deferred order by id
+    select distinct on (id) id, next_attempt_at, 'retry' from deferred order by id
     ${replaceEntry(sql)}`;
 }
 
 export interface JobOutcome {
   jobId: string;
-  status: "delivered" | "scheduled" | "failed";
-  /** The attempt this outcome is of; the job's attempt count becomes this number. */
+  status: "delivered" | "scheduled" | "dead" | "expired" | "cancelled";
+  /** Why a job ended dead, expired or cancelled (see migration 0008); null otherwise. */
+  endReason: string | null;
+  /** The attempt this outcome is of; the job's attempt count becomes this number (unchanged when no attempt was made). */
   attemptNumber: number;
   /** When the next attempt is due; only for `scheduled`. */
   nextAttemptAt: Date | null;
@@ -95,8 +109,9 @@ export async function recordOutcomes(sql: Sql | TxSql, attempts: AttemptRow[], o
       select * from unnest(${outcomes.map((o) => o.jobId)}::text[], ${outcomes.map((o) => o.status)}::text[],
                            ${outcomes.map((o) => o.attemptNumber)}::int[],
                            ${outcomes.map((o) => o.nextAttemptAt?.toISOString() ?? null)}::timestamptz[],
-                           ${outcomes.map((o) => o.attemptedAt.toISOString())}::timestamptz[])
-        as o (id, status, attempt_number, next_attempt_at, attempted_at)
+                           ${outcomes.map((o) => o.attemptedAt.toISOString())}::timestamptz[],
+                           ${outcomes.map((o) => o.endReason)}::text[])
+        as o (id, status, attempt_number, next_attempt_at, attempted_at, end_reason)
     ), locked as (
       select j.id from jobs j join o on o.id = j.id order by j.id for update of j
     ), written as (
@@ -106,7 +121,8 @@ export async function recordOutcomes(sql: Sql | TxSql, attempts: AttemptRow[], o
       set status = o.status,
           attempt_count = greatest(j.attempt_count, o.attempt_number),
           next_attempt_at = o.next_attempt_at,
-          last_attempt_at = o.attempted_at,
+          last_attempt_at = case when o.attempt_number > j.attempt_count then o.attempted_at else j.last_attempt_at end,
+          end_reason = o.end_reason,
           delivered_at = case when o.status = 'delivered' then o.attempted_at else j.delivered_at end,
           updated_at = now()
       from o, locked
@@ -114,7 +130,7 @@ export async function recordOutcomes(sql: Sql | TxSql, attempts: AttemptRow[], o
       returning j.id
     ), finished as (
       delete from outbox where job_id in (select id from updated) and reason = 'lease'
-        and job_id in (select id from o where status in ('delivered', 'failed'))
+        and job_id in (select id from o where status <> 'scheduled')
     )
     insert into outbox (job_id, due_at, reason)
     select distinct on (o.id) o.id, o.next_attempt_at, 'retry' from o join updated on updated.id = o.id
@@ -135,14 +151,16 @@ export interface JobRow {
   nextAttemptAt: Date | null;
   lastAttemptAt: Date | null;
   deliveredAt: Date | null;
+  /** Why the job ended dead, expired or cancelled; null while live or once delivered. */
+  endReason: string | null;
+  expiresAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
 }
 
-const selectJobs = (sql: Sql | TxSql) => sql`
-  select id, event_id, endpoint_id, event_type, status, attempt_count, next_attempt_at, last_attempt_at,
-         delivered_at, created_at, updated_at
-  from jobs`;
+const JOB_COLUMNS = "id, event_id, endpoint_id, event_type, status, attempt_count, next_attempt_at, last_attempt_at, delivered_at, end_reason, expires_at, created_at, updated_at";
+
+const selectJobs = (sql: Sql | TxSql) => sql`select ${sql.unsafe(JOB_COLUMNS)} from jobs`;
 
 export async function findJob(sql: Sql | TxSql, appId: string, id: string): Promise<JobRow | null> {
   const [row] = await sql<JobRow[]>`${selectJobs(sql)} where app_id = ${appId} and id = ${id}`;
@@ -185,17 +203,16 @@ export async function listJobs(sql: Sql | TxSql, appId: string, filter: JobListF
 }
 
 /**
- * Gives a failed job one more attempt now, through a `retry` outbox entry due at once.
+ * Gives a dead job one more attempt now, through a `retry` outbox entry due at once.
  * attempt_count is kept, so the worker's claim (which checks it) still holds and the retry schedule
- * treats this as one extra attempt. Null when the job is not `failed`.
+ * treats this as one extra attempt. Null when the job is not `dead`.
  */
 export async function rescheduleFailedJob(sql: Sql | TxSql, appId: string, id: string): Promise<JobRow | null> {
   const [row] = await sql<JobRow[]>`
     with rescheduled as (
       update jobs set status = 'scheduled', next_attempt_at = now(), updated_at = now()
-      where app_id = ${appId} and id = ${id} and status = 'failed'
-      returning id, event_id, endpoint_id, event_type, status, attempt_count, next_attempt_at, last_attempt_at,
-                delivered_at, created_at, updated_at
+      where app_id = ${appId} and id = ${id} and status = 'dead'
+      returning ${sql.unsafe(JOB_COLUMNS)}
     ), entry as (
       insert into outbox (job_id, due_at, reason) select id, next_attempt_at, 'retry' from rescheduled
       ${replaceEntry(sql)}

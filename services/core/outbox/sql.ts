@@ -10,6 +10,7 @@ export interface SweptJob {
   eventId: string;
   endpointId: string;
   attemptCount: number;
+  expiresAt: Date | null;
   eventType: string;
   payloadJson: string;
   eventCreatedAt: Date;
@@ -20,7 +21,7 @@ export interface SweptJob {
 
 export function messageForSwept(job: SweptJob): JobMessage {
   return jobMessage(
-    { id: job.id, endpointId: job.endpointId, attemptCount: job.attemptCount },
+    { id: job.id, endpointId: job.endpointId, attemptCount: job.attemptCount, expiresAt: job.expiresAt },
     { id: job.eventId, type: job.eventType, createdAt: job.eventCreatedAt, dataJson: job.payloadJson },
   );
 }
@@ -59,7 +60,7 @@ export async function sweepOutbox(
 ): Promise<SweptJob[]> {
   return sql.begin(async (tx) => {
     const swept = await tx<SweptJob[]>`
-      select j.id, j.event_id, j.endpoint_id, j.attempt_count, e.type as event_type,
+      select j.id, j.event_id, j.endpoint_id, j.attempt_count, j.expires_at, e.type as event_type,
              e.payload::text as payload_json, e.created_at as event_created_at, o.reason,
              (j.status in ('pending', 'scheduled') or (j.status = 'delivering' and j.next_attempt_at <= now())) as publishable
       from (select job_id, reason from outbox where due_at <= now() order by due_at limit ${limit} for update skip locked) o
@@ -98,7 +99,7 @@ const TAKE_DUE_JOBS = `
   with due as (
     select job_id, reason from outbox where due_at <= now() order by due_at limit $1 for update skip locked
   ), state as (
-    select d.job_id, d.reason, j.app_id, j.event_id, j.endpoint_id, j.attempt_count, j.status, j.next_attempt_at,
+    select d.job_id, d.reason, j.app_id, j.event_id, j.endpoint_id, j.attempt_count, j.expires_at, j.status, j.next_attempt_at,
            (j.status in ('pending', 'scheduled') or (j.status = 'delivering' and j.next_attempt_at <= now())) as publishable
     from due d join jobs j on j.id = d.job_id
   ), leased as (
@@ -110,7 +111,7 @@ const TAKE_DUE_JOBS = `
   ), finished as (
     delete from outbox o using state s where o.job_id = s.job_id and not s.publishable and s.status <> 'delivering'
   )
-  select s.job_id as id, s.event_id, s.endpoint_id, s.attempt_count, e.type as event_type,
+  select s.job_id as id, s.event_id, s.endpoint_id, s.attempt_count, s.expires_at, e.type as event_type,
          e.payload::text as payload_json, e.created_at as event_created_at, s.reason, true as publishable
   from state s join events e on e.app_id = s.app_id and e.id = s.event_id
   where s.publishable`;

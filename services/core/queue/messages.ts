@@ -13,6 +13,8 @@ export const jobMessageSchema = z.object({
   attempt: z.number().int().min(0),
   /** Event creation time, epoch ms: the start of delivery latency. */
   createdAt: z.number(),
+  /** Epoch ms after which the job must not be sent (it ends `expired`); null: no TTL. */
+  expiresAt: z.number().nullable(),
   /** The JSON envelope `{id, type, timestamp, data}` exactly as it is sent. */
   body: z.string(),
 });
@@ -48,6 +50,7 @@ export function decodeDeliveryMessage(content: Buffer): DeliveryMessage | null {
       typeof job !== "object" || job === null ||
       typeof job.jobId !== "string" || typeof job.eventId !== "string" || typeof job.endpointId !== "string" ||
       typeof job.body !== "string" || typeof job.createdAt !== "number" ||
+      (job.expiresAt !== null && typeof job.expiresAt !== "number") ||
       !Number.isInteger(job.attempt) || (job.attempt as number) < 0
     )
       return null;
@@ -69,11 +72,19 @@ export interface EventForDelivery {
  * from the outbox later. Fan-out passes the event's `body` once for all its jobs.
  */
 export function jobMessage(
-  job: { id: string; endpointId: string; attemptCount: number },
+  job: { id: string; endpointId: string; attemptCount: number; expiresAt: Date | null },
   event: EventForDelivery,
   body = envelopeBody(event.id, event.type, event.createdAt, event.dataJson),
 ): JobMessage {
-  return { jobId: job.id, eventId: event.id, endpointId: job.endpointId, attempt: job.attemptCount, createdAt: event.createdAt.getTime(), body };
+  return {
+    jobId: job.id,
+    eventId: event.id,
+    endpointId: job.endpointId,
+    attempt: job.attemptCount,
+    createdAt: event.createdAt.getTime(),
+    expiresAt: job.expiresAt?.getTime() ?? null,
+    body,
+  };
 }
 
 /**

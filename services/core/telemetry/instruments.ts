@@ -39,8 +39,11 @@ function build() {
     deliveriesWaiting: gauge(METRIC.deliveriesWaiting, "Deliveries waiting for an endpoint slot"),
     attemptsRecorded: counter(METRIC.attemptsRecorded, "Attempts written to Postgres"),
     recordDuration: seconds(METRIC.recordDuration, "Attempt batch write duration"),
-    jobsFailed: counter(METRIC.jobsFailed, "Jobs that exhausted the retry schedule"),
-    jobsDeferred: counter(METRIC.jobsDeferred, "Jobs handed back for later because their endpoint had no free slot"),
+    jobsEnded: counter(METRIC.jobsEnded, "Jobs that ended undelivered, by state (dead, expired, cancelled) and reason"),
+    jobsDeferred: counter(
+      METRIC.jobsDeferred,
+      "Jobs held for later without an attempt, by reason (busy, paused, circuit_open, rate_limited, ordering)",
+    ),
   };
 }
 

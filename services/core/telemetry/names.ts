@@ -25,7 +25,7 @@ export const METRIC = {
   deliveriesWaiting: "evently_deliveries_waiting",
   attemptsRecorded: "evently_attempts_recorded_total",
   recordDuration: "evently_record_duration_seconds",
-  jobsFailed: "evently_jobs_failed_total",
+  jobsEnded: "evently_jobs_ended_total",
   jobsDeferred: "evently_jobs_deferred_total",
 } as const;
 

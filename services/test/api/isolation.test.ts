@@ -55,7 +55,7 @@ async function fixture(): Promise<Fixture> {
         errorDetail: "HTTP 500", createdAt: attemptedAt,
       },
     ],
-    [{ jobId: job, status: "failed", attemptNumber: 1, nextAttemptAt: null, attemptedAt }],
+    [{ jobId: job, status: "dead", endReason: "retries_exhausted", attemptNumber: 1, nextAttemptAt: null, attemptedAt }],
   );
   return { endpoint: endpoint.body.id, route: route.body.data[0].id, event: event.body.id, job };
 }

@@ -31,14 +31,14 @@ beforeAll(async () => {
   await recordAttempt(jobs.paidA, paid.body.id, endpointA, 2, { status: 204, body: "", at: t0 + 2 });
   await recordAttempt(jobs.paidB, paid.body.id, endpointB, 0, { status: 410, body: "gone", errorClass: "http_status", at: t0 + 3 });
   await recordOutcomes(api.sql, [], [
-    { jobId: jobs.paidA, status: "scheduled", attemptNumber: 1, nextAttemptAt: new Date(t0 + 5000), attemptedAt: new Date(t0) },
+    { jobId: jobs.paidA, status: "scheduled", endReason: null, attemptNumber: 1, nextAttemptAt: new Date(t0 + 5000), attemptedAt: new Date(t0) },
   ]);
   await recordOutcomes(api.sql, [], [
-    { jobId: jobs.paidA, status: "scheduled", attemptNumber: 2, nextAttemptAt: new Date(t0 + 5000), attemptedAt: new Date(t0 + 1) },
+    { jobId: jobs.paidA, status: "scheduled", endReason: null, attemptNumber: 2, nextAttemptAt: new Date(t0 + 5000), attemptedAt: new Date(t0 + 1) },
   ]);
   await recordOutcomes(api.sql, [], [
-    { jobId: jobs.paidA, status: "delivered", attemptNumber: 3, nextAttemptAt: null, attemptedAt: new Date(t0 + 2) },
-    { jobId: jobs.paidB, status: "failed", attemptNumber: 1, nextAttemptAt: null, attemptedAt: new Date(t0 + 3) },
+    { jobId: jobs.paidA, status: "delivered", endReason: null, attemptNumber: 3, nextAttemptAt: null, attemptedAt: new Date(t0 + 2) },
+    { jobId: jobs.paidB, status: "dead", endReason: "final_status", attemptNumber: 1, nextAttemptAt: null, attemptedAt: new Date(t0 + 3) },
   ]);
 });
 afterAll(async () => {
@@ -99,7 +99,7 @@ describe("GET /jobs/:id", () => {
 
 describe("job lists", () => {
   test("GET /jobs filters by status, endpoint and event type pattern", async () => {
-    expect(ids((await api.request("GET", "/jobs?status=failed")).body)).toEqual([jobs.paidB]);
+    expect(ids((await api.request("GET", "/jobs?status=dead")).body)).toEqual([jobs.paidB]);
     expect(ids((await api.request("GET", "/jobs?status=delivered")).body)).toEqual([jobs.paidA]);
     expect(ids((await api.request("GET", `/jobs?endpointId=${endpointA}`)).body)).toEqual([jobs.refundA, jobs.paidA]);
     expect(ids((await api.request("GET", "/jobs?eventType=shop.order.*")).body).sort()).toEqual([jobs.paidA, jobs.paidB].sort());

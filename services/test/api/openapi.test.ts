@@ -5,7 +5,7 @@ import type { ApiOperation } from "../../http/operation.ts";
 import { EVENT_TYPE_PATTERN_REGEX } from "../../core/event-types.ts";
 import { newId } from "../../core/ids.ts";
 import { recordOutcomes } from "../../core/jobs/sql.ts";
-import { USER_AGENT } from "../../worker/delivery/pipeline.ts";
+import { USER_AGENT } from "../../worker/delivery/sending.ts";
 import { hookUrl, routeTable, startApi, type TestApi } from "./harness.ts";
 
 type Doc = {
@@ -90,7 +90,7 @@ describe("GET /openapi", () => {
     expect(create.required).toEqual(["url"]); // defaults make the rest optional on input
     const jobsList = doc.paths["/jobs"]!.get!;
     expect(jobsList.parameters.find((p) => p.name === "status")!.schema.enum).toEqual([
-      "pending", "delivering", "scheduled", "delivered", "failed",
+      "pending", "delivering", "scheduled", "delivered", "dead", "expired", "cancelled",
     ]);
     expect(jobsList.parameters.find((p) => p.name === "limit")!.schema).toMatchObject({ default: 50, maximum: 250 });
     const createEvent = doc.paths["/events"]!.post!;
@@ -201,7 +201,7 @@ describe("responses match their documented schemas", () => {
         responseBody: "no", durationMs: 5, errorClass: "http_status", errorDetail: "HTTP 500", createdAt: new Date(),
       },
     ], []);
-    await recordOutcomes(api.sql, [], [{ jobId, status: "failed", attemptNumber: 1, nextAttemptAt: null, attemptedAt: new Date() }]);
+    await recordOutcomes(api.sql, [], [{ jobId, status: "dead", endReason: "retries_exhausted", attemptNumber: 1, nextAttemptAt: null, attemptedAt: new Date() }]);
     const calls: [string, string, string | (() => string), unknown?, string?][] = [
       ["getHealth", "GET", "/health"],
       ["getReadiness", "GET", "/ready"],

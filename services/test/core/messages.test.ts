@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { decodeDeliveryMessage, deliveryMessageSchema, encodeDeliveryMessage, envelopeBody } from "../../core/queue/messages.ts";
 
-const job = { jobId: "job_1", eventId: "evt_1", endpointId: "ep_1", attempt: 0, createdAt: 1, body: "{}" };
+const job = { jobId: "job_1", eventId: "evt_1", endpointId: "ep_1", attempt: 0, createdAt: 1, expiresAt: null, body: "{}" };
 
 test("messages round-trip", () => {
   const decoded = decodeDeliveryMessage(encodeDeliveryMessage([job, { ...job, jobId: "job_2", attempt: 3 }]));

@@ -31,7 +31,8 @@ test("concurrent migrate runs create the database and apply each migration exact
   expect(rows.length).toBe(Math.max(...appliedCounts));
   const tables = await sql`select table_name from information_schema.tables where table_schema = 'public' order by 1`;
   expect(tables.map((t) => t.table_name).sort()).toEqual([
-    "api_keys", "applications", "attempts", "endpoints", "evently_migrations", "events", "ingest_rate_buckets", "jobs", "outbox", "routes",
+    "api_keys", "applications", "attempts", "delivery_rate_buckets", "endpoint_health", "endpoints", "evently_migrations", "events",
+    "ingest_rate_buckets", "jobs", "operations", "outbox", "routes",
   ]);
   await sql.end();
 
@@ -118,7 +119,7 @@ test("0004 moves a filled database into the default application, where everythin
     const client = createSql({ DATABASE_URL: urlOf(database), DATABASE_POOL_MAX: 1 });
     try {
       const now = new Date();
-      const row = (id: string, appId: string, key: string | null) => ({ id, appId, type: "order.paid", dataJson: "{}", idempotencyKey: key, createdAt: now });
+      const row = (id: string, appId: string, key: string | null) => ({ id, appId, type: "order.paid", dataJson: "{}", idempotencyKey: key, createdAt: now, ttlSeconds: null });
       await client`insert into applications (id, name) values ('app_11111111111111111111111111111111', 'Other')`;
       const batch = await insertEventsWithJobs(
         client,

@@ -50,7 +50,8 @@ async function makeDue(jobIds: string[]) {
   await api.sql`update outbox set due_at = now() - interval '1 second' where job_id = any (${jobIds}::text[])`;
 }
 
-const outcome = (jobId: string, status: "delivered" | "scheduled" | "failed", attemptNumber: number, nextAttemptAt: Date | null = null) => ({
+const outcome = (jobId: string, status: "delivered" | "scheduled" | "dead", attemptNumber: number, nextAttemptAt: Date | null = null) => ({
+  endReason: status === "dead" ? "retries_exhausted" : null,
   jobId,
   status,
   attemptNumber,
@@ -83,10 +84,10 @@ describe("outbox entries", () => {
     expect(await jobOf(jobId)).toMatchObject({ status: "scheduled", attemptCount: 1 });
   });
 
-  test("delivered and failed outcomes add no entry", async () => {
+  test("delivered and dead outcomes add no entry", async () => {
     const [a, b] = [await newJob(), await newJob()];
     await publishAndClaim([a, b]);
-    await recordOutcomes(api.sql, [], [outcome(a, "delivered", 1), outcome(b, "failed", 1)]);
+    await recordOutcomes(api.sql, [], [outcome(a, "delivered", 1), outcome(b, "dead", 1)]);
     expect([await entryOf(a), await entryOf(b)]).toEqual([null, null]);
   });
 
@@ -107,11 +108,11 @@ describe("outbox entries", () => {
   test("deferring and retrying by hand schedule a retry entry", async () => {
     const [deferred, failed] = [await newJob(), await newJob()];
     await publishAndClaim([deferred, failed]);
-    await deferJobs(api.sql, [deferred], 2000);
+    await deferJobs(api.sql, [{ jobId: deferred, delayMs: 2000 }]);
     expect(await entryOf(deferred)).toMatchObject({ reason: "retry" });
     expect(await jobOf(deferred)).toMatchObject({ status: "scheduled", attemptCount: 0 });
 
-    await recordOutcomes(api.sql, [], [outcome(failed, "failed", 1)]);
+    await recordOutcomes(api.sql, [], [outcome(failed, "dead", 1)]);
     expect(await rescheduleFailedJob(api.sql, DEFAULT_APPLICATION_ID, failed)).toMatchObject({ status: "scheduled" });
     expect(await entryOf(failed)).toMatchObject({ reason: "retry" });
   });

@@ -38,7 +38,7 @@ test("signingKeys adds the previous key only before its expiry", () => {
   const key = secretKey(generateSecret());
   const previousKey = secretKey(generateSecret());
   const at = new Date("2026-12-01T00:00:00Z");
-  const target: DeliveryTarget = { id: "ep_1", appId: "app_1", url: "https://a.example", recordedUrl: "https://a.example", key, previousKey, previousKeyExpiresAt: at.getTime() + 1, headers: {}, timeoutMs: null, enabled: true };
+  const target: DeliveryTarget = { id: "ep_1", appId: "app_1", url: "https://a.example", recordedUrl: "https://a.example", key, previousKey, previousKeyExpiresAt: at.getTime() + 1, headers: {}, timeoutMs: null, enabled: true, paused: false, retryPolicy: null, ordering: "unordered", rateLimitPerSecond: null };
   expect(signingKeys(target, at)).toEqual([key, previousKey]);
   expect(signingKeys({ ...target, previousKeyExpiresAt: at.getTime() }, at)).toEqual([key]);
   expect(signingKeys({ ...target, previousKey: null, previousKeyExpiresAt: null }, at)).toEqual([key]);

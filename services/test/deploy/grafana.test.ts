@@ -129,7 +129,7 @@ describe("grafana dashboard", () => {
       METRIC.deliveryLag,
       METRIC.deliveriesInFlight,
       METRIC.duplicateJobs,
-      METRIC.jobsFailed,
+      METRIC.jobsEnded,
     ];
     expect(required.filter((m) => !charted.has(m))).toEqual([]);
     for (const q of [0.5, 0.95, 0.99]) {

@@ -37,9 +37,9 @@ describeEachTransport("delivery logs", (transport) => {
 
   async function jobsFailed(endpointId: string, count: number): Promise<void> {
     await pollUntil(async () => {
-      const res = await stack.api(app, "GET", `/endpoints/${endpointId}/jobs?status=failed`);
+      const res = await stack.api(app, "GET", `/endpoints/${endpointId}/jobs?status=dead`);
       return res.body.data.length === count;
-    }, { what: `${count} failed jobs` });
+    }, { what: `${count} dead jobs` });
   }
 
   test("a failure and the recovery after it are one line each, naming endpoint, host, error, status, attempt and job", async () => {
@@ -77,7 +77,7 @@ describeEachTransport("delivery logs", (transport) => {
     await pollUntil(() => about(ep.id).length === 2, { what: "failing and job failed lines" });
     await Bun.sleep(200); // nothing more comes
     const logged = about(ep.id);
-    expect(logged.map((l) => l.msg)).toEqual(["delivery failing", "job failed: no retries left"]);
+    expect(logged.map((l) => l.msg)).toEqual(["delivery failing", "job dead: no more retries"]);
     expect(logged[1]).toMatchObject({ level: "warn", errorClass: "http_status", status: 503, attempt: 4 });
   });
 
@@ -102,6 +102,6 @@ describeEachTransport("delivery logs", (transport) => {
     expect(explained!.msg).toContain("DELIVERY_ALLOW_PRIVATE_NETWORKS=true");
     expect(String(explained!.detail)).toContain("127.0.0.1");
     // Refused by the guard is final: retrying cannot make the address allowed, so the first attempt is the last.
-    expect(gaveUp).toMatchObject({ msg: "job failed: no retries left", errorClass: "blocked_address", attempt: 1 });
+    expect(gaveUp).toMatchObject({ msg: "job dead: no more retries", errorClass: "blocked_address", attempt: 1 });
   });
 });

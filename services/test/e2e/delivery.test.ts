@@ -179,8 +179,8 @@ describeEachTransport("delivery", (transport) => {
       const event = await publish("doomed.event", {});
       const job = await pollUntil(async () => {
         const res = await stack.api(app, "GET", `/jobs/${event.jobs[0]!.id}`);
-        return res.body?.status === "failed" && res.body;
-      }, { what: "job failed after retries", timeoutMs: 15_000 });
+        return res.body?.status === "dead" && res.body;
+      }, { what: "job dead after retries", timeoutMs: 15_000 });
       // RETRY_SCHEDULE has three delays: one first attempt plus three retries.
       expect(job.attemptCount).toBe(4);
       expect(job.attempts.every((a: any) => a.errorClass === "http_status" && a.responseStatus === 503)).toBe(true);

@@ -58,13 +58,13 @@ describeEachTransport("secrets never leak", (transport) => {
   }
 
   const unsettled = async () =>
-    (await stack.sql<{ n: number }[]>`select count(*)::int as n from jobs where status not in ('delivered', 'failed')`)[0]!.n;
+    (await stack.sql<{ n: number }[]>`select count(*)::int as n from jobs where status not in ('delivered', 'dead')`)[0]!.n;
 
   async function publish(n: number): Promise<void> {
     const res = await call("POST", "/events", { type: "leak.happened", data: { n } });
     expect(res.status).toBe(202);
     expect(res.body.jobs).toHaveLength(endpoints.size);
-    await pollUntil(async () => (await unsettled()) === 0, { what: "every job delivered or failed", timeoutMs: 20_000 });
+    await pollUntil(async () => (await unsettled()) === 0, { what: "every job delivered or dead", timeoutMs: 20_000 });
   }
 
   beforeAll(async () => {
@@ -263,7 +263,7 @@ describeEachTransport("secrets never leak", (transport) => {
 
     // Logs at debug level, failures and recoveries among them.
     const messages = lines.map((l) => l.msg);
-    for (const msg of ["evently started", "endpoint cache filled", "delivery failing", "delivery recovered", "job failed: no retries left"])
+    for (const msg of ["evently started", "endpoint cache filled", "delivery failing", "delivery recovered", "job dead: no more retries"])
       expect(messages).toContain(msg);
 
     // A send span for every attempt, and the other pipeline spans.

@@ -53,10 +53,10 @@ describeEachTransport("SSRF guard", (transport) => {
   });
 
   test("a refused address fails the job at the first attempt, recorded as blocked_address", async () => {
-    const job = await settled("refused.happened", "failed");
+    const job = await settled("refused.happened", "dead");
     await Bun.sleep(300); // the retry schedule would have fired by now
     const again = (await stack.api(app, "GET", `/jobs/${job.id}`)).body;
-    expect(again.status).toBe("failed");
+    expect(again.status).toBe("dead");
     expect(again.attempts).toHaveLength(1);
     expect(again.attempts[0]).toMatchObject({ attemptNumber: 1, responseStatus: null, errorClass: "blocked_address" });
     expect(again.attempts[0].errorDetail).toContain("127.0.0.2");

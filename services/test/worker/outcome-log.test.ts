@@ -58,7 +58,7 @@ describe("delivery outcome log", () => {
       advance(1000);
     }
     // t=0: the first failure gives up (a job failed line); t=60s and t=120s: a summary and a job failed line.
-    expect(msgs()).toEqual(["job failed: no retries left", "job failed: no retries left", "delivery still failing", "job failed: no retries left", "delivery still failing"]);
+    expect(msgs()).toEqual(["job dead: no more retries", "job dead: no more retries", "delivery still failing", "job dead: no more retries", "delivery still failing"]);
     expect(lines[2]).toMatchObject({ failedAttempts: 60_000, jobsFailed: 30_000, periodMs: 60_000, failingForMs: 60_000 });
     // Other endpoints are not held back by it.
     observe("ep_other");
@@ -90,7 +90,7 @@ describe("delivery outcome log", () => {
     }
     observe("ep_private", { ...blocked, gaveUp: true });
     // t=0 the explanation; t=60s and t=120s a summary; t=150s the job gives up.
-    expect(msgs()).toEqual([expect.stringContaining("DELIVERY_ALLOW_PRIVATE_NETWORKS"), "delivery still failing", "delivery still failing", "job failed: no retries left"]);
+    expect(msgs()).toEqual([expect.stringContaining("DELIVERY_ALLOW_PRIVATE_NETWORKS"), "delivery still failing", "delivery still failing", "job dead: no more retries"]);
     expect(lines[0]).toMatchObject({ level: "warn", endpointId: "ep_private", errorClass: "blocked_address", detail: blocked.errorDetail });
     observe("ep_other_private", blocked);
     expect(msgs().filter((m) => m.includes("DELIVERY_ALLOW_PRIVATE_NETWORKS"))).toHaveLength(2);

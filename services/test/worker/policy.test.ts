@@ -3,25 +3,27 @@ import { DeliveryLimiter } from "../../worker/delivery/limiter.ts";
 import { addressClass, isPrivateAddress } from "../../core/net/addresses.ts";
 import { checkHost } from "../../worker/http/ssrf.ts";
 import { classifyError } from "../../worker/http/send.ts";
-import { nextStep, parseRetryAfter } from "../../worker/retry/policy.ts";
+import { decideRetry } from "../../core/delivery/retry-policy.ts";
+import { parseRetryAfter } from "../../worker/delivery/outcome.ts";
 
-const policy = { scheduleMs: [1000, 60_000], jitter: 0.2, maxRetryAfterMs: 3_600_000 };
+const policy = { type: "schedule" as const, delaysMs: [1000, 60_000], jitter: 0.2 };
+const bounds = { minMs: 1000, maxMs: 3_600_000 };
 const now = new Date("2026-01-01T00:00:00Z");
 
 describe("retry policy", () => {
-  test("follows the schedule with bounded jitter, then fails", () => {
-    const at = (n: number, r: number) => nextStep(policy, n, now, null, () => r);
-    expect(at(1, 0.5)).toEqual({ kind: "retry", at: new Date(now.getTime() + 1000) });
-    expect(at(1, 0)).toEqual({ kind: "retry", at: new Date(now.getTime() + 800) });
-    expect(at(1, 1)).toEqual({ kind: "retry", at: new Date(now.getTime() + 1200) });
-    expect(at(2, 0.5)).toEqual({ kind: "retry", at: new Date(now.getTime() + 60_000) });
-    expect(at(3, 0.5)).toEqual({ kind: "fail" });
+  test("follows the schedule with bounded jitter, then gives up", () => {
+    const after = (n: number, r: number) => decideRetry(policy, n, 0, null, bounds, () => r);
+    expect(after(1, 0.5)).toEqual({ kind: "retry", delayMs: 1000 });
+    expect(after(1, 0)).toEqual({ kind: "retry", delayMs: 800 });
+    expect(after(1, 1)).toEqual({ kind: "retry", delayMs: 1200 });
+    expect(after(2, 0.5)).toEqual({ kind: "retry", delayMs: 60_000 });
+    expect(after(3, 0.5)).toEqual({ kind: "give_up", reason: "retries_exhausted" });
   });
 
   test("Retry-After can delay a retry, within bounds, never hasten it", () => {
-    expect(nextStep(policy, 1, now, 30_000, () => 0.5)).toEqual({ kind: "retry", at: new Date(now.getTime() + 30_000) });
-    expect(nextStep(policy, 1, now, 10, () => 0.5)).toEqual({ kind: "retry", at: new Date(now.getTime() + 1000) });
-    expect(nextStep(policy, 1, now, 999_999_999, () => 0.5)).toEqual({ kind: "retry", at: new Date(now.getTime() + 3_600_000) });
+    expect(decideRetry(policy, 1, 0, 30_000, bounds, () => 0.5)).toEqual({ kind: "retry", delayMs: 30_000 });
+    expect(decideRetry(policy, 1, 0, 10, bounds, () => 0.5)).toEqual({ kind: "retry", delayMs: 1000 });
+    expect(decideRetry(policy, 1, 0, 999_999_999, bounds, () => 0.5)).toEqual({ kind: "retry", delayMs: 3_600_000 });
     expect(parseRetryAfter("120", now)).toBe(120_000);
     expect(parseRetryAfter("Thu, 01 Jan 2026 00:01:00 GMT", now)).toBe(60_000);
     expect(parseRetryAfter("soon", now)).toBeNull();

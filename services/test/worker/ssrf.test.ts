@@ -7,7 +7,7 @@ import type { TLSSocket } from "node:tls";
 import { AddressPolicy, parseCidrList } from "../../core/net/policy.ts";
 import { pinnedRequest, send, type SendRequest } from "../../worker/http/send.ts";
 import { SsrfGuard, type Resolver } from "../../worker/http/ssrf.ts";
-import { isFinal, nextStep } from "../../worker/retry/policy.ts";
+import { decideOutcome } from "../../worker/delivery/outcome.ts";
 
 /**
  * The worker's connect-time guard: a name is resolved once, every address is judged, and the
@@ -106,11 +106,13 @@ describe("pinned connections", () => {
     const failing: Resolver = { resolve: () => Promise.reject(Object.assign(new Error("queryA ENOTFOUND"), { code: "ENOTFOUND" })) };
     const guard = new SsrfGuard(allowOnly127001, { resolver: failing });
     expect(await send(request(`http://gone.evently.test:${good.port}/`), guard)).toMatchObject({ errorClass: "dns" });
-    expect(isFinal("dns")).toBe(false);
-    expect(isFinal("blocked_address")).toBe(true);
-    expect(isFinal("timeout")).toBe(false);
-    expect(isFinal(null)).toBe(false);
-    expect(nextStep({ scheduleMs: [1000], jitter: 0, maxRetryAfterMs: 0 }, 1, new Date(0)).kind).toBe("retry");
+    const rules = { defaultPolicy: { type: "schedule" as const, delaysMs: [1000], jitter: 0 }, retryAfter: { minMs: 0, maxMs: 0 }, finalStatuses: new Set<number>() };
+    const job = { jobId: "job_1", eventId: "evt_1", endpointId: "ep_1", attempt: 0, createdAt: Date.now(), expiresAt: null, body: "{}" };
+    const statusAfter = (errorClass: "dns" | "blocked_address" | "timeout") =>
+      decideOutcome(job, { retryPolicy: null } as never, { attemptedAt: new Date(), headers: {}, result: { status: null, responseBody: null, retryAfter: null, durationMs: 1, errorClass, errorDetail: "" } }, rules).outcome;
+    expect(statusAfter("dns").status).toBe("scheduled");
+    expect(statusAfter("timeout").status).toBe("scheduled");
+    expect(statusAfter("blocked_address")).toMatchObject({ status: "dead", endReason: "blocked_address" });
   });
 
   test("the guard switched off (DELIVERY_ALLOW_PRIVATE_NETWORKS=true) neither resolves nor refuses", async () => {

@@ -1,5 +1,10 @@
 import type { ErrorClass } from "@evently/core/attempts/sql.ts";
+import type { JobOutcome } from "@evently/core/jobs/sql.ts";
 import type { Logger } from "@evently/core/log.ts";
+import type { JobMessage } from "@evently/core/queue/messages.ts";
+import type { DeliveryTarget } from "../endpoint-cache.ts";
+import type { AttemptListener } from "./pipeline.ts";
+import type { Sent } from "./sending.ts";
 
 /** One recorded attempt, as much of it as the log may show: never the secret, headers or body. */
 export interface ObservedAttempt {
@@ -12,7 +17,7 @@ export interface ObservedAttempt {
   errorClass: ErrorClass | null;
   /** Only shown for `blocked_address`, whose detail the SSRF guard writes (host and address). */
   errorDetail: string | null;
-  /** The job is `failed`: no retry follows. */
+  /** The job is `dead`: no retry follows. */
   gaveUp: boolean;
 }
 
@@ -49,7 +54,7 @@ const MAX_TRACKED = 10_000;
  *   `failedAttempts` and `failingForMs`;
  * - `delivery still failing` (warn) at most once per interval, with the `failedAttempts` and
  *   `jobsFailed` of the `periodMs` since the endpoint's previous line;
- * - `job failed: no retries left` (warn) when a job gives up after its last retry, at most once per
+ * - `job dead: no more retries` (warn) when a job ends `dead` (retries exhausted, or a final answer), at most once per
  *   interval (the summary counts them all);
  * - the SSRF guard's refusal (`blocked_address`) once, explaining DELIVERY_ALLOWED_CIDRS.
  * Each line names the endpoint, the URL's host, the error class, status, attempt and job; the job's
@@ -57,7 +62,7 @@ const MAX_TRACKED = 10_000;
  * previous line is flapping: its failures go to the next summary, not a new `delivery failing`.
  * Healthy endpoints cost nothing: only failing and just-recovered ones are tracked.
  */
-export class DeliveryOutcomeLog {
+export class DeliveryOutcomeLog implements AttemptListener {
   private readonly tracks = new Map<string, EndpointTrack>();
   private readonly warnedBlocked = new Set<string>();
   private readonly intervalMs: number;
@@ -69,6 +74,20 @@ export class DeliveryOutcomeLog {
   ) {
     this.intervalMs = options.intervalMs ?? INTERVAL_MS;
     this.now = options.now ?? Date.now;
+  }
+
+  attempted(target: DeliveryTarget, job: JobMessage, sent: Sent, outcome: JobOutcome): void {
+    const { status, errorClass, errorDetail } = sent.result;
+    this.observe({
+      jobId: job.jobId,
+      endpointId: target.id,
+      url: target.recordedUrl,
+      attempt: outcome.attemptNumber,
+      status,
+      errorClass,
+      errorDetail,
+      gaveUp: outcome.status === "dead",
+    });
   }
 
   observe(a: ObservedAttempt): void {
@@ -157,7 +176,7 @@ export class DeliveryOutcomeLog {
   }
 
   private jobFailed(a: ObservedAttempt, track: EndpointTrack, now: number): void {
-    this.log.warn("job failed: no retries left", fields(a));
+    this.log.warn("job dead: no more retries", fields(a));
     track.lastJobLineAt = now;
   }
 

@@ -2,7 +2,7 @@ import type { AttemptRow } from "@evently/core/attempts/sql.ts";
 import { Batcher } from "@evently/core/batching.ts";
 import type { Sql } from "@evently/core/db/client.ts";
 import { withDeadline } from "@evently/core/db/errors.ts";
-import { deferJobs, recordOutcomes, type JobOutcome } from "@evently/core/jobs/sql.ts";
+import { deferJobs, recordOutcomes, type Deferral, type JobOutcome } from "@evently/core/jobs/sql.ts";
 import type { Logger } from "@evently/core/log.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
@@ -12,7 +12,8 @@ import { tracer } from "@evently/core/telemetry/tracing.ts";
 const WRITE_DEADLINE_MS = 10_000;
 
 export interface RecordedAttempt {
-  attempt: AttemptRow;
+  /** Null for an outcome reached without an attempt (expired, cancelled). */
+  attempt: AttemptRow | null;
   outcome: JobOutcome;
 }
 
@@ -24,19 +25,19 @@ export interface RecordedAttempt {
  */
 export class AttemptRecorder {
   private readonly attempts: Batcher<RecordedAttempt, void>;
-  private readonly deferrals: Batcher<string, void>;
+  private readonly deferrals: Batcher<Deferral, void>;
   private stopped = false;
 
   constructor(
     private readonly sql: Sql,
     private readonly log: Logger,
-    options: { maxBatch: number; deferDelayMs: number },
+    options: { maxBatch: number },
   ) {
     this.attempts = new Batcher((items) => this.persistent(() => this.write(items)), { maxBatch: options.maxBatch, concurrency: 2 });
-    this.deferrals = new Batcher<string, void>(
-      (ids) => this.persistent(async () => {
-        await withDeadline(deferJobs(this.sql, ids, options.deferDelayMs), WRITE_DEADLINE_MS, "deferral");
-        return ids.map(() => undefined);
+    this.deferrals = new Batcher<Deferral, void>(
+      (deferrals) => this.persistent(async () => {
+        await withDeadline(deferJobs(this.sql, deferrals), WRITE_DEADLINE_MS, "deferral");
+        return deferrals.map(() => undefined);
       }),
       { maxBatch: options.maxBatch, concurrency: 1 },
     );
@@ -46,8 +47,9 @@ export class AttemptRecorder {
     return this.attempts.add(entry);
   }
 
-  defer(jobId: string): Promise<void> {
-    return this.deferrals.add(jobId);
+  /** Hands a claimed job back, without an attempt, to be offered again after `delayMs`. */
+  defer(jobId: string, delayMs: number): Promise<void> {
+    return this.deferrals.add({ jobId, delayMs });
   }
 
   stop(): void {
@@ -60,7 +62,7 @@ export class AttemptRecorder {
       span.setAttribute("evently.attempts", items.length);
       try {
         await withDeadline(
-          recordOutcomes(this.sql, items.map((i) => i.attempt), items.map((i) => i.outcome)),
+          recordOutcomes(this.sql, items.flatMap((i) => (i.attempt ? [i.attempt] : [])), items.map((i) => i.outcome)),
           WRITE_DEADLINE_MS,
           "attempt write",
         );
@@ -70,7 +72,7 @@ export class AttemptRecorder {
     });
     const m = instruments();
     m.recordDuration.record((performance.now() - started) / 1000);
-    m.attemptsRecorded.add(items.length);
+    m.attemptsRecorded.add(items.reduce((n, i) => n + (i.attempt ? 1 : 0), 0));
     return items.map(() => undefined);
   }
 

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { RetryPolicySchema } from "@evently/core/delivery/retry-policy.ts";
 import type { EndpointRow } from "@evently/core/endpoints/sql.ts";
 import { REDACTED, redactHeaders, redactUrl } from "@evently/core/redact.ts";
 import { eventTypePattern, metadata, pageOf, pageQuery, timestamp } from "../../common/model.ts";
@@ -94,7 +95,29 @@ const previousSecretExpiresAt = timestamp
     "While a secret rotation's grace window is open, when the previous secret stops signing deliveries " +
       "(until then each delivery carries a signature by each secret); null otherwise.",
   );
-const enabled = z.boolean().describe("A disabled endpoint gets no new jobs.");
+const enabled = z
+  .boolean()
+  .describe(
+    "A disabled endpoint gets no new jobs, and its pending jobs end `cancelled` (reason `endpoint_disabled`) when a worker reaches them; " +
+      "recover brings them back. Prefer POST /endpoints/{id}/disable, which records a reason.",
+  );
+const retryPolicy = RetryPolicySchema.meta({ id: "RetryPolicy" }).nullable().describe(
+  "How failed deliveries are retried: `schedule`, `exponential` (full jitter) or `constant`, each bounded by `maxAttempts` " +
+    "and/or `maxAgeSeconds`. Null: the installation's default (RETRY_POLICY, else RETRY_SCHEDULE).",
+);
+const ordering = z
+  .enum(["unordered", "fifo"])
+  .describe(
+    "`fifo`: a job is sent only after every earlier job of this endpoint is delivered or ended, so the receiver sees events " +
+      "in the order they were accepted, at the cost of one delivery at a time. Default `unordered`.",
+  );
+const ttlSeconds = z
+  .number()
+  .int()
+  .min(1)
+  .max(2_592_000)
+  .nullable()
+  .describe("Jobs not delivered this many seconds after their event was accepted end `expired`, never sent late; an event's own ttlSeconds wins. Null: no TTL.");
 const timeoutMs = z
   .number()
   .int()
@@ -102,15 +125,9 @@ const timeoutMs = z
   .max(300_000)
   .nullable()
   .describe("Per-attempt timeout; null uses DELIVERY_TIMEOUT_MS.");
-const RATE_LIMIT_NOT_ENFORCED =
-  "NOT ENFORCED YET: accepted, stored and returned, but deliveries are not throttled by it; null means no limit.";
-const rateLimitPerSecond = z
-  .number()
-  .int()
-  .min(1)
-  .max(1_000_000)
-  .nullable()
-  .describe(`Most deliveries per second to this endpoint, 1 to 1000000. ${RATE_LIMIT_NOT_ENFORCED}`);
+const RATE_LIMIT =
+  "Most deliveries per second to this endpoint. NOT ENFORCED YET: accepted, stored and returned, but deliveries are not throttled by it; null means no limit.";
+const rateLimitPerSecond = z.number().int().min(1).max(1_000_000).nullable().describe(`${RATE_LIMIT} 1 to 1000000.`);
 const eventTypes = z
   .array(eventTypePattern)
   .max(100)
@@ -128,12 +145,15 @@ export const EndpointCreate = z
     metadata: metadata.default({}),
     enabled: enabled.default(true),
     rateLimitPerSecond: rateLimitPerSecond.default(null),
+    retryPolicy: retryPolicy.default(null),
+    ordering: ordering.default("unordered"),
+    ttlSeconds: ttlSeconds.default(null),
     eventTypes: eventTypes.optional(),
   })
   .meta({ id: "EndpointCreate" });
 export type EndpointCreate = z.output<typeof EndpointCreate>;
 
-/** A partial update: absent fields keep their value; null resets timeoutMs and rateLimitPerSecond. */
+/** A partial update: absent fields keep their value; null resets timeoutMs, rateLimitPerSecond, retryPolicy and ttlSeconds. */
 export const EndpointUpdate = z
   .strictObject({
     url: url.optional(),
@@ -143,6 +163,9 @@ export const EndpointUpdate = z
     metadata: metadata.optional(),
     enabled: enabled.optional(),
     rateLimitPerSecond: rateLimitPerSecond.optional(),
+    retryPolicy: retryPolicy.optional(),
+    ordering: ordering.optional(),
+    ttlSeconds: ttlSeconds.optional(),
     eventTypes: eventTypes.optional(),
   })
   .meta({ id: "EndpointUpdate" });
@@ -155,7 +178,28 @@ export const Endpoint = z
     description: z.string(),
     enabled: z.boolean(),
     timeoutMs: z.number().int().nullable(),
-    rateLimitPerSecond: z.number().int().nullable().describe(`As set; null when unset. ${RATE_LIMIT_NOT_ENFORCED}`),
+    status: z
+      .enum(["active", "paused", "disabled"])
+      .describe("`paused`: jobs are held and delivered after resume. `disabled`: no new jobs (see `enabled`)."),
+    statusReason: z.string().nullable().describe("Why the endpoint is paused or disabled (by whom or what); null when active."),
+    statusChangedAt: timestamp.nullable(),
+    rateLimitPerSecond: z.number().int().nullable().describe(RATE_LIMIT),
+    // Its own id: the request shape has defaults the response shape has filled in.
+    retryPolicy: RetryPolicySchema.meta({ id: "RetryPolicyView" }).nullable().describe("The endpoint's retry policy; null: the installation's default."),
+    ordering,
+    ttlSeconds,
+    circuit: z
+      .object({
+        state: z.enum(["closed", "open", "half_open"]),
+        since: timestamp.nullable().describe("When the circuit last changed state; null if it never did."),
+        consecutiveFailures: z.number().int(),
+        timesOpened: z.number().int(),
+        failingSince: timestamp.nullable().describe("When the current run of failures began; null when the endpoint is healthy."),
+      })
+      .describe(
+        "The circuit breaker, shared by all workers: `open` after repeated failures (deliveries wait without spending attempts), " +
+          "`half_open` while a probe delivery tests the receiver, `closed` when it succeeds.",
+      ),
     headers: z
       .record(z.string(), z.string())
       .describe(`Custom headers; credential-like ones (see EndpointCreate) read as \`${REDACTED}\`.`),
@@ -221,8 +265,19 @@ export function presentEndpoint(row: EndpointRow): Endpoint {
     url: redactUrl(row.url),
     description: row.description,
     enabled: row.enabled,
+    status: !row.enabled ? "disabled" : row.paused ? "paused" : "active",
+    statusReason: row.statusReason,
+    statusChangedAt: row.statusChangedAt?.toISOString() ?? null,
     timeoutMs: row.timeoutMs,
     rateLimitPerSecond: row.rateLimitPerSecond,
+    retryPolicy: row.retryPolicy,
+    ordering: row.ordering,
+    ttlSeconds: row.ttlSeconds,
+    circuit: {
+      ...row.circuit,
+      since: row.circuit.since?.toISOString() ?? null,
+      failingSince: row.circuit.failingSince?.toISOString() ?? null,
+    },
     headers: redactHeaders(row.headers),
     metadata: row.metadata,
     eventTypes: row.eventTypes,

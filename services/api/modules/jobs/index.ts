@@ -32,7 +32,7 @@ export function jobOperations(jobs: JobService): ApiOperation[] {
       method: "POST",
       path: "/jobs/:id/retry",
       operationId: "retryJob",
-      summary: "Give a failed job one more attempt, now",
+      summary: "Give a dead job one more attempt, now",
       tag,
       status: 202,
       response: Job,

@@ -12,8 +12,20 @@ export const Job = z
     eventType: z.string(),
     status: z
       .enum(JOB_STATUSES)
-      .describe("pending (accepted, not yet attempted) → delivering → delivered, or scheduled for a retry, or failed."),
+      .describe(
+        "pending (accepted, not yet attempted) → delivering → delivered; or scheduled (a retry, or held by flow control) and " +
+          "delivering again; or ended undelivered: dead (retries exhausted or a final answer), expired (its TTL passed), " +
+          "cancelled (its endpoint was disabled). Ended jobs can be replayed.",
+      ),
+    endReason: z
+      .string()
+      .nullable()
+      .describe(
+        "Why a job ended dead, expired or cancelled: `retries_exhausted`, `max_age`, `final_status` (RETRY_FINAL_STATUSES), " +
+          "`gone` (410), `blocked_address`, `invalid_url`, `ttl`, `endpoint_disabled`. Null otherwise.",
+      ),
     attemptCount: z.number().int(),
+    expiresAt: timestamp.nullable().describe("When the job ends `expired` if not delivered by then; null: no TTL."),
     nextAttemptAt: timestamp.nullable().describe("When a scheduled job is next attempted; for a delivering job, when its claim lapses."),
     lastAttemptAt: timestamp.nullable(),
     deliveredAt: timestamp.nullable(),
@@ -44,8 +56,8 @@ export const Attempt = z
         "Null when delivered (2xx). Otherwise why the attempt failed: `http_status` (a non-2xx answer, see " +
           "responseStatus), `timeout` (no answer within the endpoint's timeout), `connection_refused`, `dns`, `tls`, " +
           "`network` (the request did not get through), `blocked_address` (the host resolves to a private address " +
-          "and DELIVERY_ALLOW_PRIVATE_NETWORKS is off), `invalid_url`, or `endpoint_disabled` (not sent: the " +
-          "endpoint was disabled).",
+          "and DELIVERY_ALLOW_PRIVATE_NETWORKS is off), `invalid_url`, or `endpoint_disabled` (recorded by earlier " +
+          "versions, which made an attempt of a disabled endpoint's job; now such a job is cancelled without one).",
       ),
     errorDetail: z.string().nullable(),
     createdAt: timestamp,
@@ -93,7 +105,9 @@ export function presentJob(row: JobRow): Job {
     endpointId: row.endpointId,
     eventType: row.eventType,
     status: row.status,
+    endReason: row.endReason,
     attemptCount: row.attemptCount,
+    expiresAt: iso(row.expiresAt),
     nextAttemptAt: iso(row.nextAttemptAt),
     lastAttemptAt: iso(row.lastAttemptAt),
     deliveredAt: iso(row.deliveredAt),

@@ -44,14 +44,14 @@ export class JobService {
     return toPage(rows, limit, presentAttempt);
   }
 
-  /** Schedules one more attempt of a failed job, due now; the dispatcher publishes it on its next sweep. */
+  /** Schedules one more attempt of a dead job, due now; the dispatcher publishes it on its next sweep. */
   async retry(appId: string, id: string): Promise<Job> {
     if (!isId("job", id)) throw new NotFoundError("job", id);
     const row = await rescheduleFailedJob(this.sql, appId, id);
     if (row) return presentJob(row);
     const job = await findJob(this.sql, appId, id);
     if (!job) throw new NotFoundError("job", id);
-    throw new ConflictError(`job ${id} is ${job.status}; only failed jobs can be retried`);
+    throw new ConflictError(`job ${id} is ${job.status}; only dead jobs can be retried`);
   }
 
   private async assertEndpoint(appId: string, id: string): Promise<void> {

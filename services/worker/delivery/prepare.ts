@@ -1,0 +1,69 @@
+import { Batcher } from "@evently/core/batching.ts";
+import type { Sql } from "@evently/core/db/client.ts";
+import { withDeadline } from "@evently/core/db/errors.ts";
+import { claimJobs, type ClaimRequest } from "@evently/core/jobs/sql.ts";
+import type { JobMessage } from "@evently/core/queue/messages.ts";
+import { instruments } from "@evently/core/telemetry/instruments.ts";
+import type { DeliveryTarget, EndpointCache } from "../endpoint-cache.ts";
+import type { DeliveryCheck, Verdict } from "./checks.ts";
+
+export interface PrepareOptions {
+  claimBatch: number;
+  /** Longest wait for Postgres to confirm a batch claim; then the message is handed back. */
+  claimTimeoutMs: number;
+  /** How long a claim holds before another worker may take the job (see leases). */
+  leaseMs: (target: DeliveryTarget) => number;
+}
+
+/** A claimed job, what its endpoint is, and whether it goes out now. */
+export interface Prepared {
+  job: JobMessage;
+  target: DeliveryTarget;
+  /** Null: send it. Otherwise what happens instead. */
+  verdict: Verdict | null;
+}
+
+/**
+ * The first stage: endpoints from the cache, claims (batched: one statement for many jobs), then
+ * the flow-control checks in order. Jobs whose endpoint was deleted, or that another delivery
+ * claimed first (a message published twice), are dropped here: nothing to send or record.
+ */
+export class PrepareStage {
+  private readonly claims: Batcher<ClaimRequest, boolean>;
+
+  constructor(
+    sql: Sql,
+    private readonly endpoints: EndpointCache,
+    private readonly checks: DeliveryCheck[],
+    private readonly options: PrepareOptions,
+  ) {
+    this.claims = new Batcher(
+      async (requests) => {
+        const claimed = await withDeadline(claimJobs(sql, requests), options.claimTimeoutMs, "claim");
+        return requests.map((r) => claimed.has(r.jobId));
+      },
+      { maxBatch: options.claimBatch, concurrency: 2 },
+    );
+  }
+
+  /** Endpoints of a message's jobs, with one query for those not cached. */
+  targets(jobs: JobMessage[]): Promise<Map<string, DeliveryTarget>> {
+    return this.endpoints.getMany(jobs.map((j) => j.endpointId));
+  }
+
+  /** Null when the job is not this delivery's to make (endpoint deleted, or claimed already). */
+  async prepare(job: JobMessage, target: DeliveryTarget | undefined): Promise<Prepared | null> {
+    if (!target) return null;
+    const claimed = await this.claims.add({ jobId: job.jobId, attempt: job.attempt, leaseMs: this.options.leaseMs(target) });
+    if (!claimed) {
+      instruments().duplicateJobs.add(1);
+      return null;
+    }
+    const now = Date.now();
+    for (const check of this.checks) {
+      const verdict = await check.check(job, target, now);
+      if (verdict) return { job, target, verdict };
+    }
+    return { job, target, verdict: null };
+  }
+}

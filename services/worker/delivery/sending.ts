@@ -1,0 +1,90 @@
+import type { AddressPolicy } from "@evently/core/net/policy.ts";
+import type { JobMessage } from "@evently/core/queue/messages.ts";
+import { signWithKeys } from "@evently/core/signing/index.ts";
+import { instruments } from "@evently/core/telemetry/instruments.ts";
+import { SPAN } from "@evently/core/telemetry/names.ts";
+import { tracer } from "@evently/core/telemetry/tracing.ts";
+import { signingKeys, type DeliveryTarget } from "../endpoint-cache.ts";
+import { send, type SendResult } from "../http/send.ts";
+import { SsrfGuard } from "../http/ssrf.ts";
+import type { DeliveryLimiter } from "./limiter.ts";
+
+export const USER_AGENT = "Evently-Webhooks/0.1";
+
+export interface SendOptions {
+  defaultTimeoutMs: number;
+  /** Where deliveries may connect (DELIVERY_ALLOWED_CIDRS, DELIVERY_ALLOW_PRIVATE_NETWORKS). */
+  addressPolicy: AddressPolicy;
+  maxResponseBytes: number;
+  /** How long a job that found its endpoint's slots full is held before it is offered again. */
+  busyHoldMs: number;
+}
+
+/** One attempt as made: what was sent (headers, for the record) and what came back. */
+export interface Sent {
+  attemptedAt: Date;
+  headers: Record<string, string>;
+  result: SendResult;
+}
+
+/**
+ * The send stage: a slot at the endpoint (bounded in flight, per endpoint and in total), the
+ * Standard Webhooks headers and signature, and the HTTP request through the SSRF guard. Answers
+ * `busy` instead when the endpoint is so backed up that the job should not wait for a slot.
+ */
+export class SendStage {
+  private readonly guard: SsrfGuard;
+
+  constructor(
+    private readonly limiter: DeliveryLimiter,
+    private readonly options: SendOptions,
+  ) {
+    this.guard = new SsrfGuard(options.addressPolicy);
+  }
+
+  timeoutMs(target: DeliveryTarget): number {
+    return target.timeoutMs ?? this.options.defaultTimeoutMs;
+  }
+
+  async send(job: JobMessage, target: DeliveryTarget): Promise<Sent | "busy"> {
+    if ((await this.limiter.acquire(target.id)) === "defer") return "busy";
+    const m = instruments();
+    const timeoutMs = this.timeoutMs(target);
+    const attemptedAt = new Date();
+    let result: SendResult | undefined;
+    m.deliveriesInFlight.add(1);
+    try {
+      return await tracer().startActiveSpan(SPAN.deliverySend, async (span) => {
+        span.setAttributes({ "evently.job_id": job.jobId, "evently.endpoint_id": target.id, "evently.attempt": job.attempt + 1 });
+        try {
+          const timestamp = Math.floor(attemptedAt.getTime() / 1000);
+          const headers: Record<string, string> = {
+            ...target.headers,
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": job.jobId,
+            "webhook-timestamp": String(timestamp),
+            // New secret first, then the previous one while a rotation's grace window is open.
+            "webhook-signature": signWithKeys(signingKeys(target, attemptedAt), job.jobId, timestamp, job.body),
+          };
+          result = await send(
+            { url: target.url, headers, body: job.body, timeoutMs, maxResponseBytes: this.options.maxResponseBytes },
+            this.guard,
+          );
+          span.setAttributes({ "http.response.status_code": result.status ?? 0, "evently.error_class": result.errorClass ?? "" });
+          m.deliveryDuration.record(result.durationMs / 1000, { outcome: result.errorClass ? "failed" : "delivered" });
+          return { attemptedAt, headers, result };
+        } finally {
+          span.end();
+        }
+      });
+    } finally {
+      m.deliveriesInFlight.add(-1);
+      this.limiter.release(target.id, result?.durationMs ?? timeoutMs);
+    }
+  }
+
+  get busyHoldMs(): number {
+    return this.options.busyHoldMs;
+  }
+}
