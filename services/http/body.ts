@@ -1,4 +1,5 @@
 import { MalformedBodyError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "@evently/core/errors.ts";
+import { findToken } from "@evently/core/json/scan.ts";
 import type { BodyShare } from "./body-budget.ts";
 import { fieldName } from "./validate.ts";
 
@@ -11,13 +12,32 @@ import { fieldName } from "./validate.ts";
  * - only a JSON content type is read (`application/json` or `application/*+json`, any parameters),
  *   else 415 before a byte is read: a web page can make a browser send `text/plain`, form or
  *   multipart bodies to any origin without a CORS preflight, but not `application/json`;
- * - JSON Postgres cannot store is refused as 422 naming the field, instead of failing the insert.
+ * - JSON Postgres cannot store is refused as 422 naming the field, instead of failing the insert;
+ *   and so are numbers that would not survive being re-serialised, except where the route keeps the
+ *   text as written (ApiOperation.rawBody).
  */
 
 /** Deeper nesting is refused: Postgres' jsonb parser overflows its stack somewhere past ~10k levels. */
 export const MAX_JSON_DEPTH = 128;
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+export interface JsonBody {
+  /** What JSON.parse made of the body; undefined for an optional body left out. */
+  value: unknown;
+  /** The body as sent ("" when left out): the source of members a route keeps as written. */
+  text: string;
+}
+
+export interface JsonBodyOptions {
+  /** The body may be left out (see readJsonBody). */
+  optional?: boolean;
+  /**
+   * The route keeps members as written (ApiOperation.rawBody), so a number is held to what Postgres
+   * can store rather than to what a double can hold: `1e400` is then kept, not refused.
+   */
+  keepsText?: boolean;
+}
 
 /**
  * Reads a JSON body. An `optional` body may be left out: an empty body, with a JSON content type or
@@ -30,16 +50,17 @@ export async function readJsonBody(
   request: Request,
   limitBytes: number,
   share: BodyShare,
-  optional = false,
-): Promise<unknown> {
+  { optional = false, keepsText = false }: JsonBodyOptions = {},
+): Promise<JsonBody> {
   const contentType = request.headers.get("content-type");
   const untyped = contentType === null || contentType.trim() === "";
   if (!(optional && untyped)) assertJsonContentType(contentType);
-  return parseJson(await readText(request, limitBytes, share), optional, untyped);
+  const text = await readText(request, limitBytes, share);
+  return { value: parseJson(text, optional, untyped, keepsText), text };
 }
 
 /** The body's text as a storable JSON value (undefined for an optional body left out). */
-function parseJson(text: string, optional: boolean, untyped: boolean): unknown {
+function parseJson(text: string, optional: boolean, untyped: boolean, keepsText: boolean): unknown {
   if (text.trim() === "") {
     if (optional) return undefined;
     throw new MalformedBodyError("request body is empty; expected JSON");
@@ -51,7 +72,7 @@ function parseJson(text: string, optional: boolean, untyped: boolean): unknown {
   } catch {
     throw new MalformedBodyError();
   }
-  assertStorable(text, value);
+  assertStorable(text, keepsText);
   return value;
 }
 
@@ -118,18 +139,57 @@ function decodeUtf8(bytes: Uint8Array): string {
 // Raw NUL or lone surrogates cannot reach a parsed string any other way: JSON forbids raw control
 // characters and the UTF-8 decoder is fatal, so checking the text first spares most bodies a walk.
 const SUSPECT_ESCAPE = /\\u(?:0000|[dD][89a-fA-F])/;
-// A number JSON.parse reads as ±Infinity (stored, it would become null): a three-digit exponent or
-// more than 308 digits in a row. Only then is the value walked for one.
-const SUSPECT_NUMBER = /[eE][+]?\d{3}|\d{309}/;
+// A number JSON.parse reads as ±Infinity (re-serialised, it would become null) has a three-digit
+// exponent, or 210 digits or more before its point (10^309 needs 309 - 99 with a two-digit one).
+// The look-behind starts a run's count at its first digit only: without it, a body of 209-digit
+// runs costs the regex time quadratic in the run (170 ms for 1 MB).
+const SUSPECT_DOUBLE = /[eE]\+?\d{3}|(?<!\d)\d{210}/;
+// A number Postgres' numeric cannot hold (jsonb stores numbers as numeric; see fitsNumeric) has an
+// exponent of five digits or more, or more than 6384 (16383 - 9999) digits in a row.
+const SUSPECT_NUMERIC = /[eE][+-]?\d{5}|(?<!\d)\d{6385}/;
 
-/** Throws a 422 naming the first field Postgres could not store (or JSON could not carry). */
-function assertStorable(text: string, value: unknown): void {
+/**
+ * Throws a 422 naming the first field Postgres could not store (or, unless the route keeps the text
+ * as written, that JSON.stringify would not give back). The text is walked, not the parsed value:
+ * what is stored may be the text, and it also holds the members a duplicate key shadows.
+ */
+function assertStorable(text: string, keepsText: boolean): void {
   if (exceedsDepth(text, MAX_JSON_DEPTH)) {
     throw new ValidationError([{ field: "body", message: `JSON nests deeper than ${MAX_JSON_DEPTH} levels` }]);
   }
-  if (!SUSPECT_ESCAPE.test(text) && !SUSPECT_NUMBER.test(text)) return;
-  const problem = findUnstorable(value, []);
+  const numbers = (keepsText ? SUSPECT_NUMERIC : SUSPECT_DOUBLE).test(text);
+  if (!numbers && !SUSPECT_ESCAPE.test(text)) return;
+  const problem = findToken(text, (kind, token, path) => {
+    if (kind === "number") {
+      if (!numbers) return undefined;
+      if (keepsText ? fitsNumeric(token) : Number.isFinite(Number(token))) return undefined;
+      return { field: fieldName(path, "body"), message: keepsText ? NOT_NUMERIC : NOT_DOUBLE };
+    }
+    const reason = SUSPECT_ESCAPE.test(token) ? unstorableReason(JSON.parse(token) as string) : null;
+    if (!reason) return undefined;
+    if (kind === "string") return { field: fieldName(path, "body"), message: reason };
+    const named = [...path.slice(0, -1), printableKey(path.at(-1) as string)];
+    return { field: fieldName(named, "body"), message: `key ${reason}` };
+  });
   if (problem) throw new ValidationError([problem]);
+}
+
+const NOT_DOUBLE = "is a number beyond what JSON can carry as a double (it would be stored as null)";
+const NOT_NUMERIC = "is a number beyond what Postgres can store (at most 131072 digits before the point and 16383 after)";
+
+/**
+ * Whether Postgres' numeric holds the JSON number `token`, as jsonb stores it (replays compare
+ * payloads as jsonb; the events table's `json` would store any number). Its limits, in decimal
+ * digits: the first significant digit at most 131071 places before the point, at most 16383 digits
+ * of scale (written fraction digits less the exponent), and an exponent within ±(2^31 - 1) / 2.
+ */
+export function fitsNumeric(token: string): boolean {
+  const [, int = "", fraction = "", exponentText = "0"] = /^-?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(token) ?? [];
+  const exponent = Number(exponentText);
+  if (Math.abs(exponent) >= 1073741823 || fraction.length - exponent > 16383) return false;
+  const digits = int + fraction;
+  const first = digits.search(/[1-9]/);
+  return first < 0 || int.length - 1 - first + exponent <= 131071; // zero has no first digit
 }
 
 /** One pass over the text counting brackets outside strings; cheaper than walking the parsed value. */
@@ -159,29 +219,3 @@ function unstorableReason(s: string): string | null {
 
 /** A key as it can be shown in a field path: the offending characters escaped as in JSON. */
 const printableKey = (key: string) => JSON.stringify(key).slice(1, -1);
-
-function findUnstorable(value: unknown, path: (string | number)[]): { field: string; message: string } | null {
-  if (typeof value === "string") {
-    const reason = unstorableReason(value);
-    return reason ? { field: fieldName(path, "body"), message: reason } : null;
-  }
-  if (typeof value === "number" && !Number.isFinite(value)) {
-    return { field: fieldName(path, "body"), message: "is a number beyond what JSON can carry as a double (it would be stored as null)" };
-  }
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const found = findUnstorable(value[i], [...path, i]);
-      if (found) return found;
-    }
-    return null;
-  }
-  if (value !== null && typeof value === "object") {
-    for (const [key, item] of Object.entries(value)) {
-      const keyReason = unstorableReason(key);
-      if (keyReason) return { field: fieldName([...path, printableKey(key)], "body"), message: `key ${keyReason}` };
-      const found = findUnstorable(item, [...path, key]);
-      if (found) return found;
-    }
-  }
-  return null;
-}

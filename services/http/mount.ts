@@ -1,10 +1,10 @@
 import type { AnyElysia } from "elysia";
 import { NotFoundError } from "@evently/core/errors.ts";
-import { readJsonBody } from "./body.ts";
+import { readJsonBody, type JsonBody } from "./body.ts";
 import type { BodyBudget, BodyShare } from "./body-budget.ts";
 import { readQuery, strictQuery } from "./query.ts";
 import type { Authenticate } from "./auth.ts";
-import { Reply, type ApiOperation, type AppScope, type RouteInput } from "./operation.ts";
+import { JsonText, Reply, type ApiOperation, type AppScope, type RouteInput } from "./operation.ts";
 import { parseInput } from "./validate.ts";
 
 /** The part of Elysia's handler context the table's handlers need. */
@@ -29,10 +29,10 @@ export interface MountOptions {
   authenticate?: Authenticate;
 }
 
-/** The raw body; an optional one left out reads as `{}` (see ApiOperation.bodyOptional). */
-async function readBody(request: Request, route: ApiOperation, limitBytes: number, share: BodyShare): Promise<unknown> {
-  const raw = await readJsonBody(request, limitBytes, share, route.bodyOptional);
-  return raw === undefined && route.bodyOptional ? {} : raw;
+/** The body, not yet validated; an optional one left out reads as `{}` (see ApiOperation.bodyOptional). */
+async function readBody(request: Request, route: ApiOperation, limitBytes: number, share: BodyShare): Promise<JsonBody> {
+  const body = await readJsonBody(request, limitBytes, share, { optional: route.bodyOptional, keepsText: route.rawBody });
+  return body.value === undefined && route.bodyOptional ? { value: {}, text: body.text } : body;
 }
 
 /**
@@ -62,10 +62,12 @@ export function mountOperations<App extends AnyElysia>(app: App, routes: ApiOper
         const share = options.bodyBudget.share();
         let result: unknown;
         try {
+          const body = route.body ? await readBody(request, route, bodyLimit, share) : undefined;
           const input: RouteInput<unknown, unknown> = {
             params,
             query: route.query ? query : undefined,
-            body: route.body ? parseInput(route.body, await readBody(request, route, bodyLimit, share), "body") : undefined,
+            body: body && parseInput(route.body!, body.value, "body"),
+            rawBody: route.rawBody ? body?.text : undefined,
             get app(): AppScope {
               if (!scope) throw new Error(`${route.method} ${route.path} is not an application route`);
               return scope;
@@ -80,6 +82,9 @@ export function mountOperations<App extends AnyElysia>(app: App, routes: ApiOper
           share.release();
         }
         if (result instanceof Response) return result;
+        if (result instanceof JsonText) {
+          return new Response(result.text, { status: route.status, headers: { "content-type": "application/json;charset=utf-8" } });
+        }
         if (result instanceof Reply) {
           set.status = result.status;
           return result.body;

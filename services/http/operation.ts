@@ -28,6 +28,8 @@ export interface RouteInput<Query, Body> {
   params: Record<string, string>;
   query: Query;
   body: Body;
+  /** The body's text as sent, for routes that keep members of it as written (ApiOperation.rawBody). */
+  rawBody?: string;
   /** The application the request acts on; only `application` routes have one (others throw on reading it). */
   app: AppScope;
   headers: Headers;
@@ -52,6 +54,13 @@ export interface ApiOperation<Q extends z.ZodType = z.ZodType, B extends z.ZodTy
    * an object schema's defaults apply. Documented as a request body that is not required.
    */
   bodyOptional?: boolean;
+  /**
+   * The handler keeps members of the body as written, read from RouteInput.rawBody (an event's data
+   * is stored and delivered as the producer's bytes). The reader then holds numbers to what Postgres
+   * can store, not to what a double can hold (`1e400` is kept, not refused): wherever the handler
+   * uses the parsed value instead, the schema must refuse ±Infinity (z.number() does).
+   */
+  rawBody?: boolean;
   /** Largest accepted body; defaults to MAX_PAYLOAD_BYTES. */
   bodyLimitBytes?: number;
   /** Request headers the route reads, for the document. */
@@ -66,7 +75,7 @@ export interface ApiOperation<Q extends z.ZodType = z.ZodType, B extends z.ZodTy
   otherResponses?: { status: number; description: string; schema: z.ZodType }[];
   /** Error statuses beyond the ones implied (401, 422, 400/413 with a body, 404 with an id). */
   errors?: number[];
-  /** Returns the response body, a Reply for another status, or a Response passed through as is. */
+  /** Returns the response body, a Reply for another status, JsonText for a body already serialised, or a Response passed through as is. */
   handle(input: RouteInput<z.output<Q>, z.output<B>>): unknown;
 }
 
@@ -76,6 +85,14 @@ export class Reply {
     readonly status: number,
     readonly body: unknown,
   ) {}
+}
+
+/**
+ * A success body already serialised as JSON, sent as it is: for a value that JSON.parse and
+ * JSON.stringify would not give back as stored (an event's data holding 1e400 or a big integer).
+ */
+export class JsonText {
+  constructor(readonly text: string) {}
 }
 
 /**

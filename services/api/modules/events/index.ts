@@ -1,7 +1,8 @@
 import type { Config } from "@evently/core/config/index.ts";
 import { BODY_MEMORY_FACTOR } from "@evently/core/config/schema.ts";
-import { defineOperation, type ApiOperation } from "../../../http/operation.ts";
-import { EventAccepted, BatchAccepted, EventCreate, EventDetail, EventListQuery, EventPage, eventBatch } from "./model.ts";
+import { rawArrayMembers, rawMember } from "@evently/core/json/raw-members.ts";
+import { defineOperation, JsonText, type ApiOperation } from "../../../http/operation.ts";
+import { EventAccepted, BatchAccepted, EventCreate, EventDetail, EventListQuery, EventPage, eventBatch, type EventSubmission } from "./model.ts";
 import type { EventService } from "./service.ts";
 
 const tag = "events";
@@ -36,13 +37,15 @@ export function eventOperations(events: EventService, http: Config["http"]): Api
         "The same key with another type or data is refused with 422 `idempotency_key_reused`.",
       tag,
       body: EventCreate,
+      rawBody: true,
       headers: [{ name: "Idempotency-Key", description: "Same as the `idempotencyKey` field." }],
       status: 202,
       response: EventAccepted,
       responseHeaders: [{ name: REPLAYED_HEADER, description: "`true` when the idempotency key was seen before." }],
       errors: [429, 503],
-      handle: async ({ app, body, headers, setHeader }) => {
-        const { event, replayed } = await events.accept(app, body, headers.get("idempotency-key"));
+      handle: async ({ app, body, rawBody, headers, setHeader }) => {
+        const submission = withDataAsWritten(body, rawMember(rawBody!, "data"));
+        const { event, replayed } = await events.accept(app, submission, headers.get("idempotency-key"));
         if (replayed) setHeader(REPLAYED_HEADER, "true");
         return event;
       },
@@ -55,11 +58,15 @@ export function eventOperations(events: EventService, http: Config["http"]): Api
       description: "The Idempotency-Key header does not apply; give each event its own `idempotencyKey`.",
       tag,
       body: eventBatch(http.MAX_BATCH_EVENTS),
+      rawBody: true,
       bodyLimitBytes: batchBodyLimit(http),
       status: 202,
       response: BatchAccepted,
       errors: [429, 503],
-      handle: ({ app, body }) => events.acceptBatch(app, body.events),
+      handle: ({ app, body, rawBody }) => {
+        const texts = rawArrayMembers(rawBody!, "events", "data") ?? [];
+        return events.acceptBatch(app, body.events.map((input, i) => withDataAsWritten(input, texts[i])));
+      },
     }),
     defineOperation({
       method: "GET",
@@ -80,7 +87,16 @@ export function eventOperations(events: EventService, http: Config["http"]): Api
       tag,
       status: 200,
       response: EventDetail,
-      handle: ({ app, params }) => events.get(app.id, params.id!),
+      handle: async ({ app, params }) => new JsonText(await events.get(app.id, params.id!)),
     }),
   ];
+}
+
+/**
+ * The event with the text of its data as the producer wrote it (rawBody: true), which is what is
+ * stored and delivered. The schema has passed the body, so the scanner always finds that text.
+ */
+function withDataAsWritten(input: EventCreate, dataJson: string | undefined): EventSubmission {
+  if (dataJson === undefined) throw new Error("the text of an event's data was not found in its body");
+  return { ...input, dataJson };
 }

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { StoredEventSummary } from "@evently/core/events/sql.ts";
+import type { StoredEvent, StoredEventSummary } from "@evently/core/events/sql.ts";
 import { eventType, eventTypeFilter, pageOf, pageQuery, timeRangeQuery, timestamp } from "../../common/model.ts";
 import { Job } from "../jobs/model.ts";
 
@@ -32,6 +32,13 @@ export const EventCreate = z
   })
   .meta({ id: "EventCreate" });
 export type EventCreate = z.output<typeof EventCreate>;
+
+/**
+ * An event to accept, with its data as the producer wrote it (read from the body's text): that text
+ * is what is stored and delivered, since JSON.stringify of the parsed `data` is another text
+ * (12345678901234567890123 rounded, 1e400 as null, -0 as 0, 1.0 as 1, escapes and spacing redone).
+ */
+export type EventSubmission = EventCreate & { dataJson: string };
 
 /** The batch schema depends on MAX_BATCH_EVENTS, so it is built from the config. */
 export const eventBatch = (maxEvents: number) =>
@@ -92,4 +99,10 @@ export type EventListQuery = z.output<typeof EventListQuery>;
 
 export function presentEventSummary(row: StoredEventSummary): EventSummary {
   return { id: row.id, type: row.type, timestamp: row.createdAt.toISOString(), idempotencyKey: row.idempotencyKey };
+}
+
+/** An EventDetail as JSON text, its data spliced in as stored (see EventSubmission for why not re-serialised). */
+export function eventDetailJson(row: StoredEvent, jobs: Job[]): string {
+  const summary = JSON.stringify(presentEventSummary(row));
+  return `${summary.slice(0, -1)},"data":${row.dataJson},"jobs":${JSON.stringify(jobs)}}`;
 }

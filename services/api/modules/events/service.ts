@@ -2,6 +2,7 @@ import type { Sql } from "@evently/core/db/client.ts";
 import { IdempotencyKeyReusedError, NotFoundError, RateLimitedError, ValidationError, type FieldProblem } from "@evently/core/errors.ts";
 import { findEvent, findKeyMismatches, listEvents } from "@evently/core/events/sql.ts";
 import { isId } from "@evently/core/ids.ts";
+import { withoutSpace } from "@evently/core/json/scan.ts";
 import { listJobsForEvents } from "@evently/core/jobs/sql.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { toPage, type Page } from "../../common/model.ts";
@@ -9,13 +10,13 @@ import { invalid } from "../../../http/validate.ts";
 import { presentJob } from "../jobs/model.ts";
 import type { AcceptedEvent, EventInput, Ingest } from "@evently/core/ingest/index.ts";
 import {
+  eventDetailJson,
   idempotencyKey as idempotencyKeySchema,
   presentEventSummary,
   type BatchAccepted,
   type EventAccepted,
-  type EventCreate,
-  type EventDetail,
   type EventListQuery,
+  type EventSubmission,
   type EventSummary,
 } from "./model.ts";
 
@@ -35,7 +36,7 @@ export interface IngestRateLimit {
 }
 
 export interface EventLimits {
-  /** Largest `data` of one event, serialised; a batch must not smuggle in larger ones. */
+  /** Largest `data` of one event, as written; a batch must not smuggle in larger ones. */
   maxPayloadBytes: number;
 }
 
@@ -51,12 +52,10 @@ export class EventService {
    * Accepts one event. The key may come in the body or the Idempotency-Key header; when both are
    * given they must be equal (422 otherwise), since silently preferring one hides a client bug.
    */
-  async accept(app: IngestingApp, input: EventCreate, headerKey: string | null): Promise<{ event: EventAccepted; replayed: boolean }> {
+  async accept(app: IngestingApp, input: EventSubmission, headerKey: string | null): Promise<{ event: EventAccepted; replayed: boolean }> {
     const key = resolveIdempotencyKey(input.idempotencyKey, headerKey);
     await this.admit(app, 1);
-    const [accepted] = await this.ingest.accept([
-      { appId: app.id, type: input.type, dataJson: JSON.stringify(input.data), idempotencyKey: key },
-    ]);
+    const [accepted] = await this.ingest.accept([{ appId: app.id, type: input.type, dataJson: input.dataJson, idempotencyKey: key }]);
     if (accepted!.keyReused) throw new IdempotencyKeyReusedError(headerKey === null ? "idempotencyKey" : "Idempotency-Key", key!);
     return { event: present(accepted!), replayed: accepted!.replayed };
   }
@@ -66,18 +65,17 @@ export class EventService {
    * A key reused for another request is caught before the commit; one reused by a concurrent
    * request in the moment between is caught after it, and then the rest of the batch is committed.
    */
-  async acceptBatch(app: IngestingApp, inputs: EventCreate[]): Promise<BatchAccepted> {
-    const encoded = inputs.map((input) => JSON.stringify(input.data));
+  async acceptBatch(app: IngestingApp, inputs: EventSubmission[]): Promise<BatchAccepted> {
     const problems: FieldProblem[] = [];
-    encoded.forEach((json, i) => {
-      if (Buffer.byteLength(json) > this.limits.maxPayloadBytes)
+    inputs.forEach((input, i) => {
+      if (Buffer.byteLength(input.dataJson) > this.limits.maxPayloadBytes)
         problems.push({ field: `events.${i}.data`, message: `exceeds ${this.limits.maxPayloadBytes} bytes` });
     });
     if (problems.length > 0) throw new ValidationError(problems);
-    const candidates = inputs.map((input, i) => ({
+    const candidates = inputs.map((input) => ({
       appId: app.id,
       type: input.type,
-      dataJson: encoded[i]!,
+      dataJson: input.dataJson,
       idempotencyKey: input.idempotencyKey ?? null,
     }));
     const reused = await findReusedKeys(this.sql, candidates);
@@ -89,11 +87,12 @@ export class EventService {
     return { data: accepted.map((a) => ({ ...present(a), replayed: a.replayed })) };
   }
 
-  async get(appId: string, id: string): Promise<EventDetail> {
+  /** The event with its data and jobs, as EventDetail's JSON text: the data is given back as stored. */
+  async get(appId: string, id: string): Promise<string> {
     const event = isId("event", id) ? await findEvent(this.sql, appId, id) : null;
     if (!event) throw new NotFoundError("event", id);
     const jobs = await listJobsForEvents(this.sql, [id]);
-    return { ...presentEventSummary(event), data: JSON.parse(event.dataJson), jobs: jobs.map(presentJob) };
+    return eventDetailJson(event, jobs.map(presentJob));
   }
 
   async list(appId: string, query: EventListQuery): Promise<Page<EventSummary>> {
@@ -121,6 +120,10 @@ export class EventService {
 /**
  * Indexes of batch events whose idempotency key names another request: one stored with another
  * type or data, or an earlier event of the same batch with the same key and different content.
+ * A stored event's data is compared as jsonb (findKeyMismatches: key order, spacing and the
+ * spelling of numbers do not count). Within the batch the texts are compared without their spacing;
+ * key order and number spelling then still count, which may refuse a true repeat as reused but
+ * never takes two payloads for one (comparing parsed values would: 1e400 and 2e400 both read as Infinity).
  */
 async function findReusedKeys(sql: Sql, candidates: EventInput[]): Promise<number[]> {
   const reused = new Set<number>();
@@ -129,12 +132,14 @@ async function findReusedKeys(sql: Sql, candidates: EventInput[]): Promise<numbe
     if (c.idempotencyKey === null) return;
     const first = firstByKey.get(c.idempotencyKey);
     if (!first) firstByKey.set(c.idempotencyKey, c);
-    else if (first.type !== c.type || first.dataJson !== c.dataJson) reused.add(i);
+    else if (first.type !== c.type || !sameText(first.dataJson, c.dataJson)) reused.add(i);
   });
   const keyed = candidates.flatMap((c, i) => (c.idempotencyKey === null ? [] : [{ ...c, id: String(i) }]));
   for (const id of await findKeyMismatches(sql, keyed)) reused.add(Number(id));
   return [...reused].sort((a, b) => a - b);
 }
+
+const sameText = (a: string, b: string) => a === b || withoutSpace(a) === withoutSpace(b);
 
 /** A replayed event answers with its original's jobs, so a retried request gets the lost answer. */
 function present(a: AcceptedEvent): EventAccepted {
