@@ -13,7 +13,7 @@ export interface EventInput {
   /** The application the event is ingested for. */
   appId: string;
   type: string;
-  /** `data` serialised once by the caller; stored as jsonb and spliced into the delivered body. */
+  /** `data` as the producer wrote it (validated JSON text); stored as `json` and spliced into the delivered body verbatim. */
   dataJson: string;
   idempotencyKey: string | null;
   /** Jobs of this event not delivered within this many seconds end `expired`; absent/null: the endpoint's TTL. */

@@ -266,3 +266,31 @@ describe("reading events", () => {
     }
   });
 });
+
+describe("TTL", () => {
+  const expiryOf = async (eventId: string) =>
+    (await api.sql<{ endpointId: string; ttlMs: number | null }[]>`
+      select endpoint_id, (extract(epoch from expires_at - created_at) * 1000)::int as ttl_ms from jobs
+      where event_id = ${eventId} order by endpoint_id`).map((r) => [r.endpointId, r.ttlMs]);
+
+  test("an event's ttlSeconds, else its endpoint's, sets when each job expires; none: never", async () => {
+    const plain = await endpoint(["ttl.a"]);
+    const short = await endpoint(["ttl.a"], { ttlSeconds: 60 });
+    const own = await api.request("POST", "/events", { body: { type: "ttl.a", data: {}, ttlSeconds: 5 } });
+    expect(own.status).toBe(202);
+    expect(await expiryOf(own.body.id)).toEqual([[plain, 5000], [short, 5000]].sort());
+    const inherited = await api.request("POST", "/events", { body: { type: "ttl.a", data: {} } });
+    expect(await expiryOf(inherited.body.id)).toEqual([[plain, null], [short, 60_000]].sort());
+    const job = await api.request("GET", `/jobs/${inherited.body.jobs.find((j: { endpointId: string }) => j.endpointId === short).id}`);
+    expect(Date.parse(job.body.expiresAt) - Date.parse(job.body.createdAt)).toBe(60_000);
+  });
+
+  test("a ttlSeconds out of range is 422 naming the field, and nothing is written", async () => {
+    for (const ttlSeconds of [0, -1, 1.5, 2_592_001, "60"]) {
+      const res = await api.request("POST", "/events", { body: { type: "ttl.bad", data: {}, ttlSeconds } });
+      expect(res.status).toBe(422);
+      expect(JSON.stringify(res.body)).toContain("ttlSeconds");
+    }
+    expect((await api.sql`select 1 from events where type = 'ttl.bad'`).length).toBe(0);
+  });
+});

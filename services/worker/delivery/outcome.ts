@@ -31,7 +31,8 @@ const FINAL_ERRORS: ReadonlySet<ErrorClass> = new Set<ErrorClass>(["blocked_addr
  * The outcome stage, as a pure function of the attempt: delivered on a 2xx; dead at once for a
  * final error, `410 Gone` (and the endpoint disabled) or a status in RETRY_FINAL_STATUSES;
  * otherwise the endpoint's retry policy decides between a retry (when) and dead (why), honouring a
- * 429/503's Retry-After within bounds. Timeouts and connection errors are retried like 5xx.
+ * 429/503's Retry-After within bounds; a retry that would fall after the job's TTL ends it expired.
+ * Timeouts and connection errors are retried like 5xx.
  */
 export function decideOutcome(job: JobMessage, target: DeliveryTarget, sent: Sent, rules: OutcomeRules): Decision {
   const { result, attemptedAt } = sent;
@@ -49,6 +50,9 @@ export function decideOutcome(job: JobMessage, target: DeliveryTarget, sent: Sen
   const policy = target.retryPolicy ?? rules.defaultPolicy;
   const decision = decideRetry(policy, attemptNumber, attemptedAt.getTime() - job.createdAt, retryAfterMs, rules.retryAfter);
   if (decision.kind === "give_up") return dead(decision.reason);
+  // A retry due after the job's TTL would never be sent: it ends expired now, not when next taken.
+  if (job.expiresAt !== null && attemptedAt.getTime() + decision.delayMs >= job.expiresAt)
+    return { outcome: { ...base, status: "expired", endReason: "ttl" }, disableEndpoint: null };
   return {
     outcome: { ...base, status: "scheduled", endReason: null, nextAttemptAt: new Date(attemptedAt.getTime() + decision.delayMs) },
     disableEndpoint: null,

@@ -66,7 +66,7 @@ export class DeliveryPipeline {
     const { outcome } = decision;
     const m = instruments();
     if (outcome.status === "delivered") m.deliveryLag.record((Date.now() - job.createdAt) / 1000);
-    if (outcome.status === "dead") m.jobsEnded.add(1, { state: "dead", reason: outcome.endReason! });
+    if (outcome.endReason !== null) m.jobsEnded.add(1, { state: outcome.status, reason: outcome.endReason });
     m.deliveryAttempts.add(1, { outcome: outcome.status, error_class: sent.result.errorClass ?? "none" });
     await this.recorder.record({ attempt: attemptRow(job, target, sent), outcome });
     for (const listener of this.listeners) listener.attempted(target, job, sent, outcome);

@@ -29,6 +29,16 @@ export const EventCreate = z
     type: eventType,
     data: data.describe("The payload, delivered as `data` in the webhook body."),
     idempotencyKey: idempotencyKey.optional(),
+    ttlSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(2_592_000)
+      .optional()
+      .describe(
+        "Jobs of this event not delivered within this many seconds end `expired` (recorded, never sent late); " +
+          "replaces the endpoint's ttlSeconds. Absent: the endpoint's, if any.",
+      ),
   })
   .meta({ id: "EventCreate" });
 export type EventCreate = z.output<typeof EventCreate>;

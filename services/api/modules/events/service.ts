@@ -55,7 +55,9 @@ export class EventService {
   async accept(app: IngestingApp, input: EventSubmission, headerKey: string | null): Promise<{ event: EventAccepted; replayed: boolean }> {
     const key = resolveIdempotencyKey(input.idempotencyKey, headerKey);
     await this.admit(app, 1);
-    const [accepted] = await this.ingest.accept([{ appId: app.id, type: input.type, dataJson: input.dataJson, idempotencyKey: key }]);
+    const [accepted] = await this.ingest.accept([
+      { appId: app.id, type: input.type, dataJson: input.dataJson, idempotencyKey: key, ttlSeconds: input.ttlSeconds ?? null },
+    ]);
     if (accepted!.keyReused) throw new IdempotencyKeyReusedError(headerKey === null ? "idempotencyKey" : "Idempotency-Key", key!);
     return { event: present(accepted!), replayed: accepted!.replayed };
   }
@@ -77,6 +79,7 @@ export class EventService {
       type: input.type,
       dataJson: input.dataJson,
       idempotencyKey: input.idempotencyKey ?? null,
+      ttlSeconds: input.ttlSeconds ?? null,
     }));
     const reused = await findReusedKeys(this.sql, candidates);
     await this.admit(app, candidates.length);
