@@ -5,6 +5,7 @@ import { IngestRateLimiter } from "./core/ratelimit/limiter.ts";
 import { createOpsApp } from "./http/server.ts";
 import type { Config } from "./core/config/index.ts";
 import { createSql, type Sql } from "./core/db/client.ts";
+import { databaseHealth } from "./core/db/health.ts";
 import { Ingest } from "./core/ingest/index.ts";
 import { createLogger, type Logger } from "./core/log.ts";
 import { PostgresTransport } from "./core/queue/postgres/transport.ts";
@@ -12,6 +13,7 @@ import { RabbitTransport } from "./core/queue/rabbitmq/transport.ts";
 import type { JobTransport } from "./core/queue/transport.ts";
 import type { Telemetry } from "./core/telemetry/setup.ts";
 import { OutboxSweeper } from "./dispatcher/sweeper.ts";
+import { OperationRunner } from "./core/operations/runner.ts";
 import { startWorker } from "./worker/start.ts";
 
 export const ROLES = ["api", "worker", "dispatcher", "all"] as const;
@@ -46,10 +48,14 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
   const stops: (() => Promise<void>)[] = [() => transport.stop()];
 
   if (has("dispatcher")) stops.push(startDispatcher(config, sql, transport, log, role === "dispatcher"));
+  // Bulk replays run in every dispatcher, and in workers too where no dispatcher is deployed (the
+  // Postgres transport); any number of runners share them safely.
+  if (has("dispatcher") || (has("worker") && transport.kind === "postgres")) stops.push(startOperations(config, sql, log));
   if (has("worker")) stops.push(await startWorker(config, sql, transport, log));
 
   const readiness = async () => ({
-    postgres: await sql`select 1`.then(() => true, () => false),
+    // Not ready at once while the database circuit is open (core/db/health.ts), else a live probe.
+    postgres: await databaseHealth(sql).check(2000),
     ...transport.readiness(),
   });
   const renderMetrics = options.telemetry?.renderMetrics;
@@ -105,6 +111,7 @@ export function createTransport(config: Config, sql: Sql, log: Logger): JobTrans
       takeBatch: q.QUEUE_TAKE_BATCH,
       maxInFlight: config.delivery.WORKER_MAX_IN_FLIGHT,
       takeLeaseMs: q.QUEUE_TAKE_LEASE_MS,
+      maxRetriesPerSecond: config.dispatch.DISPATCH_MAX_RETRIES_PER_SECOND,
     },
     log,
   );
@@ -112,14 +119,21 @@ export function createTransport(config: Config, sql: Sql, log: Logger): JobTrans
 
 /**
  * The dispatcher publishes what the outbox holds to RabbitMQ. With the Postgres transport workers
- * read the outbox themselves, so the role has nothing to do and says so.
+ * read the outbox themselves, so the role only runs bulk operations (startOperations) and says so.
  */
 function startDispatcher(config: Config, sql: Sql, transport: JobTransport, log: Logger, alone: boolean): () => Promise<void> {
   if (!(transport instanceof RabbitTransport)) {
-    if (alone) log.info("dispatcher idle: with QUEUE_TRANSPORT=postgres workers take due jobs from the outbox themselves");
+    if (alone) log.info("dispatcher runs bulk operations only: with QUEUE_TRANSPORT=postgres workers take due jobs from the outbox themselves");
     return async () => {};
   }
   const sweeper = new OutboxSweeper(sql, transport, config, log);
   sweeper.start();
   return () => sweeper.stop();
+}
+
+function startOperations(config: Config, sql: Sql, log: Logger): () => Promise<void> {
+  const d = config.dispatch;
+  const runner = new OperationRunner(sql, { batchSize: d.OPERATION_BATCH_SIZE, ratePerSecond: d.OPERATION_RATE_PER_SECOND }, log);
+  runner.start();
+  return () => runner.stop();
 }

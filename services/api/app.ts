@@ -9,6 +9,8 @@ import { EventService } from "./modules/events/service.ts";
 import { healthOperations } from "../http/health/index.ts";
 import { jobOperations } from "./modules/jobs/index.ts";
 import { JobService } from "./modules/jobs/service.ts";
+import { operationOperations } from "./modules/operations/index.ts";
+import { OperationService } from "./modules/operations/service.ts";
 import { openApiOperation } from "./modules/openapi/index.ts";
 import { routeOperations } from "./modules/routes/index.ts";
 import { RouteService } from "./modules/routes/service.ts";
@@ -19,6 +21,7 @@ import { apiKeyOperations } from "./modules/api-keys/index.ts";
 import type { IngestRateLimit } from "./modules/events/service.ts";
 import type { Authenticate } from "../http/auth.ts";
 import { createHttpApp } from "../http/server.ts";
+import { databaseHealth } from "@evently/core/db/health.ts";
 import { mountOperations } from "../http/mount.ts";
 import { BodyBudget } from "../http/body-budget.ts";
 import { AddressPolicy } from "@evently/core/net/policy.ts";
@@ -52,6 +55,7 @@ export function createApp(deps: AppDeps) {
     // One per app, and a process serves one app: the bound is per process.
     bodyBudget: new BodyBudget(deps.config.http.MAX_BODY_BYTES_IN_FLIGHT),
     authenticate: deps.authenticate,
+    ensureDatabase: () => databaseHealth(deps.sql).ensureAvailable(),
   });
 }
 
@@ -73,6 +77,7 @@ export function apiOperations(deps: AppDeps): ApiOperation[] {
       config.http,
     ),
     ...jobOperations(new JobService(sql)),
+    ...operationOperations(new OperationService(sql)),
   ];
   table.push(openApiOperation(table));
   return table;

@@ -13,6 +13,7 @@ export const ID_PREFIX = {
   event: "evt",
   job: "job",
   attempt: "att",
+  operation: "op",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIX;
@@ -30,8 +31,22 @@ function random10(): string {
   return hex;
 }
 
+// The last id's time and random part: ids made in one millisecond count up from a random start,
+// so a process's ids increase in the order it made them (a batch's events keep their order, which
+// FIFO endpoints deliver by) and stay unguessable between milliseconds.
+let lastMs = -1;
+let lastRandom = 0n;
+const RANDOM_LIMIT = 1n << 80n;
+
 export function newId(kind: IdKind, now = Date.now()): string {
-  return `${ID_PREFIX[kind]}_${now.toString(16).padStart(12, "0")}${random10()}`;
+  // A time behind the last id's (a clock step back, an older timestamp given) counts on from it.
+  if (now <= lastMs && lastRandom + 1n < RANDOM_LIMIT) {
+    lastRandom += 1n;
+  } else {
+    lastMs = Math.max(now, lastMs + 1);
+    lastRandom = BigInt(`0x${random10()}`) >> 1n; // top bit clear: room to count up
+  }
+  return `${ID_PREFIX[kind]}_${lastMs.toString(16).padStart(12, "0")}${lastRandom.toString(16).padStart(20, "0")}`;
 }
 
 const ID_SHAPE = /^[a-z]+_[0-9a-f]{32}$/;

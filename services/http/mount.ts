@@ -27,6 +27,11 @@ export interface MountOptions {
   bodyBudget: BodyBudget;
   /** Checks the key of every route that is not public; required when the table has one. */
   authenticate?: Authenticate;
+  /**
+   * Throws 503 while the database is known unreachable (core/db/health.ts), so routes that need it
+   * answer at once instead of waiting for the pool to give up; public routes do not ask.
+   */
+  ensureDatabase?: () => void;
 }
 
 /** The body, not yet validated; an optional one left out reads as `{}` (see ApiOperation.bodyOptional). */
@@ -54,6 +59,7 @@ export function mountOperations<App extends AnyElysia>(app: App, routes: ApiOper
       async ({ request, params, set }) => {
         // First: nothing of the request is read for a caller without a valid key.
         const scope = access === "public" ? null : await authenticate!(request, access);
+        if (access !== "public") options.ensureDatabase?.();
         // A path segment that does not decode (`%zz`, broken UTF-8) arrives as null: it names nothing.
         for (const value of Object.values(params ?? {})) if (typeof value !== "string") throw new NotFoundError("resource", "named by that path");
         const query = parseInput(querySchema, readQuery(request), "query");

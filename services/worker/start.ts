@@ -1,5 +1,4 @@
 import { schedulePolicy } from "@evently/core/delivery/retry-policy.ts";
-import { setEndpointStatus } from "@evently/core/endpoints/sql.ts";
 import { SecretCipher } from "@evently/core/secrets/cipher.ts";
 import type { Config } from "@evently/core/config/index.ts";
 import type { Sql } from "@evently/core/db/client.ts";
@@ -10,10 +9,16 @@ import type { JobTransport } from "@evently/core/queue/transport.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
 import { tracer } from "@evently/core/telemetry/tracing.ts";
+import { DeliveryRateLimiter } from "@evently/core/ratelimit/delivery.ts";
 import { endpointStateCheck, ttlCheck } from "./delivery/checks.ts";
+import { CircuitBreaker } from "./delivery/circuit.ts";
+import { EndpointDisabler } from "./delivery/endpoint-control.ts";
+import { orderingCheck } from "./delivery/ordering.ts";
+import { rateLimitCheck } from "./delivery/rate-limit.ts";
 import { DeliveryLimiter } from "./delivery/limiter.ts";
 import { DeliveryOutcomeLog } from "./delivery/outcome-log.ts";
-import { DeliveryPipeline, type EndpointControl } from "./delivery/pipeline.ts";
+import { DeliveryPipeline } from "./delivery/pipeline.ts";
+import { LeaseKeeper } from "./delivery/leases.ts";
 import { PrepareStage } from "./delivery/prepare.ts";
 import { AttemptRecorder } from "./delivery/recorder.ts";
 import { SendStage } from "./delivery/sending.ts";
@@ -42,29 +47,50 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
     maxResponseBytes: d.DELIVERY_MAX_RESPONSE_BYTES,
     busyHoldMs: d.WORKER_DEFER_DELAY_MS,
   });
-  const prepare = new PrepareStage(sql, endpoints, [ttlCheck, endpointStateCheck(PAUSED_HOLD_MS)], {
+  // Claims are short leases renewed while the job is here, so a dead worker's jobs move on quickly.
+  const leases = new LeaseKeeper(sql, log, { leaseMs: d.WORKER_LEASE_MS });
+  leases.start();
+  // Shared across workers through Postgres; the rate check runs last, so a token is spent only on a job that goes.
+  const rateLimiter = new DeliveryRateLimiter(sql, { logger: log });
+  // 410 Gone and auto-disable: the status change and an endpoint.disabled event, in one transaction.
+  const control = new EndpointDisabler(sql, transport, log);
+  const circuit = new CircuitBreaker(sql, control, log, {
+    policy: {
+      failureThreshold: d.CIRCUIT_FAILURE_THRESHOLD,
+      failureRatio: d.CIRCUIT_FAILURE_RATIO,
+      windowMs: d.CIRCUIT_WINDOW_MS,
+      minAttempts: d.CIRCUIT_MIN_ATTEMPTS,
+      openMs: d.CIRCUIT_OPEN_MS,
+      openMaxMs: Math.max(d.CIRCUIT_OPEN_MS, d.CIRCUIT_OPEN_MAX_MS),
+    },
+    autoDisableAfterMs: d.ENDPOINT_AUTO_DISABLE_AFTER_MS,
+    timeoutMs: (target) => sender.timeoutMs(target),
+  });
+  await circuit.start();
+  // The circuit after ordering (a probe must be a job that may go) and before the rate limit.
+  const checks = [ttlCheck, endpointStateCheck(PAUSED_HOLD_MS), orderingCheck(sql, log), circuit, rateLimitCheck(rateLimiter)];
+  const prepare = new PrepareStage(sql, endpoints, checks, {
     claimBatch: d.RECORD_BATCH_MAX,
     claimTimeoutMs: d.WORKER_CLAIM_TIMEOUT_MS,
-    leaseMs: (target) => sender.timeoutMs(target) + d.WORKER_LEASE_MARGIN_MS,
+    leaseMs: () => d.WORKER_LEASE_MS,
+    leases,
   });
-  const recorder = new AttemptRecorder(sql, log, { maxBatch: d.RECORD_BATCH_MAX });
-  const control: EndpointControl = {
-    disable: async (target, reason) => {
-      await setEndpointStatus(sql, target.appId, target.id, { enabled: false, reason });
-      log.warn("endpoint disabled", { endpointId: target.id, reason });
-    },
-  };
+  const recorder = new AttemptRecorder(sql, log, { maxBatch: d.RECORD_BATCH_MAX, leases, deadLetters: transport.kind === "rabbitmq" });
   const rules = {
     defaultPolicy: d.RETRY_POLICY ?? schedulePolicy(d.RETRY_SCHEDULE, d.RETRY_JITTER),
     retryAfter: { minMs: d.RETRY_AFTER_MIN_MS, maxMs: d.RETRY_AFTER_MAX_MS },
     finalStatuses: d.RETRY_FINAL_STATUSES,
   };
-  const pipeline = new DeliveryPipeline(prepare, sender, rules, recorder, control, [new DeliveryOutcomeLog(log)]);
+  const pipeline = new DeliveryPipeline(prepare, sender, rules, recorder, control, [new DeliveryOutcomeLog(log), circuit]);
   const stopConsuming = await transport.consume((message: DeliveryMessage) =>
     tracer().startActiveSpan(SPAN.deliver, async (span) => {
       span.setAttribute("evently.jobs", message.jobs.length);
       try {
         await pipeline.handle(message);
+      } catch (err) {
+        // Claimed but not recorded: stop renewing, so the claims lapse and the jobs are offered again.
+        leases.release(...message.jobs.map((j) => j.jobId));
+        throw err;
       } finally {
         span.end();
       }
@@ -72,7 +98,10 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
   );
   return async () => {
     await stopConsuming();
+    await circuit.stop();
+    await leases.stop();
     recorder.stop();
+    await rateLimiter.stop();
     await endpoints.stop();
   };
 }

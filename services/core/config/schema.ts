@@ -47,8 +47,8 @@ export const queueSchema = z
       "Postgres transport: how often an idle worker looks for due jobs it was not notified of (retries, lapsed leases, a missed notification).",
     ),
     QUEUE_TAKE_BATCH: int(256, 1, 10_000).describe("Postgres transport: most jobs a worker takes from the outbox at once."),
-    QUEUE_TAKE_LEASE_MS: int(30_000, 1000, 3_600_000).describe(
-      "Postgres transport: a job a worker took but has not claimed (it died, or the answer to the take was lost) is offered again after this; once claimed, WORKER_LEASE_MARGIN_MS applies.",
+    QUEUE_TAKE_LEASE_MS: int(10_000, 1000, 3_600_000).describe(
+      "Postgres transport: a job a worker took but has not claimed (it died, or the answer to the take was lost) is offered again after this; once claimed, its claim's lease (WORKER_LEASE_MS) applies. Kept near WORKER_LEASE_MS, so a worker that dies right after taking its jobs holds them no longer than one that dies mid-delivery.",
     ),
     AMQP_URL: z
       .string()
@@ -144,6 +144,15 @@ export const dispatchSchema = z.object({
     "RabbitMQ transport: how often the dispatcher sweeps the outbox for due jobs (missed fast path, retries, lost leases).",
   ),
   DISPATCH_BATCH_SIZE: int(1000, 1, 20_000).describe("Most jobs one sweep publishes."),
+  DISPATCH_MAX_RETRIES_PER_SECOND: int(2000, 1, 1_000_000).describe(
+    "Most due retries (and replays) released per second, by each dispatcher process (RabbitMQ) or each worker process (Postgres transport), so a backlog of retries after an outage reaches receivers gradually. First deliveries and lapsed leases are not held back by it.",
+  ),
+  OPERATION_BATCH_SIZE: int(500, 1, 10_000).describe(
+    "Bulk replays (event replay, endpoint recovery): jobs one step of an operation replays, in one transaction with its progress.",
+  ),
+  OPERATION_RATE_PER_SECOND: int(1000, 1, 1_000_000).describe(
+    "Bulk replays: most jobs one operation replays per second, however many processes run operations (the dispatcher, and workers with QUEUE_TRANSPORT=postgres). Replayed jobs are then delivered at the endpoint's own rate limit.",
+  ),
 });
 
 /** `5s,5m,250ms` (already checked by the schema's regex) as milliseconds. */
@@ -161,9 +170,14 @@ export const deliverySchema = z.object({
   WORKER_MAX_IN_FLIGHT_PER_ENDPOINT: int(32, 1, 10_000).describe(
     "HTTP deliveries in flight to one endpoint; the rest wait without holding up other endpoints.",
   ),
-  WORKER_LEASE_MARGIN_MS: int(60_000, 1000, 3_600_000).describe(
-    "A worker's claim on a job lasts the endpoint's timeout plus this; if the worker dies, the job is offered again after it (by the dispatcher, or from the outbox with the Postgres transport).",
+  WORKER_LEASE_MS: int(10_000, 3000, 600_000).describe(
+    "How long a worker's claim on a job holds without renewal. A live worker renews the claims of every job it is delivering every third of this, in one statement; if it dies, its jobs are offered again once their claims lapse (by the dispatcher, or from the outbox with the Postgres transport), so within about this much time plus DISPATCH_INTERVAL_MS or QUEUE_POLL_INTERVAL_MS.",
   ),
+  WORKER_LEASE_MARGIN_MS: z.coerce
+    .number()
+    .int()
+    .optional()
+    .describe("Deprecated and ignored: claims were the endpoint's timeout plus this; they are now renewed leases of WORKER_LEASE_MS. Accepted so existing deployments still start."),
   WORKER_CLAIM_TIMEOUT_MS: int(10_000, 100, 600_000).describe(
     "Longest a worker waits for Postgres to confirm its claim on a batch of jobs; after it the jobs are handed back to the queue and delivered later, so a connection cut mid-query cannot stall the worker.",
   ),
@@ -235,6 +249,26 @@ export const deliverySchema = z.object({
       "4xx statuses that end a job `dead` at once instead of retrying (like `400,401,403,404`). Empty: every failure is retried per policy, as Svix and Convoy do. `410 Gone` always ends the job and disables the endpoint.",
     ),
   RECORD_BATCH_MAX: int(500, 1, 10_000).describe("Most attempts written in one statement."),
+  CIRCUIT_FAILURE_THRESHOLD: int(10, 0, 1_000_000).describe(
+    "Consecutive failed attempts to one endpoint, across all workers, that open its circuit: its deliveries then wait without spending attempts until a probe succeeds. 0 turns this rule off (with CIRCUIT_FAILURE_RATIO=0 too, the breaker is off).",
+  ),
+  CIRCUIT_FAILURE_RATIO: z.coerce
+    .number()
+    .min(0)
+    .max(1)
+    .default(0.5)
+    .describe(
+      "Failed share of an endpoint's attempts in one CIRCUIT_WINDOW_MS window (of at least CIRCUIT_MIN_ATTEMPTS attempts) that opens its circuit; 0 turns this rule off.",
+    ),
+  CIRCUIT_WINDOW_MS: int(60_000, 1000, 86_400_000).describe("Length of the window CIRCUIT_FAILURE_RATIO is measured over; a new one starts with the first attempt after it."),
+  CIRCUIT_MIN_ATTEMPTS: int(20, 1, 1_000_000).describe("Fewest attempts in a window for CIRCUIT_FAILURE_RATIO to apply."),
+  CIRCUIT_OPEN_MS: int(30_000, 100, 86_400_000).describe(
+    "Shortest time an open circuit waits before letting one probe delivery through (half-open): success closes it, failure opens it again. It waits as long as the endpoint has been failing, within CIRCUIT_OPEN_MS..CIRCUIT_OPEN_MAX_MS, so each failed probe about doubles the wait.",
+  ),
+  CIRCUIT_OPEN_MAX_MS: int(600_000, 100, 86_400_000).describe("Longest time an open circuit waits before its probe (a value below CIRCUIT_OPEN_MS counts as CIRCUIT_OPEN_MS)."),
+  ENDPOINT_AUTO_DISABLE_AFTER_MS: int(432_000_000, 0, 31_536_000_000).describe(
+    "An endpoint whose attempts have all failed for this long (5 days by default) is disabled at its next failure, with the reason `failing since <time>: auto-disabled`, and an `endpoint.disabled` event is sent to its application. 0: never.",
+  ),
 });
 
 export const telemetrySchema = z.object({

@@ -23,6 +23,8 @@ export interface EndpointValues {
 export interface CircuitView {
   state: "closed" | "open" | "half_open";
   since: Date | null;
+  /** Open: when a probe may go; half-open: when the probe's claim lapses; closed: null. */
+  retryAt: Date | null;
   consecutiveFailures: number;
   timesOpened: number;
   /** When the current run of failures began; null when the endpoint is healthy. */
@@ -64,6 +66,7 @@ interface RawEndpointRow extends Omit<EndpointRow, "headers" | "metadata" | "las
   retryPolicyJson: string | null;
   circuitState: CircuitView["state"] | null;
   circuitChangedAt: Date | null;
+  circuitRetryAt: Date | null;
   consecutiveFailures: number | null;
   timesOpened: number | null;
   failingSince: Date | null;
@@ -80,7 +83,9 @@ const selectEndpoints = (sql: Db) => sql`
   select e.id, e.url, e.description, e.enabled, e.timeout_ms, e.headers::text as headers_json,
          e.rate_limit_per_second, e.metadata::text as metadata_json, e.created_at, e.updated_at,
          e.retry_policy::text as retry_policy_json, e.ordering, e.ttl_seconds, e.paused, e.status_reason, e.status_changed_at,
-         h.circuit as circuit_state, h.circuit_changed_at, h.consecutive_failures, h.times_opened, h.failing_since,
+         h.circuit as circuit_state, h.circuit_retry_at, h.consecutive_failures, h.times_opened, h.failing_since,
+         -- The row is made at the first failure; the circuit changed state only if it ever opened.
+         case when h.times_opened > 0 or h.circuit <> 'closed' then h.circuit_changed_at end as circuit_changed_at,
          case when e.previous_secret_expires_at > now() then e.previous_secret_expires_at end as previous_secret_expires_at,
          array(select r.event_type from routes r where r.endpoint_id = e.id order by r.event_type) as event_types,
          last.created_at as last_attempt_at, last.response_status as last_response_status,
@@ -95,7 +100,7 @@ const selectEndpoints = (sql: Db) => sql`
 function fromRaw(raw: RawEndpointRow): EndpointRow {
   const {
     headersJson, metadataJson, retryPolicyJson, lastAttemptAt, lastResponseStatus, lastErrorClass, lastErrorDetail,
-    circuitState, circuitChangedAt, consecutiveFailures, timesOpened, failingSince, ...rest
+    circuitState, circuitChangedAt, circuitRetryAt, consecutiveFailures, timesOpened, failingSince, ...rest
   } = raw;
   const lastAttempt =
     lastAttemptAt === null
@@ -104,6 +109,7 @@ function fromRaw(raw: RawEndpointRow): EndpointRow {
   const circuit: CircuitView = {
     state: circuitState ?? "closed",
     since: circuitChangedAt,
+    retryAt: circuitRetryAt,
     consecutiveFailures: consecutiveFailures ?? 0,
     timesOpened: timesOpened ?? 0,
     failingSince,
@@ -142,12 +148,20 @@ export async function listEndpoints(sql: Db, appId: string, page: { before?: str
   return rows.map(fromRaw);
 }
 
-/** Locks the row for a read-modify-write, so concurrent partial updates do not lose each other. */
-export async function lockEndpointValues(tx: TxSql, appId: string, id: string): Promise<EndpointValues | null> {
+/**
+ * Locks the row for a read-modify-write, so concurrent partial updates do not lose each other. With
+ * the values comes `paused`, which a PATCH may change too (through changeEndpointStatus).
+ */
+export async function lockEndpointValues(tx: TxSql, appId: string, id: string): Promise<(EndpointValues & { paused: boolean }) | null> {
   const [row] = await tx<
-    (Omit<EndpointValues, "headers" | "metadata" | "retryPolicy"> & { headersJson: string; metadataJson: string; retryPolicyJson: string | null })[]
+    (Omit<EndpointValues, "headers" | "metadata" | "retryPolicy"> & {
+      paused: boolean;
+      headersJson: string;
+      metadataJson: string;
+      retryPolicyJson: string | null;
+    })[]
   >`
-    select url, description, enabled, timeout_ms, headers::text as headers_json, rate_limit_per_second,
+    select url, description, enabled, paused, timeout_ms, headers::text as headers_json, rate_limit_per_second,
            metadata::text as metadata_json, retry_policy::text as retry_policy_json, ordering, ttl_seconds
     from endpoints where app_id = ${appId} and id = ${id}
     for update`;
@@ -161,42 +175,110 @@ export async function lockEndpointValues(tx: TxSql, appId: string, id: string): 
   };
 }
 
-export async function updateEndpoint(sql: Db, appId: string, id: string, values: EndpointValues): Promise<void> {
+/** Writes the values but `enabled`: a status change goes through changeEndpointStatus, which records why. */
+export async function updateEndpoint(sql: Db, appId: string, id: string, values: Omit<EndpointValues, "enabled">): Promise<void> {
   await sql`
     update endpoints
-    set url = ${values.url}, description = ${values.description}, enabled = ${values.enabled},
+    set url = ${values.url}, description = ${values.description},
         timeout_ms = ${values.timeoutMs}, headers = ${sql.json(values.headers)},
         rate_limit_per_second = ${values.rateLimitPerSecond}, metadata = ${sql.json(values.metadata)},
         retry_policy = ${values.retryPolicy === null ? null : sql.json(values.retryPolicy)}, ordering = ${values.ordering},
         ttl_seconds = ${values.ttlSeconds},
-        status_reason = case when enabled is distinct from ${values.enabled}
-                             then case when ${values.enabled}::boolean then null else 'disabled by update' end
-                             else status_reason end,
-        status_changed_at = case when enabled is distinct from ${values.enabled} then now() else status_changed_at end,
         updated_at = now()
     where app_id = ${appId} and id = ${id}`;
 }
 
+/** What the API shows as `status`: disabled wins over paused (disabling ends a pause). */
+export type EndpointStatus = "active" | "paused" | "disabled";
+
+export interface StatusChange {
+  to: EndpointStatus;
+  /** The reason given with the change; null when none was given. */
+  reason: string | null;
+  /** Recorded when the status changes and no reason was given ("paused by operator"). */
+  defaultReason: string | null;
+}
+
 /**
- * Pauses, resumes, disables or enables an endpoint, with the reason shown in the API (null clears
- * it). Workers see the change through the endpoint cache's notification. Returns false when the
- * endpoint does not exist.
+ * Moves an endpoint to a status, and says which it had (null: no such endpoint). A change records
+ * its reason (given, else the default) and when; `active` clears the reason. A repeat (the status it
+ * has) keeps status_changed_at, and its reason unless a new one is given, so repeating a call is
+ * harmless. Leaving `disabled` also forgets the endpoint's circuit and failure run (endpoint_health):
+ * an endpoint enabled after being auto-disabled would otherwise count its next failure as the
+ * continuation of a run days old, and be disabled again at once. Workers see the change through
+ * the endpoint cache's notification (trigger on endpoints).
  */
-export async function setEndpointStatus(
-  sql: Db,
-  appId: string,
-  id: string,
-  change: { enabled?: boolean; paused?: boolean; reason: string | null },
-): Promise<boolean> {
-  const result = await sql`
+export async function changeEndpointStatus(sql: Db, appId: string, id: string, change: StatusChange): Promise<EndpointStatus | null> {
+  const { to, reason, defaultReason } = change;
+  const [row] = await sql<{ previous: EndpointStatus }[]>`
+    with old as (
+      select id, case when not enabled then 'disabled' when paused then 'paused' else 'active' end as status, status_reason
+      from endpoints where app_id = ${appId} and id = ${id}
+      for no key update
+    ), health_reset as (
+      delete from endpoint_health h using old where h.endpoint_id = old.id and old.status = 'disabled' and ${to}::text <> 'disabled'
+    )
+    update endpoints e
+    set enabled = ${to}::text <> 'disabled',
+        paused = ${to}::text = 'paused',
+        status_reason = case when ${to}::text = 'active' then null
+                             when old.status = ${to}::text then coalesce(${reason}::text, old.status_reason)
+                             else coalesce(${reason}::text, ${defaultReason}::text) end,
+        status_changed_at = case when old.status = ${to}::text then e.status_changed_at else now() end,
+        updated_at = case when old.status = ${to}::text and ${reason}::text is null then e.updated_at else now() end
+    from old
+    where e.id = old.id
+    returning old.status as previous`;
+  return row?.previous ?? null;
+}
+
+/** Locks the endpoint's row and reads its status, for a change that depends on it; null: no such endpoint. */
+export async function lockEndpointStatus(tx: TxSql, appId: string, id: string): Promise<EndpointStatus | null> {
+  const [row] = await tx<{ status: EndpointStatus }[]>`
+    select case when not enabled then 'disabled' when paused then 'paused' else 'active' end as status
+    from endpoints where app_id = ${appId} and id = ${id}
+    for no key update`;
+  return row?.status ?? null;
+}
+
+/**
+ * Disables an enabled endpoint on the workers' behalf (410 Gone, sustained failure) and returns
+ * when; null when it was disabled already (by an operator, or another worker a moment ago: only
+ * one of several concurrent disables wins, so the change is reported once) or is gone.
+ */
+export async function disableEnabledEndpoint(sql: Db, appId: string, id: string, reason: string): Promise<Date | null> {
+  const [row] = await sql<{ statusChangedAt: Date }[]>`
     update endpoints
-    set enabled = coalesce(${change.enabled ?? null}::boolean, enabled),
-        paused = coalesce(${change.paused ?? null}::boolean, paused),
-        status_reason = ${change.reason},
-        status_changed_at = now(),
-        updated_at = now()
-    where app_id = ${appId} and id = ${id}`;
-  return result.count > 0;
+    set enabled = false, paused = false, status_reason = ${reason}, status_changed_at = now(), updated_at = now()
+    where app_id = ${appId} and id = ${id} and enabled
+    returning status_changed_at`;
+  return row?.statusChangedAt ?? null;
+}
+
+/**
+ * Makes the held jobs of these endpoints due now: resume (paused → active) and a closing circuit
+ * call it. Held jobs are `scheduled` with a `retry` outbox entry due later; so are jobs waiting for
+ * a retry after a failed attempt, which cannot be told apart from them and come forward too (a
+ * resume or a closing circuit says the receiver is ready; the attempt count is untouched). Found
+ * through the outbox, which holds only live work, not through the endpoint's whole job history.
+ * Jobs are locked before their outbox rows, in id order, as every other writer of both does.
+ * Returns how many jobs came forward.
+ */
+export async function releaseHeldJobs(sql: Db, endpointIds: string[]): Promise<number> {
+  if (endpointIds.length === 0) return 0;
+  const rows = await sql<{ id: string }[]>`
+    with held as (
+      select j.id from outbox o join jobs j on j.id = o.job_id
+      where j.endpoint_id = any (${endpointIds}::text[]) and j.status = 'scheduled' and o.reason = 'retry' and o.due_at > now()
+      order by j.id
+      for update of j
+    ), moved as (
+      update jobs j set next_attempt_at = now(), updated_at = now() from held where j.id = held.id
+      returning j.id
+    )
+    update outbox o set due_at = now() from moved where o.job_id = moved.id and o.reason = 'retry'
+    returning o.job_id as id`;
+  return rows.length;
 }
 
 /** Deletes the endpoint with its routes, jobs and attempts (cascade); false when it did not exist. */

@@ -1,6 +1,7 @@
 import { Batcher } from "../batching.ts";
 import type { Sql } from "../db/client.ts";
 import { isConnectionError, withDeadline } from "../db/errors.ts";
+import { databaseHealth, type DatabaseHealth } from "../db/health.ts";
 import { UnavailableError } from "../errors.ts";
 import { findExisting, findKeyMismatches, insertEventsWithJobs, type CreatedJob, type NewEventRow, type StoredEventSummary } from "../events/sql.ts";
 import { listJobsForEvents } from "../jobs/sql.ts";
@@ -41,7 +42,7 @@ export interface CommittedEvent {
   jobs: CreatedJob[];
 }
 
-const RETRIES_ON_CONNECTION_LOSS = 5;
+const RETRIES_ON_CONNECTION_LOSS = 4;
 // Far above a healthy commit (milliseconds); reached only when a connection was cut mid-commit.
 const COMMIT_DEADLINE_MS = 10_000;
 
@@ -63,11 +64,13 @@ export interface GroupCommitOptions {
  */
 export class GroupCommitter {
   private readonly batcher: Batcher<NewEventRow[], AcceptedEvent[]>;
+  private readonly health: DatabaseHealth;
 
   constructor(
     private readonly sql: Sql,
     private readonly options: GroupCommitOptions,
   ) {
+    this.health = databaseHealth(sql);
     this.batcher = new Batcher((group) => this.commit(group), {
       maxBatch: options.maxEvents,
       concurrency: options.concurrency,
@@ -95,6 +98,7 @@ export class GroupCommitter {
     try {
       return await this.commitWithRetry(group);
     } catch (err) {
+      if (err instanceof UnavailableError) return group.map(() => err);
       // One bad request must not fail its neighbours: retry each alone, so only it gets the error.
       if (group.length > 1 && !isConnectionError(err)) return (await Promise.all(group.map((rows) => this.commit([rows])))).flat();
       const failure = isConnectionError(err) ? new UnavailableError("database unavailable, event not accepted") : (err as Error);
@@ -103,17 +107,22 @@ export class GroupCommitter {
   }
 
   /**
-   * A lost connection (database restart, failover) is retried for a few seconds before callers
-   * hear 503. Retrying is safe even when the lost try had committed: the rows keep their ids, and
-   * rows found already stored are answered from what is stored.
+   * A connection cut mid-commit (a backend killed, a failover) is retried for up to about a second
+   * before callers hear 503. Retrying is safe even when the lost try had committed: the rows keep
+   * their ids, and rows found already stored are answered from what is stored. A database that
+   * cannot be reached at all (stopped, restarting) is not waited for: the shared circuit
+   * (db/health.ts) opens and every commit is refused with 503 at once until a probe gets through,
+   * so producers retry (with their idempotency keys) instead of hanging.
    */
   private async commitWithRetry(group: NewEventRow[][]): Promise<AcceptedEvent[][]> {
     for (let attempt = 1; ; attempt++) {
+      this.health.ensureAvailable();
       try {
         return await this.commitGroup(group);
       } catch (err) {
-        if (!isConnectionError(err) || attempt >= RETRIES_ON_CONNECTION_LOSS) throw err;
-        await Bun.sleep(Math.min(2000, 50 * 2 ** attempt));
+        this.health.observe(err);
+        if (!isConnectionError(err) || !this.health.available || attempt >= RETRIES_ON_CONNECTION_LOSS) throw err;
+        await Bun.sleep(50 * 2 ** attempt);
       }
     }
   }

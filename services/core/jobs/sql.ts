@@ -1,6 +1,6 @@
 import { attemptsInsert, type AttemptRow } from "../attempts/sql.ts";
 import type { Sql, TxSql } from "../db/client.ts";
-import { replaceEntry } from "../outbox/sql.ts";
+import { OUTBOX_CHANNEL, replaceEntry, SOON_DUE_MS } from "../outbox/sql.ts";
 import { eventTypeCondition } from "../routes/sql.ts";
 
 export const JOB_STATUSES = ["pending", "delivering", "scheduled", "delivered", "dead", "expired", "cancelled"] as const;
@@ -77,11 +77,23 @@ export async function deferJobs(sql: Sql, deferrals: Deferral[]): Promise<void> 
       update jobs j set status = 'scheduled', next_attempt_at = now() + d.delay_ms * interval '1 millisecond', updated_at = now()
       from locked, d where j.id = locked.id and d.id = j.id
       returning j.id, j.next_attempt_at
+    ), entries as (
+      insert into outbox (job_id, due_at, reason)
+      select distinct on (id) id, next_attempt_at, 'retry' from deferred order by id
+      ${replaceEntry(sql)}
+      returning due_at
     )
-    insert into outbox (job_id, due_at, reason)
-    select distinct on (id) id, next_attempt_at, 'retry' from deferred order by id
-    ${replaceEntry(sql)}`;
+    ${notifySoonDue(sql)}`;
 }
+
+/**
+ * The last step of a statement that wrote outbox `entries` (with their due_at): wakes the
+ * dispatcher, or a Postgres-transport worker (OUTBOX_CHANNEL), when one is due within
+ * SOON_DUE_MS, so a short hold (a rate limit's next slot, a FIFO endpoint's next job) is taken when
+ * due rather than at the next sweep. Retries hours away notify nobody.
+ */
+const notifySoonDue = (sql: Sql | TxSql) => sql`
+  select pg_notify(${OUTBOX_CHANNEL}, '') from (select 1 from entries where due_at < now() + ${SOON_DUE_MS} * interval '1 millisecond' limit 1) soon`;
 
 export interface JobOutcome {
   jobId: string;
@@ -101,8 +113,18 @@ export interface JobOutcome {
  * (the Postgres transport leaves one on every job it hands out; RabbitMQ only on redelivered ones). Idempotent: attempts already written are
  * skipped, and a job's attempt count is set to the outcome's attempt number rather than
  * incremented, so a write retried after a lost acknowledgement changes nothing twice.
+ *
+ * With `deadLetters` (the RabbitMQ transport), a job that becomes dead here also gets a
+ * `dead_letter` outbox entry, due at its death, which the dispatcher publishes to the dead-letter
+ * exchange: written with the outcome, so the notice is as durable as the death. Only the change to
+ * dead makes one, so a retried write does not announce it twice.
  */
-export async function recordOutcomes(sql: Sql | TxSql, attempts: AttemptRow[], outcomes: JobOutcome[]): Promise<void> {
+export async function recordOutcomes(
+  sql: Sql | TxSql,
+  attempts: AttemptRow[],
+  outcomes: JobOutcome[],
+  options: { deadLetters?: boolean } = {},
+): Promise<void> {
   if (outcomes.length === 0 && attempts.length === 0) return;
   await sql`
     with o as (
@@ -113,7 +135,7 @@ export async function recordOutcomes(sql: Sql | TxSql, attempts: AttemptRow[], o
                            ${outcomes.map((o) => o.endReason)}::text[])
         as o (id, status, attempt_number, next_attempt_at, attempted_at, end_reason)
     ), locked as (
-      select j.id from jobs j join o on o.id = j.id order by j.id for update of j
+      select j.id, j.status from jobs j join o on o.id = j.id order by j.id for update of j
     ), written as (
       ${attemptsInsert(sql, attempts)}
     ), updated as (
@@ -128,15 +150,24 @@ export async function recordOutcomes(sql: Sql | TxSql, attempts: AttemptRow[], o
       from o, locked
       where j.id = o.id and locked.id = j.id
       returning j.id
+    ), letters as (
+      select o.id, o.attempted_at from o join locked on locked.id = o.id
+      where ${options.deadLetters ?? false}::boolean and o.status = 'dead' and locked.status <> 'dead'
     ), finished as (
       delete from outbox where job_id in (select id from updated) and reason = 'lease'
-        and job_id in (select id from o where status <> 'scheduled')
+        and job_id in (select id from o where status <> 'scheduled') and job_id not in (select id from letters)
+    ), entries as (
+      insert into outbox (job_id, due_at, reason)
+      select distinct on (id) id, due_at, reason from (
+        select o.id, o.next_attempt_at as due_at, 'retry' as reason from o join updated on updated.id = o.id where o.status = 'scheduled'
+        union all
+        select id, attempted_at, 'dead_letter' from letters
+      ) due
+      order by id
+      ${replaceEntry(sql)}
+      returning due_at
     )
-    insert into outbox (job_id, due_at, reason)
-    select distinct on (o.id) o.id, o.next_attempt_at, 'retry' from o join updated on updated.id = o.id
-    where o.status = 'scheduled'
-    order by o.id
-    ${replaceEntry(sql)}`;
+    ${notifySoonDue(sql)}`;
 }
 
 // ---- Reads and manual actions for the API (appended; the statements above are the delivery path) ----
@@ -188,12 +219,23 @@ export interface JobListFilter {
   limit: number;
 }
 
+/**
+ * The status as a literal, not a parameter: a prepared statement soon runs a generic plan, which
+ * cannot use a partial index, and `status = 'dead'` is what lets GET /jobs?status=dead read
+ * jobs_dead_idx (migration 0008) instead of every job of the application. Safe to inline: the
+ * value is one of JOB_STATUSES.
+ */
+function statusCondition(sql: Sql | TxSql, status: JobStatus) {
+  if (!(JOB_STATUSES as readonly string[]).includes(status)) throw new Error(`not a job status: ${status}`);
+  return sql.unsafe(`and status = '${status}'`);
+}
+
 export async function listJobs(sql: Sql | TxSql, appId: string, filter: JobListFilter): Promise<JobRow[]> {
   return sql<JobRow[]>`
     ${selectJobs(sql)}
     where app_id = ${appId}
       ${filter.endpointId ? sql`and endpoint_id = ${filter.endpointId}` : sql``}
-      ${filter.status ? sql`and status = ${filter.status}` : sql``}
+      ${filter.status ? statusCondition(sql, filter.status) : sql``}
       ${eventTypeCondition(sql, "event_type", filter.eventType)}
       ${filter.since ? sql`and created_at >= ${filter.since}` : sql``}
       ${filter.until ? sql`and created_at < ${filter.until}` : sql``}
@@ -202,21 +244,67 @@ export async function listJobs(sql: Sql | TxSql, appId: string, filter: JobListF
     limit ${filter.limit}`;
 }
 
+// ---- Replay: ended jobs due again (POST /jobs/:id/replay, and operations/runner.ts in bulk) ----
+
 /**
- * Gives a dead job one more attempt now, through a `retry` outbox entry due at once.
- * attempt_count is kept, so the worker's claim (which checks it) still holds and the retry schedule
- * treats this as one extra attempt. Null when the job is not `dead`.
+ * Makes ended jobs (in `statuses`, all end states by default) due again now: `scheduled` with a
+ * `retry` outbox entry due at once, so they go through the normal path, where the worker's checks
+ * (pause, circuit, rate limit) apply. Nothing of their history is rewritten: attempt_count stays,
+ * so new attempts continue the numbering (and the worker's claim, which checks the count, holds).
+ * The retry policy starts afresh (attempt_base, replayed_at: migration 0009); end_reason is
+ * cleared, and so is expires_at, since the operator asked for the delivery explicitly. Returns the
+ * jobs replayed; ids that are not this application's, or not ended, are left alone.
  */
-export async function rescheduleFailedJob(sql: Sql | TxSql, appId: string, id: string): Promise<JobRow | null> {
-  const [row] = await sql<JobRow[]>`
-    with rescheduled as (
-      update jobs set status = 'scheduled', next_attempt_at = now(), updated_at = now()
-      where app_id = ${appId} and id = ${id} and status = 'dead'
-      returning ${sql.unsafe(JOB_COLUMNS)}
-    ), entry as (
-      insert into outbox (job_id, due_at, reason) select id, next_attempt_at, 'retry' from rescheduled
+// Qualified: `id` alone would be ambiguous between jobs and `locked` in the update's returning.
+const REPLAYED_COLUMNS = JOB_COLUMNS.split(", ").map((c) => `j.${c}`).join(", ");
+
+export async function replayJobs(
+  sql: Sql | TxSql,
+  appId: string,
+  ids: string[],
+  statuses: readonly EndState[] = END_STATES,
+): Promise<JobRow[]> {
+  if (ids.length === 0) return [];
+  return sql<JobRow[]>`
+    with locked as (
+      select id from jobs where app_id = ${appId} and id = any (${ids}::text[]) and status = any (${statuses as EndState[]}::text[])
+      order by id for update
+    ), replayed as (
+      update jobs j
+      set status = 'scheduled', next_attempt_at = now(), end_reason = null, expires_at = null,
+          attempt_base = j.attempt_count, replayed_at = now(), updated_at = now()
+      from locked where j.id = locked.id
+      returning ${sql.unsafe(REPLAYED_COLUMNS)}
+    ), entries as (
+      insert into outbox (job_id, due_at, reason)
+      select id, next_attempt_at, 'retry' from replayed order by id
       ${replaceEntry(sql)}
     )
-    select * from rescheduled`;
-  return row ?? null;
+    select * from replayed order by id`;
+}
+
+// ---- Claim renewal (appended): the heartbeat of a live worker's leases (worker/delivery/leases.ts) ----
+
+/**
+ * Extends the claims on jobs a worker is still delivering by `leaseMs` from now, in one statement,
+ * and moves their `lease` outbox entries along, so neither the dispatcher's sweep nor a
+ * Postgres-transport take offers live work again. Jobs no longer `delivering` (their outcome was
+ * recorded meanwhile) are left alone. Returns the ids renewed. Only next_attempt_at changes on
+ * `jobs` (unindexed, so the update can be HOT); updated_at is for state changes, not heartbeats.
+ */
+export async function renewClaims(sql: Sql, jobIds: string[], leaseMs: number): Promise<Set<string>> {
+  if (jobIds.length === 0) return new Set();
+  const rows = await sql<{ id: string }[]>`
+    with locked as (
+      select id from jobs where id = any (${jobIds}::text[]) and status = 'delivering' order by id for update
+    ), renewed as (
+      update jobs j set next_attempt_at = now() + ${leaseMs}::int * interval '1 millisecond'
+      from locked where j.id = locked.id
+      returning j.id, j.next_attempt_at
+    ), moved as (
+      update outbox o set due_at = renewed.next_attempt_at
+      from renewed where o.job_id = renewed.id and o.reason = 'lease'
+    )
+    select id from renewed`;
+  return new Set(rows.map((r) => r.id));
 }

@@ -1,29 +1,89 @@
 import type { Sql, TxSql } from "../db/client.ts";
 import { jobMessage, type JobMessage } from "../queue/messages.ts";
 
-/** Why a job is due for a message to a worker (see migration 0002). */
-export type OutboxReason = "publish" | "retry" | "lease";
+/** Why a job is in the outbox (see migrations 0002 and 0008). */
+export type OutboxReason = "publish" | "retry" | "lease" | "dead_letter";
 
 /** A job the sweeper took from the outbox, with what its message needs. */
 export interface SweptJob {
   id: string;
+  appId: string;
   eventId: string;
   endpointId: string;
+  status: string;
   attemptCount: number;
+  /** Attempts made before the job's latest replay (migration 0009); 0 when never replayed. */
+  attemptBase: number;
+  replayedAt: Date | null;
   expiresAt: Date | null;
+  endReason: string | null;
   eventType: string;
   payloadJson: string;
   eventCreatedAt: Date;
   reason: OutboxReason;
-  /** False when there is nothing left to send: the job finished, or a live worker holds its claim. */
+  dueAt: Date;
+  /** False when there is nothing left to send: the job finished, or a live worker holds its claim (or the entry is a dead letter). */
   publishable: boolean;
 }
 
 export function messageForSwept(job: SweptJob): JobMessage {
-  return jobMessage(
+  const message = jobMessage(
     { id: job.id, endpointId: job.endpointId, attemptCount: job.attemptCount, expiresAt: job.expiresAt },
     { id: job.eventId, type: job.eventType, createdAt: job.eventCreatedAt, dataJson: job.payloadJson },
   );
+  // Only replayed jobs carry these, so every other message stays as it was (and an older worker
+  // reading a replay's message still delivers it, counting its policy from the first attempt).
+  if (job.replayedAt === null) return message;
+  return { ...message, attemptBase: job.attemptBase, replayedAt: job.replayedAt.getTime() };
+}
+
+/**
+ * What the dead-letter exchange is told when a job dies (RabbitMQ transport): enough to find the
+ * job and act on it without a lookup. Consumers bind their own queues to the exchange.
+ */
+export interface DeadLetter {
+  jobId: string;
+  eventId: string;
+  endpointId: string;
+  appId: string;
+  eventType: string;
+  endReason: string | null;
+  attemptCount: number;
+  deadAt: string;
+}
+
+function deadLetterOf(job: SweptJob): DeadLetter {
+  return {
+    jobId: job.id,
+    eventId: job.eventId,
+    endpointId: job.endpointId,
+    appId: job.appId,
+    eventType: job.eventType,
+    endReason: job.endReason,
+    attemptCount: job.attemptCount,
+    deadAt: job.dueAt.toISOString(),
+  };
+}
+
+/**
+ * NOTIFY channel: "the outbox has work due now or soon". Postgres-transport workers listen for new
+ * jobs and near-due holds; the dispatcher for near-due holds, retries and dead letters.
+ */
+export const OUTBOX_CHANNEL = "evently_outbox";
+/** An entry due within this long wakes its takers (jobs/sql.ts); later ones wait for their timer. */
+export const SOON_DUE_MS = 2000;
+
+/**
+ * Milliseconds until the outbox's next entry is due (0 when one is due now), null when it is empty:
+ * how long a sweeper or an idle Postgres-transport worker may sleep. Two index lookups (one per
+ * partial index of migration 0009).
+ */
+export async function msUntilNextDue(sql: Sql): Promise<number | null> {
+  const [row] = await sql<{ ms: number | null }[]>`
+    select greatest(0, ceil(extract(epoch from least(
+      (select min(due_at) from outbox where reason = 'retry'),
+      (select min(due_at) from outbox where reason <> 'retry')) - now()) * 1000))::int as ms`;
+  return row?.ms ?? null;
 }
 
 /**
@@ -47,27 +107,54 @@ export async function clearPublished(sql: Sql, jobIds: string[]): Promise<void> 
       order by job_id for update skip locked)`;
 }
 
+export interface SweepOptions {
+  /** Most `retry` entries taken, within `limit` (DISPATCH_MAX_RETRIES_PER_SECOND); `limit` when absent. */
+  retryLimit?: number;
+  /**
+   * Publishes dead-letter notices (RabbitMQ's dead-letter exchange) and resolves once confirmed.
+   * Without it `dead_letter` entries are not taken: they wait for a sweeper that has one.
+   */
+  publishDeadLetters?: (letters: DeadLetter[]) => Promise<void>;
+}
+
 /**
  * One sweep, in one transaction: locks up to `limit` due entries (SKIP LOCKED, so several
- * dispatchers share the work), hands the jobs that still need a message to `publish`, and deletes
- * the entries only if it returns. A dispatcher that dies mid-sweep leaves its entries in place.
- * A job needs a message when it is pending or scheduled, or delivering under a lapsed claim.
+ * dispatchers share the work), hands the jobs that still need a message to `publish` and the
+ * notices of jobs still dead to `publishDeadLetters`, and deletes the entries only if both return.
+ * A dispatcher that dies mid-sweep leaves its entries in place. A job needs a message when it is
+ * pending or scheduled, or delivering under a lapsed claim. Entries other than retries are taken
+ * first, so a backlog of retries held to `retryLimit` never delays a first delivery.
  */
 export async function sweepOutbox(
   sql: Sql,
   limit: number,
   publish: (jobs: SweptJob[]) => Promise<void>,
+  options: SweepOptions = {},
 ): Promise<SweptJob[]> {
+  const retryLimit = Math.min(limit, options.retryLimit ?? limit);
+  const deadLetters = options.publishDeadLetters !== undefined;
   return sql.begin(async (tx) => {
     const swept = await tx<SweptJob[]>`
-      select j.id, j.event_id, j.endpoint_id, j.attempt_count, j.expires_at, e.type as event_type,
-             e.payload::text as payload_json, e.created_at as event_created_at, o.reason,
-             (j.status in ('pending', 'scheduled') or (j.status = 'delivering' and j.next_attempt_at <= now())) as publishable
-      from (select job_id, reason from outbox where due_at <= now() order by due_at limit ${limit} for update skip locked) o
+      with other as (
+        select job_id, reason, due_at from outbox
+        where due_at <= now() and reason <> 'retry' and (${deadLetters}::boolean or reason <> 'dead_letter')
+        order by due_at limit ${limit} for update skip locked
+      ), retry as (
+        select job_id, reason, due_at from outbox where due_at <= now() and reason = 'retry'
+        order by due_at limit least(${retryLimit}::int, ${limit}::int - (select count(*) from other)) for update skip locked
+      )
+      select j.id, j.app_id, j.event_id, j.endpoint_id, j.status, j.attempt_count, j.attempt_base, j.replayed_at, j.expires_at,
+             j.end_reason, e.type as event_type, e.payload::text as payload_json, e.created_at as event_created_at, o.reason, o.due_at,
+             (o.reason <> 'dead_letter' and (j.status in ('pending', 'scheduled') or (j.status = 'delivering' and j.next_attempt_at <= now())))
+               as publishable
+      from (select * from other union all select * from retry) o
       join jobs j on j.id = o.job_id
       join events e on e.app_id = j.app_id and e.id = j.event_id`;
     if (swept.length === 0) return swept;
     await publish(swept.filter((job) => job.publishable));
+    // A job replayed before its notice went out is no longer dead: its notice is dropped.
+    const letters = swept.filter((job) => job.reason === "dead_letter" && job.status === "dead").map(deadLetterOf);
+    if (letters.length > 0) await options.publishDeadLetters!(letters);
     await tx`delete from outbox where job_id = any (${swept.map((job) => job.id)}::text[])`;
     return swept;
   });
@@ -75,6 +162,8 @@ export async function sweepOutbox(
 
 export interface TakeOptions {
   limit: number;
+  /** Most `retry` entries taken, within `limit` (DISPATCH_MAX_RETRIES_PER_SECOND); `limit` when absent. */
+  retryLimit?: number;
   /** How long a taken job stays away before it is offered again, unless claimed meanwhile. */
   leaseMs: number;
 }
@@ -86,20 +175,30 @@ export interface TakeOptions {
  * lost, the job is offered again then. Taking a job twice is safe: only one worker's claim on it
  * succeeds. Recording an outcome removes or replaces the entry (jobs/sql.ts). An entry whose job is
  * under a live claim moves to when that claim lapses; one whose job has finished is deleted.
+ * Retries come after everything else, at most `retryLimit`; `dead_letter` entries (made only with
+ * the RabbitMQ transport) are never taken.
  */
 export async function takeDueJobs(sql: Sql, options: TakeOptions): Promise<SweptJob[]> {
   // Sent unprepared, so it is planned for the outbox as it is at each call. The outbox is empty
   // most of the time; a plan cached then (generic, prepared) joined the whole outbox for every row
   // taken once a backlog built up, and a take of 256 jobs from 25,000 due ones took seconds instead
   // of milliseconds. Planning costs about a millisecond per take, a few microseconds per job.
-  return sql.unsafe<SweptJob[]>(TAKE_DUE_JOBS, [options.limit, options.leaseMs]);
+  const retryLimit = Math.min(options.limit, options.retryLimit ?? options.limit);
+  return sql.unsafe<SweptJob[]>(TAKE_DUE_JOBS, [options.limit, options.leaseMs, retryLimit]);
 }
 
 const TAKE_DUE_JOBS = `
-  with due as (
-    select job_id, reason from outbox where due_at <= now() order by due_at limit $1 for update skip locked
+  with other as (
+    select job_id, reason from outbox where due_at <= now() and reason <> 'retry' and reason <> 'dead_letter'
+    order by due_at limit $1 for update skip locked
+  ), retry as (
+    select job_id, reason from outbox where due_at <= now() and reason = 'retry'
+    order by due_at limit least($3::int, $1::int - (select count(*) from other)) for update skip locked
+  ), due as (
+    select * from other union all select * from retry
   ), state as (
-    select d.job_id, d.reason, j.app_id, j.event_id, j.endpoint_id, j.attempt_count, j.expires_at, j.status, j.next_attempt_at,
+    select d.job_id, d.reason, j.app_id, j.event_id, j.endpoint_id, j.status, j.attempt_count, j.attempt_base, j.replayed_at,
+           j.expires_at, j.end_reason, j.next_attempt_at,
            (j.status in ('pending', 'scheduled') or (j.status = 'delivering' and j.next_attempt_at <= now())) as publishable
     from due d join jobs j on j.id = d.job_id
   ), leased as (
@@ -111,8 +210,9 @@ const TAKE_DUE_JOBS = `
   ), finished as (
     delete from outbox o using state s where o.job_id = s.job_id and not s.publishable and s.status <> 'delivering'
   )
-  select s.job_id as id, s.event_id, s.endpoint_id, s.attempt_count, s.expires_at, e.type as event_type,
-         e.payload::text as payload_json, e.created_at as event_created_at, s.reason, true as publishable
+  select s.job_id as id, s.app_id, s.event_id, s.endpoint_id, s.status, s.attempt_count, s.attempt_base, s.replayed_at,
+         s.expires_at, s.end_reason, e.type as event_type, e.payload::text as payload_json, e.created_at as event_created_at,
+         s.reason, now() as due_at, true as publishable
   from state s join events e on e.app_id = s.app_id and e.id = s.event_id
   where s.publishable`;
 

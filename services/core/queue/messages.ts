@@ -17,6 +17,13 @@ export const jobMessageSchema = z.object({
   expiresAt: z.number().nullable(),
   /** The JSON envelope `{id, type, timestamp, data}` exactly as it is sent. */
   body: z.string(),
+  /**
+   * Only on a replayed job's messages (migration 0009): the attempts made before the replay, which
+   * its retry policy does not count, and when the replay was asked for (epoch ms), from which the
+   * policy's maxAgeSeconds runs. Absent: never replayed.
+   */
+  attemptBase: z.number().int().min(0).optional(),
+  replayedAt: z.number().optional(),
 });
 
 export const deliveryMessageSchema = z.object({
@@ -51,7 +58,9 @@ export function decodeDeliveryMessage(content: Buffer): DeliveryMessage | null {
       typeof job.jobId !== "string" || typeof job.eventId !== "string" || typeof job.endpointId !== "string" ||
       typeof job.body !== "string" || typeof job.createdAt !== "number" ||
       (job.expiresAt !== null && typeof job.expiresAt !== "number") ||
-      !Number.isInteger(job.attempt) || (job.attempt as number) < 0
+      !Number.isInteger(job.attempt) || (job.attempt as number) < 0 ||
+      (job.attemptBase !== undefined && !Number.isInteger(job.attemptBase)) ||
+      (job.replayedAt !== undefined && typeof job.replayedAt !== "number")
     )
       return null;
   }

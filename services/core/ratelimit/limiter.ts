@@ -1,9 +1,10 @@
 import type { Sql } from "../db/client.ts";
 import { withDeadline } from "../db/errors.ts";
 import { silentLogger, type Logger } from "../log.ts";
-import { claimTokens, deleteIdleBuckets } from "./sql.ts";
+import { claimTokens, deleteIdleBuckets, type BucketKind } from "./sql.ts";
 
-export type TakeResult = { ok: true } | { ok: false; retryAfterSeconds: number };
+/** A refusal says when to ask again: in whole seconds (a Retry-After header), and in milliseconds. */
+export type TakeResult = { ok: true } | { ok: false; retryAfterSeconds: number; retryAfterMs: number };
 
 export interface RateLimiterOptions {
   /**
@@ -27,7 +28,7 @@ export interface RateLimiterOptions {
   logger?: Logger;
 }
 
-/** Events of one application this process may admit, and when it may ask for more. */
+/** Events of one application (or deliveries to one endpoint) this process may admit, and when it may ask for more. */
 interface Budget {
   /** Claimed and not yet admitted; usable until `tokensExpireAt` (performance.now() ms). */
   tokens: number;
@@ -57,7 +58,8 @@ const FORGET_AFTER_MS = 60_000;
 /**
  * Per-application ingest rate limit, held across API processes: one token bucket per application in
  * Postgres, refilled continuously at `limitPerSecond` events (a batch of N counts N), by the
- * database's clock.
+ * database's clock. The same machinery limits deliveries per endpoint across worker processes
+ * (`kind` "delivery", see delivery.ts); the text below speaks of ingest.
  *
  * Processes do not count requests in the database. Each claims chunks from the bucket (`claimTokens`,
  * one upsert under a row lock) and admits from its chunk locally: a round trip per chunk, not per
@@ -82,7 +84,7 @@ const FORGET_AFTER_MS = 60_000;
  * counts short durations (hold, quiet) on its own monotonic clock, so clocks that differ between
  * processes do not matter.
  */
-export class IngestRateLimiter {
+export class TokenBucketLimiter {
   private readonly budgets = new Map<string, Budget>();
   private readonly pending = new Set<Promise<unknown>>();
   private readonly burstShare: number;
@@ -97,6 +99,8 @@ export class IngestRateLimiter {
 
   constructor(
     private readonly sql: Sql,
+    /** Whose buckets: applications' (ingest) or endpoints' (delivery). */
+    private readonly kind: BucketKind,
     options: RateLimiterOptions = {},
   ) {
     this.burstShare = options.burstShare ?? 0.1;
@@ -116,10 +120,10 @@ export class IngestRateLimiter {
    * Admits `count` events of the application, or refuses them all. Returns synchronously when this
    * process can decide alone (the common case); a promise only when it has to claim more.
    */
-  take(appId: string, limitPerSecond: number, count: number): TakeResult | Promise<TakeResult> {
+  take(key: string, limitPerSecond: number, count: number): TakeResult | Promise<TakeResult> {
     if (count <= 0) return ADMITTED;
     const now = performance.now();
-    const budget = this.budgetOf(appId, now);
+    const budget = this.budgetOf(key, now);
     budget.demand += count;
     if (budget.tokens >= count) {
       budget.tokens -= count;
@@ -127,17 +131,17 @@ export class IngestRateLimiter {
     }
     // A batch over the limit never fits; refusing it here keeps it from claiming what it cannot use.
     if (now < budget.quietUntil || count > limitPerSecond) return refusal(budget, now);
-    return this.wait(appId, budget, limitPerSecond, count);
+    return this.wait(key, budget, limitPerSecond, count);
   }
 
   /** One round of cleanup: deletes rows of idle applications' buckets; returns how many. */
   async cleanup(): Promise<number> {
     const now = performance.now();
-    for (const [appId, budget] of this.budgets) {
-      if (!budget.claiming && budget.waiting === 0 && now - budget.demandSince > FORGET_AFTER_MS) this.budgets.delete(appId);
+    for (const [key, budget] of this.budgets) {
+      if (!budget.claiming && budget.waiting === 0 && now - budget.demandSince > FORGET_AFTER_MS) this.budgets.delete(key);
     }
     try {
-      return await deleteIdleBuckets(this.sql, this.idleSeconds, CLEANUP_BATCH);
+      return await deleteIdleBuckets(this.sql, this.kind, this.idleSeconds, CLEANUP_BATCH);
     } catch (err) {
       this.logger.warn("rate limit cleanup failed", { error: String(err) });
       throw err;
@@ -150,21 +154,21 @@ export class IngestRateLimiter {
     await Promise.allSettled([...this.pending]);
   }
 
-  private budgetOf(appId: string, now: number): Budget {
-    let budget = this.budgets.get(appId);
+  private budgetOf(key: string, now: number): Budget {
+    let budget = this.budgets.get(key);
     if (!budget) {
       budget = { tokens: 0, tokensExpireAt: 0, quietUntil: 0, claiming: null, waiting: 0, lastWant: 0, demand: 0, previousDemand: 0, demandSince: now };
-      this.budgets.set(appId, budget);
+      this.budgets.set(key, budget);
     }
     refresh(budget, now);
     return budget;
   }
 
-  private async wait(appId: string, budget: Budget, limit: number, count: number): Promise<TakeResult> {
+  private async wait(key: string, budget: Budget, limit: number, count: number): Promise<TakeResult> {
     budget.waiting += count;
     try {
       for (let round = 0; round < MAX_ROUNDS; round++) {
-        await (budget.claiming ?? this.claim(appId, budget, limit, count));
+        await (budget.claiming ?? this.claim(key, budget, limit, count));
         const now = performance.now();
         refresh(budget, now);
         if (budget.tokens >= count) {
@@ -179,9 +183,9 @@ export class IngestRateLimiter {
     }
   }
 
-  private claim(appId: string, budget: Budget, limit: number, count: number): Promise<void> {
+  private claim(key: string, budget: Budget, limit: number, count: number): Promise<void> {
     const claiming = this.track(
-      this.runClaim(appId, budget, limit, count).finally(() => {
+      this.runClaim(key, budget, limit, count).finally(() => {
         budget.claiming = null;
       }),
     );
@@ -189,7 +193,7 @@ export class IngestRateLimiter {
     return claiming;
   }
 
-  private async runClaim(appId: string, budget: Budget, limit: number, count: number): Promise<void> {
+  private async runClaim(key: string, budget: Budget, limit: number, count: number): Promise<void> {
     const sentAt = performance.now();
     if (sentAt < this.degradedUntil) return this.fallBack(budget, limit, sentAt);
     const need = count - budget.tokens;
@@ -198,8 +202,8 @@ export class IngestRateLimiter {
     const want = Math.max(need, Math.min(maxChunk, chunk));
     const capacity = Math.max(want, Math.ceil(limit * this.burstShare));
     try {
-      const request = { appId, limitPerSecond: limit, want, need, capacity };
-      const claim = await withDeadline(claimTokens(this.sql, request), this.claimTimeoutMs, "rate limit claim");
+      const request = { key, limitPerSecond: limit, want, need, capacity };
+      const claim = await withDeadline(claimTokens(this.sql, this.kind, request), this.claimTimeoutMs, "rate limit claim");
       // Held from the answer, not the question: a slow round trip must not spoil every grant.
       refresh(budget, performance.now());
       if (claim.granted > 0) {
@@ -222,7 +226,7 @@ export class IngestRateLimiter {
       // stays up and each process still admits at most the limit per second: together at most the
       // limit times the number of processes, for as long as claims fail. Claims resume a second later.
       this.degradedUntil = performance.now() + 1000;
-      this.logger.warn("rate limit claim failed; limiting per process for a second", { appId, error: String(err) });
+      this.logger.warn("rate limit claim failed; limiting per process for a second", { bucket: this.kind, key, error: String(err) });
       this.fallBack(budget, limit, performance.now());
     }
   }
@@ -256,6 +260,14 @@ function refresh(budget: Budget, now: number): void {
 }
 
 function refusal(budget: Budget, now: number): TakeResult {
+  const retryAfterMs = Math.max(0, budget.quietUntil - now);
   // A bucket refills within a second, so this is 1 but for rounding; never 0, which invites a retry now.
-  return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil((budget.quietUntil - now) / 1000)) };
+  return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)), retryAfterMs };
+}
+
+/** The ingest limit: one bucket per application (see TokenBucketLimiter). */
+export class IngestRateLimiter extends TokenBucketLimiter {
+  constructor(sql: Sql, options: RateLimiterOptions = {}) {
+    super(sql, "ingest", options);
+  }
 }

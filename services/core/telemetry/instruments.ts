@@ -44,6 +44,10 @@ function build() {
       METRIC.jobsDeferred,
       "Jobs held for later without an attempt, by reason (busy, paused, circuit_open, rate_limited, ordering)",
     ),
+    // By target state only, never by endpoint: one series per endpoint would grow without bound.
+    circuitTransitions: counter(METRIC.circuitTransitions, "Circuit breaker transitions, by the state entered (open, half_open, closed)"),
+    // Circuits are shared, so every worker reports the installation's count: aggregate with max, not sum.
+    circuitsOpen: gauge(METRIC.circuitsOpen, "Endpoints whose circuit is not closed, by state (open, half_open), as this worker sees the shared state"),
   };
 }
 

@@ -27,6 +27,8 @@ export const METRIC = {
   recordDuration: "evently_record_duration_seconds",
   jobsEnded: "evently_jobs_ended_total",
   jobsDeferred: "evently_jobs_deferred_total",
+  circuitTransitions: "evently_circuit_transitions_total",
+  circuitsOpen: "evently_circuits_open",
 } as const;
 
 export const SPAN = {

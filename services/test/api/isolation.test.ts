@@ -36,9 +36,10 @@ interface Fixture {
   route: string;
   event: string;
   job: string;
+  operation: string;
 }
 
-/** One of everything in application A: an endpoint routed to `iso.*`, an event, its job failed after one attempt. */
+/** One of everything in application A: an endpoint routed to `iso.*`, an event, its job failed after one attempt, a replay of it queued. */
 async function fixture(): Promise<Fixture> {
   const as = { key: keys.a };
   const endpoint = await api.request("POST", "/endpoints", { ...as, body: { url: hookUrl(), eventTypes: ["iso.*"] } });
@@ -57,13 +58,14 @@ async function fixture(): Promise<Fixture> {
     ],
     [{ jobId: job, status: "dead", endReason: "retries_exhausted", attemptNumber: 1, nextAttemptAt: null, attemptedAt }],
   );
-  return { endpoint: endpoint.body.id, route: route.body.data[0].id, event: event.body.id, job };
+  const operation = await api.request("POST", `/events/${event.body.id}/replay`, as);
+  return { endpoint: endpoint.body.id, route: route.body.data[0].id, event: event.body.id, job, operation: operation.body.id };
 }
 
 /** The id a path parameter names, by the collection it follows. */
 function pathFor(route: ApiOperation, f: Fixture): string {
   return route.path.replace(/\/([a-z-]+)\/:(\w+)/g, (_, collection: string, param: string) => {
-    const id = { endpoints: f.endpoint, routes: f.route, events: f.event, jobs: f.job }[collection as "endpoints"];
+    const id = { endpoints: f.endpoint, routes: f.route, events: f.event, jobs: f.job, operations: f.operation }[collection as "endpoints"];
     if (!id) throw new Error(`isolation.test.ts cannot fill :${param} of ${route.path}: add its collection to pathFor`);
     return `/${collection}/${id}`;
   });
@@ -78,6 +80,7 @@ function bodyFor(route: ApiOperation, f: Fixture): unknown {
     createRoute: { endpointId: f.endpoint, eventType: "iso.b" },
     createEvent: { type: "iso.a", data: {} },
     createEvents: { events: [{ type: "iso.a", data: {} }] },
+    recoverEndpoint: { since: "2000-01-01T00:00:00Z" },
   };
   if (!(route.operationId in bodies)) throw new Error(`isolation.test.ts has no body for ${route.operationId}: add one to bodyFor`);
   return bodies[route.operationId];
@@ -86,7 +89,7 @@ function bodyFor(route: ApiOperation, f: Fixture): unknown {
 /** A digest of every row of application A. */
 async function fingerprintOf(appId: string): Promise<string> {
   const parts: string[] = [];
-  for (const table of ["endpoints", "routes", "events", "jobs", "attempts"]) {
+  for (const table of ["endpoints", "routes", "events", "jobs", "attempts", "operations"]) {
     const [row] = await api.sql<{ digest: string | null }[]>`
       select md5(string_agg(t::text, '|' order by t::text)) as digest from ${api.sql(table)} t where app_id = ${appId}`;
     parts.push(`${table}:${row!.digest}`);

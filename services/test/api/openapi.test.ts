@@ -168,9 +168,9 @@ describe("documents what a newcomer needs", () => {
     expect(component("Attempt").properties.errorClass!.description).toContain("`blocked_address`");
   });
 
-  test("endpoint fields: rateLimitPerSecond is not enforced, eventTypes, the user-agent sent", () => {
+  test("endpoint fields: rateLimitPerSecond is enforced across workers, eventTypes, the user-agent sent", () => {
     for (const id of ["EndpointCreate", "EndpointUpdate", "Endpoint"]) {
-      expect({ id, d: component(id).properties.rateLimitPerSecond!.description }).toEqual({ id, d: expect.stringContaining("NOT ENFORCED") });
+      expect({ id, d: component(id).properties.rateLimitPerSecond!.description }).toEqual({ id, d: expect.stringContaining("enforced across all workers") });
       expect({ id, d: component(id).properties.eventTypes!.description }).toEqual({ id, d: expect.stringContaining("routes") });
     }
     expect(component("EndpointCreate").properties.headers!.description).toContain(`user-agent: ${USER_AGENT}`);
@@ -202,6 +202,9 @@ describe("responses match their documented schemas", () => {
       },
     ], []);
     await recordOutcomes(api.sql, [], [{ jobId, status: "dead", endReason: "retries_exhausted", attemptNumber: 1, nextAttemptAt: null, attemptedAt: new Date() }]);
+    // A second dead job, for /replay (the first one is /retry's).
+    const second = (await api.request("POST", "/events", { body: { type: "doc.x", data: { a: 2 } } })).body.jobs[0].id;
+    await recordOutcomes(api.sql, [], [{ jobId: second, status: "dead", endReason: "gone", attemptNumber: 0, nextAttemptAt: null, attemptedAt: new Date() }]);
     const calls: [string, string, string | (() => string), unknown?, string?][] = [
       ["getHealth", "GET", "/health"],
       ["getReadiness", "GET", "/ready"],
@@ -213,6 +216,10 @@ describe("responses match their documented schemas", () => {
       ["updateEndpoint", "PATCH", `/endpoints/${endpoint.body.id}`, { description: "d" }],
       ["getEndpointSecret", "GET", `/endpoints/${endpoint.body.id}/secret`],
       ["rotateEndpointSecret", "POST", `/endpoints/${endpoint.body.id}/secret/rotate`],
+      ["pauseEndpoint", "POST", `/endpoints/${endpoint.body.id}/pause`, { reason: "maintenance" }],
+      ["resumeEndpoint", "POST", `/endpoints/${endpoint.body.id}/resume`],
+      ["disableEndpoint", "POST", `/endpoints/${endpoint.body.id}/disable`],
+      ["enableEndpoint", "POST", `/endpoints/${endpoint.body.id}/enable`],
       ["createRoute", "POST", "/routes", { endpointId: endpoint.body.id, eventType: "doc.y" }],
       ["listRoutes", "GET", "/routes"],
       ["getRoute", "GET", `/routes/${route.body.id}`],
@@ -225,6 +232,12 @@ describe("responses match their documented schemas", () => {
       ["listEndpointJobs", "GET", `/endpoints/${endpoint.body.id}/jobs`],
       ["listEndpointAttempts", "GET", `/endpoints/${endpoint.body.id}/attempts`],
       ["retryJob", "POST", `/jobs/${jobId}/retry`],
+      ["replayJob", "POST", `/jobs/${second}/replay`],
+      ["replayEvent", "POST", `/events/${event.body.id}/replay`, { only: "all" }],
+      ["recoverEndpoint", "POST", `/endpoints/${endpoint.body.id}/recover`, { since: "2000-01-01T00:00:00Z" }],
+      ["listOperations", "GET", "/operations?kind=replay_event"],
+      ["getOperation", "GET", () => `/operations/${lastOperationId}`],
+      ["cancelOperation", "POST", () => `/operations/${lastOperationId}/cancel`],
       ["deleteRoute", "DELETE", `/routes/${route.body.id}`],
       ["deleteEndpoint", "DELETE", `/endpoints/${endpoint.body.id}`],
       ["createApplication", "POST", "/applications", { name: "Doc", uid: "doc" }, TEST_ADMIN_KEY],
@@ -237,11 +250,13 @@ describe("responses match their documented schemas", () => {
       ["deleteApplication", "DELETE", "/applications/doc", undefined, TEST_ADMIN_KEY],
     ];
     let lastKeyId = "";
+    let lastOperationId = "";
     expect(calls.map((c) => c[0]).sort()).toEqual(table.map((r) => r.operationId).sort());
     for (const [operationId, method, path, body, key] of calls) {
       const spec = table.find((r) => r.operationId === operationId)!;
       const res = await api.request(method, typeof path === "string" ? path : path(), { body, key });
       if (operationId === "createApiKey") lastKeyId = res.body.id;
+      if (operationId === "replayEvent") lastOperationId = res.body.id;
       expect({ operationId, status: res.status }).toEqual({ operationId, status: spec.status });
       if (spec.response === undefined) expect(res.text).toBe("");
       else if (spec.response === "text") expect(res.headers.get("content-type")).toStartWith("text/plain");

@@ -90,6 +90,46 @@ describe("config", () => {
     expect(loadConfig({}).delivery.RETRY_SCHEDULE).toEqual([5000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]);
   });
 
+  test("retry policy variables parse, and a bad one stops startup naming it", () => {
+    const d = loadConfig({
+      RETRY_POLICY: '{"type":"exponential","baseMs":500,"capMs":60000,"maxAttempts":8}',
+      RETRY_FINAL_STATUSES: "400,401,404",
+      RETRY_AFTER_MIN_MS: "0",
+    }).delivery;
+    expect(d.RETRY_POLICY).toEqual({ type: "exponential", baseMs: 500, factor: 2, capMs: 60_000, maxAttempts: 8 });
+    expect([...d.RETRY_FINAL_STATUSES]).toEqual([400, 401, 404]);
+    expect(d.RETRY_AFTER_MIN_MS).toBe(0);
+    const defaults = loadConfig({}).delivery;
+    expect(defaults.RETRY_POLICY).toBeNull();
+    expect(defaults.RETRY_FINAL_STATUSES.size).toBe(0);
+    expect(loadConfig({ RETRY_POLICY: " " }).delivery.RETRY_POLICY).toBeNull();
+
+    const problem = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error(`accepted ${JSON.stringify(env)}`);
+    };
+    expect(problem({ RETRY_POLICY: "{not json" })).toMatch(/RETRY_POLICY: is not JSON/);
+    expect(problem({ RETRY_POLICY: '{"type":"constant","delayMs":1000}' })).toMatch(/RETRY_POLICY: .*needs maxAttempts or maxAgeSeconds/);
+    expect(problem({ RETRY_POLICY: '{"type":"fibonacci"}' })).toContain("RETRY_POLICY");
+    expect(problem({ RETRY_POLICY: '{"type":"schedule","delaysMs":[1000],"extra":1}' })).toContain("RETRY_POLICY");
+    for (const bad of ["500", "4xx", "400;401", "400,"]) expect(problem({ RETRY_FINAL_STATUSES: bad })).toContain("RETRY_FINAL_STATUSES");
+    for (const bad of ["-1", "soon", "3600001"]) expect(problem({ RETRY_AFTER_MIN_MS: bad })).toContain("RETRY_AFTER_MIN_MS");
+  });
+
+  test("dispatch bounds: retries per second and bulk replay pace", () => {
+    const defaults = loadConfig({}).dispatch;
+    expect(defaults.DISPATCH_MAX_RETRIES_PER_SECOND).toBe(2000);
+    expect(defaults.OPERATION_BATCH_SIZE).toBe(500);
+    expect(defaults.OPERATION_RATE_PER_SECOND).toBe(1000);
+    expect(loadConfig({ DISPATCH_MAX_RETRIES_PER_SECOND: "50" }).dispatch.DISPATCH_MAX_RETRIES_PER_SECOND).toBe(50);
+    for (const name of ["DISPATCH_MAX_RETRIES_PER_SECOND", "OPERATION_BATCH_SIZE", "OPERATION_RATE_PER_SECOND"])
+      expect(() => loadConfig({ [name]: "0" })).toThrow(name);
+  });
+
   test("the README's configuration table is the one the schemas render", async () => {
     const readme = await Bun.file(new URL("../../../README.md", import.meta.url)).text();
     const start = readme.indexOf("<!-- config-table:start -->");

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
-import { claimJobs, deferJobs, recordOutcomes, rescheduleFailedJob } from "../../core/jobs/sql.ts";
+import { claimJobs, deferJobs, recordOutcomes, replayJobs } from "../../core/jobs/sql.ts";
 import { clearPublished, sweepOutbox } from "../../core/outbox/sql.ts";
 import { hookUrl, startApi, type TestApi } from "../api/harness.ts";
 
@@ -113,7 +113,7 @@ describe("outbox entries", () => {
     expect(await jobOf(deferred)).toMatchObject({ status: "scheduled", attemptCount: 0 });
 
     await recordOutcomes(api.sql, [], [outcome(failed, "dead", 1)]);
-    expect(await rescheduleFailedJob(api.sql, DEFAULT_APPLICATION_ID, failed)).toMatchObject({ status: "scheduled" });
+    expect(await replayJobs(api.sql, DEFAULT_APPLICATION_ID, [failed])).toMatchObject([{ status: "scheduled" }]);
     expect(await entryOf(failed)).toMatchObject({ reason: "retry" });
   });
 });

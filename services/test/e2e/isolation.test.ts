@@ -19,6 +19,9 @@ describeEachTransport("isolation between endpoints", (transport) => {
       AMQP_JOBS_PER_MESSAGE: "4",
       QUEUE_TAKE_BATCH: "4",
       RETRY_SCHEDULE: "1h",
+      // The per-endpoint bound is what is tested: the circuit breaker would hold the slow endpoint's jobs instead.
+      CIRCUIT_FAILURE_THRESHOLD: "0",
+      CIRCUIT_FAILURE_RATIO: "0",
     }, transport);
     app = await stack.start("all");
   });

@@ -32,7 +32,8 @@ const FINAL_ERRORS: ReadonlySet<ErrorClass> = new Set<ErrorClass>(["blocked_addr
  * final error, `410 Gone` (and the endpoint disabled) or a status in RETRY_FINAL_STATUSES;
  * otherwise the endpoint's retry policy decides between a retry (when) and dead (why), honouring a
  * 429/503's Retry-After within bounds; a retry that would fall after the job's TTL ends it expired.
- * Timeouts and connection errors are retried like 5xx.
+ * Timeouts and connection errors are retried like 5xx. After a replay the policy counts attempts
+ * and age from the replay (JobMessage.attemptBase, replayedAt).
  */
 export function decideOutcome(job: JobMessage, target: DeliveryTarget, sent: Sent, rules: OutcomeRules): Decision {
   const { result, attemptedAt } = sent;
@@ -48,7 +49,10 @@ export function decideOutcome(job: JobMessage, target: DeliveryTarget, sent: Sen
   if (result.status !== null && rules.finalStatuses.has(result.status)) return dead("final_status");
   const retryAfterMs = result.status === 429 || result.status === 503 ? parseRetryAfter(result.retryAfter, attemptedAt) : null;
   const policy = target.retryPolicy ?? rules.defaultPolicy;
-  const decision = decideRetry(policy, attemptNumber, attemptedAt.getTime() - job.createdAt, retryAfterMs, rules.retryAfter);
+  // A replayed job runs its policy afresh: only this run's attempts count, its age from the replay.
+  const attemptsThisRun = attemptNumber - (job.attemptBase ?? 0);
+  const ageMs = attemptedAt.getTime() - (job.replayedAt ?? job.createdAt);
+  const decision = decideRetry(policy, attemptsThisRun, ageMs, retryAfterMs, rules.retryAfter);
   if (decision.kind === "give_up") return dead(decision.reason);
   // A retry due after the job's TTL would never be sent: it ends expired now, not when next taken.
   if (job.expiresAt !== null && attemptedAt.getTime() + decision.delayMs >= job.expiresAt)

@@ -65,7 +65,8 @@ export class DeliveryPipeline {
     const decision = decideOutcome(job, target, sent, this.rules);
     const { outcome } = decision;
     const m = instruments();
-    if (outcome.status === "delivered") m.deliveryLag.record((Date.now() - job.createdAt) / 1000);
+    // A replay's lag runs from the replay: recovering week-old jobs is not a week of lag.
+    if (outcome.status === "delivered") m.deliveryLag.record((Date.now() - (job.replayedAt ?? job.createdAt)) / 1000);
     if (outcome.endReason !== null) m.jobsEnded.add(1, { state: outcome.status, reason: outcome.endReason });
     m.deliveryAttempts.add(1, { outcome: outcome.status, error_class: sent.result.errorClass ?? "none" });
     await this.recorder.record({ attempt: attemptRow(job, target, sent), outcome });

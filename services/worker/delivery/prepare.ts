@@ -6,13 +6,16 @@ import type { JobMessage } from "@evently/core/queue/messages.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import type { DeliveryTarget, EndpointCache } from "../endpoint-cache.ts";
 import type { DeliveryCheck, Verdict } from "./checks.ts";
+import type { LeaseKeeper } from "./leases.ts";
 
 export interface PrepareOptions {
   claimBatch: number;
   /** Longest wait for Postgres to confirm a batch claim; then the message is handed back. */
   claimTimeoutMs: number;
-  /** How long a claim holds before another worker may take the job (see leases). */
+  /** How long a claim holds before another worker may take the job, unless renewed (leases.ts). */
   leaseMs: (target: DeliveryTarget) => number;
+  /** Keeps each successful claim alive while the job is handled here (leases.ts). */
+  leases?: Pick<LeaseKeeper, "hold">;
 }
 
 /** A claimed job, what its endpoint is, and whether it goes out now. */
@@ -59,6 +62,7 @@ export class PrepareStage {
       instruments().duplicateJobs.add(1);
       return null;
     }
+    this.options.leases?.hold(job.jobId);
     const now = Date.now();
     for (const check of this.checks) {
       const verdict = await check.check(job, target, now);

@@ -7,6 +7,7 @@ import type { Logger } from "@evently/core/log.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
 import { tracer } from "@evently/core/telemetry/tracing.ts";
+import type { LeaseKeeper } from "./leases.ts";
 
 // Writes are idempotent, so one cut off mid-flight by a lost connection is simply written again.
 const WRITE_DEADLINE_MS = 10_000;
@@ -31,7 +32,12 @@ export class AttemptRecorder {
   constructor(
     private readonly sql: Sql,
     private readonly log: Logger,
-    options: { maxBatch: number },
+    private readonly options: {
+      maxBatch: number;
+      leases?: Pick<LeaseKeeper, "release">;
+      /** Jobs that die get a dead-letter notice in the outbox (RabbitMQ transport; jobs/sql.ts recordOutcomes). */
+      deadLetters?: boolean;
+    },
   ) {
     this.attempts = new Batcher((items) => this.persistent(() => this.write(items)), { maxBatch: options.maxBatch, concurrency: 2 });
     this.deferrals = new Batcher<Deferral, void>(
@@ -43,13 +49,16 @@ export class AttemptRecorder {
     );
   }
 
-  record(entry: RecordedAttempt): Promise<void> {
-    return this.attempts.add(entry);
+  /** Resolves once written; the job's claim then needs no more renewing. */
+  async record(entry: RecordedAttempt): Promise<void> {
+    await this.attempts.add(entry);
+    this.options.leases?.release(entry.outcome.jobId);
   }
 
   /** Hands a claimed job back, without an attempt, to be offered again after `delayMs`. */
-  defer(jobId: string, delayMs: number): Promise<void> {
-    return this.deferrals.add({ jobId, delayMs });
+  async defer(jobId: string, delayMs: number): Promise<void> {
+    await this.deferrals.add({ jobId, delayMs });
+    this.options.leases?.release(jobId);
   }
 
   stop(): void {
@@ -62,7 +71,9 @@ export class AttemptRecorder {
       span.setAttribute("evently.attempts", items.length);
       try {
         await withDeadline(
-          recordOutcomes(this.sql, items.flatMap((i) => (i.attempt ? [i.attempt] : [])), items.map((i) => i.outcome)),
+          recordOutcomes(this.sql, items.flatMap((i) => (i.attempt ? [i.attempt] : [])), items.map((i) => i.outcome), {
+            deadLetters: this.options.deadLetters,
+          }),
           WRITE_DEADLINE_MS,
           "attempt write",
         );

@@ -99,7 +99,14 @@ const enabled = z
   .boolean()
   .describe(
     "A disabled endpoint gets no new jobs, and its pending jobs end `cancelled` (reason `endpoint_disabled`) when a worker reaches them; " +
-      "recover brings them back. Prefer POST /endpoints/{id}/disable, which records a reason.",
+      "recover brings them back. Disabling ends a pause; enabling starts the endpoint active, with a fresh circuit. " +
+      "`false` here is POST /endpoints/{id}/disable with the reason `disabled by update`, `true` is POST /endpoints/{id}/enable.",
+  );
+const paused = z
+  .boolean()
+  .describe(
+    "A paused endpoint's jobs are held without spending attempts, and delivered after resume. `true` here is " +
+      "POST /endpoints/{id}/pause with the reason `paused by update` (409 for a disabled endpoint), `false` is POST /endpoints/{id}/resume.",
   );
 const retryPolicy = RetryPolicySchema.meta({ id: "RetryPolicy" }).nullable().describe(
   "How failed deliveries are retried: `schedule`, `exponential` (full jitter) or `constant`, each bounded by `maxAttempts` " +
@@ -126,7 +133,7 @@ const timeoutMs = z
   .nullable()
   .describe("Per-attempt timeout; null uses DELIVERY_TIMEOUT_MS.");
 const RATE_LIMIT =
-  "Most deliveries per second to this endpoint. NOT ENFORCED YET: accepted, stored and returned, but deliveries are not throttled by it; null means no limit.";
+  "Most deliveries per second to this endpoint, enforced across all workers together (within about 10%, after a burst of a tenth of a second's worth). Jobs over it wait, without spending an attempt, and go when the limit allows; null means no limit.";
 const rateLimitPerSecond = z.number().int().min(1).max(1_000_000).nullable().describe(`${RATE_LIMIT} 1 to 1000000.`);
 const eventTypes = z
   .array(eventTypePattern)
@@ -162,6 +169,7 @@ export const EndpointUpdate = z
     timeoutMs: timeoutMs.optional(),
     metadata: metadata.optional(),
     enabled: enabled.optional(),
+    paused: paused.optional(),
     rateLimitPerSecond: rateLimitPerSecond.optional(),
     retryPolicy: retryPolicy.optional(),
     ordering: ordering.optional(),
@@ -177,6 +185,7 @@ export const Endpoint = z
     url: z.string().describe(`Where deliveries are POSTed; a password in it reads as \`${REDACTED}\`.`),
     description: z.string(),
     enabled: z.boolean(),
+    paused: z.boolean().describe("Jobs are held and delivered after resume; false while disabled (disabling ends a pause)."),
     timeoutMs: z.number().int().nullable(),
     status: z
       .enum(["active", "paused", "disabled"])
@@ -192,13 +201,19 @@ export const Endpoint = z
       .object({
         state: z.enum(["closed", "open", "half_open"]),
         since: timestamp.nullable().describe("When the circuit last changed state; null if it never did."),
-        consecutiveFailures: z.number().int(),
-        timesOpened: z.number().int(),
-        failingSince: timestamp.nullable().describe("When the current run of failures began; null when the endpoint is healthy."),
+        retryAt: timestamp
+          .nullable()
+          .describe("Open: when the next probe may go. Half-open: when the probe's claim lapses (its worker died) and another may go. Closed: null."),
+        consecutiveFailures: z.number().int().describe("Failed attempts since the last delivered one, across all workers."),
+        timesOpened: z.number().int().describe("How often the circuit opened from closed (reopening after a failed probe is not counted)."),
+        failingSince: timestamp
+          .nullable()
+          .describe("When the current run of failures began; null when the endpoint is healthy. Auto-disable (ENDPOINT_AUTO_DISABLE_AFTER_MS) measures from here."),
       })
       .describe(
-        "The circuit breaker, shared by all workers: `open` after repeated failures (deliveries wait without spending attempts), " +
-          "`half_open` while a probe delivery tests the receiver, `closed` when it succeeds.",
+        "The circuit breaker, shared by all workers: `open` after CIRCUIT_FAILURE_THRESHOLD consecutive failures or a CIRCUIT_FAILURE_RATIO " +
+          "of failures in a window (deliveries wait without spending attempts), `half_open` while one probe delivery tests the receiver, " +
+          "`closed` when it succeeds (the held jobs are then sent at once); a failed probe opens it again for longer.",
       ),
     headers: z
       .record(z.string(), z.string())
@@ -254,6 +269,20 @@ export type SecretRotation = z.output<typeof SecretRotation>;
 
 export const RotatedSecret = Secret.extend({ previousSecretExpiresAt }).meta({ id: "EndpointRotatedSecret" });
 
+/** The optional body of pause and disable. */
+export const StatusReason = z
+  .strictObject({
+    reason: z
+      .string()
+      .trim()
+      .min(1)
+      .max(500)
+      .optional()
+      .describe("Why, as the endpoint's `statusReason` will show it; default `paused by operator` or `disabled by operator`."),
+  })
+  .meta({ id: "EndpointStatusReason" });
+export type StatusReason = z.output<typeof StatusReason>;
+
 export const EndpointPage = pageOf(Endpoint).meta({ id: "EndpointPage" });
 export const EndpointListQuery = pageQuery("endpoint");
 export type EndpointListQuery = z.output<typeof EndpointListQuery>;
@@ -265,6 +294,7 @@ export function presentEndpoint(row: EndpointRow): Endpoint {
     url: redactUrl(row.url),
     description: row.description,
     enabled: row.enabled,
+    paused: row.paused,
     status: !row.enabled ? "disabled" : row.paused ? "paused" : "active",
     statusReason: row.statusReason,
     statusChangedAt: row.statusChangedAt?.toISOString() ?? null,
@@ -276,6 +306,7 @@ export function presentEndpoint(row: EndpointRow): Endpoint {
     circuit: {
       ...row.circuit,
       since: row.circuit.since?.toISOString() ?? null,
+      retryAt: row.circuit.retryAt?.toISOString() ?? null,
       failingSince: row.circuit.failingSince?.toISOString() ?? null,
     },
     headers: redactHeaders(row.headers),

@@ -1,16 +1,21 @@
 import type { Sql } from "@evently/core/db/client.ts";
+import type { TxSql } from "@evently/core/db/client.ts";
 import {
+  changeEndpointStatus,
   deleteEndpoint,
   findEndpoint,
   findSecret,
   insertEndpoint,
   listEndpoints,
+  lockEndpointStatus,
   lockEndpointValues,
+  releaseHeldJobs,
   replaceSecret,
   updateEndpoint,
   type EndpointRow,
+  type EndpointStatus,
 } from "@evently/core/endpoints/sql.ts";
-import { BlockedAddressError, NotFoundError, ValidationError, type FieldProblem } from "@evently/core/errors.ts";
+import { BlockedAddressError, ConflictError, NotFoundError, ValidationError, type FieldProblem } from "@evently/core/errors.ts";
 import { isId, newId } from "@evently/core/ids.ts";
 import type { BlockedAddress } from "@evently/core/net/addresses.ts";
 import type { AddressPolicy } from "@evently/core/net/policy.ts";
@@ -37,6 +42,8 @@ export interface EndpointServiceOptions {
 
 /** How long saving an endpoint waits for DNS before accepting the name (see checkUrl). */
 const DNS_TIMEOUT_MS = 2000;
+// Long enough for every worker to hear of a resume (LISTEN/NOTIFY takes milliseconds).
+const LATE_HOLD_RELEASE_MS = 2000;
 
 export class EndpointService {
   constructor(
@@ -74,19 +81,23 @@ export class EndpointService {
     return toPage(rows, query.limit, presentEndpoint);
   }
 
-  /** Applies the given fields only; `eventTypes`, when given, replaces the endpoint's routes. */
+  /**
+   * Applies the given fields only; `eventTypes`, when given, replaces the endpoint's routes, and
+   * `enabled`/`paused` change the status as the status routes do (reasons "… by update").
+   */
   async update(appId: string, id: string, patch: EndpointUpdate): Promise<Endpoint> {
     if (!isId("endpoint", id)) throw new NotFoundError("endpoint", id);
     if (patch.url !== undefined) await this.checkUrl(patch.url);
-    const { eventTypes, ...changes } = patch;
+    const { eventTypes, enabled, paused, ...changes } = patch;
     // Encrypted before the transaction: no row lock is held across the cipher's work. A url whose
     // password is the redaction marker keeps the stored (encrypted) one below.
     const freshHeaders = changes.headers && (await this.encryptFresh(changes.headers));
     const freshUrl =
       changes.url === undefined || hasRedactedPassword(changes.url) ? changes.url : await encryptUrlPassword(this.options.cipher, changes.url);
     const row = await this.sql.begin(async (tx) => {
-      const current = await lockEndpointValues(tx, appId, id);
-      if (!current) return null;
+      const locked = await lockEndpointValues(tx, appId, id);
+      if (!locked) return null;
+      const { paused: wasPaused, ...current } = locked;
       const defined = Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined));
       const next = { ...current, ...defined };
       // An endpoint read from the API and written back carries redaction markers: they keep what is stored.
@@ -94,11 +105,52 @@ export class EndpointService {
       if (freshHeaders !== undefined) next.headers = keepRedactedHeaders(freshHeaders, current.headers);
       refuseCredentialsMovedElsewhere(current, next);
       await updateEndpoint(tx, appId, id, next);
+      const from: EndpointStatus = !current.enabled ? "disabled" : wasPaused ? "paused" : "active";
+      if (await applyStatus(tx, appId, id, from, { enabled, paused }, null, BY_UPDATE)) this.releaseLateHolds(id);
       if (eventTypes) await setEndpointEventTypes(tx, appId, id, unique(eventTypes));
       return findEndpoint(tx, appId, id);
     });
     if (!row) throw new NotFoundError("endpoint", id);
     return presentEndpoint(row);
+  }
+
+  /** Holds the endpoint's jobs (no attempts) until resume; 409 when it is disabled. */
+  pause(appId: string, id: string, reason: string | null): Promise<Endpoint> {
+    return this.setStatus(appId, id, { paused: true }, reason, BY_OPERATOR);
+  }
+
+  /** Ends a pause and brings the held jobs forward; a no-op for an active or disabled endpoint. */
+  resume(appId: string, id: string): Promise<Endpoint> {
+    return this.setStatus(appId, id, { paused: false }, null, BY_OPERATOR);
+  }
+
+  disable(appId: string, id: string, reason: string | null): Promise<Endpoint> {
+    return this.setStatus(appId, id, { enabled: false }, reason, BY_OPERATOR);
+  }
+
+  enable(appId: string, id: string): Promise<Endpoint> {
+    return this.setStatus(appId, id, { enabled: true }, null, BY_OPERATOR);
+  }
+
+  private async setStatus(appId: string, id: string, wanted: WantedStatus, reason: string | null, defaults: DefaultReasons): Promise<Endpoint> {
+    if (!isId("endpoint", id)) throw new NotFoundError("endpoint", id);
+    const row = await this.sql.begin(async (tx) => {
+      const from = await lockEndpointStatus(tx, appId, id);
+      if (from === null) return null;
+      if (await applyStatus(tx, appId, id, from, wanted, reason, defaults)) this.releaseLateHolds(id);
+      return findEndpoint(tx, appId, id);
+    });
+    if (!row) throw new NotFoundError("endpoint", id);
+    return presentEndpoint(row);
+  }
+
+  /**
+   * A worker that held a job in the moment between a resume's commit and its hearing of it holds it
+   * for PAUSED_HOLD_MS; a second release, once every worker has heard, brings such jobs forward too.
+   * Best effort: if this process dies first, they go when their hold ends.
+   */
+  private releaseLateHolds(id: string): void {
+    setTimeout(() => void releaseHeldJobs(this.sql, [id]).catch(() => {}), LATE_HOLD_RELEASE_MS).unref?.();
   }
 
   async remove(appId: string, id: string): Promise<void> {
@@ -169,6 +221,60 @@ export class EndpointService {
 }
 
 const unique = (values: string[]) => [...new Set(values)];
+
+/** What a call asks of `enabled` and `paused`; absent: left as it is. */
+interface WantedStatus {
+  enabled?: boolean;
+  paused?: boolean;
+}
+
+interface DefaultReasons {
+  paused: string;
+  disabled: string;
+}
+
+const BY_OPERATOR: DefaultReasons = { paused: "paused by operator", disabled: "disabled by operator" };
+const BY_UPDATE: DefaultReasons = { paused: "paused by update", disabled: "disabled by update" };
+
+/**
+ * The status after a change, the one rule the status routes and PATCH share: disabling ends a
+ * pause (a disabled endpoint has no jobs to hold, and enabling starts it active); a disabled
+ * endpoint cannot be paused (409) but "not paused" is true of it already, so resume is a no-op.
+ */
+export function nextStatus(from: EndpointStatus, wanted: WantedStatus): EndpointStatus {
+  const enabled = wanted.enabled ?? from !== "disabled";
+  if (!enabled) {
+    if (wanted.paused === true) {
+      throw new ConflictError("a disabled endpoint cannot be paused: enable it first (or PATCH enabled and paused both true)");
+    }
+    return "disabled";
+  }
+  return (wanted.paused ?? from === "paused") ? "paused" : "active";
+}
+
+/**
+ * Changes the status of an endpoint locked by the caller. A repeat without a new reason writes
+ * nothing. Leaving a pause brings the held jobs forward in the same transaction, so they go as
+ * soon as workers hear of the resume, and answers true: the caller releases once more a moment
+ * later (releaseLateHolds).
+ */
+async function applyStatus(
+  tx: TxSql,
+  appId: string,
+  id: string,
+  from: EndpointStatus,
+  wanted: WantedStatus,
+  reason: string | null,
+  defaults: DefaultReasons,
+): Promise<boolean> {
+  const to = nextStatus(from, wanted);
+  if (to === from && reason === null) return false;
+  const defaultReason = to === "paused" ? defaults.paused : to === "disabled" ? defaults.disabled : null;
+  await changeEndpointStatus(tx, appId, id, { to, reason, defaultReason });
+  if (from !== "paused" || to !== "active") return false;
+  await releaseHeldJobs(tx, [id]);
+  return true;
+}
 
 /** Header values given as REDACTED (as the API reads them) replaced by the stored ones; 422 if none is stored. */
 function keepRedactedHeaders(given: Record<string, string>, stored: Record<string, string>): Record<string, string> {

@@ -30,14 +30,32 @@ export function jobOperations(jobs: JobService): ApiOperation[] {
     }),
     defineOperation({
       method: "POST",
-      path: "/jobs/:id/retry",
-      operationId: "retryJob",
-      summary: "Give a dead job one more attempt, now",
+      path: "/jobs/:id/replay",
+      operationId: "replayJob",
+      summary: "Replay an ended job (delivered, dead, expired or cancelled), now",
+      description:
+        "The job becomes `scheduled`, due at once, and goes through the normal delivery path. Its history stays: new " +
+        "attempts continue its attempt numbers. It gets its retry policy afresh (attempts and maxAgeSeconds count from the " +
+        "replay); endReason and expiresAt are cleared. A job that has not ended is a 409.",
       tag,
       status: 202,
       response: Job,
       errors: [409],
-      handle: ({ app, params }) => jobs.retry(app.id, params.id!),
+      handle: ({ app, params }) => jobs.replay(app.id, params.id!),
+    }),
+    defineOperation({
+      method: "POST",
+      path: "/jobs/:id/retry",
+      operationId: "retryJob",
+      summary: "Deprecated: POST /jobs/{id}/replay, for dead jobs only",
+      description:
+        "Deprecated alias kept for existing clients: the same as POST /jobs/{id}/replay, but only a `dead` job is " +
+        "accepted (anything else is a 409, as before). Use /replay, which also replays expired, cancelled and delivered jobs.",
+      tag,
+      status: 202,
+      response: Job,
+      errors: [409],
+      handle: ({ app, params }) => jobs.replay(app.id, params.id!, ["dead"]),
     }),
     defineOperation({
       method: "GET",

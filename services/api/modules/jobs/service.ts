@@ -3,7 +3,7 @@ import type { Sql } from "@evently/core/db/client.ts";
 import { endpointExists } from "@evently/core/endpoints/sql.ts";
 import { ConflictError, NotFoundError } from "@evently/core/errors.ts";
 import { isId } from "@evently/core/ids.ts";
-import { findJob, listJobs, rescheduleFailedJob } from "@evently/core/jobs/sql.ts";
+import { END_STATES, findJob, listJobs, replayJobs, type EndState } from "@evently/core/jobs/sql.ts";
 import { toPage, type Page } from "../../common/model.ts";
 import {
   presentAttempt,
@@ -44,14 +44,17 @@ export class JobService {
     return toPage(rows, limit, presentAttempt);
   }
 
-  /** Schedules one more attempt of a dead job, due now; the dispatcher publishes it on its next sweep. */
-  async retry(appId: string, id: string): Promise<Job> {
+  /**
+   * Makes an ended job due again now (jobs/sql.ts replayJobs); the dispatcher or a worker takes it
+   * from the outbox. `statuses` narrows what may be replayed (the deprecated /retry: dead only).
+   */
+  async replay(appId: string, id: string, statuses: readonly EndState[] = END_STATES): Promise<Job> {
     if (!isId("job", id)) throw new NotFoundError("job", id);
-    const row = await rescheduleFailedJob(this.sql, appId, id);
+    const [row] = await replayJobs(this.sql, appId, [id], statuses);
     if (row) return presentJob(row);
     const job = await findJob(this.sql, appId, id);
     if (!job) throw new NotFoundError("job", id);
-    throw new ConflictError(`job ${id} is ${job.status}; only dead jobs can be retried`);
+    throw new ConflictError(`job ${id} is ${job.status}; only ${statuses.join(", ")} jobs can be replayed here`);
   }
 
   private async assertEndpoint(appId: string, id: string): Promise<void> {

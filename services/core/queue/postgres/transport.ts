@@ -1,16 +1,17 @@
 import type { Sql } from "../../db/client.ts";
 import { withDeadline } from "../../db/errors.ts";
 import type { Logger } from "../../log.ts";
-import { messageForSwept, releaseTaken, takeDueJobs } from "../../outbox/sql.ts";
+import { RetryBudget } from "../../outbox/retry-budget.ts";
+import { messageForSwept, msUntilNextDue, OUTBOX_CHANNEL as CHANNEL, releaseTaken, takeDueJobs } from "../../outbox/sql.ts";
 import { instruments } from "../../telemetry/instruments.ts";
 import type { JobMessage } from "../messages.ts";
 import type { JobHandler, JobTransport } from "../transport.ts";
 
-/** NOTIFY channel: "the outbox has new due work". Notifications are per database. */
-const CHANNEL = "evently_outbox";
 // A connection cut at the wrong moment can leave a query unsettled forever; these statements are
 // safe to repeat, so each is bounded and tried again.
 const STATEMENT_DEADLINE_MS = 10_000;
+// Shortest sleep: entries due now that the take skipped are locked by another worker, not ours.
+const MIN_SLEEP_MS = 20;
 
 export interface PostgresTransportOptions {
   /** How often an idle worker looks for due jobs nobody told it about (retries, lapsed leases). */
@@ -21,6 +22,8 @@ export interface PostgresTransportOptions {
   maxInFlight: number;
   /** A taken job not yet claimed by its worker is offered again after this. */
   takeLeaseMs: number;
+  /** Most due retries this worker takes per second (DISPATCH_MAX_RETRIES_PER_SECOND); unbounded when absent. */
+  maxRetriesPerSecond?: number;
 }
 
 /**
@@ -92,13 +95,16 @@ class OutboxConsumer {
   private wakeUp: (() => void) | undefined;
   /** A wake-up that came while the loop was busy: its next sleep returns at once. */
   private wokenMeanwhile = false;
+  private readonly retries: RetryBudget | undefined;
 
   constructor(
     private readonly sql: Sql,
     private readonly options: PostgresTransportOptions,
     private readonly handle: JobHandler,
     private readonly log: Logger,
-  ) {}
+  ) {
+    if (options.maxRetriesPerSecond !== undefined) this.retries = new RetryBudget(options.maxRetriesPerSecond);
+  }
 
   start(): void {
     this.loop = this.run();
@@ -142,8 +148,9 @@ class OutboxConsumer {
         continue;
       }
       let taken;
+      const retryLimit = this.retries?.available(room) ?? room;
       try {
-        const options = { limit: room, leaseMs: this.options.takeLeaseMs };
+        const options = { limit: room, leaseMs: this.options.takeLeaseMs, retryLimit };
         taken = await withDeadline(takeDueJobs(this.sql, options), STATEMENT_DEADLINE_MS, "take due jobs");
         failures = 0;
       } catch (err) {
@@ -153,9 +160,26 @@ class OutboxConsumer {
         continue;
       }
       if (taken.length > 0) this.track(taken.map(messageForSwept));
-      // A full batch says more is due now; otherwise wait for news.
-      if (taken.length < room) await this.sleep(this.options.pollIntervalMs);
+      const retries = taken.filter((job) => job.reason === "retry").length;
+      this.retries?.spend(retries);
+      // A full batch says more is due now; retries held back by the budget, more once it refills;
+      // otherwise wait for news.
+      if (taken.length >= room) continue;
+      if (this.retries && retryLimit < room && retries >= retryLimit) {
+        const chunk = Math.max(1, Math.min(room, Math.round((this.retries.perSecond * this.options.pollIntervalMs) / 1000)));
+        await this.sleep(Math.max(10, Math.min(this.options.pollIntervalMs, this.retries.msUntil(chunk))));
+      } else await this.sleep(await this.untilNextDue());
     }
+  }
+
+  /**
+   * How long to sleep when nothing more is due: until the next entry is due (a held job, a retry),
+   * at most the poll interval. A notification ends the sleep sooner.
+   */
+  private async untilNextDue(): Promise<number> {
+    const poll = this.options.pollIntervalMs;
+    const ms = await withDeadline(msUntilNextDue(this.sql), STATEMENT_DEADLINE_MS, "next due").catch(() => poll);
+    return ms === null ? poll : Math.min(poll, Math.max(MIN_SLEEP_MS, ms));
   }
 
   private track(jobs: JobMessage[]): void {

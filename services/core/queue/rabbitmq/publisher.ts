@@ -44,16 +44,26 @@ export class ConfirmPublisher {
   }
 
   async publish(messages: OutgoingMessage[]): Promise<void> {
+    await this.confirmAll(messages.map((m) => ({ exchange: this.topology.exchange, routingKey: String(m.queueIndex), content: m.content })));
+  }
+
+  /** Publishes dead-job notices on the dead-letter exchange, routed by event type; resolves once all are confirmed. */
+  async publishDeadLetters(notices: { routingKey: string; messageId: string; content: Buffer }[]): Promise<void> {
+    const exchange = this.topology.deadLetterExchange;
+    await this.confirmAll(notices.map((n) => ({ exchange, routingKey: n.routingKey, content: n.content, messageId: n.messageId })));
+  }
+
+  private async confirmAll(messages: { exchange: string; routingKey: string; content: Buffer; messageId?: string }[]): Promise<void> {
     const channel = this.channel;
     if (!channel) throw new UnavailableError("RabbitMQ is not connected");
     const confirmations = messages.map(
       (m) =>
         new Promise<void>((resolve, reject) => {
           const ok = channel.publish(
-            this.topology.exchange,
-            String(m.queueIndex),
+            m.exchange,
+            m.routingKey,
             m.content,
-            { persistent: true, contentType: "application/json", mandatory: false },
+            { persistent: true, contentType: "application/json", mandatory: false, messageId: m.messageId },
             (err) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve()),
           );
           void ok; // back-pressure is bounded by callers: they publish one batch per commit or sweep

@@ -10,6 +10,11 @@ import type { Config } from "../../config/index.ts";
  * - `<prefix>.deliveries.<n>` are durable work queues (quorum by default, classic selectable).
  *   A message a worker cannot read is rejected and dead-lettered.
  * - `<prefix>.dead` (fanout exchange + queue) keeps dead-lettered messages for inspection.
+ * - `<prefix>.dead-letters` (topic exchange, no queue of ours) announces dead jobs: one JSON notice
+ *   per job that ended `dead` ({jobId, eventId, endpointId, appId, eventType, endReason,
+ *   attemptCount, deadAt}), routing key its event type, published with confirms by the dispatcher
+ *   from the outbox. Consumers bind their own durable queue (to `#`, or `order.*`-style keys); with
+ *   no queue bound, notices are dropped by the broker, as a topic exchange does.
  *
  * Retry timing lives in Postgres, not in broker TTL queues: a failed job becomes `scheduled` with
  * its due time and the dispatcher republishes it when due, so any schedule works and a retry
@@ -19,6 +24,8 @@ export interface Topology {
   exchange: string;
   deadExchange: string;
   deadQueue: string;
+  /** Where dead jobs are announced (not where unreadable messages go: that is deadExchange). */
+  deadLetterExchange: string;
   workQueues: string[];
 }
 
@@ -28,6 +35,7 @@ export function topologyFor(config: Config["queue"]): Topology {
     exchange: `${p}.deliveries`,
     deadExchange: `${p}.dead`,
     deadQueue: `${p}.dead`,
+    deadLetterExchange: `${p}.dead-letters`,
     workQueues: Array.from({ length: config.AMQP_WORK_QUEUES }, (_, i) => `${p}.deliveries.${i}`),
   };
 }
@@ -39,6 +47,7 @@ export async function declareTopology(channel: Channel, config: Config["queue"])
   await channel.assertExchange(t.deadExchange, "fanout", { durable: true });
   await channel.assertQueue(t.deadQueue, { durable: true, arguments: queueType });
   await channel.bindQueue(t.deadQueue, t.deadExchange, "");
+  await channel.assertExchange(t.deadLetterExchange, "topic", { durable: true });
   for (const [index, queue] of t.workQueues.entries()) {
     await channel.assertQueue(queue, {
       durable: true,
@@ -53,7 +62,7 @@ export async function declareTopology(channel: Channel, config: Config["queue"])
 export async function deleteTopology(channel: Channel, config: Config["queue"]): Promise<void> {
   const t = topologyFor(config);
   for (const q of [...t.workQueues, t.deadQueue]) await channel.deleteQueue(q);
-  for (const x of [t.exchange, t.deadExchange]) await channel.deleteExchange(x);
+  for (const x of [t.exchange, t.deadExchange, t.deadLetterExchange]) await channel.deleteExchange(x);
 }
 
 /** The work queue for an endpoint: stable, so one endpoint's jobs share a queue. */

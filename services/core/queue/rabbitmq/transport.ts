@@ -1,7 +1,7 @@
 import type { Config } from "../../config/index.ts";
 import type { Sql } from "../../db/client.ts";
 import type { Logger } from "../../log.ts";
-import { clearPublished } from "../../outbox/sql.ts";
+import { clearPublished, type DeadLetter } from "../../outbox/sql.ts";
 import type { JobMessage } from "../messages.ts";
 import type { JobHandler, JobTransport } from "../transport.ts";
 import { BrokerConnection } from "./connection.ts";
@@ -58,6 +58,16 @@ export class RabbitTransport implements JobTransport {
       jobsPerMessage: this.config.AMQP_JOBS_PER_MESSAGE,
       path,
     });
+  }
+
+  /**
+   * Announces dead jobs on the dead-letter exchange (topology.ts), one persistent JSON message per
+   * job with its id as message id, routed by event type. Resolves once RabbitMQ confirmed them all.
+   */
+  sendDeadLetters(letters: DeadLetter[]): Promise<void> {
+    return this.publisher.publishDeadLetters(
+      letters.map((letter) => ({ routingKey: letter.eventType, messageId: letter.jobId, content: Buffer.from(JSON.stringify(letter)) })),
+    );
   }
 
   publish(jobs: JobMessage[]): void {
