@@ -108,7 +108,7 @@ export class OutboxSweeper {
         const chunk = Math.max(1, Math.min(batch, Math.round((this.retries.perSecond * interval) / 1000)));
         next = Math.max(MIN_BUDGET_WAIT_MS, Math.min(interval, this.retries.msUntil(chunk)));
       }
-      // Nothing more due now: sleep until the next entry is (a held job's slot, a retry), at most the interval.
+      // Nothing more due now: sleep until the next retry is (a held job's slot, a retry), at most the interval.
       else next = await this.untilNextDue(interval);
     } catch (err) {
       this.log.warn("outbox sweep failed", { error: (err as Error).message });
@@ -119,7 +119,7 @@ export class OutboxSweeper {
   }
 
   private async untilNextDue(interval: number): Promise<number> {
-    const ms = await withDeadline(msUntilNextDue(this.sql), SWEEP_PUBLISH_DEADLINE_MS, "next due");
+    const ms = await withDeadline(msUntilNextDue(this.sql, true), SWEEP_PUBLISH_DEADLINE_MS, "next due");
     return ms === null ? interval : Math.min(interval, Math.max(MIN_WAKE_MS, ms));
   }
 

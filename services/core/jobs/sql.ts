@@ -219,15 +219,17 @@ export interface JobListFilter {
   limit: number;
 }
 
+const ENDED_UNDELIVERED: readonly JobStatus[] = ["dead", "expired", "cancelled"];
+
 /**
  * The status as a literal, not a parameter: a prepared statement soon runs a generic plan, which
- * cannot use a partial index, and `status = 'dead'` is what lets GET /jobs?status=dead read
- * jobs_dead_idx (migration 0008) instead of every job of the application. Safe to inline: the
- * value is one of JOB_STATUSES.
+ * cannot use a partial index. For dead, expired and cancelled jobs `end_reason is not null` is
+ * added, which lets the list read jobs_ended_idx (migration 0010) instead of every job of the
+ * application. Safe to inline: the value is one of JOB_STATUSES.
  */
 function statusCondition(sql: Sql | TxSql, status: JobStatus) {
   if (!(JOB_STATUSES as readonly string[]).includes(status)) throw new Error(`not a job status: ${status}`);
-  return sql.unsafe(`and status = '${status}'`);
+  return sql.unsafe(`and status = '${status}'${ENDED_UNDELIVERED.includes(status) ? " and end_reason is not null" : ""}`);
 }
 
 export async function listJobs(sql: Sql | TxSql, appId: string, filter: JobListFilter): Promise<JobRow[]> {

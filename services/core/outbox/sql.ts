@@ -74,15 +74,17 @@ export const OUTBOX_CHANNEL = "evently_outbox";
 export const SOON_DUE_MS = 2000;
 
 /**
- * Milliseconds until the outbox's next entry is due (0 when one is due now), null when it is empty:
- * how long a sweeper or an idle Postgres-transport worker may sleep. Two index lookups (one per
- * partial index of migration 0009).
+ * Milliseconds until the outbox's next entry is due (0 when one is due now), null when there is
+ * none: how long an idle Postgres-transport worker may sleep. With `retriesOnly`, only `retry`
+ * entries (retries and holds) count: what the dispatcher wakes early for, since `publish` entries
+ * are the fast path's to clear within their grace, and sweeping them the moment it ends would race
+ * it. One or two index lookups (the partial indexes of migration 0009).
  */
-export async function msUntilNextDue(sql: Sql): Promise<number | null> {
+export async function msUntilNextDue(sql: Sql, retriesOnly = false): Promise<number | null> {
   const [row] = await sql<{ ms: number | null }[]>`
     select greatest(0, ceil(extract(epoch from least(
       (select min(due_at) from outbox where reason = 'retry'),
-      (select min(due_at) from outbox where reason <> 'retry')) - now()) * 1000))::int as ms`;
+      ${retriesOnly ? sql`null` : sql`(select min(due_at) from outbox where reason <> 'retry')`}) - now()) * 1000))::int as ms`;
   return row?.ms ?? null;
 }
 
