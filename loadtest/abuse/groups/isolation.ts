@@ -20,6 +20,7 @@ interface Fixture {
   route: string;
   event: string;
   job: string;
+  operation: string;
 }
 
 /** One of everything in A: an endpoint routed to `iso.*`, an event, its job dead (the receiver answers 410). */
@@ -36,13 +37,22 @@ async function fixture(ctx: Context, n: number): Promise<Fixture> {
     return res.json?.status === "dead" ? true : undefined;
   }, 10_000);
   if (!settled) throw new Error(`fixture job ${job} did not end dead within 10 s (RETRY_SCHEDULE of the stack?)`);
-  return { endpoint, route: route.json.data[0].id, event: event.json.id, job };
+  // The 410 disabled the endpoint, so replaying the event replays nothing (its job counts as
+  // failed): the operation finishes without touching A's other rows.
+  const replay = await suite.send({ method: "POST", path: `/events/${event.json.id}/replay`, key: a.key });
+  const operation: string = replay.json.id;
+  const finished = await pollUntil(async () => {
+    const res = await suite.send({ method: "GET", path: `/operations/${operation}`, key: a.key });
+    return res.json?.finishedAt ? true : undefined;
+  }, 10_000);
+  if (!finished) throw new Error(`fixture operation ${operation} did not finish within 10 s`);
+  return { endpoint, route: route.json.data[0].id, event: event.json.id, job, operation };
 }
 
 /** The id a path parameter names, by the collection it follows. */
 function pathFor(route: ApiOperation, f: Fixture): string {
   return route.path.replace(/\/([a-z-]+)\/:(\w+)/g, (_, collection: string, param: string) => {
-    const id = ({ endpoints: f.endpoint, routes: f.route, events: f.event, jobs: f.job } as Record<string, string>)[collection];
+    const id = ({ endpoints: f.endpoint, routes: f.route, events: f.event, jobs: f.job, operations: f.operation } as Record<string, string>)[collection];
     if (!id) throw new Error(`loadtest/abuse/groups/isolation.ts cannot fill :${param} of ${route.path}: add its collection to pathFor`);
     return `/${collection}/${id}`;
   });
@@ -66,6 +76,7 @@ function bodyFor(route: ApiOperation, f: Fixture): unknown {
     createRoute: { endpointId: f.endpoint, eventType: "iso.b" },
     createEvent: { type: "iso.b", data: {} },
     createEvents: { events: [{ type: "iso.b", data: {} }] },
+    recoverEndpoint: { since: "2000-01-01T00:00:00Z", until: "2000-01-02T00:00:00Z" },
   };
   if (!(route.operationId in bodies)) throw new Error(`loadtest/abuse/groups/isolation.ts has no body for ${route.operationId}: add one to bodyFor`);
   return bodies[route.operationId];
@@ -81,7 +92,8 @@ async function fingerprintOf(ctx: Context, f: Fixture): Promise<string> {
       (select md5(string_agg(t::text, '|')) from events t where id = ${f.event}),
       (select md5(string_agg(t::text, '|')) from jobs t where id = ${f.job}),
       (select md5(string_agg(t::text, '|' order by t::text)) from attempts t where job_id = ${f.job}),
-      (select md5(string_agg(t::text, '|' order by t::text)) from outbox t where job_id = ${f.job})) as digest`;
+      (select md5(string_agg(t::text, '|' order by t::text)) from outbox t where job_id = ${f.job}),
+      (select md5(string_agg(t::text, '|')) from operations t where id = ${f.operation})) as digest`;
   return row!.digest;
 }
 

@@ -288,10 +288,12 @@ export async function replayJobs(
 // ---- Claim renewal (appended): the heartbeat of a live worker's leases (worker/delivery/leases.ts) ----
 
 /**
- * Extends the claims on jobs a worker is still delivering by `leaseMs` from now, in one statement,
- * and moves their `lease` outbox entries along, so neither the dispatcher's sweep nor a
- * Postgres-transport take offers live work again. Jobs no longer `delivering` (their outcome was
- * recorded meanwhile) are left alone. Returns the ids renewed. Only next_attempt_at changes on
+ * Extends the claims on jobs a worker is still delivering by `leaseMs` from now, in one statement.
+ * Their `lease` outbox entries are not touched: an entry that comes due while its claim is live is
+ * moved to the claim's expiry by whoever takes it (the sweep, a Postgres-transport take), once per
+ * lease rather than on every beat, which kept the outbox index churning with dead entries at the
+ * front that every take then walked. Jobs no longer `delivering` (their outcome was recorded
+ * meanwhile) are left alone. Returns the ids renewed. Only next_attempt_at changes on
  * `jobs` (unindexed, so the update can be HOT); updated_at is for state changes, not heartbeats.
  */
 export async function renewClaims(sql: Sql, jobIds: string[], leaseMs: number): Promise<Set<string>> {
@@ -302,10 +304,7 @@ export async function renewClaims(sql: Sql, jobIds: string[], leaseMs: number): 
     ), renewed as (
       update jobs j set next_attempt_at = now() + ${leaseMs}::int * interval '1 millisecond'
       from locked where j.id = locked.id
-      returning j.id, j.next_attempt_at
-    ), moved as (
-      update outbox o set due_at = renewed.next_attempt_at
-      from renewed where o.job_id = renewed.id and o.reason = 'lease'
+      returning j.id
     )
     select id from renewed`;
   return new Set(rows.map((r) => r.id));

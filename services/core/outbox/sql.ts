@@ -157,7 +157,15 @@ export async function sweepOutbox(
     // A job replayed before its notice went out is no longer dead: its notice is dropped.
     const letters = swept.filter((job) => job.reason === "dead_letter" && job.status === "dead").map(deadLetterOf);
     if (letters.length > 0) await options.publishDeadLetters!(letters);
-    await tx`delete from outbox where job_id = any (${swept.map((job) => job.id)}::text[])`;
+    // A job still delivering under a live claim (renewed by its worker's heartbeat) keeps its entry,
+    // moved to when that claim lapses: should the worker die, the job is offered again then.
+    const live = new Set(swept.filter((job) => job.reason !== "dead_letter" && job.status === "delivering" && !job.publishable).map((job) => job.id));
+    await tx`delete from outbox where job_id = any (${swept.map((job) => job.id).filter((id) => !live.has(id))}::text[])`;
+    if (live.size > 0) {
+      await tx`
+        update outbox o set due_at = j.next_attempt_at, reason = 'lease'
+        from jobs j where j.id = o.job_id and o.job_id = any (${[...live]}::text[])`;
+    }
     return swept;
   });
 }
