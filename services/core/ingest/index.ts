@@ -4,7 +4,7 @@ import { envelopeBody, jobMessage, type JobMessage } from "../queue/messages.ts"
 import type { JobTransport } from "../queue/transport.ts";
 import { GroupCommitter, type AcceptedEvent, type CommittedEvent, type EventInput } from "./group-commit.ts";
 
-export type { AcceptedEvent, EventInput } from "./group-commit.ts";
+export type { AcceptedEvent, CommittedEvent, EventInput } from "./group-commit.ts";
 
 /** What ingest needs of the queue transport. */
 export type JobHandoff = Pick<JobTransport, "publishGraceMs" | "publish">;
@@ -33,7 +33,8 @@ export class Ingest {
   }
 }
 
-function jobMessagesOf(committed: CommittedEvent[]): JobMessage[] {
+/** The messages of committed events' jobs: what a transport is handed after the commit. */
+export function jobMessagesOf(committed: CommittedEvent[]): JobMessage[] {
   return committed.flatMap(({ row, jobs }) => {
     if (jobs.length === 0) return [];
     const event = { id: row.id, type: row.type, createdAt: row.createdAt, dataJson: row.dataJson };

@@ -3,9 +3,8 @@ import { disableEnabledEndpoint } from "@evently/core/endpoints/sql.ts";
 import { insertEventsWithJobs, type NewEventRow } from "@evently/core/events/sql.ts";
 import { readHealth } from "@evently/core/health/sql.ts";
 import { newId } from "@evently/core/ids.ts";
-import type { JobHandoff } from "@evently/core/ingest/index.ts";
+import { jobMessagesOf, type JobHandoff } from "@evently/core/ingest/index.ts";
 import type { Logger } from "@evently/core/log.ts";
-import { envelopeBody, jobMessage } from "@evently/core/queue/messages.ts";
 import type { DeliveryTarget } from "../endpoint-cache.ts";
 import type { EndpointControl } from "./pipeline.ts";
 
@@ -69,9 +68,6 @@ export class EndpointDisabler implements EndpointControl {
     if (!committed) return;
     const { row, jobs } = committed;
     this.log.warn("endpoint disabled", { endpointId: target.id, reason, eventId: row.id, notified: jobs.length });
-    if (jobs.length === 0) return;
-    const body = envelopeBody(row.id, row.type, row.createdAt, row.dataJson);
-    const event = { id: row.id, type: row.type, createdAt: row.createdAt, dataJson: row.dataJson };
-    this.handoff.publish(jobs.map((job) => jobMessage({ ...job, attemptCount: 0 }, event, body)));
+    this.handoff.publish(jobMessagesOf([{ row, jobs }]));
   }
 }
