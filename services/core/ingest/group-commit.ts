@@ -42,7 +42,7 @@ export interface CommittedEvent {
   jobs: CreatedJob[];
 }
 
-const RETRIES_ON_CONNECTION_LOSS = 6;
+const RETRIES_ON_CONNECTION_LOSS = 4;
 // Far above a healthy commit (milliseconds); reached only when a connection was cut mid-commit.
 const COMMIT_DEADLINE_MS = 10_000;
 
@@ -107,7 +107,7 @@ export class GroupCommitter {
   }
 
   /**
-   * A connection cut mid-commit (a backend killed, a failover) is retried for up to about three seconds
+   * A connection cut mid-commit (a backend killed, a failover) is retried for up to about a second
    * before callers hear 503. Retrying is safe even when the lost try had committed: the rows keep
    * their ids, and rows found already stored are answered from what is stored. A database that
    * cannot be reached at all (stopped, restarting) is not waited for: the shared circuit
