@@ -10,7 +10,7 @@ import { renderMarkdown, summarise, type BenchReport, type Memory, type Transpor
 import { startStack, type BenchTransport } from "./stack.ts";
 
 /**
- * `npm run bench -- [--transport=rabbitmq|postgres|both] [--quick] [--no-ceilings] [--scale=2] [--roles=all] [--out=dir] [--db-set=name=value] [--cpu-prof=dir]`
+ * `npm run bench -- [--transport=rabbitmq|postgres|both] [--quick] [--no-ceilings] [--scale=2] [--roles=all] [--phases=warmup,burst-batch] [--out=dir] [--db-set=name=value] [--cpu-prof=dir]`
  *
  * Measures this machine's raw ceilings, then for each queue transport (both by default, RabbitMQ
  * first) starts Evently on a scratch database (and, for RabbitMQ, its own AMQP prefix) with an
@@ -37,6 +37,8 @@ const { values: args } = parseArgs({
     out: { type: "string", default: defaultOut },
     /** Directory for a CPU profile of each role (<transport>-<role>.cpuprofile; open in Chrome DevTools). */
     "cpu-prof": { type: "string" },
+    /** Only these phases (and ramp steps), by name, in their usual order: for experiments on one figure. */
+    phases: { type: "string" },
   },
 });
 const quick = args.quick!;
@@ -47,6 +49,8 @@ const roleChoice = args.roles?.split(",") as Role[] | undefined;
 const transportChoices: Record<string, BenchTransport[]> = { rabbitmq: ["rabbitmq"], postgres: ["postgres"], both: ["rabbitmq", "postgres"] };
 const transports = transportChoices[args.transport!];
 if (!transports) throw new Error(`--transport must be rabbitmq, postgres or both, not ${args.transport}`);
+const phaseChoice = args.phases?.split(",");
+const chosen = (spec: PhaseSpec) => !phaseChoice || phaseChoice.includes(spec.name);
 const log = (msg: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
 
 function revision(): string {
@@ -142,9 +146,9 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
     };
     // Latency at fixed rates, then the ramp, then the saturating ingest phases (whose backlog would
     // otherwise spill into the measurements after them).
-    const all = defaultPhases(quick, scale);
+    const all = defaultPhases(quick, scale).filter(chosen);
     for (const spec of all.filter((p) => p.group !== "ingest")) await run(spec);
-    for (const spec of rampSteps(quick, scale)) {
+    for (const spec of rampSteps(quick, scale).filter(chosen)) {
       const result = await run(spec);
       if (!result.keptUp) {
         log(`ramp: stopped after ${spec.name}, which did not keep up`);

@@ -78,13 +78,17 @@ export const SOON_DUE_MS = 2000;
  * none: how long an idle Postgres-transport worker may sleep. With `retriesOnly`, only `retry`
  * entries (retries and holds) count: what the dispatcher wakes early for, since `publish` entries
  * are the fast path's to clear within their grace, and sweeping them the moment it ends would race
- * it. One or two index lookups (the partial indexes of migration 0009).
+ * it. Leases do not count: lapsed ones are looked for once per poll interval (`lapsedLeases` below).
+ * One or two index lookups (the partial indexes of migrations 0009 and 0012).
  */
 export async function msUntilNextDue(sql: Sql, retriesOnly = false): Promise<number | null> {
+  // greatest() skips nulls, so the null of an empty outbox is kept by hand: it read as "due now",
+  // and an idle taker polled every few milliseconds.
   const [row] = await sql<{ ms: number | null }[]>`
-    select greatest(0, ceil(extract(epoch from least(
+    select case when next is null then null else greatest(0, ceil(extract(epoch from next - now()) * 1000))::int end as ms
+    from (select least(
       (select min(due_at) from outbox where reason = 'retry'),
-      ${retriesOnly ? sql`null` : sql`(select min(due_at) from outbox where reason <> 'retry')`}) - now()) * 1000))::int as ms`;
+      ${retriesOnly ? sql`null` : sql`(select min(due_at) from outbox where reason <> 'retry' and reason <> 'lease')`}) as next) n`;
   return row?.ms ?? null;
 }
 
@@ -137,10 +141,15 @@ export async function sweepOutbox(
   const deadLetters = options.publishDeadLetters !== undefined;
   return sql.begin(async (tx) => {
     const swept = await tx<SweptJob[]>`
-      with other as (
+      with fresh as (
         select job_id, reason, due_at from outbox
-        where due_at <= now() and reason <> 'retry' and (${deadLetters}::boolean or reason <> 'dead_letter')
+        where due_at <= now() and reason <> 'retry' and reason <> 'lease' and (${deadLetters}::boolean or reason <> 'dead_letter')
         order by due_at limit ${limit} for update skip locked
+      ), lapsed as (
+        select job_id, reason, due_at from outbox where due_at <= now() and reason = 'lease'
+        order by due_at limit ${limit}::int - (select count(*) from fresh) for update skip locked
+      ), other as (
+        select * from fresh union all select * from lapsed
       ), retry as (
         select job_id, reason, due_at from outbox where due_at <= now() and reason = 'retry'
         order by due_at limit least(${retryLimit}::int, ${limit}::int - (select count(*) from other)) for update skip locked
@@ -176,6 +185,13 @@ export interface TakeOptions {
   retryLimit?: number;
   /** How long a taken job stays away before it is offered again, unless claimed meanwhile. */
   leaseMs: number;
+  /**
+   * Whether to look for lapsed leases too. Each deleted lease leaves a dead index entry at its lapse
+   * time until a vacuum, and looking walks over those (migration 0012), so takers look now and then
+   * (the poll interval) rather than on every take: a lapsed lease is a worker's death or a lost answer.
+   * Default true.
+   */
+  lapsedLeases?: boolean;
 }
 
 /**
@@ -194,13 +210,18 @@ export async function takeDueJobs(sql: Sql, options: TakeOptions): Promise<Swept
   // taken once a backlog built up, and a take of 256 jobs from 25,000 due ones took seconds instead
   // of milliseconds. Planning costs about a millisecond per take, a few microseconds per job.
   const retryLimit = Math.min(options.limit, options.retryLimit ?? options.limit);
-  return sql.unsafe<SweptJob[]>(TAKE_DUE_JOBS, [options.limit, options.leaseMs, retryLimit]);
+  return sql.unsafe<SweptJob[]>(TAKE_DUE_JOBS, [options.limit, options.leaseMs, retryLimit, options.lapsedLeases ?? true]);
 }
 
 const TAKE_DUE_JOBS = `
-  with other as (
-    select job_id, reason from outbox where due_at <= now() and reason <> 'retry' and reason <> 'dead_letter'
+  with fresh as (
+    select job_id, reason from outbox where due_at <= now() and reason <> 'retry' and reason <> 'lease' and reason <> 'dead_letter'
     order by due_at limit $1 for update skip locked
+  ), lapsed as (
+    select job_id, reason from outbox where $4::boolean and due_at <= now() and reason = 'lease'
+    order by due_at limit $1::int - (select count(*) from fresh) for update skip locked
+  ), other as (
+    select * from fresh union all select * from lapsed
   ), retry as (
     select job_id, reason from outbox where due_at <= now() and reason = 'retry'
     order by due_at limit least($3::int, $1::int - (select count(*) from other)) for update skip locked

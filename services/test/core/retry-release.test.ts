@@ -3,7 +3,7 @@ import { loadConfig } from "../../core/config/index.ts";
 import { recordOutcomes, replayJobs } from "../../core/jobs/sql.ts";
 import { silentLogger } from "../../core/log.ts";
 import { RetryBudget } from "../../core/outbox/retry-budget.ts";
-import { messageForSwept, takeDueJobs, type DeadLetter } from "../../core/outbox/sql.ts";
+import { messageForSwept, msUntilNextDue, takeDueJobs, type DeadLetter } from "../../core/outbox/sql.ts";
 import type { JobMessage } from "../../core/queue/messages.ts";
 import { OutboxSweeper } from "../../dispatcher/sweeper.ts";
 import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
@@ -128,6 +128,21 @@ describe("the Postgres transport's take", () => {
     expect([...(await api.sql`select reason from outbox where job_id = ${job!}`)]).toEqual([{ reason: "dead_letter" }]);
     expect(await takeDueJobs(api.sql, { limit: 100, leaseMs: 30_000 })).toEqual([]);
     expect([...(await api.sql`select reason from outbox where job_id = ${job!}`)]).toEqual([{ reason: "dead_letter" }]);
+  });
+
+  test("lapsed leases are taken only when asked for, and the next-due time does not count them", async () => {
+    await api.sql`delete from outbox`;
+    const [lapsed] = await duePublishes(1);
+    const fresh = await duePublishes(2);
+    // Taken once, never claimed: its lease lapsed a second ago.
+    await api.sql`update outbox set reason = 'lease', due_at = now() - interval '1 second' where job_id = ${lapsed!}`;
+    const first = await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000, lapsedLeases: false });
+    expect(first.map((j) => j.id).sort()).toEqual([...fresh].sort());
+    // Only the lapsed lease is due now, and it is not what an idle taker wakes for: nothing is.
+    expect(await msUntilNextDue(api.sql)).toBeNull();
+    const second = await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000, lapsedLeases: true });
+    expect(second.map((j) => j.id)).toEqual([lapsed!]);
+    expect([...(await api.sql`select reason from outbox where job_id = ${lapsed!} and due_at > now()`)]).toEqual([{ reason: "lease" }]);
   });
 });
 

@@ -96,6 +96,7 @@ class OutboxConsumer {
   /** A wake-up that came while the loop was busy: its next sleep returns at once. */
   private wokenMeanwhile = false;
   private readonly retries: RetryBudget | undefined;
+  private lapsedLookedAt = 0;
 
   constructor(
     private readonly sql: Sql,
@@ -150,8 +151,11 @@ class OutboxConsumer {
       let taken;
       const retryLimit = this.retries?.available(room) ?? room;
       try {
-        const options = { limit: room, leaseMs: this.options.takeLeaseMs, retryLimit };
+        // Lapsed leases (a worker died, an answer was lost) are looked for once per poll interval.
+        const lapsedLeases = Date.now() - this.lapsedLookedAt >= this.options.pollIntervalMs;
+        const options = { limit: room, leaseMs: this.options.takeLeaseMs, retryLimit, lapsedLeases };
         taken = await withDeadline(takeDueJobs(this.sql, options), STATEMENT_DEADLINE_MS, "take due jobs");
+        if (lapsedLeases) this.lapsedLookedAt = Date.now();
         failures = 0;
       } catch (err) {
         failures++;
