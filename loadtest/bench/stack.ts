@@ -1,11 +1,11 @@
-import { randomBytes } from "node:crypto";
 import amqp from "amqplib";
-import { mkdirSync, openSync, writeSync, closeSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import { loadConfig } from "../../services/core/config/index.ts";
 import { deleteTopology } from "../../services/core/queue/rabbitmq/topology.ts";
+import { installationEnv, pipeRoleOutput, waitReady } from "../processes.ts";
 
 /**
  * An Evently installation for one benchmark run, as separate processes the way it is deployed:
@@ -91,41 +91,9 @@ function spawnRole(role: string, env: Record<string, string | undefined>, logDir
     stdout: "pipe",
     stderr: "pipe",
   });
-  const file = openSync(join(logDir, `${role}.log`), "a");
-  let resolveStarted: (port: number) => void = () => {};
-  let rejectStarted: (err: Error) => void = () => {};
-  const started = new Promise<number>((res, rej) => ((resolveStarted = res), (rejectStarted = rej)));
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    const decoder = new TextDecoder();
-    let buffered = "";
-    for await (const chunk of stream) {
-      const text = decoder.decode(chunk, { stream: true });
-      writeSync(file, text);
-      buffered += text;
-      let nl: number;
-      while ((nl = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        if (line.includes('"evently started"')) {
-          const port = (JSON.parse(line) as { port?: number }).port;
-          if (port) resolveStarted(port);
-        }
-      }
-    }
-  };
-  void Promise.all([pump(proc.stdout), pump(proc.stderr)]).finally(() => closeSync(file));
-  void proc.exited.then((code) => rejectStarted(new Error(`${role} exited with code ${code} before starting; see ${logDir}/${role}.log`)));
-  return { role, proc, started };
-}
-
-async function waitReady(url: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await fetch(`${url}/ready`).then((r) => r.ok, () => false);
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`${url}/ready did not answer 200 within ${timeoutMs} ms`);
-    await Bun.sleep(100);
-  }
+  const logged = pipeRoleOutput(proc, join(logDir, `${role}.log`));
+  const exited = proc.exited.then((code) => Promise.reject(new Error(`${role} exited with code ${code} before starting; see ${logDir}/${role}.log`)));
+  return { role, proc, started: Promise.race([logged, exited]) };
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -138,29 +106,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const adminUrl = new URL(dbUrl);
   adminUrl.pathname = "/postgres";
   dbUrl.pathname = `/evently_${label}_${id}`;
-  // The caller's settings first; then what makes this installation its own, which must not be
-  // overridden (a DATABASE_URL from the environment would point the stack at a real database).
-  // The transport is always named, and the database and broker always given: the product's
-  // defaults for them (chosen by which URLs are set, an embedded database) are not what we measure.
-  const env: Record<string, string> = {
-    DELIVERY_ALLOW_PRIVATE_NETWORKS: "true",
-    // Keys of this run only: the stack is made and dropped with it.
-    ADMIN_API_KEY: randomBytes(32).toString("hex"),
-    ENCRYPTION_KEY: randomBytes(32).toString("base64"),
-    ...options.env,
-    QUEUE_TRANSPORT: transport,
-    DATABASE_URL: dbUrl.toString(),
-    ...(transport === "rabbitmq"
-      ? { AMQP_URL: options.amqpUrl ?? process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672", AMQP_PREFIX: `evently-${label}-${id}` }
-      : {}),
-    HOST: "127.0.0.1",
-    PORT: "0",
-    // info at least: the "evently started" line is how the stack learns each port.
-    LOG_LEVEL: options.env?.LOG_LEVEL === "debug" ? "debug" : "info",
-  };
-  // The roles' environment: ours plus the stack's. A Postgres stack gets no AMQP_URL from us either.
-  const childEnv: Record<string, string | undefined> = { ...process.env, ...env };
-  if (transport !== "rabbitmq") for (const k of ["AMQP_URL", "AMQP_PREFIX"]) delete childEnv[k];
+  const { env, childEnv } = installationEnv({
+    transport,
+    databaseUrl: dbUrl.toString(),
+    amqp: { url: options.amqpUrl ?? process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672", prefix: `evently-${label}-${id}` },
+    settings: options.env,
+  });
   const logDir = join(tmpdir(), `evently-${label}-${id}`);
   mkdirSync(logDir, { recursive: true });
   log(`stack (${transport} transport): scratch database ${dbUrl.pathname.slice(1)}${env.AMQP_PREFIX ? `, AMQP prefix ${env.AMQP_PREFIX}` : ""}, logs in ${logDir}`);

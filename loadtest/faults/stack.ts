@@ -1,5 +1,4 @@
-import { randomBytes } from "node:crypto";
-import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,6 +6,7 @@ import amqp from "amqplib";
 import postgres from "postgres";
 import { loadConfig } from "../../services/core/config/index.ts";
 import { deleteTopology } from "../../services/core/queue/rabbitmq/topology.ts";
+import { installationEnv, isAlive, pipeRoleOutput, waitReady } from "../processes.ts";
 
 /**
  * One installation per scenario, as deployed: each role its own `bun services/main.ts <role>`
@@ -58,7 +58,7 @@ export async function prepareTemplate(): Promise<void> {
     for (const { datname } of stale) {
       // evently_faults_tpl_<pid> and evently_faults_<pid>_<n>
       const pid = Number(datname.split("_")[datname.startsWith("evently_faults_tpl_") ? 3 : 2]);
-      if (pid !== process.pid && !alive(pid)) await sql.unsafe(`drop database if exists "${datname}" with (force)`);
+      if (pid !== process.pid && !isAlive(pid)) await sql.unsafe(`drop database if exists "${datname}" with (force)`);
     }
   });
   const migrate = Bun.spawn([process.execPath, MAIN, "migrate"], {
@@ -72,16 +72,6 @@ export async function prepareTemplate(): Promise<void> {
 
 export async function dropTemplate(): Promise<void> {
   await admin((sql) => sql.unsafe(`drop database if exists "${TEMPLATE}" with (force)`)).catch(() => {});
-}
-
-function alive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function freePort(): Promise<number> {
@@ -139,20 +129,12 @@ export async function startFaultStack(options: StackOptions): Promise<FaultStack
   mkdirSync(logDir, { recursive: true });
   await admin((sql) => sql.unsafe(`create database "${database}" template "${TEMPLATE}"`));
   const apiPort = await freePort();
-  const env: Record<string, string> = {
-    DELIVERY_ALLOW_PRIVATE_NETWORKS: "true",
-    ADMIN_API_KEY: randomBytes(32).toString("hex"),
-    ENCRYPTION_KEY: randomBytes(32).toString("base64"),
-    ...options.env,
-    QUEUE_TRANSPORT: transport,
-    DATABASE_URL: databaseUrl(database),
-    ...(transport === "rabbitmq" ? { AMQP_URL, AMQP_PREFIX: `evently-faults-${id}` } : {}),
-    HOST: "127.0.0.1",
-    // info: the "evently started" line is how a role's port is learnt.
-    LOG_LEVEL: "info",
-  };
-  const childEnv: Record<string, string | undefined> = { ...process.env, ...env };
-  if (transport !== "rabbitmq") for (const k of ["AMQP_URL", "AMQP_PREFIX"]) delete childEnv[k];
+  const { env, childEnv } = installationEnv({
+    transport,
+    databaseUrl: databaseUrl(database),
+    amqp: { url: AMQP_URL, prefix: `evently-faults-${id}` },
+    settings: options.env,
+  });
   const sql = postgres(env.DATABASE_URL!, { max: 4, onnotice: () => {}, transform: postgres.camel, connect_timeout: 5 });
   const roles = new Map<string, RoleProcess>();
 
@@ -167,16 +149,12 @@ export async function startFaultStack(options: StackOptions): Promise<FaultStack
     });
     children.add(proc);
     void proc.exited.then(() => children.delete(proc));
-    const started = pumpLogs(proc, join(logDir, `${name}.log`));
+    const started = pipeRoleOutput(proc, join(logDir, `${name}.log`));
     const exited = proc.exited.then((code) => Promise.reject(new Error(`${name} exited with ${code} before starting; see ${logDir}/${name}.log`)));
     const timeout = Bun.sleep(30_000).then(() => Promise.reject(new Error(`${name} did not start within 30 s`)));
     const listening = await Promise.race([started, exited, timeout]);
     const url = `http://127.0.0.1:${listening}`;
-    const deadline = Date.now() + 30_000;
-    while (!(await fetch(`${url}/ready`).then((r) => r.ok, () => false))) {
-      if (Date.now() > deadline) throw new Error(`${name} not ready within 30 s`);
-      await Bun.sleep(100);
-    }
+    await waitReady(url, 30_000);
     const running = { name, pid: proc.pid, url, proc };
     roles.set(name, running);
     return running;
@@ -240,30 +218,6 @@ export async function startFaultStack(options: StackOptions): Promise<FaultStack
     await stop();
     throw err;
   }
-}
-
-/** Copies a role's output to its log file; resolves with its port from the "evently started" line. */
-function pumpLogs(proc: ReturnType<typeof Bun.spawn>, file: string): Promise<number> {
-  const fd = openSync(file, "a");
-  let resolvePort: (port: number) => void = () => {};
-  const port = new Promise<number>((resolve) => (resolvePort = resolve));
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    const decoder = new TextDecoder();
-    let buffered = "";
-    for await (const chunk of stream) {
-      const text = decoder.decode(chunk, { stream: true });
-      writeSync(fd, text);
-      buffered += text;
-      let nl: number;
-      while ((nl = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        if (line.includes('"evently started"')) resolvePort((JSON.parse(line) as { port: number }).port);
-      }
-    }
-  };
-  void Promise.all([pump(proc.stdout as ReadableStream<Uint8Array>), pump(proc.stderr as ReadableStream<Uint8Array>)]).finally(() => closeSync(fd));
-  return port;
 }
 
 /** VmRSS and VmHWM (peak) of a process, in MiB; null once it is gone. */

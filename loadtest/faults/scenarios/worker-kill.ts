@@ -1,6 +1,5 @@
-import { Producer } from "../producer.ts";
 import { stall } from "../receivers.ts";
-import { check, settleAndCount, withStack, type Scenario } from "../scenario.ts";
+import { check, streamedFault, type Scenario } from "../scenario.ts";
 import type { Transport } from "../stack.ts";
 
 // The promise worker leases make (services/worker/delivery/leases.ts).
@@ -17,69 +16,50 @@ const RECEIVER_MS = 200;
  * for leases, sweeps and polls.
  */
 export function workerKill(transport: Transport): Scenario {
-  const name = `worker-kill[${transport}]`;
-  return {
-    name,
-    run: (log) =>
-      withStack({ name, transport, workers: 2, env: { RETRY_SCHEDULE: "200ms,500ms,1s,2s,2s" } }, log, async (stack, receivers) => {
-        receivers.on("/wk", async (req) => {
-          await stall(req, RECEIVER_MS);
-          return new Response("ok");
-        });
-        await stack.subscribe(`${receivers.url}/wk`, "faults.wk", { timeoutMs: 10_000 });
-        const producer = new Producer({
-          apiUrl: () => stack.apiUrl,
-          appKey: stack.appKey,
-          rate: RATE,
-          durationMs: 12_000,
-          type: () => "faults.wk",
-          keyPrefix: name,
-        }).start();
+  return streamedFault({
+    name: `worker-kill[${transport}]`,
+    stack: { transport, workers: 2, env: { RETRY_SCHEDULE: "200ms,500ms,1s,2s,2s" } },
+    path: "/wk",
+    endpoint: { timeoutMs: 10_000 },
+    receive: async (req) => {
+      await stall(req, RECEIVER_MS);
+      return new Response("ok");
+    },
+    stream: { rate: RATE, durationMs: 12_000 },
+    faultAfterMs: 4000,
+    async fault({ stack, receivers, log }) {
+      const victim = stack.roles.get("worker-1")!;
+      await stack.kill("worker-1", "SIGKILL");
+      const killedAt = Date.now();
+      // Right after the kill, what is `delivering` is the dead worker's (stuck) and the survivor's (finishing).
+      const inFlight = (await stack.sql<{ id: string }[]>`select id from jobs where status = 'delivering'`).map((r) => r.id);
+      log(`killed worker-1 (pid ${victim.pid}) with ${inFlight.length} jobs delivering across both workers`);
+      await Bun.sleep(8000);
+      await stack.start("worker-1");
+      log("worker-1 started again");
 
-        await Bun.sleep(4000);
-        const victim = stack.roles.get("worker-1")!;
-        await stack.kill("worker-1", "SIGKILL");
-        const killedAt = Date.now();
-        // Right after the kill, what is `delivering` is the dead worker's (stuck) and the survivor's (finishing).
-        const inFlight = (await stack.sql<{ id: string }[]>`select id from jobs where status = 'delivering'`).map((r) => r.id);
-        log(`killed worker-1 (pid ${victim.pid}) with ${inFlight.length} jobs delivering across both workers`);
-        await Bun.sleep(8000);
-        await stack.start("worker-1");
-        log("worker-1 started again");
-
-        const production = await producer.finish();
-        const deadline = killedAt + RECOVERY_BOUND_MS + 20_000;
-        let recoveredAt = 0;
-        while (Date.now() < deadline) {
-          const [row] = await stack.sql<{ open: number; last: Date | null }[]>`
-            select count(*) filter (where status <> 'delivered')::int as open, max(delivered_at) as last
-            from jobs where id = any (${inFlight}::text[])`;
-          if (row!.open === 0) {
-            recoveredAt = row!.last?.getTime() ?? killedAt;
-            break;
-          }
-          await Bun.sleep(200);
+      const deadline = killedAt + RECOVERY_BOUND_MS + 20_000;
+      let recoveredAt = 0;
+      while (Date.now() < deadline) {
+        const [row] = await stack.sql<{ open: number; last: Date | null }[]>`
+          select count(*) filter (where status <> 'delivered')::int as open, max(delivered_at) as last
+          from jobs where id = any (${inFlight}::text[])`;
+        if (row!.open === 0) {
+          recoveredAt = row!.last?.getTime() ?? killedAt;
+          break;
         }
-        const recoveryMs = recoveredAt ? recoveredAt - killedAt : Number.POSITIVE_INFINITY;
-        // The dead worker's deliveries were cut off mid-request: the receiver saw them, unanswered.
-        const cutOff = new Set(receivers.at("/wk").filter((r) => !r.answered && r.receivedAt < killedAt).map((r) => r.webhookId));
-        const victims = inFlight.filter((id) => cutOff.has(id)).length;
-        log(`jobs in flight at the kill delivered ${(recoveryMs / 1000).toFixed(1)} s after it (${victims} of them cut off at the receiver)`);
-
-        const { tally, checks } = await settleAndCount(stack, receivers, production, log);
-        return {
-          name,
-          tally,
-          checks: [
-            ...checks,
-            check("the killed worker had deliveries in flight", victims > 0, `${victims} deliveries cut off by the kill`),
-            check(
-              `its in-flight jobs delivered within ${RECOVERY_BOUND_MS / 1000} s of the kill`,
-              recoveryMs < RECOVERY_BOUND_MS,
-              `${(recoveryMs / 1000).toFixed(1)} s`,
-            ),
-          ],
-        };
-      }),
-  };
+        await Bun.sleep(200);
+      }
+      const recoveryMs = recoveredAt ? recoveredAt - killedAt : Number.POSITIVE_INFINITY;
+      // The dead worker's deliveries were cut off mid-request: the receiver saw them, unanswered.
+      const cutOff = new Set(receivers.at("/wk").filter((r) => !r.answered && r.receivedAt < killedAt).map((r) => r.webhookId));
+      const victims = inFlight.filter((id) => cutOff.has(id)).length;
+      log(`jobs in flight at the kill delivered ${(recoveryMs / 1000).toFixed(1)} s after it (${victims} of them cut off at the receiver)`);
+      return { victims, recoveryMs };
+    },
+    checks: ({ fault: { victims, recoveryMs } }) => [
+      check("the killed worker had deliveries in flight", victims > 0, `${victims} deliveries cut off by the kill`),
+      check(`its in-flight jobs delivered within ${RECOVERY_BOUND_MS / 1000} s of the kill`, recoveryMs < RECOVERY_BOUND_MS, `${(recoveryMs / 1000).toFixed(1)} s`),
+    ],
+  });
 }

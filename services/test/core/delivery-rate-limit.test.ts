@@ -1,45 +1,15 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createSql, type Sql } from "../../core/db/client.ts";
+import { describe, expect, test } from "bun:test";
+import type { Sql } from "../../core/db/client.ts";
 import { DeliveryRateLimiter, type DeliveryRateLimiterOptions } from "../../core/ratelimit/delivery.ts";
-import { createTestDatabase, type TestDatabase } from "../support/database.ts";
+import { countStatements, useDatabasePools } from "../support/pools.ts";
 
 // The per-endpoint delivery limit against a real database: two limiters with pools of their own are
 // two worker processes sharing one endpoint's bucket.
 
-let db: TestDatabase;
-let sql: Sql;
 const limiters: DeliveryRateLimiter[] = [];
-const pools: Sql[] = [];
+const db = useDatabasePools(() => Promise.all(limiters.map((l) => l.stop())));
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  sql = pool();
-});
-afterAll(async () => {
-  await Promise.all(limiters.map((l) => l.stop()));
-  await Promise.all(pools.map((p) => p.end({ timeout: 1 })));
-  await db.drop();
-});
-
-function pool(): Sql {
-  const created = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 4 }, { connect_timeout: 2 });
-  pools.push(created);
-  return created;
-}
-
-/** A pool that counts the statements sent through it (tagged templates, not identifier helpers). */
-function counted(over: Sql): { sql: Sql; statements: () => number } {
-  let statements = 0;
-  const proxy = new Proxy(over, {
-    apply: (target, self, args) => {
-      if (Array.isArray(args[0]) && "raw" in args[0]) statements++;
-      return Reflect.apply(target, self, args);
-    },
-  });
-  return { sql: proxy, statements: () => statements };
-}
-
-function limiter(over: Sql = sql, options: DeliveryRateLimiterOptions = {}): DeliveryRateLimiter {
+function limiter(over: Sql = db.sql, options: DeliveryRateLimiterOptions = {}): DeliveryRateLimiter {
   const created = new DeliveryRateLimiter(over, { cleanupIntervalMs: 0, ...options });
   limiters.push(created);
   return created;
@@ -68,7 +38,7 @@ describe("two workers sharing an endpoint's limit", () => {
   for (const limit of [20, 200]) {
     test(`hammered together for 4 s at ${limit}/s, send at most 10% over the limit (plus the burst) and at least 85% of it`, async () => {
       const seconds = 4;
-      const pair = [limiter(pool()), limiter(pool())];
+      const pair = [limiter(db.pool()), limiter(db.pool())];
       const granted = await hammer(pair, newEndpoint(), limit, seconds * 1000);
       console.log(`two delivery limiters hammered, ${limit}/s for ${seconds} s: granted ${granted.join(" + ")} = ${sum(granted)}`);
       const burst = Math.ceil(limit * 0.1);
@@ -82,7 +52,7 @@ describe("two workers sharing an endpoint's limit", () => {
     // What the worker does: a refused job is handed back and offered again after its wait, to
     // either worker. 100 jobs to an endpoint limited to 20/s.
     const limit = 20;
-    const pair = [limiter(pool()), limiter(pool())];
+    const pair = [limiter(db.pool()), limiter(db.pool())];
     const endpointId = newEndpoint();
     const sentAt: number[] = [];
     let holds = 0;
@@ -124,7 +94,7 @@ describe("one worker", () => {
   });
 
   test("with a high limit, most deliveries take from the local chunk without a round trip", async () => {
-    const { sql: countedSql, statements } = counted(sql);
+    const { sql: countedSql, statements } = countStatements(db.sql);
     const l = limiter(countedSql);
     const endpointId = newEndpoint();
     // The first second sizes chunks by what is waiting; from the second on, by the demand seen.
@@ -139,12 +109,12 @@ describe("one worker", () => {
   });
 
   test("cleanup deletes idle endpoints' bucket rows", async () => {
-    const l = limiter(sql, { idleSeconds: 60 });
+    const l = limiter(db.sql, { idleSeconds: 60 });
     const [idle, active] = [newEndpoint(), newEndpoint()];
-    await sql`insert into delivery_rate_buckets (endpoint_id, empty_at, granted) values (${idle}, extract(epoch from clock_timestamp())::float8 - 61, 1)`;
+    await db.sql`insert into delivery_rate_buckets (endpoint_id, empty_at, granted) values (${idle}, extract(epoch from clock_timestamp())::float8 - 61, 1)`;
     expect(await l.take(active, 100)).toBeNull();
     expect(await l.cleanup()).toBe(1);
-    const rows = await sql<{ endpointId: string }[]>`select endpoint_id from delivery_rate_buckets where endpoint_id in (${idle}, ${active})`;
+    const rows = await db.sql<{ endpointId: string }[]>`select endpoint_id from delivery_rate_buckets where endpoint_id in (${idle}, ${active})`;
     expect(rows.map((r) => r.endpointId)).toEqual([active]);
   });
 });

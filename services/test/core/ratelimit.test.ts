@@ -1,43 +1,16 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createSql, type Sql } from "../../core/db/client.ts";
+import { describe, expect, test } from "bun:test";
+import type { Sql } from "../../core/db/client.ts";
 import { IngestRateLimiter, type RateLimiterOptions, type TakeResult } from "../../core/ratelimit/limiter.ts";
-import { createTestDatabase, type TestDatabase } from "../support/database.ts";
+import { countStatements, useDatabasePools } from "../support/pools.ts";
 import { captureLog } from "../support/log.ts";
 
 // The ingest rate limit against a real database: what one limiter admits, what two limiters with
 // pools of their own (two API processes) admit together, and what a failing claim does.
 
-let db: TestDatabase;
-let sql: Sql;
 const limiters: IngestRateLimiter[] = [];
-const pools: Sql[] = [];
+const db = useDatabasePools(() => Promise.all(limiters.map((l) => l.stop())));
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  sql = pool();
-});
-afterAll(async () => {
-  await Promise.all(limiters.map((l) => l.stop()));
-  await Promise.all(pools.map((p) => p.end({ timeout: 1 })));
-  await db.drop();
-});
-
-function pool(url = db.url): Sql {
-  const created = createSql({ DATABASE_URL: url, DATABASE_POOL_MAX: 4 }, { connect_timeout: 2 });
-  pools.push(created);
-  return created;
-}
-
-/** A pool that counts the statements sent through it: the limiter's round trips. */
-function counted(over: Sql): { sql: Sql; statements: () => number } {
-  let statements = 0;
-  const proxy = new Proxy(over, {
-    apply: (target, self, args) => (statements++, Reflect.apply(target, self, args)),
-  });
-  return { sql: proxy, statements: () => statements };
-}
-
-function limiter(over: Sql = sql, options: RateLimiterOptions = {}): IngestRateLimiter {
+function limiter(over: Sql = db.sql, options: RateLimiterOptions = {}): IngestRateLimiter {
   const created = new IngestRateLimiter(over, { cleanupIntervalMs: 0, ...options });
   limiters.push(created);
   return created;
@@ -47,7 +20,7 @@ let apps = 0;
 const newApp = () => `app_test${++apps}_${Math.random().toString(36).slice(2, 8)}`;
 
 async function bucketOf(appId: string) {
-  const [row] = await sql<{ emptyAt: number; granted: number }[]>`
+  const [row] = await db.sql<{ emptyAt: number; granted: number }[]>`
     select empty_at, granted from ingest_rate_buckets where app_id = ${appId}`;
   return row ?? null;
 }
@@ -77,7 +50,7 @@ const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
 
 describe("one limiter", () => {
   test("hammered from idle, admits the limit per second within 10%, in few round trips", async () => {
-    const { sql: countedSql, statements } = counted(sql);
+    const { sql: countedSql, statements } = countStatements(db.sql);
     const l = limiter(countedSql);
     const admitted = sum(await hammer([l], newApp(), 500, 2000));
     expect(admitted).toBeLessThanOrEqual(500 * 2 * 1.1);
@@ -124,7 +97,7 @@ describe("one limiter", () => {
 describe("two limiters with pools of their own", () => {
   test("hammered together for 3 s, admit at most the limit within 10% and at least 90% of it", async () => {
     const limit = 500;
-    const pair = [limiter(pool()), limiter(pool())];
+    const pair = [limiter(db.pool()), limiter(db.pool())];
     const admitted = await hammer(pair, newApp(), limit, 3000);
     console.log(`two limiters hammered, ${limit}/s for 3 s: admitted ${admitted.join(" + ")} = ${sum(admitted)}`);
     expect(sum(admitted)).toBeLessThanOrEqual(limit * 3 * 1.1);
@@ -134,7 +107,7 @@ describe("two limiters with pools of their own", () => {
 
   test("asked for a little more than the limit, paced, lose little to chunks left unused", async () => {
     const limit = 500;
-    const pair = [limiter(pool()), limiter(pool())];
+    const pair = [limiter(db.pool()), limiter(db.pool())];
     // 16 loops per limiter, one request of 2.5 events on average every 50 ms: about 800 events/s each.
     const admitted = await hammer(pair, newApp(), limit, 3000, 16, 50);
     console.log(`two limiters paced, ${limit}/s for 3 s: admitted ${admitted.join(" + ")} = ${sum(admitted)}`);
@@ -145,9 +118,9 @@ describe("two limiters with pools of their own", () => {
 
 describe("cleanup", () => {
   test("deletes the rows of buckets idle for idleSeconds and keeps active ones", async () => {
-    const l = limiter(sql, { idleSeconds: 60 });
+    const l = limiter(db.sql, { idleSeconds: 60 });
     const [idle, active] = [newApp(), newApp()];
-    await sql`
+    await db.sql`
       insert into ingest_rate_buckets (app_id, empty_at, granted)
       values (${idle}, extract(epoch from clock_timestamp())::float8 - 61, 5)`;
     expect(await l.take(active, 100, 1)).toEqual({ ok: true });
@@ -162,7 +135,7 @@ describe("when claims fail", () => {
     const { log, lines } = captureLog();
     const down = new URL(db.url);
     down.port = "1"; // nothing listens there: connections are refused
-    const l = limiter(pool(down.toString()), { logger: log });
+    const l = limiter(db.pool(down.toString()), { logger: log });
     const app = newApp();
     const results: TakeResult[] = [];
     for (let i = 0; i < 8; i++) results.push(await l.take(app, 5, 1));
@@ -173,12 +146,12 @@ describe("when claims fail", () => {
   });
 
   test("a claim stuck on a lock times out into the fallback, and claims resume a second later", async () => {
-    const l = limiter(sql, { claimTimeoutMs: 200 });
+    const l = limiter(db.sql, { claimTimeoutMs: 200 });
     const app = newApp();
     expect(await l.take(app, 1000, 1)).toEqual({ ok: true });
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
-    const holding = sql.begin(async (tx) => {
+    const holding = db.sql.begin(async (tx) => {
       await tx`select 1 from ingest_rate_buckets where app_id = ${app} for update`;
       await released;
     });

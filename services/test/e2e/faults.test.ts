@@ -1,31 +1,16 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import postgres from "postgres";
-import type { RunningRoles } from "../../runtime.ts";
 import { pollUntil } from "../support/poll.ts";
-import { startReceiver, type Receiver } from "../support/receiver.ts";
-import { createTestStack, describeEachTransport, type TestStack } from "../support/stack.ts";
+import { describeEachTransport, useTestStack } from "../support/stack.ts";
 
 describeEachTransport("faults", (transport) => {
-  let stack: TestStack;
-  let app: RunningRoles;
-  let receiver: Receiver;
+  const e2e = useTestStack(
+    transport,
+    // A cut can lose the answer to a take or a claim; short leases make their recovery quick.
+    { AMQP_PUBLISH_GRACE_MS: "500", RETRY_SCHEDULE: "100ms,200ms,400ms,800ms,1s,1s,1s", QUEUE_TAKE_LEASE_MS: "2000", WORKER_LEASE_MARGIN_MS: "2000" },
+  );
 
-  beforeAll(async () => {
-    receiver = startReceiver();
-    stack = await createTestStack(
-      // A cut can lose the answer to a take or a claim; short leases make their recovery quick.
-      { AMQP_PUBLISH_GRACE_MS: "500", RETRY_SCHEDULE: "100ms,200ms,400ms,800ms,1s,1s,1s", QUEUE_TAKE_LEASE_MS: "2000", WORKER_LEASE_MARGIN_MS: "2000" },
-      transport,
-    );
-    app = await stack.start("all");
-  });
-
-  afterAll(async () => {
-    await stack.stop();
-    await receiver.stop();
-  });
-
-  const setup = (path: string, type: string) => stack.subscribe(app, `${receiver.url}${path}`, type);
+  const setup = (path: string, type: string) => e2e.subscribe(`${e2e.receiver.url}${path}`, type);
 
   /**
    * Posts `count` events in waves while `fault` runs part-way through. Returns the accepted ids and,
@@ -39,7 +24,7 @@ describeEachTransport("faults", (transport) => {
       if (i === count / 2) faulted = fault();
       const wave = await Promise.all(
         Array.from({ length: 10 }, (_, k) =>
-          stack.api(app, "POST", "/events", { type, data: { n: i + k } }).catch((err: unknown) => String(err)),
+          e2e.api("POST", "/events", { type, data: { n: i + k } }).catch((err: unknown) => String(err)),
         ),
       );
       for (const res of wave) {
@@ -56,7 +41,7 @@ describeEachTransport("faults", (transport) => {
   /** Waits until the receiver has had every accepted event at `path`. */
   async function allDelivered(path: string, accepted: Set<string>, when: string): Promise<void> {
     await pollUntil(() => {
-      const got = new Set(receiver.on(path).map((r) => JSON.parse(r.body).id));
+      const got = new Set(e2e.receiver.on(path).map((r) => JSON.parse(r.body).id));
       return [...accepted].every((id) => got.has(id));
     }, { what: `all accepted events delivered ${when}`, timeoutMs: 30_000 });
   }
@@ -80,7 +65,7 @@ describeEachTransport("faults", (transport) => {
     const { accepted, refused } = await publishThrough("fault.db", 200, async () => {
       // What a database restart looks like from our side: every connection is cut at once.
       const admin = postgres("postgres://postgres@127.0.0.1:5432/postgres", { max: 1, onnotice: () => {} });
-      const cut = await admin`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${stack.db.name}`;
+      const cut = await admin`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${e2e.stack.db.name}`;
       await admin.end();
       expect(cut.length).toBeGreaterThan(0);
     });
@@ -93,7 +78,7 @@ describeEachTransport("faults", (transport) => {
     await allDelivered("/db-fault", accepted, "after the database came back");
     // The receiver hears of a delivery before the worker has recorded it.
     await pollUntil(async () => {
-      const [row] = await stack.sql<{ n: number }[]>`
+      const [row] = await e2e.sql<{ n: number }[]>`
         select count(*)::int as n from jobs where event_type = 'fault.db' and status = 'delivered'`;
       return row!.n === accepted.size;
     }, { what: "every delivery recorded" });

@@ -1,9 +1,8 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { newId } from "../../core/ids.ts";
-import type { RunningRoles } from "../../runtime.ts";
 import { pollUntil } from "../support/poll.ts";
-import { startReceiver, type ReceivedRequest, type Receiver } from "../support/receiver.ts";
-import { createTestStack, describeEachTransport, type TestStack } from "../support/stack.ts";
+import type { ReceivedRequest } from "../support/receiver.ts";
+import { describeEachTransport, useTestStack } from "../support/stack.ts";
 
 // Flow control with two worker processes sharing the work: the per-endpoint rate limit holds
 // across both, and a FIFO endpoint gets one delivery at a time, in the order events were accepted.
@@ -17,45 +16,32 @@ const monotonicIds = (() => {
 })();
 
 describeEachTransport("flow control", (transport) => {
-  let stack: TestStack;
-  let app: RunningRoles;
-  let receiver: Receiver;
-
-  beforeAll(async () => {
-    receiver = startReceiver();
-    stack = await createTestStack({ RETRY_SCHEDULE: "200ms,200ms,200ms,200ms,200ms", RETRY_JITTER: "0" }, transport);
-    app = await stack.start("all");
-    await stack.start("worker"); // a second worker process: limits must hold across both
-  });
-
-  afterAll(async () => {
-    await stack.stop();
-    await receiver.stop();
-  });
+  // A second worker process beside `all`: limits must hold across both.
+  const e2e = useTestStack(transport, { RETRY_SCHEDULE: "200ms,200ms,200ms,200ms,200ms", RETRY_JITTER: "0" }, ["all", "worker"]);
 
   const eventIdOf = (r: ReceivedRequest) => JSON.parse(r.body).id as string;
 
   async function publishOne(type: string, n: number): Promise<string> {
-    const res = await stack.api(app, "POST", "/events", { type, data: { n } });
+    const res = await e2e.api("POST", "/events", { type, data: { n } });
     expect(res.status).toBe(202);
     return res.body.id;
   }
 
   async function publishBatch(type: string, count: number): Promise<string[]> {
-    const res = await stack.api(app, "POST", "/events/batch", { events: Array.from({ length: count }, (_, n) => ({ type, data: { n } })) });
+    const res = await e2e.api("POST", "/events/batch", { events: Array.from({ length: count }, (_, n) => ({ type, data: { n } })) });
     expect(res.status).toBe(202);
     return res.body.data.map((e: { id: string }) => e.id);
   }
 
   async function jobsOf(endpointId: string) {
-    return stack.sql<{ id: string; status: string; attemptCount: number }[]>`
+    return e2e.sql<{ id: string; status: string; attemptCount: number }[]>`
       select id, status, attempt_count from jobs where endpoint_id = ${endpointId} order by id`;
   }
 
   /** Receives in flight at once on `path`, at most, with each answer taking `ms`. */
   function slowAndCounted(path: string, ms: number, answer: (req: ReceivedRequest) => Response = () => new Response("ok")) {
     const seen = { inFlight: 0, max: 0 };
-    receiver.respond(path, async (req) => {
+    e2e.receiver.respond(path, async (req) => {
       seen.max = Math.max(seen.max, ++seen.inFlight);
       await Bun.sleep(ms);
       seen.inFlight--;
@@ -65,10 +51,10 @@ describeEachTransport("flow control", (transport) => {
   }
 
   test("rate limit: 100 events to an endpoint limited to 20/s arrive at most 22 in any second after the first, each on its first attempt", async () => {
-    const ep = await stack.subscribe(app, `${receiver.url}/limited`, "flow.limited", { rateLimitPerSecond: 20 });
+    const ep = await e2e.subscribe(`${e2e.receiver.url}/limited`, "flow.limited", { rateLimitPerSecond: 20 });
     await publishBatch("flow.limited", 100);
-    await pollUntil(() => receiver.on("/limited").length >= 100, { timeoutMs: 20_000, what: "100 deliveries" });
-    const times = receiver.on("/limited").map((r) => r.receivedAt);
+    await pollUntil(() => e2e.receiver.on("/limited").length >= 100, { timeoutMs: 20_000, what: "100 deliveries" });
+    const times = e2e.receiver.on("/limited").map((r) => r.receivedAt);
     const first = Math.min(...times);
     const perSecond: number[] = [];
     for (const at of times) perSecond[Math.floor((at - first) / 1000)] = (perSecond[Math.floor((at - first) / 1000)] ?? 0) + 1;
@@ -80,7 +66,7 @@ describeEachTransport("flow control", (transport) => {
       const inWindow = sorted.filter((t) => t >= sorted[i]! && t < sorted[i]! + 1000).length;
       expect(inWindow).toBeLessThanOrEqual(22);
     }
-    expect(new Set(receiver.on("/limited").map(eventIdOf)).size).toBe(100);
+    expect(new Set(e2e.receiver.on("/limited").map(eventIdOf)).size).toBe(100);
     const jobs = await pollUntil(async () => {
       const rows = await jobsOf(ep.id);
       return rows.every((j) => j.status === "delivered") && rows;
@@ -91,7 +77,7 @@ describeEachTransport("flow control", (transport) => {
   });
 
   test("fifo: one delivery at a time, in accepted order, a failing event's retries keep its place", async () => {
-    const ep = await stack.subscribe(app, `${receiver.url}/fifo`, "flow.fifo", { ordering: "fifo" });
+    const ep = await e2e.subscribe(`${e2e.receiver.url}/fifo`, "flow.fifo", { ordering: "fifo" });
     let third: string | undefined;
     let failures = 0;
     const seen = slowAndCounted("/fifo", 20, (req) => {
@@ -105,11 +91,11 @@ describeEachTransport("flow control", (transport) => {
       // Events in different milliseconds: ordered by acceptance whatever ids are (see monotonicIds).
       await Bun.sleep(2);
     }
-    await pollUntil(() => new Set(receiver.on("/fifo").map(eventIdOf)).size === 8 && receiver.on("/fifo").length === 10, {
+    await pollUntil(() => new Set(e2e.receiver.on("/fifo").map(eventIdOf)).size === 8 && e2e.receiver.on("/fifo").length === 10, {
       timeoutMs: 20_000,
       what: "8 events delivered, the third after two failures",
     });
-    const received = receiver.on("/fifo").map(eventIdOf);
+    const received = e2e.receiver.on("/fifo").map(eventIdOf);
     expect(received.filter((id, i) => id !== received[i - 1])).toEqual(accepted);
     expect(received.filter((id) => id === third)).toHaveLength(3);
     expect(seen.max).toBe(1);
@@ -121,20 +107,20 @@ describeEachTransport("flow control", (transport) => {
   });
 
   test.skipIf(!monotonicIds)("fifo: the events of one batch arrive in batch order", async () => {
-    await stack.subscribe(app, `${receiver.url}/fifo-batch`, "flow.fifobatch", { ordering: "fifo" });
+    await e2e.subscribe(`${e2e.receiver.url}/fifo-batch`, "flow.fifobatch", { ordering: "fifo" });
     const accepted = await publishBatch("flow.fifobatch", 10);
-    await pollUntil(() => receiver.on("/fifo-batch").length === 10, { timeoutMs: 20_000, what: "10 deliveries" });
-    expect(receiver.on("/fifo-batch").map(eventIdOf)).toEqual(accepted);
+    await pollUntil(() => e2e.receiver.on("/fifo-batch").length === 10, { timeoutMs: 20_000, what: "10 deliveries" });
+    expect(e2e.receiver.on("/fifo-batch").map(eventIdOf)).toEqual(accepted);
   });
 
   test("fifo: a dead job lets the next one go", async () => {
-    const ep = await stack.subscribe(app, `${receiver.url}/fifo-dead`, "flow.fifodead", { ordering: "fifo", retryPolicy: { type: "constant", delayMs: 100, maxAttempts: 2 } });
-    receiver.respond("/fifo-dead", (req) => (JSON.parse(req.body).data.n === 0 ? new Response("no", { status: 500 }) : new Response("ok")));
+    const ep = await e2e.subscribe(`${e2e.receiver.url}/fifo-dead`, "flow.fifodead", { ordering: "fifo", retryPolicy: { type: "constant", delayMs: 100, maxAttempts: 2 } });
+    e2e.receiver.respond("/fifo-dead", (req) => (JSON.parse(req.body).data.n === 0 ? new Response("no", { status: 500 }) : new Response("ok")));
     await publishOne("flow.fifodead", 0);
     await Bun.sleep(2);
     await publishOne("flow.fifodead", 1);
-    await pollUntil(() => receiver.on("/fifo-dead").some((r) => JSON.parse(r.body).data.n === 1), { timeoutMs: 10_000, what: "the second event" });
-    expect(receiver.on("/fifo-dead").map((r) => JSON.parse(r.body).data.n)).toEqual([0, 0, 1]);
+    await pollUntil(() => e2e.receiver.on("/fifo-dead").some((r) => JSON.parse(r.body).data.n === 1), { timeoutMs: 10_000, what: "the second event" });
+    expect(e2e.receiver.on("/fifo-dead").map((r) => JSON.parse(r.body).data.n)).toEqual([0, 0, 1]);
     // Received is not yet recorded: wait for the second job's outcome to be written.
     await pollUntil(async () => (await jobsOf(ep.id)).every((j) => j.status === "dead" || j.status === "delivered"), { what: "both jobs ended" });
     expect((await jobsOf(ep.id)).map((j) => j.status).sort()).toEqual(["dead", "delivered"]);
@@ -143,11 +129,11 @@ describeEachTransport("flow control", (transport) => {
   test("fifo costs throughput: measured against an unordered endpoint", async () => {
     const count = 20;
     const measure = async (path: string, type: string, ordering: string) => {
-      await stack.subscribe(app, `${receiver.url}${path}`, type, { ordering });
+      await e2e.subscribe(`${e2e.receiver.url}${path}`, type, { ordering });
       const started = Date.now();
       await publishBatch(type, count);
-      await pollUntil(() => receiver.on(path).length >= count, { timeoutMs: 30_000, what: `${count} deliveries to ${path}` });
-      return count / ((Math.max(...receiver.on(path).map((r) => r.receivedAt)) - started) / 1000);
+      await pollUntil(() => e2e.receiver.on(path).length >= count, { timeoutMs: 30_000, what: `${count} deliveries to ${path}` });
+      return count / ((Math.max(...e2e.receiver.on(path).map((r) => r.receivedAt)) - started) / 1000);
     };
     const unordered = await measure("/rate-unordered", "flow.rateunordered", "unordered");
     const fifo = await measure("/rate-fifo", "flow.ratefifo", "fifo");

@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { beforeAll, expect, test } from "bun:test";
 import type { RunningRoles } from "../../runtime.ts";
 import { TEST_ADMIN_KEY } from "../support/keys.ts";
-import { createTestStack, type TestStack } from "../support/stack.ts";
+import { useTestStack } from "../support/stack.ts";
 
 /**
  * The per-application ingest limit is held across API processes: two API roles, each with its own
@@ -12,22 +12,15 @@ const LIMIT = 200;
 const SECONDS = 3;
 const CONCURRENCY_PER_API = 16;
 
-let stack: TestStack;
-let apis: RunningRoles[];
+// The transport does not matter here (nothing is delivered); Postgres needs no broker objects.
+const e2e = useTestStack("postgres", {}, ["api", "api"]);
 let key: string;
 
 beforeAll(async () => {
-  // The transport does not matter here (nothing is delivered); Postgres needs no broker objects.
-  stack = await createTestStack({}, "postgres");
-  apis = [await stack.start("api"), await stack.start("api")];
   const admin = { authorization: `Bearer ${TEST_ADMIN_KEY}` };
-  const app = await stack.api(apis[0]!, "POST", "/applications", { name: "limited", rateLimitPerSecond: LIMIT }, admin);
-  key = (await stack.api(apis[0]!, "POST", `/applications/${app.body.id}/api-keys`, { name: "k" }, admin)).body.key;
+  const app = await e2e.api("POST", "/applications", { name: "limited", rateLimitPerSecond: LIMIT }, admin);
+  key = (await e2e.api("POST", `/applications/${app.body.id}/api-keys`, { name: "k" }, admin)).body.key;
 }, 30_000);
-
-afterAll(async () => {
-  await stack.stop();
-});
 
 test(`two API processes together admit at most ${LIMIT}/s within 10%, and refuse the rest with 429 and Retry-After`, async () => {
   const counts = { accepted: 0, refused: 0, other: 0 };
@@ -51,7 +44,7 @@ test(`two API processes together admit at most ${LIMIT}/s within 10%, and refuse
       } else counts.other++;
     }
   };
-  await Promise.all(apis.flatMap((api) => Array.from({ length: CONCURRENCY_PER_API }, () => hammer(api))));
+  await Promise.all(e2e.roles.flatMap((api) => Array.from({ length: CONCURRENCY_PER_API }, () => hammer(api))));
   const elapsed = (performance.now() - started) / 1000;
   const allowed = LIMIT * elapsed;
   console.log(`rate limit: ${counts.accepted} accepted, ${counts.refused} refused in ${elapsed.toFixed(2)} s (limit ${LIMIT}/s: ${allowed.toFixed(0)})`);
@@ -62,6 +55,6 @@ test(`two API processes together admit at most ${LIMIT}/s within 10%, and refuse
   expect(counts.accepted).toBeLessThanOrEqual(allowed * 1.1);
   expect(counts.accepted).toBeGreaterThanOrEqual(allowed * 0.8);
   // What was admitted is what was written.
-  const [row] = await stack.sql<{ n: number }[]>`select count(*)::int as n from events where type = 'limited.x'`;
+  const [row] = await e2e.sql<{ n: number }[]>`select count(*)::int as n from events where type = 'limited.x'`;
   expect(row!.n).toBe(counts.accepted);
 }, 30_000);

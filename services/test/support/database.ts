@@ -1,4 +1,5 @@
 import postgres from "postgres";
+import { isAlive } from "../../../loadtest/processes.ts";
 import { migrate } from "../../core/db/migrate.ts";
 
 /**
@@ -37,16 +38,6 @@ export async function prepareTemplate(): Promise<void> {
   process.on("exit", () => {
     Bun.spawnSync(["psql", ADMIN_URL, "-qc", `drop database if exists "${TEMPLATE}" with (force)`]);
   });
-}
-
-function isAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export interface TestDatabase {

@@ -1,4 +1,4 @@
-import { describe } from "bun:test";
+import { afterAll, beforeAll, describe } from "bun:test";
 import amqp from "amqplib";
 import { loadConfig, type Config } from "../../core/config/index.ts";
 import { createSql, type Sql } from "../../core/db/client.ts";
@@ -8,6 +8,7 @@ import { TRANSPORT_KINDS, type TransportKind } from "../../core/queue/transport.
 import { startRoles, type Role, type RunningRoles } from "../../runtime.ts";
 import { createTestDatabase, type TestDatabase } from "./database.ts";
 import { createKey, TEST_SECRETS_ENV } from "./keys.ts";
+import { startReceiver, type Receiver } from "./receiver.ts";
 
 /**
  * A whole Evently installation for one test file: its own database, its own AMQP prefix (so its
@@ -110,4 +111,62 @@ export async function createTestStack(env: Record<string, string> = {}, transpor
       await db.drop();
     },
   };
+}
+
+/** What {@link useTestStack} makes: a stack, its roles and a receiver, with calls through the first role. */
+export interface StackFixture {
+  readonly stack: TestStack;
+  /** The first role started: the API that `api` and `subscribe` go to. */
+  readonly app: RunningRoles;
+  readonly roles: RunningRoles[];
+  readonly receiver: Receiver;
+  readonly sql: Sql;
+  /** A JSON request to `app`, with the application's key unless `headers` give another. */
+  api(method: string, path: string, body?: unknown, headers?: Record<string, string>): ReturnType<TestStack["api"]>;
+  /** An endpoint for `url` with a route for `eventType`, made through `app`. */
+  subscribe(url: string, eventType: string, endpoint?: Record<string, unknown>): ReturnType<TestStack["subscribe"]>;
+}
+
+/**
+ * The frame most end-to-end files share: a receiver, a stack on `transport` with `env`, and its
+ * roles (default one `all` process) made before the tests of the enclosing describe block (or
+ * file) and removed after them. Call it at describe time; its fields are set in beforeAll, so read
+ * them inside tests and hooks.
+ */
+export function useTestStack(transport: TransportKind, env: Record<string, string> = {}, roles: Role[] = ["all"]): StackFixture {
+  let stack: TestStack | undefined;
+  let receiver: Receiver | undefined;
+  const running: RunningRoles[] = [];
+  const made = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error("the test stack is made in beforeAll: use it inside tests and hooks");
+    return value;
+  };
+  const fixture: StackFixture = {
+    get stack() {
+      return made(stack);
+    },
+    get app() {
+      return made(running[0]);
+    },
+    roles: running,
+    get receiver() {
+      return made(receiver);
+    },
+    get sql() {
+      return made(stack).sql;
+    },
+    api: (method, path, body, headers) => made(stack).api(made(running[0]), method, path, body, headers),
+    subscribe: (url, eventType, endpoint) => made(stack).subscribe(made(running[0]), url, eventType, endpoint),
+  };
+  beforeAll(async () => {
+    receiver = startReceiver();
+    stack = await createTestStack(env, transport);
+    // One at a time, in order: the first is the API the fixture's calls go to.
+    for (const role of roles) running.push(await stack.start(role));
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    await receiver?.stop();
+  });
+  return fixture;
 }
