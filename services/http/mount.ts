@@ -6,6 +6,10 @@ import { readQuery, strictQuery } from "./query.ts";
 import type { Authenticate } from "./auth.ts";
 import { JsonText, Reply, type ApiOperation, type AppScope, type RouteInput } from "./operation.ts";
 import { parseInput } from "./validate.ts";
+import { SPAN } from "@evently/core/telemetry/names.ts";
+import { tracer } from "@evently/core/telemetry/tracing.ts";
+import { contextFrom, tracingEnabled } from "@evently/core/telemetry/trace-context.ts";
+import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
 
 /** The part of Elysia's handler context the table's handlers need. */
 interface HandlerContext {
@@ -53,53 +57,81 @@ export function mountOperations<App extends AnyElysia>(app: App, routes: ApiOper
     const access = route.access ?? "application";
     const { authenticate } = options;
     if (access !== "public" && !authenticate) throw new Error(`${route.method} ${route.path} needs a key, but nothing checks keys`);
-    registrar.route(
-      route.method,
-      route.path,
-      async ({ request, params, set }) => {
-        // First: nothing of the request is read for a caller without a valid key.
-        const scope = access === "public" ? null : await authenticate!(request, access);
-        if (access !== "public") options.ensureDatabase?.();
-        // A path segment that does not decode (`%zz`, broken UTF-8) arrives as null: it names nothing.
-        for (const value of Object.values(params ?? {})) if (typeof value !== "string") throw new NotFoundError("resource", "named by that path");
-        const query = parseInput(querySchema, readQuery(request), "query");
-        // The body's bytes count against the process's budget until the handler has answered: its
-        // parsed value (often larger than the text) lives that long, a batch through its commit.
-        const share = options.bodyBudget.share();
-        let result: unknown;
-        try {
-          const body = route.body ? await readBody(request, route, bodyLimit, share) : undefined;
-          const input: RouteInput<unknown, unknown> = {
-            params,
-            query: route.query ? query : undefined,
-            body: body && parseInput(route.body!, body.value, "body"),
-            rawBody: route.rawBody ? body?.text : undefined,
-            get app(): AppScope {
-              if (!scope) throw new Error(`${route.method} ${route.path} is not an application route`);
-              return scope;
-            },
-            headers: request.headers,
-            setHeader: (name, value) => {
-              set.headers[name] = value;
-            },
-          };
-          result = await route.handle(input);
-        } finally {
-          share.release();
-        }
-        if (result instanceof Response) return result;
-        if (result instanceof JsonText) {
-          return new Response(result.text, { status: route.status, headers: { "content-type": "application/json;charset=utf-8" } });
-        }
-        if (result instanceof Reply) {
-          set.status = result.status;
-          return result.body;
-        }
-        set.status = route.status;
-        return route.response === undefined ? undefined : result;
-      },
-      { parse: "none" },
-    );
+    const handle = async ({ request, params, set }: HandlerContext): Promise<unknown> => {
+      // First: nothing of the request is read for a caller without a valid key.
+      const scope = access === "public" ? null : await authenticate!(request, access);
+      if (access !== "public") options.ensureDatabase?.();
+      // A path segment that does not decode (`%zz`, broken UTF-8) arrives as null: it names nothing.
+      for (const value of Object.values(params ?? {})) if (typeof value !== "string") throw new NotFoundError("resource", "named by that path");
+      const query = parseInput(querySchema, readQuery(request), "query");
+      // The body's bytes count against the process's budget until the handler has answered: its
+      // parsed value (often larger than the text) lives that long, a batch through its commit.
+      const share = options.bodyBudget.share();
+      let result: unknown;
+      try {
+        const body = route.body ? await readBody(request, route, bodyLimit, share) : undefined;
+        const input: RouteInput<unknown, unknown> = {
+          params,
+          query: route.query ? query : undefined,
+          body: body && parseInput(route.body!, body.value, "body"),
+          rawBody: route.rawBody ? body?.text : undefined,
+          get app(): AppScope {
+            if (!scope) throw new Error(`${route.method} ${route.path} is not an application route`);
+            return scope;
+          },
+          headers: request.headers,
+          setHeader: (name, value) => {
+            set.headers[name] = value;
+          },
+        };
+        result = await route.handle(input);
+      } finally {
+        share.release();
+      }
+      if (result instanceof Response) return result;
+      if (result instanceof JsonText) {
+        return new Response(result.text, { status: route.status, headers: { "content-type": "application/json;charset=utf-8" } });
+      }
+      if (result instanceof Reply) {
+        set.status = result.status;
+        return result.body;
+      }
+      set.status = route.status;
+      return route.response === undefined ? undefined : result;
+    };
+    // Public routes (health, readiness, metrics, the OpenAPI document) are polled, not traced.
+    const traced = access !== "public";
+    // An async function, as Elysia compiles it: it awaits only handlers it sees are async, and a
+    // rejection it does not await escapes its error rendering.
+    const handler = traced ? async (ctx: HandlerContext) => (tracingEnabled() ? await tracedRequest(route, ctx, handle) : await handle(ctx)) : handle;
+    registrar.route(route.method, route.path, handler, { parse: "none" });
   }
   return app;
+}
+
+/**
+ * The request's span, made here because automatic HTTP instrumentation does not see Bun.serve. A
+ * caller's `traceparent` makes it a child of the caller's span. Attributes are the route and the
+ * status only: never headers (keys), the query or the body.
+ */
+function tracedRequest(route: ApiOperation, ctx: HandlerContext, handle: (ctx: HandlerContext) => Promise<unknown>): Promise<unknown> {
+  const parent = contextFrom(ctx.request.headers.get("traceparent"));
+  const attributes = { "http.request.method": route.method, "http.route": route.path };
+  return tracer().startActiveSpan(SPAN.httpRequest, { kind: SpanKind.SERVER, attributes }, parent, async (span) => {
+    try {
+      const result = await handle(ctx);
+      const status = result instanceof Response ? result.status : Number(ctx.set.status ?? route.status);
+      span.setAttribute("http.response.status_code", status);
+      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      return result;
+    } catch (err) {
+      // The error's class and code, not its message: a message may quote the input.
+      const error = err as { status?: number; code?: string };
+      span.setAttributes({ "error.type": error.code ?? (err as Error).constructor?.name ?? "Error", "http.response.status_code": error.status ?? 500 });
+      if ((error.status ?? 500) >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      throw err;
+    } finally {
+      span.end();
+    }
+  });
 }

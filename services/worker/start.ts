@@ -1,3 +1,4 @@
+import { context, type Context, type SpanOptions } from "@opentelemetry/api";
 import { schedulePolicy } from "@evently/core/delivery/retry-policy.ts";
 import { SecretCipher } from "@evently/core/secrets/cipher.ts";
 import type { Config } from "@evently/core/config/index.ts";
@@ -9,6 +10,7 @@ import type { JobTransport } from "@evently/core/queue/transport.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
 import { tracer } from "@evently/core/telemetry/tracing.ts";
+import { contextFrom, parentAndLinks, tracingEnabled } from "@evently/core/telemetry/trace-context.ts";
 import { DeliveryRateLimiter } from "@evently/core/ratelimit/delivery.ts";
 import { endpointStateCheck, ttlCheck } from "./delivery/checks.ts";
 import { CircuitBreaker } from "./delivery/circuit.ts";
@@ -41,6 +43,11 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
     maxWaitMs: d.WORKER_SLOT_WAIT_MS,
     onWaitingChange: (delta) => instruments().deliveriesWaiting.add(delta),
   });
+  // Up-down counters appear only once changed: start them at 0 so charts and alerts see an idle worker.
+  const m = instruments();
+  m.deliveriesWaiting.add(0);
+  m.deliveriesInFlight.add(0);
+  for (const state of ["open", "half_open"]) m.circuitsOpen.add(0, { state });
   const sender = new SendStage(limiter, {
     defaultTimeoutMs: d.DELIVERY_TIMEOUT_MS,
     addressPolicy: AddressPolicy.fromConfig(d),
@@ -82,8 +89,8 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
     finalStatuses: d.RETRY_FINAL_STATUSES,
   };
   const pipeline = new DeliveryPipeline(prepare, sender, rules, recorder, control, [new DeliveryOutcomeLog(log), circuit]);
-  const stopConsuming = await transport.consume((message: DeliveryMessage) =>
-    tracer().startActiveSpan(SPAN.deliver, async (span) => {
+  const stopConsuming = await transport.consume((message: DeliveryMessage, traceparent?: string) =>
+    tracer().startActiveSpan(SPAN.deliver, ...consumeSpanOptions(message, traceparent), async (span) => {
       span.setAttribute("evently.jobs", message.jobs.length);
       try {
         await pipeline.handle(message);
@@ -104,4 +111,14 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
     await rateLimiter.stop();
     await endpoints.stop();
   };
+}
+
+/**
+ * The consume span's parent: the publish span named in the message's headers (RabbitMQ), else the
+ * jobs' trace when they share one; it links every job's trace. Nothing is parsed with tracing off.
+ */
+function consumeSpanOptions(message: DeliveryMessage, traceparent: string | undefined): [SpanOptions, Context] {
+  if (!tracingEnabled()) return [{}, context.active()];
+  const { parent, links } = parentAndLinks(message.jobs.map((job) => job.traceparent));
+  return [{ links }, traceparent ? contextFrom(traceparent, parent) : parent];
 }

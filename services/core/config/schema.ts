@@ -277,8 +277,25 @@ export const telemetrySchema = z.object({
     .string()
     .url()
     .optional()
-    .describe("When set, spans are exported over OTLP/HTTP to this endpoint."),
+    .describe("When set, spans are exported over OTLP/HTTP to this endpoint (`/v1/traces` is appended); unset, tracing is off and costs nothing."),
+  // The OpenTelemetry spec's variable and values, so a collector setup written for other services
+  // applies unchanged; gRPC is not offered (one more transport to carry for no receiver that lacks HTTP).
+  OTEL_EXPORTER_OTLP_PROTOCOL: z
+    .enum(["http/protobuf", "http/json"])
+    .default("http/protobuf")
+    .describe("Encoding of exported spans: `http/protobuf` (the OpenTelemetry default) or `http/json`. Applies only with OTEL_EXPORTER_OTLP_ENDPOINT."),
+  TRACE_SAMPLE_RATIO: z.coerce
+    .number()
+    .min(0)
+    .max(1)
+    .default(1)
+    .describe(
+      "Share of traces started here that are recorded, 0 to 1 (parent-based: a request whose `traceparent` says sampled or not is followed as it says). Applies only with OTEL_EXPORTER_OTLP_ENDPOINT.",
+    ),
   OTEL_SERVICE_NAME: z.string().default("evently").describe("Service name on spans and metrics."),
+  METRICS_TOP_ENDPOINTS: int(10, 0, 100).describe(
+    "How many of the endpoints failing most (by consecutive failures) /metrics reports one by one, with their id as a label (evently_endpoint_consecutive_failures); a bound on series, not on endpoints. 0: none.",
+  ),
 });
 
 // Checked here so a bad key stops startup naming its variable; the cipher decodes the same text.

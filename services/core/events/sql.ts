@@ -13,6 +13,8 @@ export interface NewEventRow {
   createdAt: Date;
   /** Jobs not delivered this long after createdAt end `expired`; null: the endpoint's default TTL, if any. */
   ttlSeconds: number | null;
+  /** The accepting request span's W3C traceparent, only when it was recorded (migration 0011). */
+  traceParent?: string | null;
 }
 
 export interface CreatedJob {
@@ -44,11 +46,12 @@ export async function insertEventsWithJobs(tx: TxSql | Sql, rows: NewEventRow[],
         ${rows.map((r) => r.id)}::text[], ${rows.map((r) => r.appId)}::text[], ${rows.map((r) => r.type)}::text[],
         ${rows.map((r) => r.dataJson)}::text[],
         ${rows.map((r) => r.idempotencyKey)}::text[], ${rows.map((r) => r.createdAt.toISOString())}::timestamptz[],
-        ${rows.map((r) => matchingPatterns(r.type).join(" "))}::text[], ${rows.map((r) => r.ttlSeconds)}::int[]
+        ${rows.map((r) => matchingPatterns(r.type).join(" "))}::text[], ${rows.map((r) => r.ttlSeconds)}::int[],
+        ${rows.map((r) => r.traceParent ?? null)}::text[]
       )
     ), inserted as (
-      insert into events (id, app_id, type, payload, idempotency_key, created_at)
-      select id, app_id, type, data::json, idempotency_key, created_at from input
+      insert into events (id, app_id, type, payload, idempotency_key, created_at, trace_parent)
+      select id, app_id, type, data::json, idempotency_key, created_at, trace_parent from input
       on conflict do nothing
       returning id
     ), targets as (

@@ -1,3 +1,4 @@
+import { context, trace } from "@opentelemetry/api";
 import { Batcher } from "../batching.ts";
 import type { Sql } from "../db/client.ts";
 import { isConnectionError, withDeadline } from "../db/errors.ts";
@@ -9,6 +10,7 @@ import { newId } from "../ids.ts";
 import { instruments } from "../telemetry/instruments.ts";
 import { SPAN } from "../telemetry/names.ts";
 import { tracer } from "../telemetry/tracing.ts";
+import { activeTraceparent, parentAndLinks, tracingEnabled } from "../telemetry/trace-context.ts";
 
 export interface EventInput {
   /** The application the event is ingested for. */
@@ -80,17 +82,29 @@ export class GroupCommitter {
 
   submit(inputs: EventInput[]): Promise<AcceptedEvent[]> {
     const now = new Date();
-    return this.batcher.add(
-      inputs.map((input) => ({
-        id: newId("event", now.getTime()),
-        appId: input.appId,
-        type: input.type,
-        dataJson: input.dataJson,
-        idempotencyKey: input.idempotencyKey,
-        createdAt: now,
-        ttlSeconds: input.ttlSeconds ?? null,
-      })),
-    );
+    // The caller's request span, stored with its events so their jobs' spans join its trace.
+    const traceParent = activeTraceparent();
+    const rows = inputs.map((input) => ({
+      id: newId("event", now.getTime()),
+      appId: input.appId,
+      type: input.type,
+      dataJson: input.dataJson,
+      idempotencyKey: input.idempotencyKey,
+      createdAt: now,
+      ttlSeconds: input.ttlSeconds ?? null,
+      traceParent,
+    }));
+    const accepted = this.batcher.add(rows);
+    const span = traceParent ? trace.getActiveSpan() : undefined;
+    if (!span || rows.length === 0) return accepted;
+    // The request span names what it ingested: ids and type, never the payload. The event id is the
+    // stored one, which for a replayed idempotency key is the original's.
+    span.setAttributes({ "evently.app_id": rows[0]!.appId, "evently.events": rows.length });
+    if (rows.length > 1) return accepted;
+    return accepted.then((events) => {
+      span.setAttributes({ "evently.event_id": events[0]!.id, "evently.event_type": events[0]!.type, "evently.replayed": events[0]!.replayed });
+      return events;
+    });
   }
 
   /** One result per request of the group; an Error where that request alone failed. */
@@ -131,7 +145,10 @@ export class GroupCommitter {
     const rows = group.flat();
     const m = instruments();
     const started = performance.now();
-    const batch = await tracer().startActiveSpan(SPAN.ingestCommit, async (span) => {
+    // One commit serves many requests: it links every request span, and is the child of theirs when
+    // they share one trace (a request alone, say).
+    const { parent, links } = tracingEnabled() ? parentAndLinks(group.map((requestRows) => requestRows[0]?.traceParent)) : NO_LINKS;
+    const batch = await tracer().startActiveSpan(SPAN.ingestCommit, { links }, parent ?? context.active(), async (span) => {
       span.setAttribute("evently.events", rows.length);
       try {
         // One statement inserts the events and their jobs: atomic on its own, one round trip, no
@@ -200,5 +217,7 @@ export class GroupCommitter {
     return results;
   }
 }
+
+const NO_LINKS = { parent: undefined, links: [] };
 
 const scopedKey = (appId: string, key: string) => `${appId} ${key}`;

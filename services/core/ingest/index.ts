@@ -37,7 +37,7 @@ export class Ingest {
 export function jobMessagesOf(committed: CommittedEvent[]): JobMessage[] {
   return committed.flatMap(({ row, jobs }) => {
     if (jobs.length === 0) return [];
-    const event = { id: row.id, type: row.type, createdAt: row.createdAt, dataJson: row.dataJson };
+    const event = { id: row.id, type: row.type, createdAt: row.createdAt, dataJson: row.dataJson, traceParent: row.traceParent };
     const body = envelopeBody(row.id, row.type, row.createdAt, row.dataJson); // once per event, shared by its jobs
     return jobs.map((job) => jobMessage({ id: job.id, endpointId: job.endpointId, attemptCount: 0, expiresAt: job.expiresAt }, event, body));
   });

@@ -20,6 +20,8 @@ export interface SweptJob {
   eventType: string;
   payloadJson: string;
   eventCreatedAt: Date;
+  /** events.trace_parent (migration 0011): the accepting request span, when it was recorded. */
+  traceParent: string | null;
   reason: OutboxReason;
   dueAt: Date;
   /** False when there is nothing left to send: the job finished, or a live worker holds its claim (or the entry is a dead letter). */
@@ -29,7 +31,7 @@ export interface SweptJob {
 export function messageForSwept(job: SweptJob): JobMessage {
   const message = jobMessage(
     { id: job.id, endpointId: job.endpointId, attemptCount: job.attemptCount, expiresAt: job.expiresAt },
-    { id: job.eventId, type: job.eventType, createdAt: job.eventCreatedAt, dataJson: job.payloadJson },
+    { id: job.eventId, type: job.eventType, createdAt: job.eventCreatedAt, dataJson: job.payloadJson, traceParent: job.traceParent },
   );
   // Only replayed jobs carry these, so every other message stays as it was (and an older worker
   // reading a replay's message still delivers it, counting its policy from the first attempt).
@@ -155,7 +157,7 @@ export async function sweepOutbox(
         order by due_at limit least(${retryLimit}::int, ${limit}::int - (select count(*) from other)) for update skip locked
       )
       select j.id, j.app_id, j.event_id, j.endpoint_id, j.status, j.attempt_count, j.attempt_base, j.replayed_at, j.expires_at,
-             j.end_reason, e.type as event_type, e.payload::text as payload_json, e.created_at as event_created_at, o.reason, o.due_at,
+             j.end_reason, e.type as event_type, e.payload::text as payload_json, e.created_at as event_created_at, e.trace_parent, o.reason, o.due_at,
              (o.reason <> 'dead_letter' and (j.status in ('pending', 'scheduled') or (j.status = 'delivering' and j.next_attempt_at <= now())))
                as publishable
       from (select * from other union all select * from retry) o
@@ -243,7 +245,7 @@ const TAKE_DUE_JOBS = `
   )
   select s.job_id as id, s.app_id, s.event_id, s.endpoint_id, s.status, s.attempt_count, s.attempt_base, s.replayed_at,
          s.expires_at, s.end_reason, e.type as event_type, e.payload::text as payload_json, e.created_at as event_created_at,
-         s.reason, now() as due_at, true as publishable
+         e.trace_parent, s.reason, now() as due_at, true as publishable
   from state s join events e on e.app_id = s.app_id and e.id = s.event_id
   where s.publishable`;
 

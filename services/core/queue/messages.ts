@@ -24,6 +24,11 @@ export const jobMessageSchema = z.object({
    */
   attemptBase: z.number().int().min(0).optional(),
   replayedAt: z.number().optional(),
+  /**
+   * W3C traceparent of the request span that accepted the job's event (events.trace_parent): the
+   * worker's attempt span is its child. Absent when that span was not recorded (tracing off).
+   */
+  traceparent: z.string().optional(),
 });
 
 export const deliveryMessageSchema = z.object({
@@ -60,7 +65,8 @@ export function decodeDeliveryMessage(content: Buffer): DeliveryMessage | null {
       (job.expiresAt !== null && typeof job.expiresAt !== "number") ||
       !Number.isInteger(job.attempt) || (job.attempt as number) < 0 ||
       (job.attemptBase !== undefined && !Number.isInteger(job.attemptBase)) ||
-      (job.replayedAt !== undefined && typeof job.replayedAt !== "number")
+      (job.replayedAt !== undefined && typeof job.replayedAt !== "number") ||
+      (job.traceparent !== undefined && typeof job.traceparent !== "string")
     )
       return null;
   }
@@ -74,6 +80,8 @@ export interface EventForDelivery {
   createdAt: Date;
   /** The payload, serialised. */
   dataJson: string;
+  /** The accepting request span's traceparent (events.trace_parent); null or absent when none was recorded. */
+  traceParent?: string | null;
 }
 
 /**
@@ -85,7 +93,7 @@ export function jobMessage(
   event: EventForDelivery,
   body = envelopeBody(event.id, event.type, event.createdAt, event.dataJson),
 ): JobMessage {
-  return {
+  const message: JobMessage = {
     jobId: job.id,
     eventId: event.id,
     endpointId: job.endpointId,
@@ -94,6 +102,9 @@ export function jobMessage(
     expiresAt: job.expiresAt?.getTime() ?? null,
     body,
   };
+  // Only when there is one, so a message of an untraced event is byte for byte what it was.
+  if (event.traceParent) message.traceparent = event.traceParent;
+  return message;
 }
 
 /**

@@ -28,14 +28,29 @@ export interface JobTransport {
    * lets the messages in hand settle (bounded).
    */
   consume(handle: JobHandler): Promise<() => Promise<void>>;
+  /**
+   * The work queues' depth and consumers as the broker sees them, for the queue gauges
+   * (telemetry/gauges.ts). Only called in the role that reports them.
+   */
+  queueDepths(): Promise<QueueDepth[]>;
   /** Reachability of what this transport needs beyond Postgres, by name, for /ready. */
   readiness(): Record<string, boolean>;
   /** Waits for hand-offs under way, then disconnects; call after consuming has stopped. */
   stop(): Promise<void>;
 }
 
+export interface QueueDepth {
+  queue: string;
+  /** Messages (RabbitMQ) or outbox entries (Postgres) ready to be taken. */
+  messages: number;
+  consumers: number;
+}
+
 export const TRANSPORT_KINDS = ["rabbitmq", "postgres"] as const;
 export type TransportKind = (typeof TRANSPORT_KINDS)[number];
 
-/** Resolves once every job of the message is durably settled (recorded, deferred or a duplicate). */
-export type JobHandler = (message: DeliveryMessage) => Promise<void>;
+/**
+ * Resolves once every job of the message is durably settled (recorded, deferred or a duplicate).
+ * `traceparent`: the publishing span, where the transport carries one (RabbitMQ's message headers).
+ */
+export type JobHandler = (message: DeliveryMessage, traceparent?: string) => Promise<void>;

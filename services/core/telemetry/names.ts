@@ -29,12 +29,34 @@ export const METRIC = {
   jobsDeferred: "evently_jobs_deferred_total",
   circuitTransitions: "evently_circuit_transitions_total",
   circuitsOpen: "evently_circuits_open",
+  // Read at collect time (telemetry/gauges.ts), not recorded on a path: see docs/observability.md
+  // for which role reports each.
+  outboxBacklog: "evently_outbox_backlog",
+  outboxOldestDue: "evently_outbox_oldest_due_seconds",
+  queueMessages: "evently_queue_messages",
+  queueConsumers: "evently_queue_consumers",
+  endpointFailures: "evently_endpoint_consecutive_failures",
+  circuitLongestOpen: "evently_circuit_longest_open_seconds",
+  processResidentMemory: "evently_process_resident_memory_bytes",
+  processHeap: "evently_process_heap_bytes",
+  eventLoopLag: "evently_event_loop_lag_seconds",
 } as const;
 
+/**
+ * Spans, in the order an event meets them. One trace per event: its request span's context is kept
+ * with the event (events.trace_parent) and every later span of its jobs joins it; a span serving
+ * many events (a commit, a message, a batch of writes) links each of them.
+ */
 export const SPAN = {
+  /** One API request; a child of the caller's `traceparent` when it sent one. */
+  httpRequest: "evently.http.request",
   ingestCommit: "evently.ingest.commit",
+  /** A hand-off of jobs to the queue: AMQP publish with confirms (fast path or sweep), or the Postgres transport's wake-up. */
+  outboxPublish: "evently.outbox.publish",
   outboxSweep: "evently.outbox.sweep",
+  /** The worker consuming one message: every job in it, from claim to recorded outcome. */
   deliver: "evently.deliver",
+  /** One delivery attempt: its `traceparent` is sent on the webhook request. */
   deliverySend: "evently.delivery.send",
   attemptsRecord: "evently.attempts.record",
 } as const;

@@ -1,11 +1,13 @@
 import { metrics, trace } from "@opentelemetry/api";
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus";
 import { NodeSDK } from "@opentelemetry/sdk-node";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { OTLPTraceExporter as OTLPJsonTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { OTLPTraceExporter as OTLPProtobufTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { BatchSpanProcessor } from "@opentelemetry/sdk-trace";
+import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type SpanExporter } from "@opentelemetry/sdk-trace";
 import type { Config } from "../config/index.ts";
 import { resetInstruments } from "./instruments.ts";
+import { setTracingEnabled } from "./trace-context.ts";
 
 export interface Telemetry {
   /** Prometheus text exposition of every metric this process recorded. */
@@ -14,6 +16,12 @@ export interface Telemetry {
 }
 
 let active: Telemetry | undefined;
+
+/** The OTLP/HTTP span exporter in the configured encoding; the URL is the endpoint's traces path. */
+function spanExporter(config: Config["telemetry"], endpoint: string): SpanExporter {
+  const url = new URL("/v1/traces", endpoint).toString();
+  return config.OTEL_EXPORTER_OTLP_PROTOCOL === "http/json" ? new OTLPJsonTraceExporter({ url }) : new OTLPProtobufTraceExporter({ url });
+}
 
 /**
  * Starts the OpenTelemetry SDK once per process: metrics are always collected and served on
@@ -29,13 +37,17 @@ export function startTelemetry(config: Config["telemetry"], role: string): Telem
     // Without an endpoint: no span processor at all, so the SDK does not fall back to its default
     // exporter (OTLP to localhost) and spans cost nothing.
     spanProcessors: config.OTEL_EXPORTER_OTLP_ENDPOINT
-      ? [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: new URL("/v1/traces", config.OTEL_EXPORTER_OTLP_ENDPOINT).toString() }) })]
+      ? [new BatchSpanProcessor({ exporter: spanExporter(config, config.OTEL_EXPORTER_OTLP_ENDPOINT) })]
       : [],
+    // Parent-based: a caller's sampling decision (its traceparent's flag) is kept; traces started
+    // here are sampled at TRACE_SAMPLE_RATIO.
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.TRACE_SAMPLE_RATIO) }),
     logRecordProcessors: [],
     instrumentations: [],
     autoDetectResources: false,
   });
   sdk.start();
+  setTracingEnabled(config.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined);
   resetInstruments();
   const serializer = new PrometheusSerializer();
   active = {
@@ -45,6 +57,7 @@ export function startTelemetry(config: Config["telemetry"], role: string): Telem
     },
     async shutdown() {
       active = undefined;
+      setTracingEnabled(false);
       await sdk.shutdown().catch(() => {});
       // The SDK registers its providers globally and never unregisters them, and the API refuses a
       // second registration: without this, a later start in the same process (tests run many

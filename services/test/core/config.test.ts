@@ -130,6 +130,12 @@ describe("config", () => {
       expect(() => loadConfig({ [name]: "0" })).toThrow(name);
   });
 
+  test("OTEL_EXPORTER_OTLP_PROTOCOL: http/protobuf by default, http/json on request, nothing else", () => {
+    expect(loadConfig({}).telemetry.OTEL_EXPORTER_OTLP_PROTOCOL).toBe("http/protobuf");
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" }).telemetry.OTEL_EXPORTER_OTLP_PROTOCOL).toBe("http/json");
+    expect(() => loadConfig({ OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" })).toThrow(/OTEL_EXPORTER_OTLP_PROTOCOL/);
+  });
+
   test("the README's configuration table is the one the schemas render", async () => {
     const readme = await Bun.file(new URL("../../../README.md", import.meta.url)).text();
     const start = readme.indexOf("<!-- config-table:start -->");

@@ -150,6 +150,7 @@ describe("docker-compose.yml", () => {
   test("observability and load test services are behind profiles, and their files exist", () => {
     for (const name of ["prometheus", "grafana"]) expect(services[name]!.profiles).toEqual(["observability"]);
     for (const name of ["k6", "sink"]) expect(services[name]!.profiles).toEqual(["loadtest"]);
+    expect(services.jaeger!.profiles).toEqual(["tracing"]);
     expect(services.sink!.build.target).toBe("sink");
     const mounts = Object.values(services).flatMap((s) => (s.volumes ?? []) as string[]);
     for (const mount of mounts.filter((m) => m.startsWith("./"))) expect(existsSync(repo(mount.split(":")[0]!)), mount).toBe(true);
@@ -182,7 +183,7 @@ describe("docker-compose.yml", () => {
     const quiet = composeConfig(["config", "-q"], secrets());
     expect(quiet.stderr).toBe("");
     expect(quiet.code).toBe(0);
-    const resolved = composeConfig(["--profile", "observability", "--profile", "loadtest", "config"], secrets());
+    const resolved = composeConfig(["--profile", "observability", "--profile", "loadtest", "--profile", "tracing", "config"], secrets());
     expect(resolved.code).toBe(0);
     const cfg = Bun.YAML.parse(resolved.stdout) as { services: Record<string, Obj> };
     expect(Object.keys(cfg.services).sort()).toEqual(Object.keys(services).sort());

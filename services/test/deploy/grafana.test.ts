@@ -1,20 +1,29 @@
 /**
- * The Grafana dashboard (deploy/grafana/dashboards/evently.json) and its provisioning: the JSON
- * type-checks against @grafana/schema, the layout is sound, and every query selects only series
- * Evently really exposes, named in services/core/telemetry/names.ts.
+ * The Grafana dashboards (deploy/grafana/dashboards/*.json: overview, endpoint health, pipeline
+ * internals) and their provisioning: each JSON type-checks against @grafana/schema, the layout is
+ * sound, and every query selects only series Evently really exposes, named in
+ * services/core/telemetry/names.ts. That the queries return data is prometheus-live.test.ts's job.
  */
 import { describe, expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
 import path from "node:path";
 import ts from "typescript";
 import { METRIC } from "../../core/telemetry/names.ts";
-import { exposedSeries, promqlMetrics, readText } from "./support.ts";
+import { exposedSeries, promqlMetrics, readText, repo } from "./support.ts";
 
 type Obj = Record<string, any>;
-const dashboardText = await readText("deploy/grafana/dashboards/evently.json");
-const dashboard = JSON.parse(dashboardText) as Obj;
-const panels = dashboard.panels as Obj[];
-const queryPanels = panels.filter((p) => p.type !== "row");
-const exprs = queryPanels.flatMap((p) => (p.targets as Obj[]).map((t) => ({ panel: p.title as string, expr: t.expr as string })));
+const FILES = readdirSync(repo("deploy/grafana/dashboards")).filter((f) => f.endsWith(".json")).sort();
+const dashboards = await Promise.all(
+  FILES.map(async (file) => {
+    const text = await readText("deploy/grafana/dashboards", file);
+    const dashboard = JSON.parse(text) as Obj;
+    const panels = dashboard.panels as Obj[];
+    const queryPanels = panels.filter((p) => p.type !== "row");
+    const exprs = queryPanels.flatMap((p) => (p.targets as Obj[]).map((t) => ({ panel: `${file}: ${p.title}`, expr: t.expr as string })));
+    return { file, text, dashboard, panels, queryPanels, exprs };
+  }),
+);
+const allExprs = dashboards.flatMap((d) => d.exprs);
 const compose = Bun.YAML.parse(await readText("docker-compose.yml")) as { services: Record<string, Obj> };
 const datasources = Bun.YAML.parse(await readText("deploy/grafana/provisioning/datasources/prometheus.yml")) as Obj;
 const providers = Bun.YAML.parse(await readText("deploy/grafana/provisioning/dashboards/evently.yml")) as Obj;
@@ -29,7 +38,7 @@ const PANEL_OPTIONS: Record<string, string> = {
  * panel's options and field config) to the schema types, so unknown keys and wrong enum values are
  * compile errors. String enums in the schema are compared by value, as JSON holds them.
  */
-function schemaDiagnostics(): string[] {
+function schemaDiagnostics({ text: dashboardText, queryPanels }: (typeof dashboards)[number]): string[] {
   const schemaPkg = path.dirname(require.resolve("@grafana/schema/package.json"));
   const file = path.join(schemaPkg, "..", "..", "..", "__evently_dashboard_check__.ts");
   let src = `import type { Dashboard, FieldConfigSource } from "@grafana/schema";
@@ -64,10 +73,51 @@ export const fields${p.id}: Json<FieldConfigSource<TimeseriesFieldConfig>> = ${J
   return ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, "\n").slice(0, 500));
 }
 
-describe("grafana dashboard", () => {
+describe("grafana dashboards", () => {
+  test("overview, endpoint health and pipeline internals, with distinct uids", () => {
+    expect(dashboards.map((d) => d.dashboard.uid).sort()).toEqual(["evently-endpoints", "evently-overview", "evently-pipeline"]);
+  });
+
+  test("charts ingest, publishing, delivery outcome, latency, lag, in-flight, duplicates and failures", () => {
+    const charted = new Set(allExprs.flatMap((e) => promqlMetrics(e.expr)).map((n) => n.replace(/_(bucket|sum|count)$/, "")));
+    const required = [
+      METRIC.eventsAccepted,
+      METRIC.ingestCommitDuration,
+      METRIC.jobsPublished,
+      METRIC.publishFailures,
+      METRIC.deliveryAttempts,
+      METRIC.deliveryDuration,
+      METRIC.deliveryLag,
+      METRIC.deliveriesInFlight,
+      METRIC.deliveriesWaiting,
+      METRIC.duplicateJobs,
+      METRIC.jobsEnded,
+      METRIC.jobsDeferred,
+      METRIC.circuitsOpen,
+      METRIC.circuitTransitions,
+      METRIC.outboxBacklog,
+      METRIC.outboxOldestDue,
+      METRIC.queueMessages,
+      METRIC.queueConsumers,
+      METRIC.endpointFailures,
+      METRIC.circuitLongestOpen,
+      METRIC.processResidentMemory,
+      METRIC.processHeap,
+      METRIC.eventLoopLag,
+    ];
+    expect(required.filter((m) => !charted.has(m))).toEqual([]);
+    for (const q of [0.5, 0.95, 0.99]) {
+      const prefix = `histogram_quantile(${q}, sum by (le) (rate(${METRIC.deliveryDuration}_bucket`;
+      expect(allExprs.some((e) => e.expr.startsWith(prefix)), prefix).toBe(true);
+    }
+  });
+});
+
+describe.each(dashboards)("grafana dashboard $file", (board) => {
+  const { dashboard, panels, queryPanels, exprs } = board;
   test("type-checks against @grafana/schema (dashboard, panel options, field config)", () => {
     expect(queryPanels.every((p) => p.type in PANEL_OPTIONS)).toBe(true);
-    expect(schemaDiagnostics()).toEqual([]);
+    expect(schemaDiagnostics(board)).toEqual([]);
   });
 
   test("has a stable uid, unique panel ids and a 24-column grid without overlaps", () => {
@@ -116,34 +166,15 @@ describe("grafana dashboard", () => {
       expect(expr, panel).toMatch(/histogram_quantile\(0?\.\d+, sum by \(le(, \w+)*\) \(rate\(\w+_bucket\[/);
     }
   });
-
-  test("charts ingest, publishing, delivery outcome, latency, lag, in-flight, duplicates and failures", () => {
-    const charted = new Set(exprs.flatMap((e) => promqlMetrics(e.expr)).map((n) => n.replace(/_(bucket|sum|count)$/, "")));
-    const required = [
-      METRIC.eventsAccepted,
-      METRIC.ingestCommitDuration,
-      METRIC.jobsPublished,
-      METRIC.publishFailures,
-      METRIC.deliveryAttempts,
-      METRIC.deliveryDuration,
-      METRIC.deliveryLag,
-      METRIC.deliveriesInFlight,
-      METRIC.duplicateJobs,
-      METRIC.jobsEnded,
-    ];
-    expect(required.filter((m) => !charted.has(m))).toEqual([]);
-    for (const q of [0.5, 0.95, 0.99]) {
-      const prefix = `histogram_quantile(${q}, sum by (le) (rate(${METRIC.deliveryDuration}_bucket`;
-      expect(exprs.some((e) => e.expr.startsWith(prefix)), prefix).toBe(true);
-    }
-  });
 });
 
 describe("grafana provisioning", () => {
-  test("the datasource uid is the dashboard variable's default", () => {
+  test("the datasource uid is every dashboard variable's default", () => {
     const prometheus = (datasources.datasources as Obj[]).find((d) => d.type === "prometheus")!;
-    const variable = (dashboard.templating.list as Obj[]).find((v) => v.name === "datasource")!;
-    expect(variable.current.value).toBe(prometheus.uid);
+    for (const { dashboard } of dashboards) {
+      const variable = (dashboard.templating.list as Obj[]).find((v) => v.name === "datasource")!;
+      expect(variable.current.value).toBe(prometheus.uid);
+    }
     expect(prometheus.url).toBe("http://prometheus:9090");
     expect(compose.services.prometheus).toBeDefined();
   });

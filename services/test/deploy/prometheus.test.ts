@@ -42,8 +42,11 @@ describe("alert rules", () => {
     }
   });
 
-  test("cover delivery failures, publish failures, outbox backlog, no deliveries and delivery lag", () => {
+  test("cover delivery failures, publish failures, outbox backlog and age, consumers, latency, dead jobs, circuits", () => {
     const byMetric = (m: string) => rules.filter((r) => promqlMetrics(r.expr).some((n) => n.startsWith(m)));
+    for (const m of [METRIC.outboxOldestDue, METRIC.queueConsumers, METRIC.jobsEnded, METRIC.circuitLongestOpen, METRIC.eventLoopLag])
+      expect(byMetric(m).length, m).toBeGreaterThanOrEqual(1);
+    expect(rules.some((r) => r.expr.includes("histogram_quantile(0.99") && r.expr.includes(METRIC.deliveryLag))).toBe(true);
     expect(byMetric(METRIC.deliveryAttempts).length).toBeGreaterThanOrEqual(2);
     expect(byMetric(METRIC.publishFailures).length).toBeGreaterThanOrEqual(1);
     expect(byMetric(METRIC.jobsCreated).length).toBeGreaterThanOrEqual(1);
@@ -54,6 +57,17 @@ describe("alert rules", () => {
     const exposed = exposedSeries();
     const unknown = rules.flatMap((r) => promqlMetrics(r.expr).filter((n) => n !== "up" && !exposed.has(n)).map((n) => `${r.alert}: ${n}`));
     expect(unknown).toEqual([]);
+  });
+
+  test("every alert links its runbook entry in docs/observability.md, which documents every metric", async () => {
+    const doc = await readText("docs/observability.md");
+    const anchors = new Set([...doc.matchAll(/^### (\w+)$/gm)].map((m) => m[1]!.toLowerCase()));
+    for (const r of rules) {
+      expect(r.annotations?.runbook_url, r.alert).toBe(`docs/observability.md#${r.alert.toLowerCase()}`);
+      expect(anchors.has(r.alert.toLowerCase()), `runbook entry for ${r.alert}`).toBe(true);
+    }
+    const undocumented = Object.values(METRIC).filter((name) => !doc.includes(`- \`${name}`));
+    expect(undocumented).toEqual([]);
   });
 
   test("every alert has a unit test in alerts.test.yml", () => {

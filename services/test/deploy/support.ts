@@ -125,7 +125,7 @@ let exposed: Set<string> | undefined;
 
 /**
  * The series names Evently's /metrics really exposes: a child process starts the telemetry SDK,
- * touches every instrument once and renders the Prometheus text (counters, gauges and each
+ * touches every instrument once (and gives every collect-time gauge a reading) and renders the Prometheus text (counters, gauges and each
  * histogram's _bucket/_sum/_count), so exporter suffix rules are taken into account.
  */
 export function exposedSeries(): Set<string> {
@@ -138,6 +138,9 @@ export function exposedSeries(): Set<string> {
       if ("record" in instrument) instrument.record(0.01);
       else instrument.add(1);
     }
+    // Gauges read at collect time: one reading each, as a role's collector would give.
+    const { observe, OBSERVED } = await import(${JSON.stringify(repo("services/core/telemetry/instruments.ts"))});
+    observe(() => Object.keys(OBSERVED).map((gauge) => ({ gauge, value: 1 })));
     console.log(await telemetry.renderMetrics());
     await telemetry.shutdown();
     process.exit(0);

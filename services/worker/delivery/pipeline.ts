@@ -1,9 +1,11 @@
+import { context } from "@opentelemetry/api";
 import type { AttemptRow } from "@evently/core/attempts/sql.ts";
 import { newId } from "@evently/core/ids.ts";
 import type { JobOutcome } from "@evently/core/jobs/sql.ts";
 import type { DeliveryMessage, JobMessage } from "@evently/core/queue/messages.ts";
 import { redactHeaders } from "@evently/core/redact.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
+import { contextFrom, tracingEnabled } from "@evently/core/telemetry/trace-context.ts";
 import type { DeliveryTarget } from "../endpoint-cache.ts";
 import type { HoldReason } from "./checks.ts";
 import { decideOutcome, type OutcomeRules } from "./outcome.ts";
@@ -40,7 +42,14 @@ export class DeliveryPipeline {
 
   async handle(message: DeliveryMessage): Promise<void> {
     const targets = await this.prepare.targets(message.jobs);
-    await Promise.all(message.jobs.map((job) => this.handleJob(job, targets.get(job.endpointId))));
+    // Each job's attempt is a child of its own event's request span, not of the message's.
+    await Promise.all(
+      message.jobs.map((job) =>
+        job.traceparent && tracingEnabled()
+          ? context.with(contextFrom(job.traceparent), () => this.handleJob(job, targets.get(job.endpointId)))
+          : this.handleJob(job, targets.get(job.endpointId)),
+      ),
+    );
   }
 
   private async handleJob(job: JobMessage, found: DeliveryTarget | undefined): Promise<void> {
@@ -68,7 +77,11 @@ export class DeliveryPipeline {
     // A replay's lag runs from the replay: recovering week-old jobs is not a week of lag.
     if (outcome.status === "delivered") m.deliveryLag.record((Date.now() - (job.replayedAt ?? job.createdAt)) / 1000);
     if (outcome.endReason !== null) m.jobsEnded.add(1, { state: outcome.status, reason: outcome.endReason });
-    m.deliveryAttempts.add(1, { outcome: outcome.status, error_class: sent.result.errorClass ?? "none" });
+    m.deliveryAttempts.add(1, {
+      outcome: outcome.status,
+      error_class: sent.result.errorClass ?? "none",
+      status_class: statusClass(sent.result.status),
+    });
     await this.recorder.record({ attempt: attemptRow(job, target, sent), outcome });
     for (const listener of this.listeners) listener.attempted(target, job, sent, outcome);
     if (decision.disableEndpoint) await this.control.disable(target, decision.disableEndpoint);
@@ -98,4 +111,10 @@ function attemptRow(job: JobMessage, target: DeliveryTarget, { attemptedAt, head
     errorDetail: result.errorDetail,
     createdAt: attemptedAt,
   };
+}
+
+/** The response's class for metrics (2xx … 5xx), `none` when no response came (timeout, refused, blocked). */
+export function statusClass(status: number | null | undefined): string {
+  if (!status || status < 100 || status > 599) return "none";
+  return `${Math.floor(status / 100)}xx`;
 }

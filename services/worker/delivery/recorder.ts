@@ -1,3 +1,4 @@
+import { context, isSpanContextValid, trace } from "@opentelemetry/api";
 import type { AttemptRow } from "@evently/core/attempts/sql.ts";
 import { Batcher } from "@evently/core/batching.ts";
 import type { Sql } from "@evently/core/db/client.ts";
@@ -7,6 +8,7 @@ import type { Logger } from "@evently/core/log.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
 import { tracer } from "@evently/core/telemetry/tracing.ts";
+import { formatTraceparent, parentAndLinks, tracingEnabled } from "@evently/core/telemetry/trace-context.ts";
 import type { LeaseKeeper } from "./leases.ts";
 
 // Writes are idempotent, so one cut off mid-flight by a lost connection is simply written again.
@@ -16,6 +18,8 @@ export interface RecordedAttempt {
   /** Null for an outcome reached without an attempt (expired, cancelled). */
   attempt: AttemptRow | null;
   outcome: JobOutcome;
+  /** The trace the attempt belongs to (set by `record` when tracing is on): the write span links it. */
+  traceparent?: string | null;
 }
 
 /**
@@ -51,7 +55,7 @@ export class AttemptRecorder {
 
   /** Resolves once written; the job's claim then needs no more renewing. */
   async record(entry: RecordedAttempt): Promise<void> {
-    await this.attempts.add(entry);
+    await this.attempts.add(tracingEnabled() ? { ...entry, traceparent: activeOrRemoteTraceparent() } : entry);
     this.options.leases?.release(entry.outcome.jobId);
   }
 
@@ -67,7 +71,8 @@ export class AttemptRecorder {
 
   private async write(items: RecordedAttempt[]): Promise<void[]> {
     const started = performance.now();
-    await tracer().startActiveSpan(SPAN.attemptsRecord, async (span) => {
+    const { parent, links } = tracingEnabled() ? parentAndLinks(items.map((i) => i.traceparent)) : { parent: context.active(), links: [] };
+    await tracer().startActiveSpan(SPAN.attemptsRecord, { links }, parent, async (span) => {
       span.setAttribute("evently.attempts", items.length);
       try {
         await withDeadline(
@@ -99,4 +104,10 @@ export class AttemptRecorder {
       }
     }
   }
+}
+
+/** The context the attempt ran in: the job's event span, kept remote in the pipeline (pipeline.ts). */
+function activeOrRemoteTraceparent(): string | null {
+  const spanContext = trace.getSpanContext(context.active());
+  return spanContext && isSpanContextValid(spanContext) ? formatTraceparent(spanContext) : null;
 }

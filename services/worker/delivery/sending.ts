@@ -1,9 +1,11 @@
+import { SpanStatusCode } from "@opentelemetry/api";
 import type { AddressPolicy } from "@evently/core/net/policy.ts";
 import type { JobMessage } from "@evently/core/queue/messages.ts";
 import { signWithKeys } from "@evently/core/signing/index.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
 import { tracer } from "@evently/core/telemetry/tracing.ts";
+import { traceparentOf } from "@evently/core/telemetry/trace-context.ts";
 import { signingKeys, type DeliveryTarget } from "../endpoint-cache.ts";
 import { send, type SendResult } from "../http/send.ts";
 import { SsrfGuard } from "../http/ssrf.ts";
@@ -55,7 +57,16 @@ export class SendStage {
     m.deliveriesInFlight.add(1);
     try {
       return await tracer().startActiveSpan(SPAN.deliverySend, async (span) => {
-        span.setAttributes({ "evently.job_id": job.jobId, "evently.endpoint_id": target.id, "evently.attempt": job.attempt + 1 });
+        // Ids only: never the URL's credentials, the headers or the body.
+        span.setAttributes({
+          "evently.job_id": job.jobId,
+          "evently.event_id": job.eventId,
+          "evently.endpoint_id": target.id,
+          "evently.app_id": target.appId,
+          "evently.attempt": job.attempt + 1,
+        });
+        // A receiver that traces joins the attempt's span; nothing is added with tracing off.
+        const traceparent = traceparentOf(span);
         try {
           const timestamp = Math.floor(attemptedAt.getTime() / 1000);
           const headers: Record<string, string> = {
@@ -67,11 +78,13 @@ export class SendStage {
             // New secret first, then the previous one while a rotation's grace window is open.
             "webhook-signature": signWithKeys(signingKeys(target, attemptedAt), job.jobId, timestamp, job.body),
           };
+          if (traceparent) headers.traceparent = traceparent;
           result = await send(
             { url: target.url, headers, body: job.body, timeoutMs, maxResponseBytes: this.options.maxResponseBytes },
             this.guard,
           );
           span.setAttributes({ "http.response.status_code": result.status ?? 0, "evently.error_class": result.errorClass ?? "" });
+          if (result.errorClass) span.setStatus({ code: SpanStatusCode.ERROR, message: result.errorClass });
           m.deliveryDuration.record(result.durationMs / 1000, { outcome: result.errorClass ? "failed" : "delivered" });
           return { attemptedAt, headers, result };
         } finally {

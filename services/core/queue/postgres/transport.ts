@@ -5,7 +5,10 @@ import { RetryBudget } from "../../outbox/retry-budget.ts";
 import { messageForSwept, msUntilNextDue, OUTBOX_CHANNEL as CHANNEL, releaseTaken, takeDueJobs } from "../../outbox/sql.ts";
 import { instruments } from "../../telemetry/instruments.ts";
 import type { JobMessage } from "../messages.ts";
-import type { JobHandler, JobTransport } from "../transport.ts";
+import { SPAN } from "../../telemetry/names.ts";
+import { tracer } from "../../telemetry/tracing.ts";
+import { parentAndLinks, tracingEnabled } from "../../telemetry/trace-context.ts";
+import type { JobHandler, JobTransport, QueueDepth } from "../transport.ts";
 
 // A connection cut at the wrong moment can leave a query unsettled forever; these statements are
 // safe to repeat, so each is bounded and tried again.
@@ -39,6 +42,7 @@ export class PostgresTransport implements JobTransport {
   readonly publishGraceMs = 0;
   private notifying: Promise<void> | undefined;
   private notifyAgain = false;
+  private consuming = 0;
 
   constructor(
     private readonly sql: Sql,
@@ -54,7 +58,11 @@ export class PostgresTransport implements JobTransport {
       this.notifyAgain = true;
       return;
     }
+    // Here publishing is the wake-up: the jobs are in the outbox already. Its span links the jobs'
+    // traces (a child of theirs when they share one) and is made only when tracing is on.
+    const span = tracingEnabled() ? publishSpan(jobs) : undefined;
     const notify = this.sql`select pg_notify(${CHANNEL}, '')`.then(() => {});
+    void notify.then(() => span?.end(), () => span?.end());
     this.notifying = withDeadline(notify, STATEMENT_DEADLINE_MS, "outbox notify")
       // Workers find the jobs on their next poll.
       .catch((err) => this.log.debug("outbox notify failed", { error: (err as Error).message }))
@@ -71,10 +79,26 @@ export class PostgresTransport implements JobTransport {
     const consumer = new OutboxConsumer(this.sql, this.options, handle, this.log);
     const listening = await this.sql.listen(CHANNEL, () => consumer.wake());
     consumer.start();
+    this.consuming++;
     return async () => {
+      this.consuming--;
       await consumer.stop();
       await listening.unlisten().catch(() => {});
     };
+  }
+
+  /**
+   * The outbox is the one queue: its due entries, and this worker as its consumer. Postgres cannot
+   * tell which sessions LISTEN on a channel, so each worker counts itself (1 while consuming) and
+   * dashboards sum queue="outbox" over workers (docs/observability.md).
+   */
+  async queueDepths(): Promise<QueueDepth[]> {
+    const [row] = await withDeadline(
+      this.sql<{ due: number }[]>`select count(*)::int as due from outbox where due_at <= now()`,
+      STATEMENT_DEADLINE_MS,
+      "outbox depth",
+    );
+    return [{ queue: "outbox", messages: row?.due ?? 0, consumers: this.consuming }];
   }
 
   readiness(): Record<string, boolean> {
@@ -84,6 +108,11 @@ export class PostgresTransport implements JobTransport {
   async stop(): Promise<void> {
     await this.notifying;
   }
+}
+
+function publishSpan(jobs: JobMessage[]) {
+  const { parent, links } = parentAndLinks(jobs.map((job) => job.traceparent));
+  return tracer().startSpan(SPAN.outboxPublish, { links, attributes: { "evently.jobs": jobs.length, "evently.publish.path": "notify" } }, parent);
 }
 
 /** One consume loop: take what is due while there is room, hand it on, sleep until news. */

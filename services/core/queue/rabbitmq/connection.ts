@@ -1,4 +1,4 @@
-import amqp, { type ChannelModel } from "amqplib";
+import amqp, { type Channel, type ChannelModel } from "amqplib";
 import type { Logger } from "../../log.ts";
 
 type Setup = (connection: ChannelModel) => Promise<void>;
@@ -22,6 +22,12 @@ export class BrokerConnection {
 
   get connected(): boolean {
     return this.connection !== undefined;
+  }
+
+  /** A new channel on the current connection (the caller closes it); rejects while disconnected. */
+  async channel(): Promise<Channel> {
+    if (!this.connection) throw new Error("amqp: not connected");
+    return this.connection.createChannel();
   }
 
   /** Registers a setup; runs it at once when already connected. */

@@ -60,7 +60,8 @@ export class WorkQueueConsumer {
       return;
     }
     try {
-      await this.handle(message);
+      const traceparent = msg.properties.headers?.traceparent;
+      await this.handle(message, typeof traceparent === "string" ? traceparent : undefined);
       safely(() => channel.ack(msg));
     } catch (err) {
       this.log.warn("message handling failed, requeueing", { error: (err as Error).message });

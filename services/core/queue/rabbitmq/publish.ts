@@ -1,5 +1,9 @@
+import { SpanStatusCode } from "@opentelemetry/api";
 import { encodeDeliveryMessage, type JobMessage } from "../messages.ts";
 import { instruments } from "../../telemetry/instruments.ts";
+import { SPAN } from "../../telemetry/names.ts";
+import { tracer } from "../../telemetry/tracing.ts";
+import { parentAndLinks, traceparentOf, tracingEnabled } from "../../telemetry/trace-context.ts";
 import type { ConfirmPublisher, OutgoingMessage } from "./publisher.ts";
 import { queueIndexFor } from "./topology.ts";
 
@@ -32,12 +36,25 @@ export async function publishJobs(publisher: ConfirmPublisher, jobs: JobMessage[
 
   const m = instruments();
   const started = performance.now();
+  // With tracing on, one span for the hand-off: a child of the jobs' trace when they share one,
+  // linked to each otherwise; every message carries it in its headers for the consume span.
+  const span = tracingEnabled() ? publishSpan(jobs, options.path) : undefined;
+  const traceparent = traceparentOf(span);
+  if (traceparent) for (const message of messages) message.headers = { traceparent };
   try {
     await publisher.publish(messages);
   } catch (err) {
     m.publishFailures.add(jobs.length, { path: options.path });
+    span?.setStatus({ code: SpanStatusCode.ERROR, message: "publish failed" });
     throw err;
+  } finally {
+    span?.end();
   }
   m.publishDuration.record((performance.now() - started) / 1000, { path: options.path });
   m.jobsPublished.add(jobs.length, { path: options.path });
+}
+
+function publishSpan(jobs: JobMessage[], path: PublishOptions["path"]) {
+  const { parent, links } = parentAndLinks(jobs.map((job) => job.traceparent));
+  return tracer().startSpan(SPAN.outboxPublish, { links, attributes: { "evently.jobs": jobs.length, "evently.publish.path": path } }, parent);
 }

@@ -6,6 +6,8 @@ import type { Topology } from "./topology.ts";
 export interface OutgoingMessage {
   queueIndex: number;
   content: Buffer;
+  /** AMQP headers: `traceparent` of the publish span, only when it is recorded. */
+  headers?: Record<string, string>;
 }
 
 /**
@@ -44,7 +46,9 @@ export class ConfirmPublisher {
   }
 
   async publish(messages: OutgoingMessage[]): Promise<void> {
-    await this.confirmAll(messages.map((m) => ({ exchange: this.topology.exchange, routingKey: String(m.queueIndex), content: m.content })));
+    await this.confirmAll(
+      messages.map((m) => ({ exchange: this.topology.exchange, routingKey: String(m.queueIndex), content: m.content, headers: m.headers })),
+    );
   }
 
   /** Publishes dead-job notices on the dead-letter exchange, routed by event type; resolves once all are confirmed. */
@@ -53,7 +57,9 @@ export class ConfirmPublisher {
     await this.confirmAll(notices.map((n) => ({ exchange, routingKey: n.routingKey, content: n.content, messageId: n.messageId })));
   }
 
-  private async confirmAll(messages: { exchange: string; routingKey: string; content: Buffer; messageId?: string }[]): Promise<void> {
+  private async confirmAll(
+    messages: { exchange: string; routingKey: string; content: Buffer; messageId?: string; headers?: Record<string, string> }[],
+  ): Promise<void> {
     const channel = this.channel;
     if (!channel) throw new UnavailableError("RabbitMQ is not connected");
     const confirmations = messages.map(
@@ -63,7 +69,7 @@ export class ConfirmPublisher {
             m.exchange,
             m.routingKey,
             m.content,
-            { persistent: true, contentType: "application/json", mandatory: false, messageId: m.messageId },
+            { persistent: true, contentType: "application/json", mandatory: false, messageId: m.messageId, headers: m.headers },
             (err) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve()),
           );
           void ok; // back-pressure is bounded by callers: they publish one batch per commit or sweep

@@ -3,7 +3,7 @@ import type { Sql } from "../../db/client.ts";
 import type { Logger } from "../../log.ts";
 import { clearPublished, type DeadLetter } from "../../outbox/sql.ts";
 import type { JobMessage } from "../messages.ts";
-import type { JobHandler, JobTransport } from "../transport.ts";
+import type { JobHandler, JobTransport, QueueDepth } from "../transport.ts";
 import { BrokerConnection } from "./connection.ts";
 import { WorkQueueConsumer } from "./consumer.ts";
 import { publishJobs } from "./publish.ts";
@@ -83,6 +83,24 @@ export class RabbitTransport implements JobTransport {
     const consumer = new WorkQueueConsumer(this.broker, this.topology, handle, this.prefetch, this.log);
     await consumer.start();
     return () => consumer.stop();
+  }
+
+  /** checkQueue on each work queue, on a channel of its own: a failed check closes its channel. */
+  async queueDepths(): Promise<QueueDepth[]> {
+    const channel = await this.broker.channel();
+    // A queue deleted behind our back closes the channel with an error: the check rejects, and an
+    // unheard `error` event must not take the process down with it.
+    channel.on("error", () => {});
+    try {
+      const depths: QueueDepth[] = [];
+      for (const queue of this.topology.workQueues) {
+        const { messageCount, consumerCount } = await channel.checkQueue(queue);
+        depths.push({ queue, messages: messageCount, consumers: consumerCount });
+      }
+      return depths;
+    } finally {
+      await channel.close().catch(() => {});
+    }
   }
 
   readiness(): Record<string, boolean> {
