@@ -108,6 +108,23 @@ export function jobMessage(
 }
 
 /**
+ * The event type an envelope body names, read from the fixed prefix `envelopeBody` writes (id, then
+ * type), without parsing the payload; null for a body of another shape. For span attributes: the
+ * job message does not carry the type separately.
+ */
+export function envelopeType(body: string): string | null {
+  const start = body.indexOf(',"type":"');
+  if (start < 0) return null;
+  let end = start + 9;
+  while (end < body.length && body[end] !== '"') end += body[end] === "\\" ? 2 : 1;
+  try {
+    return JSON.parse(body.slice(start + 8, end + 1)) as string;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * The delivered body. `data` is spliced in as already-serialised JSON so payloads are not parsed
  * and re-serialised on the way through.
  */

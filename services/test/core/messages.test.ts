@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { decodeDeliveryMessage, deliveryMessageSchema, encodeDeliveryMessage, envelopeBody } from "../../core/queue/messages.ts";
+import { decodeDeliveryMessage, deliveryMessageSchema, encodeDeliveryMessage, envelopeBody, envelopeType } from "../../core/queue/messages.ts";
 
 const job = { jobId: "job_1", eventId: "evt_1", endpointId: "ep_1", attempt: 0, createdAt: 1, expiresAt: null, body: "{}" };
 
@@ -32,4 +32,11 @@ test("the envelope splices the stored payload in verbatim", () => {
   const body = envelopeBody("evt_1", "order.paid", new Date("2026-01-01T00:00:00Z"), '{"a": [1, 2]}');
   expect(body).toBe('{"id":"evt_1","type":"order.paid","timestamp":"2026-01-01T00:00:00.000Z","data":{"a": [1, 2]}}');
   expect(JSON.parse(body).data).toEqual({ a: [1, 2] });
+});
+
+test("the event type is read back from an envelope without parsing its payload", () => {
+  const at = new Date(0);
+  expect(envelopeType(envelopeBody("evt_1", "order.paid", at, '{"type":"not this"}'))).toBe("order.paid");
+  expect(envelopeType(envelopeBody("evt_1", 'odd "quoted" \\ type', at, "{}"))).toBe('odd "quoted" \\ type');
+  expect(envelopeType("{}")).toBeNull();
 });

@@ -92,7 +92,7 @@ describeEachTransport("traces end to end", (transport) => {
     // The attempt span is the child of the request span (kept in events.trace_parent), and names its ids.
     const [attempt] = named(own, SPAN.deliverySend);
     expect(attempt!.parentSpanId).toBe(request!.spanId);
-    expect(attempt!.attributes["evently.attempt"]).toBe(1);
+    expect(attempt!.attributes).toMatchObject({ "evently.attempt": 1, "evently.event_type": "trace.ok" });
     expect(String(attempt!.attributes["evently.event_id"])).toStartWith("evt_");
     expect(String(attempt!.attributes["evently.job_id"])).toStartWith("job_");
     expect(String(attempt!.attributes["evently.endpoint_id"])).toStartWith("ep_");

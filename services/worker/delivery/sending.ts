@@ -1,6 +1,6 @@
 import { SpanStatusCode } from "@opentelemetry/api";
 import type { AddressPolicy } from "@evently/core/net/policy.ts";
-import type { JobMessage } from "@evently/core/queue/messages.ts";
+import { envelopeType, type JobMessage } from "@evently/core/queue/messages.ts";
 import { signWithKeys } from "@evently/core/signing/index.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
@@ -65,6 +65,7 @@ export class SendStage {
           "evently.app_id": target.appId,
           "evently.attempt": job.attempt + 1,
         });
+        if (span.isRecording()) span.setAttribute("evently.event_type", envelopeType(job.body) ?? "");
         // A receiver that traces joins the attempt's span; nothing is added with tracing off.
         const traceparent = traceparentOf(span);
         try {
