@@ -30,7 +30,8 @@ export async function prepareTemplate(): Promise<void> {
     const stale = await sql<{ datname: string }[]>`
       select datname from pg_database where datname like 'evently\_template\_%' or datname like 'evently\_test\_%'`;
     for (const { datname } of stale) {
-      const pid = Number(datname.split("_").at(datname.startsWith("evently_template_") ? 2 : 3));
+      // evently_template_<pid> and evently_test_<pid>_<n>_<random>: the pid is the third part of both.
+      const pid = Number(datname.split("_")[2]);
       if (pid !== process.pid && !isAlive(pid)) await sql.unsafe(`drop database if exists "${datname}" with (force)`);
     }
   });
