@@ -42,13 +42,15 @@ export function observePipeline(sql: Sql, transport: JobTransport, options: Pipe
 }
 
 async function outboxReadings(sql: Sql): Promise<Reading[]> {
+  // One aggregate per reason with the reason as a constant, so each reads its own partial index
+  // (migrations 0009, 0012); joined to a list of reasons, the outbox was scanned whole.
+  const perReason = OUTBOX_REASONS.map(
+    (reason) => sql`
+      select ${reason}::text as reason, count(*)::int as due, coalesce(extract(epoch from now() - min(due_at)), 0)::float8 as oldest
+      from outbox where reason = ${sql.unsafe(`'${reason}'`)} and due_at <= now()`,
+  );
   const rows = await sql<{ reason: string; due: number; oldest: number }[]>`
-    select r.reason,
-           count(o.job_id)::int as due,
-           coalesce(extract(epoch from now() - min(o.due_at)), 0)::float8 as oldest
-    from unnest(${OUTBOX_REASONS as unknown as string[]}::text[]) as r (reason)
-    left join outbox o on o.reason = r.reason and o.due_at <= now()
-    group by r.reason`;
+    ${perReason.reduce((all, part) => sql`${all} union all ${part}`)}`;
   return rows.flatMap((r) => [
     { gauge: "outboxBacklog" as const, value: r.due, attributes: { reason: r.reason } },
     { gauge: "outboxOldestDue" as const, value: Math.max(0, r.oldest), attributes: { reason: r.reason } },
