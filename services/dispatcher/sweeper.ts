@@ -7,7 +7,7 @@ import { RetryBudget } from "@evently/core/outbox/retry-budget.ts";
 import { messageForSwept, msUntilNextDue, OUTBOX_CHANNEL, sweepOutbox, type DeadLetter } from "@evently/core/outbox/sql.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
-import { tracer } from "@evently/core/telemetry/tracing.ts";
+import { newTracePlace, spanAt } from "@evently/core/telemetry/trace-context.ts";
 
 // A sweep holds its outbox rows locked while it publishes; a broker that stops confirming (a resource
 // alarm, say) must not keep that transaction open. The rows then stay for the next sweep, and any
@@ -131,27 +131,23 @@ export class OutboxSweeper {
   /** One sweep, with the retries it took against the budget. Exposed for tests. */
   async sweep(): Promise<SweepResult> {
     if (!this.publisher.ready) return { taken: 0, retries: 0, retryLimit: 0 };
-    return tracer().startActiveSpan(SPAN.outboxSweep, async (span) => {
-      try {
-        const m = instruments();
-        const batch = this.config.dispatch.DISPATCH_BATCH_SIZE;
-        const retryLimit = this.retries.available(batch);
-        const deadline = <T>(work: Promise<T>) => withDeadline(work, SWEEP_PUBLISH_DEADLINE_MS, "sweep publish");
-        const swept = await sweepOutbox(this.sql, batch, (jobs) => deadline(this.publisher.send(jobs.map(messageForSwept), "sweep")), {
-          retryLimit,
-          publishDeadLetters: (letters) => deadline(this.publisher.sendDeadLetters(letters)),
-        });
-        const retries = swept.filter((job) => job.reason === "retry").length;
-        this.retries.spend(retries);
-        span.setAttribute("evently.jobs", swept.length);
-        for (const job of swept) {
-          const published = job.reason === "dead_letter" ? job.status === "dead" : job.publishable;
-          m.outboxSwept.add(1, { reason: job.reason, published: String(published) });
-        }
-        return { taken: swept.length, retries, retryLimit };
-      } finally {
-        span.end();
+    return spanAt(SPAN.outboxSweep, newTracePlace(), {}, async (span) => {
+      const m = instruments();
+      const batch = this.config.dispatch.DISPATCH_BATCH_SIZE;
+      const retryLimit = this.retries.available(batch);
+      const deadline = <T>(work: Promise<T>) => withDeadline(work, SWEEP_PUBLISH_DEADLINE_MS, "sweep publish");
+      const swept = await sweepOutbox(this.sql, batch, (jobs) => deadline(this.publisher.send(jobs.map(messageForSwept), "sweep")), {
+        retryLimit,
+        publishDeadLetters: (letters) => deadline(this.publisher.sendDeadLetters(letters)),
+      });
+      const retries = swept.filter((job) => job.reason === "retry").length;
+      this.retries.spend(retries);
+      span?.setAttribute("evently.jobs", swept.length);
+      for (const job of swept) {
+        const published = job.reason === "dead_letter" ? job.status === "dead" : job.publishable;
+        m.outboxSwept.add(1, { reason: job.reason, published: String(published) });
       }
+      return { taken: swept.length, retries, retryLimit };
     });
   }
 

@@ -8,8 +8,8 @@ import { JsonText, Reply, type ApiOperation, type AppScope, type RouteInput } fr
 import { parseInput } from "./validate.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
 import { tracer } from "@evently/core/telemetry/tracing.ts";
-import { contextFrom, tracingEnabled } from "@evently/core/telemetry/trace-context.ts";
-import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
+import { requestParent, tracingEnabled } from "@evently/core/telemetry/trace-context.ts";
+import { SpanKind, SpanStatusCode, type Context } from "@opentelemetry/api";
 
 /** The part of Elysia's handler context the table's handlers need. */
 interface HandlerContext {
@@ -103,7 +103,12 @@ export function mountOperations<App extends AnyElysia>(app: App, routes: ApiOper
     const traced = access !== "public";
     // An async function, as Elysia compiles it: it awaits only handlers it sees are async, and a
     // rejection it does not await escapes its error rendering.
-    const handler = traced ? async (ctx: HandlerContext) => (tracingEnabled() ? await tracedRequest(route, ctx, handle) : await handle(ctx)) : handle;
+    const handler = traced
+      ? async (ctx: HandlerContext) => {
+          const parent = tracingEnabled() ? requestParent(ctx.request.headers.get("traceparent")) : null;
+          return parent ? await tracedRequest(route, ctx, parent, handle) : await handle(ctx);
+        }
+      : handle;
     registrar.route(route.method, route.path, handler, { parse: "none" });
   }
   return app;
@@ -114,8 +119,7 @@ export function mountOperations<App extends AnyElysia>(app: App, routes: ApiOper
  * caller's `traceparent` makes it a child of the caller's span. Attributes are the route and the
  * status only: never headers (keys), the query or the body.
  */
-function tracedRequest(route: ApiOperation, ctx: HandlerContext, handle: (ctx: HandlerContext) => Promise<unknown>): Promise<unknown> {
-  const parent = contextFrom(ctx.request.headers.get("traceparent"));
+function tracedRequest(route: ApiOperation, ctx: HandlerContext, parent: Context, handle: (ctx: HandlerContext) => Promise<unknown>): Promise<unknown> {
   const attributes = { "http.request.method": route.method, "http.route": route.path };
   return tracer().startActiveSpan(SPAN.httpRequest, { kind: SpanKind.SERVER, attributes }, parent, async (span) => {
     try {

@@ -1,4 +1,3 @@
-import { context, type Context, type SpanOptions } from "@opentelemetry/api";
 import { schedulePolicy } from "@evently/core/delivery/retry-policy.ts";
 import { SecretCipher } from "@evently/core/secrets/cipher.ts";
 import type { Config } from "@evently/core/config/index.ts";
@@ -9,8 +8,7 @@ import type { DeliveryMessage } from "@evently/core/queue/messages.ts";
 import type { JobTransport } from "@evently/core/queue/transport.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
-import { tracer } from "@evently/core/telemetry/tracing.ts";
-import { contextFrom, parentAndLinks, tracingEnabled } from "@evently/core/telemetry/trace-context.ts";
+import { contextFrom, parentAndLinks, spanAt, tracingEnabled, type SpanPlace } from "@evently/core/telemetry/trace-context.ts";
 import { DeliveryRateLimiter } from "@evently/core/ratelimit/delivery.ts";
 import { endpointStateCheck, ttlCheck } from "./delivery/checks.ts";
 import { CircuitBreaker } from "./delivery/circuit.ts";
@@ -90,16 +88,13 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
   };
   const pipeline = new DeliveryPipeline(prepare, sender, rules, recorder, control, [new DeliveryOutcomeLog(log), circuit]);
   const stopConsuming = await transport.consume((message: DeliveryMessage, traceparent?: string) =>
-    tracer().startActiveSpan(SPAN.deliver, ...consumeSpanOptions(message, traceparent), async (span) => {
-      span.setAttribute("evently.jobs", message.jobs.length);
+    spanAt(SPAN.deliver, consumeSpanPlace(message, traceparent), { attributes: { "evently.jobs": message.jobs.length } }, async () => {
       try {
         await pipeline.handle(message);
       } catch (err) {
         // Claimed but not recorded: stop renewing, so the claims lapse and the jobs are offered again.
         leases.release(...message.jobs.map((j) => j.jobId));
         throw err;
-      } finally {
-        span.end();
       }
     }),
   );
@@ -115,10 +110,11 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
 
 /**
  * The consume span's parent: the publish span named in the message's headers (RabbitMQ), else the
- * jobs' trace when they share one; it links every job's trace. Nothing is parsed with tracing off.
+ * jobs' trace when they share one; it links every job's trace. None (no span) when no job is
+ * traced; nothing is parsed with tracing off.
  */
-function consumeSpanOptions(message: DeliveryMessage, traceparent: string | undefined): [SpanOptions, Context] {
-  if (!tracingEnabled()) return [{}, context.active()];
-  const { parent, links } = parentAndLinks(message.jobs.map((job) => job.traceparent));
-  return [{ links }, traceparent ? contextFrom(traceparent, parent) : parent];
+function consumeSpanPlace(message: DeliveryMessage, traceparent: string | undefined): SpanPlace | null {
+  if (!tracingEnabled()) return null;
+  const place = parentAndLinks(message.jobs.map((job) => job.traceparent));
+  return place && traceparent ? { ...place, parent: contextFrom(traceparent, place.parent) } : place;
 }

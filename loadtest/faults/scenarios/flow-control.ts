@@ -166,10 +166,13 @@ function watchCircuit(stack: FaultStack, endpointId: string): { startedAt: numbe
 async function circuitChecks(stack: FaultStack, endpointId: string, windows: OpenWindow[], log: (msg: string) => void): Promise<Check[]> {
   let during = 0;
   for (const w of windows) {
-    const [row] = await stack.sql<{ n: number }[]>`
-      select count(*)::int as n from attempts where endpoint_id = ${endpointId}
-        and created_at >= ${new Date(w.since + OPEN_GRACE_MS)} and created_at < ${new Date(w.since + OPEN_MS)}`;
-    during += row!.n;
+    const inside = await stack.sql<{ jobId: string; attemptNumber: number; createdAt: Date }[]>`
+      select job_id as "jobId", attempt_number as "attemptNumber", created_at as "createdAt" from attempts
+       where endpoint_id = ${endpointId}
+         and created_at >= ${new Date(w.since + OPEN_GRACE_MS)} and created_at < ${new Date(w.since + OPEN_MS)}`;
+    during += inside.length;
+    // When this check fails, how far into the window each attempt started says which race let it through.
+    for (const a of inside) log(`circuit: attempt ${a.attemptNumber} of ${a.jobId} started ${a.createdAt.getTime() - w.since} ms into an open window`);
   }
   const [total] = await stack.sql<{ n: number }[]>`select count(*)::int as n from attempts where endpoint_id = ${endpointId}`;
   const end = await stack.api("GET", `/endpoints/${endpointId}`);

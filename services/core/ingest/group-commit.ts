@@ -1,4 +1,4 @@
-import { context, trace } from "@opentelemetry/api";
+import { trace } from "@opentelemetry/api";
 import { Batcher } from "../batching.ts";
 import type { Sql } from "../db/client.ts";
 import { isConnectionError, withDeadline } from "../db/errors.ts";
@@ -9,8 +9,7 @@ import { listJobsForEvents } from "../jobs/sql.ts";
 import { newId } from "../ids.ts";
 import { instruments } from "../telemetry/instruments.ts";
 import { SPAN } from "../telemetry/names.ts";
-import { tracer } from "../telemetry/tracing.ts";
-import { activeTraceparent, parentAndLinks, tracingEnabled } from "../telemetry/trace-context.ts";
+import { activeTraceparent, parentAndLinks, spanAt, tracingEnabled } from "../telemetry/trace-context.ts";
 
 export interface EventInput {
   /** The application the event is ingested for. */
@@ -145,31 +144,27 @@ export class GroupCommitter {
     const rows = group.flat();
     const m = instruments();
     const started = performance.now();
-    // One commit serves many requests: it links every request span, and is the child of theirs when
-    // they share one trace (a request alone, say).
-    const { parent, links } = tracingEnabled() ? parentAndLinks(group.map((requestRows) => requestRows[0]?.traceParent)) : NO_LINKS;
-    const batch = await tracer().startActiveSpan(SPAN.ingestCommit, { links }, parent ?? context.active(), async (span) => {
-      span.setAttribute("evently.events", rows.length);
-      try {
-        // One statement inserts the events and their jobs: atomic on its own, one round trip, no
-        // BEGIN/COMMIT. Rows it skipped are looked up afterwards; they are committed data either way.
-        const inserted = await withDeadline(insertEventsWithJobs(this.sql, rows, this.options.graceMs), COMMIT_DEADLINE_MS, "ingest commit");
-        const skipped = rows.filter((r) => !inserted.insertedEventIds.has(r.id));
-        if (skipped.length === 0) return { ...inserted, existing: [], earlierJobs: [], keyMismatches: new Set<string>() };
-        const existing = await findExisting(this.sql, skipped);
-        // Jobs of events stored before this statement: ours from a lost earlier try, and the
-        // originals of replayed keys (a replay answers with the jobs its first request created).
-        const storedIds = new Set(existing.map((e) => e.id));
-        const replays = skipped.filter((r) => !storedIds.has(r.id));
-        return {
-          ...inserted,
-          existing,
-          earlierJobs: await listJobsForEvents(this.sql, [...storedIds]),
-          keyMismatches: await findKeyMismatches(this.sql, replays),
-        };
-      } finally {
-        span.end();
-      }
+    // One commit serves many requests: it links every traced request's span, and is the child of
+    // theirs when they share one trace (a request alone, say). No request traced: no span.
+    const place = tracingEnabled() ? parentAndLinks(group.map((requestRows) => requestRows[0]?.traceParent)) : null;
+    const batch = await spanAt(SPAN.ingestCommit, place, {}, async (span) => {
+      span?.setAttribute("evently.events", rows.length);
+      // One statement inserts the events and their jobs: atomic on its own, one round trip, no
+      // BEGIN/COMMIT. Rows it skipped are looked up afterwards; they are committed data either way.
+      const inserted = await withDeadline(insertEventsWithJobs(this.sql, rows, this.options.graceMs), COMMIT_DEADLINE_MS, "ingest commit");
+      const skipped = rows.filter((r) => !inserted.insertedEventIds.has(r.id));
+      if (skipped.length === 0) return { ...inserted, existing: [], earlierJobs: [], keyMismatches: new Set<string>() };
+      const existing = await findExisting(this.sql, skipped);
+      // Jobs of events stored before this statement: ours from a lost earlier try, and the
+      // originals of replayed keys (a replay answers with the jobs its first request created).
+      const storedIds = new Set(existing.map((e) => e.id));
+      const replays = skipped.filter((r) => !storedIds.has(r.id));
+      return {
+        ...inserted,
+        existing,
+        earlierJobs: await listJobsForEvents(this.sql, [...storedIds]),
+        keyMismatches: await findKeyMismatches(this.sql, replays),
+      };
     });
     m.ingestCommitDuration.record((performance.now() - started) / 1000);
     m.ingestBatchSize.record(rows.length);
@@ -217,7 +212,5 @@ export class GroupCommitter {
     return results;
   }
 }
-
-const NO_LINKS = { parent: undefined, links: [] };
 
 const scopedKey = (appId: string, key: string) => `${appId} ${key}`;

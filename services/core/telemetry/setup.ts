@@ -4,7 +4,7 @@ import { NodeSDK } from "@opentelemetry/sdk-node";
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { OTLPTraceExporter as OTLPProtobufTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type SpanExporter } from "@opentelemetry/sdk-trace";
+import { AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, type SpanExporter } from "@opentelemetry/sdk-trace";
 import type { Config } from "../config/index.ts";
 import { resetInstruments } from "./instruments.ts";
 import { setTracingEnabled } from "./trace-context.ts";
@@ -39,15 +39,16 @@ export function startTelemetry(config: Config["telemetry"], role: string): Telem
     spanProcessors: config.OTEL_EXPORTER_OTLP_ENDPOINT
       ? [new BatchSpanProcessor({ exporter: spanExporter(config, config.OTEL_EXPORTER_OTLP_ENDPOINT) })]
       : [],
-    // Parent-based: a caller's sampling decision (its traceparent's flag) is kept; traces started
-    // here are sampled at TRACE_SAMPLE_RATIO.
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.TRACE_SAMPLE_RATIO) }),
+    // Parent-based: a caller's sampling decision (its traceparent's flag) is kept. Every root span
+    // is kept too, because TRACE_SAMPLE_RATIO is applied before a root span is made
+    // (trace-context.ts startsTrace), where skipping a trace costs nothing.
+    sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }),
     logRecordProcessors: [],
     instrumentations: [],
     autoDetectResources: false,
   });
   sdk.start();
-  setTracingEnabled(config.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined);
+  setTracingEnabled(config.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined, config.TRACE_SAMPLE_RATIO);
   resetInstruments();
   const serializer = new PrometheusSerializer();
   active = {

@@ -162,6 +162,60 @@ describe("tracing off", () => {
   });
 });
 
+/**
+ * Sampling is decided where a trace starts, and only kept traces cost anything after that: with
+ * TRACE_SAMPLE_RATIO=0 an event without a caller's context, or with a caller's unsampled one,
+ * makes no span at any hop and carries no traceparent, while a caller's sampled trace is followed.
+ */
+describe("sampling (TRACE_SAMPLE_RATIO=0)", () => {
+  let stack: TestStack;
+  let app: RunningRoles;
+  let telemetry: Telemetry;
+  let receiver: Receiver;
+  let otlp: OtlpReceiver;
+  let spans: OtlpSpan[] = [];
+  const sampled = producerSpan();
+  const unsampled = producerSpan();
+
+  beforeAll(async () => {
+    receiver = startReceiver();
+    otlp = startOtlpReceiver();
+    stack = await createTestStack({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, TRACE_SAMPLE_RATIO: "0" }, "rabbitmq");
+    telemetry = startTelemetry(stack.config().telemetry, "all");
+    app = await startRoles(stack.config(), "all", { telemetry });
+    await stack.subscribe(app, `${receiver.url}/sampling`, "trace.sampling");
+    const callers = [undefined, `00-${unsampled.traceId}-${unsampled.spanId}-00`, traceparent(sampled)];
+    for (const caller of callers) {
+      const res = await stack.api(app, "POST", "/events", { type: "trace.sampling", data: {} }, caller ? { traceparent: caller } : {});
+      expect(res.status).toBe(202);
+    }
+    await pollUntil(() => receiver.on("/sampling").length === callers.length, { what: "the deliveries", timeoutMs: 15_000 });
+    await app.stop();
+    await telemetry.shutdown();
+    spans = otlp.spans();
+  });
+
+  afterAll(async () => {
+    await telemetry?.shutdown();
+    await stack?.stop();
+    await receiver?.stop();
+    await otlp?.stop();
+  });
+
+  test("only the caller's sampled trace has spans, and it has every hop", () => {
+    expect(new Set(spans.map((s) => s.traceId))).toEqual(new Set([sampled.traceId]));
+    for (const name of [SPAN.httpRequest, SPAN.ingestCommit, SPAN.outboxPublish, SPAN.deliver, SPAN.deliverySend, SPAN.attemptsRecord])
+      expect(spans.filter((s) => s.name === name).length, name).toBeGreaterThan(0);
+  });
+
+  test("events of unsampled traces store no traceparent and their webhooks carry none", async () => {
+    const rows = await stack.sql<{ traceParent: string | null }[]>`select trace_parent from events order by created_at`;
+    expect(rows.map((r) => parseTraceparent(r.traceParent)?.traceId ?? null)).toEqual([null, null, sampled.traceId]);
+    const sent = receiver.on("/sampling").map((r) => parseTraceparent(r.headers.traceparent)?.traceId ?? null);
+    expect(sent.sort()).toEqual([null, null, sampled.traceId].sort());
+  });
+});
+
 describe("trace context", () => {
   test("a malformed or all-zero traceparent is ignored; a valid one keeps its sampled flag", () => {
     const id = producerSpan();
@@ -182,20 +236,9 @@ describe("trace context", () => {
     expect(decodeDeliveryMessage(encodeDeliveryMessage([{ ...untraced, traceparent: 42 as unknown as string }]))).toBeNull();
   });
 
-  test("sampling is parent-based: TRACE_SAMPLE_RATIO=0 records no new trace, but follows a caller's sampled one", async () => {
+  test("TRACE_SAMPLE_RATIO is a share between 0 and 1", () => {
     expect(() => loadConfig({ TRACE_SAMPLE_RATIO: "1.5" })).toThrow(/TRACE_SAMPLE_RATIO/);
-    const otlp = startOtlpReceiver();
-    const config = loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, TRACE_SAMPLE_RATIO: "0" }).telemetry;
-    const telemetry = startTelemetry(config, "test");
-    try {
-      const caller = (flags: TraceFlags) => trace.setSpanContext(ROOT_CONTEXT, { ...producerSpan(), traceFlags: flags, isRemote: true });
-      const started = [tracer().startSpan("root"), tracer().startSpan("sampled", {}, caller(TraceFlags.SAMPLED)), tracer().startSpan("unsampled", {}, caller(TraceFlags.NONE))];
-      expect(started.map((span) => span.isRecording())).toEqual([false, true, false]);
-      for (const span of started) span.end();
-    } finally {
-      await telemetry.shutdown();
-      await otlp.stop();
-    }
+    expect(loadConfig({ TRACE_SAMPLE_RATIO: "0.01" }).telemetry.TRACE_SAMPLE_RATIO).toBe(0.01);
   });
 
   for (const protocol of ["http/protobuf", "http/json"] as const)
@@ -213,9 +256,13 @@ describe("trace context", () => {
         await telemetry.shutdown();
         await otlp.stop();
       }
-      expect(otlp.spans()).toEqual([
+      const spans = otlp.spans();
+      expect(spans).toMatchObject([
         { name: "encoded", traceId: parent.traceId, spanId: sent.spanId, parentSpanId: parent.spanId, links: [], attributes: { "evently.attempt": 3, "evently.event_id": "evt_x" } },
       ]);
+      // Times survive the encoding as epoch milliseconds (64-bit nanoseconds on the wire).
+      expect(Math.abs(spans[0]!.startMs - Date.now())).toBeLessThan(60_000);
+      expect(spans[0]!.endMs).toBeGreaterThanOrEqual(spans[0]!.startMs);
       // The body was sent in the chosen encoding: only OTLP/JSON is JSON as received.
       const isJson = (() => {
         try {

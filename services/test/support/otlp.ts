@@ -16,6 +16,9 @@ export interface OtlpSpan {
   parentSpanId: string;
   links: { traceId: string; spanId: string }[];
   attributes: Record<string, unknown>;
+  /** Start and end, in milliseconds since the epoch (sub-millisecond in the fraction). */
+  startMs: number;
+  endMs: number;
 }
 
 export interface OtlpReceiver {
@@ -43,6 +46,9 @@ interface ExportSpan {
   parentSpanId?: string;
   links?: { traceId: string; spanId: string }[];
   attributes?: KeyValue[];
+  /** 64-bit: a decimal string (or a number from some encoders). */
+  startTimeUnixNano: string | number;
+  endTimeUnixNano: string | number;
 }
 
 // OTLP/JSON (the protocol's JSON mapping): ids are hex strings, attributes a list of {key, value:
@@ -76,6 +82,11 @@ function decodeProtobuf(body: Buffer): ExportRequest {
     if (key === "intValue" && typeof value === "string") return Number(value);
     return value;
   }) as ExportRequest;
+}
+
+/** Epoch nanoseconds (beyond a double's integers) to milliseconds, keeping microseconds. */
+function nanosToMs(nanos: string | number): number {
+  return Number(BigInt(nanos) / 1000n) / 1000;
 }
 
 export function startOtlpReceiver(): OtlpReceiver {
@@ -118,6 +129,8 @@ export function startOtlpReceiver(): OtlpReceiver {
               links: (span.links ?? []).map((link) => ({ traceId: link.traceId, spanId: link.spanId })),
               // Each OTLP value is one of stringValue, intValue, boolValue, …: keep whichever is set.
               attributes: Object.fromEntries((span.attributes ?? []).map((a) => [a.key, Object.values(a.value)[0]])),
+              startMs: nanosToMs(span.startTimeUnixNano),
+              endMs: nanosToMs(span.endTimeUnixNano),
             })),
           ),
         ),

@@ -1,4 +1,3 @@
-import { context, isSpanContextValid, trace } from "@opentelemetry/api";
 import type { AttemptRow } from "@evently/core/attempts/sql.ts";
 import { Batcher } from "@evently/core/batching.ts";
 import type { Sql } from "@evently/core/db/client.ts";
@@ -7,8 +6,7 @@ import { deferJobs, recordOutcomes, type Deferral, type JobOutcome } from "@even
 import type { Logger } from "@evently/core/log.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
-import { tracer } from "@evently/core/telemetry/tracing.ts";
-import { formatTraceparent, parentAndLinks, tracingEnabled } from "@evently/core/telemetry/trace-context.ts";
+import { activeTraceparent, parentAndLinks, spanAt, tracingEnabled } from "@evently/core/telemetry/trace-context.ts";
 import type { LeaseKeeper } from "./leases.ts";
 
 // Writes are idempotent, so one cut off mid-flight by a lost connection is simply written again.
@@ -55,7 +53,8 @@ export class AttemptRecorder {
 
   /** Resolves once written; the job's claim then needs no more renewing. */
   async record(entry: RecordedAttempt): Promise<void> {
-    await this.attempts.add(tracingEnabled() ? { ...entry, traceparent: activeOrRemoteTraceparent() } : entry);
+    // The attempt's context is its event's trace, kept remote in the pipeline (pipeline.ts).
+    await this.attempts.add(tracingEnabled() ? { ...entry, traceparent: activeTraceparent() } : entry);
     this.options.leases?.release(entry.outcome.jobId);
   }
 
@@ -71,21 +70,16 @@ export class AttemptRecorder {
 
   private async write(items: RecordedAttempt[]): Promise<void[]> {
     const started = performance.now();
-    const { parent, links } = tracingEnabled() ? parentAndLinks(items.map((i) => i.traceparent)) : { parent: context.active(), links: [] };
-    await tracer().startActiveSpan(SPAN.attemptsRecord, { links }, parent, async (span) => {
-      span.setAttribute("evently.attempts", items.length);
-      try {
-        await withDeadline(
-          recordOutcomes(this.sql, items.flatMap((i) => (i.attempt ? [i.attempt] : [])), items.map((i) => i.outcome), {
-            deadLetters: this.options.deadLetters,
-          }),
-          WRITE_DEADLINE_MS,
-          "attempt write",
-        );
-      } finally {
-        span.end();
-      }
-    });
+    const place = tracingEnabled() ? parentAndLinks(items.map((i) => i.traceparent)) : null;
+    await spanAt(SPAN.attemptsRecord, place, { attributes: { "evently.attempts": items.length } }, () =>
+      withDeadline(
+        recordOutcomes(this.sql, items.flatMap((i) => (i.attempt ? [i.attempt] : [])), items.map((i) => i.outcome), {
+          deadLetters: this.options.deadLetters,
+        }),
+        WRITE_DEADLINE_MS,
+        "attempt write",
+      ),
+    );
     const m = instruments();
     m.recordDuration.record((performance.now() - started) / 1000);
     m.attemptsRecorded.add(items.reduce((n, i) => n + (i.attempt ? 1 : 0), 0));
@@ -106,8 +100,3 @@ export class AttemptRecorder {
   }
 }
 
-/** The context the attempt ran in: the job's event span, kept remote in the pipeline (pipeline.ts). */
-function activeOrRemoteTraceparent(): string | null {
-  const spanContext = trace.getSpanContext(context.active());
-  return spanContext && isSpanContextValid(spanContext) ? formatTraceparent(spanContext) : null;
-}

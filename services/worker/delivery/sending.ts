@@ -4,8 +4,7 @@ import { envelopeType, type JobMessage } from "@evently/core/queue/messages.ts";
 import { signWithKeys } from "@evently/core/signing/index.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
-import { tracer } from "@evently/core/telemetry/tracing.ts";
-import { traceparentOf } from "@evently/core/telemetry/trace-context.ts";
+import { activePlace, spanAt, traceparentOf } from "@evently/core/telemetry/trace-context.ts";
 import { signingKeys, type DeliveryTarget } from "../endpoint-cache.ts";
 import { send, type SendResult } from "../http/send.ts";
 import { SsrfGuard } from "../http/ssrf.ts";
@@ -56,41 +55,37 @@ export class SendStage {
     let result: SendResult | undefined;
     m.deliveriesInFlight.add(1);
     try {
-      return await tracer().startActiveSpan(SPAN.deliverySend, async (span) => {
+      return await spanAt(SPAN.deliverySend, activePlace(), {}, async (span) => {
         // Ids only: never the URL's credentials, the headers or the body.
-        span.setAttributes({
+        span?.setAttributes({
           "evently.job_id": job.jobId,
           "evently.event_id": job.eventId,
           "evently.endpoint_id": target.id,
           "evently.app_id": target.appId,
           "evently.attempt": job.attempt + 1,
         });
-        if (span.isRecording()) span.setAttribute("evently.event_type", envelopeType(job.body) ?? "");
+        span?.setAttribute("evently.event_type", envelopeType(job.body) ?? "");
         // A receiver that traces joins the attempt's span; nothing is added with tracing off.
         const traceparent = traceparentOf(span);
-        try {
-          const timestamp = Math.floor(attemptedAt.getTime() / 1000);
-          const headers: Record<string, string> = {
-            ...target.headers,
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-            "webhook-id": job.jobId,
-            "webhook-timestamp": String(timestamp),
-            // New secret first, then the previous one while a rotation's grace window is open.
-            "webhook-signature": signWithKeys(signingKeys(target, attemptedAt), job.jobId, timestamp, job.body),
-          };
-          if (traceparent) headers.traceparent = traceparent;
-          result = await send(
-            { url: target.url, headers, body: job.body, timeoutMs, maxResponseBytes: this.options.maxResponseBytes },
-            this.guard,
-          );
-          span.setAttributes({ "http.response.status_code": result.status ?? 0, "evently.error_class": result.errorClass ?? "" });
-          if (result.errorClass) span.setStatus({ code: SpanStatusCode.ERROR, message: result.errorClass });
-          m.deliveryDuration.record(result.durationMs / 1000, { outcome: result.errorClass ? "failed" : "delivered" });
-          return { attemptedAt, headers, result };
-        } finally {
-          span.end();
-        }
+        const timestamp = Math.floor(attemptedAt.getTime() / 1000);
+        const headers: Record<string, string> = {
+          ...target.headers,
+          "content-type": "application/json",
+          "user-agent": USER_AGENT,
+          "webhook-id": job.jobId,
+          "webhook-timestamp": String(timestamp),
+          // New secret first, then the previous one while a rotation's grace window is open.
+          "webhook-signature": signWithKeys(signingKeys(target, attemptedAt), job.jobId, timestamp, job.body),
+        };
+        if (traceparent) headers.traceparent = traceparent;
+        result = await send(
+          { url: target.url, headers, body: job.body, timeoutMs, maxResponseBytes: this.options.maxResponseBytes },
+          this.guard,
+        );
+        span?.setAttributes({ "http.response.status_code": result.status ?? 0, "evently.error_class": result.errorClass ?? "" });
+        if (result.errorClass) span?.setStatus({ code: SpanStatusCode.ERROR, message: result.errorClass });
+        m.deliveryDuration.record(result.durationMs / 1000, { outcome: result.errorClass ? "failed" : "delivered" });
+        return { attemptedAt, headers, result };
       });
     } finally {
       m.deliveriesInFlight.add(-1);

@@ -59,7 +59,7 @@ export class PostgresTransport implements JobTransport {
       return;
     }
     // Here publishing is the wake-up: the jobs are in the outbox already. Its span links the jobs'
-    // traces (a child of theirs when they share one) and is made only when tracing is on.
+    // traces (a child of theirs when they share one) and is made only when some job is traced.
     const span = tracingEnabled() ? publishSpan(jobs) : undefined;
     const notify = this.sql`select pg_notify(${CHANNEL}, '')`.then(() => {});
     void notify.then(() => span?.end(), () => span?.end());
@@ -111,8 +111,9 @@ export class PostgresTransport implements JobTransport {
 }
 
 function publishSpan(jobs: JobMessage[]) {
-  const { parent, links } = parentAndLinks(jobs.map((job) => job.traceparent));
-  return tracer().startSpan(SPAN.outboxPublish, { links, attributes: { "evently.jobs": jobs.length, "evently.publish.path": "notify" } }, parent);
+  const place = parentAndLinks(jobs.map((job) => job.traceparent));
+  if (!place) return undefined;
+  return tracer().startSpan(SPAN.outboxPublish, { links: place.links, attributes: { "evently.jobs": jobs.length, "evently.publish.path": "notify" } }, place.parent);
 }
 
 /** One consume loop: take what is due while there is room, hand it on, sleep until news. */

@@ -36,8 +36,8 @@ export async function publishJobs(publisher: ConfirmPublisher, jobs: JobMessage[
 
   const m = instruments();
   const started = performance.now();
-  // With tracing on, one span for the hand-off: a child of the jobs' trace when they share one,
-  // linked to each otherwise; every message carries it in its headers for the consume span.
+  // For jobs of traced events, one span for the hand-off: a child of the jobs' trace when they
+  // share one, linked to each otherwise; every message carries it in its headers for the consume span.
   const span = tracingEnabled() ? publishSpan(jobs, options.path) : undefined;
   const traceparent = traceparentOf(span);
   if (traceparent) for (const message of messages) message.headers = { traceparent };
@@ -55,6 +55,7 @@ export async function publishJobs(publisher: ConfirmPublisher, jobs: JobMessage[
 }
 
 function publishSpan(jobs: JobMessage[], path: PublishOptions["path"]) {
-  const { parent, links } = parentAndLinks(jobs.map((job) => job.traceparent));
-  return tracer().startSpan(SPAN.outboxPublish, { links, attributes: { "evently.jobs": jobs.length, "evently.publish.path": path } }, parent);
+  const place = parentAndLinks(jobs.map((job) => job.traceparent));
+  if (!place) return undefined;
+  return tracer().startSpan(SPAN.outboxPublish, { links: place.links, attributes: { "evently.jobs": jobs.length, "evently.publish.path": path } }, place.parent);
 }
