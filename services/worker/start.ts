@@ -46,11 +46,12 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
   m.deliveriesWaiting.add(0);
   m.deliveriesInFlight.add(0);
   for (const state of ["open", "half_open"]) m.circuitsOpen.add(0, { state });
-  const sender = new SendStage(limiter, {
+  const sender: SendStage = new SendStage(limiter, {
     defaultTimeoutMs: d.DELIVERY_TIMEOUT_MS,
     addressPolicy: AddressPolicy.fromConfig(d),
     maxResponseBytes: d.DELIVERY_MAX_RESPONSE_BYTES,
     busyHoldMs: d.WORKER_DEFER_DELAY_MS,
+    recheck: (job, target, now) => circuit.recheck(job, target, now),
   });
   // Claims are short leases renewed while the job is here, so a dead worker's jobs move on quickly.
   const leases = new LeaseKeeper(sql, log, { leaseMs: d.WORKER_LEASE_MS });

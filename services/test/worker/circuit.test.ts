@@ -231,6 +231,22 @@ describe("circuit breaker over a shared database (two workers)", () => {
     await pollUntil(async () => (await b.check(job(target.id), target, Date.now())) === null, { what: "b passes" });
   });
 
+  test("a job that passed the check before the circuit opened is held by the recheck at its slot; the probe is not", async () => {
+    const [a, b] = [await worker(), await worker()];
+    const target = await endpoint();
+    const waiting = job(target.id);
+    expect(await b.check(waiting, target, Date.now())).toBeNull(); // passed while closed, then waits for a slot
+    for (let i = 0; i < 3; i++) attempt(a, target, false);
+    await pollUntil(() => b.viewOf(target.id)?.circuit === "open", { what: "b sees open" });
+    expect(b.recheck(waiting, target, Date.now())).toMatchObject({ kind: "hold", reason: "circuit_open" });
+
+    await Bun.sleep(fast.openMs + 20);
+    const probe = job(target.id);
+    expect(await b.check(probe, target, Date.now())).toBeNull(); // won the probe
+    expect(b.recheck(probe, target, Date.now())).toBeNull();
+    expect(b.recheck(job(target.id), target, Date.now())).toMatchObject({ kind: "hold", reason: "circuit_open" });
+  });
+
   test("an endpoint failing longer than the auto-disable time is disabled at its next failure", async () => {
     const w = await worker(200);
     const target = await endpoint();

@@ -11,9 +11,8 @@ import type { DeliveryTarget } from "../endpoint-cache.ts";
  * Checks run in order, and the first verdict wins, so the cheap local ones come first.
  */
 export type HoldReason = "paused" | "circuit_open" | "rate_limited" | "ordering" | "busy";
-export type Verdict =
-  | { kind: "hold"; reason: HoldReason; delayMs: number }
-  | { kind: "end"; status: "expired" | "cancelled"; reason: string };
+export type Hold = { kind: "hold"; reason: HoldReason; delayMs: number };
+export type Verdict = Hold | { kind: "end"; status: "expired" | "cancelled"; reason: string };
 
 export interface DeliveryCheck {
   readonly name: string;

@@ -118,6 +118,17 @@ export class CircuitBreaker implements DeliveryCheck, AttemptListener {
     return this.probe(job, target);
   }
 
+  /**
+   * The check again, once the job holds a slot (sending.ts): waiting for one can outlast a closed
+   * circuit. Only what needs no claim goes: a closed circuit, or this worker's own probe; a circuit
+   * that opened meanwhile holds the job like `check` would.
+   */
+  recheck(job: JobMessage, target: DeliveryTarget, now: number): Verdict | null {
+    const view = this.views.get(target.id);
+    if (!view || this.probes.get(target.id) === job.jobId) return null;
+    return passage(view, now).kind === "pass" ? null : this.hold(view, now);
+  }
+
   /** Claims the probe; of this worker's jobs only the first to ask may win it, the rest wait. */
   private async probe(job: JobMessage, target: DeliveryTarget): Promise<Verdict | null> {
     const claiming = this.claims.get(target.id);

@@ -86,11 +86,11 @@ export class DeliveryLimiter {
     });
   }
 
-  release(endpointId: string, durationMs: number): void {
+  release(endpointId: string, durationMs?: number): void {
     const state = this.state(endpointId);
     this.active--;
     state.active--;
-    state.averageMs = state.averageMs === 0 ? durationMs : state.averageMs + SMOOTHING * (durationMs - state.averageMs);
+    if (durationMs !== undefined) state.averageMs = state.averageMs === 0 ? durationMs : state.averageMs + SMOOTHING * (durationMs - state.averageMs);
     // The freed endpoint slot goes to this endpoint's next job; freed total capacity to ready endpoints.
     this.grantNext(state);
     while (this.active < this.options.total && this.ready.length > 0) {

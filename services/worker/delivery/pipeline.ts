@@ -70,7 +70,7 @@ export class DeliveryPipeline {
       return this.recorder.record({ attempt: null, outcome });
     }
     const sent = await this.sender.send(job, target);
-    if (sent === "busy") return this.hold(job, "busy", this.sender.busyHoldMs);
+    if ("kind" in sent) return this.hold(job, sent.reason, sent.delayMs);
     const decision = decideOutcome(job, target, sent, this.rules);
     const { outcome } = decision;
     const m = instruments();

@@ -8,6 +8,7 @@ import { activePlace, spanAt, traceparentOf } from "@evently/core/telemetry/trac
 import { signingKeys, type DeliveryTarget } from "../endpoint-cache.ts";
 import { send, type SendResult } from "../http/send.ts";
 import { SsrfGuard } from "../http/ssrf.ts";
+import type { Hold, Verdict } from "./checks.ts";
 import type { DeliveryLimiter } from "./limiter.ts";
 
 export const USER_AGENT = "Evently-Webhooks/0.1";
@@ -19,6 +20,11 @@ export interface SendOptions {
   maxResponseBytes: number;
   /** How long a job that found its endpoint's slots full is held before it is offered again. */
   busyHoldMs: number;
+  /**
+   * Asked again once a slot is held, just before the request: waiting for a slot can outlast what
+   * the prepare stage's checks saw (a circuit that opened meanwhile must not get an attempt).
+   */
+  recheck?: (job: JobMessage, target: DeliveryTarget, now: number) => Verdict | null;
 }
 
 /** One attempt as made: what was sent (headers, for the record) and what came back. */
@@ -30,8 +36,9 @@ export interface Sent {
 
 /**
  * The send stage: a slot at the endpoint (bounded in flight, per endpoint and in total), the
- * Standard Webhooks headers and signature, and the HTTP request through the SSRF guard. Answers
- * `busy` instead when the endpoint is so backed up that the job should not wait for a slot.
+ * Standard Webhooks headers and signature, and the HTTP request through the SSRF guard. Answers a
+ * hold instead when the endpoint is so backed up that the job should not wait for a slot (`busy`),
+ * or when the recheck says so once the slot is held.
  */
 export class SendStage {
   private readonly guard: SsrfGuard;
@@ -47,8 +54,13 @@ export class SendStage {
     return target.timeoutMs ?? this.options.defaultTimeoutMs;
   }
 
-  async send(job: JobMessage, target: DeliveryTarget): Promise<Sent | "busy"> {
-    if ((await this.limiter.acquire(target.id)) === "defer") return "busy";
+  async send(job: JobMessage, target: DeliveryTarget): Promise<Sent | Hold> {
+    if ((await this.limiter.acquire(target.id)) === "defer") return { kind: "hold", reason: "busy", delayMs: this.options.busyHoldMs };
+    const verdict = this.options.recheck?.(job, target, Date.now());
+    if (verdict?.kind === "hold") {
+      this.limiter.release(target.id); // no attempt: nothing to learn of the endpoint's speed
+      return verdict;
+    }
     const m = instruments();
     const timeoutMs = this.timeoutMs(target);
     const attemptedAt = new Date();
@@ -91,9 +103,5 @@ export class SendStage {
       m.deliveriesInFlight.add(-1);
       this.limiter.release(target.id, result?.durationMs ?? timeoutMs);
     }
-  }
-
-  get busyHoldMs(): number {
-    return this.options.busyHoldMs;
   }
 }
