@@ -1,4 +1,4 @@
-import { context } from "@opentelemetry/api";
+import { context, ROOT_CONTEXT } from "@opentelemetry/api";
 import type { AttemptRow } from "@evently/core/attempts/sql.ts";
 import { newId } from "@evently/core/ids.ts";
 import type { JobOutcome } from "@evently/core/jobs/sql.ts";
@@ -42,11 +42,14 @@ export class DeliveryPipeline {
 
   async handle(message: DeliveryMessage): Promise<void> {
     const targets = await this.prepare.targets(message.jobs);
-    // Each job's attempt is a child of its own event's request span, not of the message's.
+    // Each job's attempt is a child of its own event's request span, not of the message's; a job
+    // whose event was not sampled runs outside any trace, or it would join the message's. A message
+    // with no traced job needs neither.
+    const traced = tracingEnabled() && message.jobs.some((job) => job.traceparent);
     await Promise.all(
       message.jobs.map((job) =>
-        job.traceparent && tracingEnabled()
-          ? context.with(contextFrom(job.traceparent), () => this.handleJob(job, targets.get(job.endpointId)))
+        traced
+          ? context.with(job.traceparent ? contextFrom(job.traceparent) : ROOT_CONTEXT, () => this.handleJob(job, targets.get(job.endpointId)))
           : this.handleJob(job, targets.get(job.endpointId)),
       ),
     );

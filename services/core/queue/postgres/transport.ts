@@ -41,7 +41,9 @@ export class PostgresTransport implements JobTransport {
   readonly kind = "postgres";
   readonly publishGraceMs = 0;
   private notifying: Promise<void> | undefined;
+  /** Jobs committed while a notify was in flight: the next one wakes workers for them. */
   private notifyAgain = false;
+  private waiting: JobMessage[] = [];
   private consuming = 0;
 
   constructor(
@@ -55,11 +57,17 @@ export class PostgresTransport implements JobTransport {
   publish(jobs: JobMessage[]): void {
     if (jobs.length === 0) return;
     if (this.notifying) {
+      // One wake-up covers these too; with tracing on, the next notify's span stands for them.
       this.notifyAgain = true;
+      if (tracingEnabled()) this.waiting.push(...jobs);
       return;
     }
-    // Here publishing is the wake-up: the jobs are in the outbox already. Its span links the jobs'
-    // traces (a child of theirs when they share one) and is made only when some job is traced.
+    this.notify(jobs);
+  }
+
+  /** Here publishing is the wake-up: the jobs are in the outbox already. */
+  private notify(jobs: JobMessage[]): void {
+    // Its span links the jobs' traces (a child of theirs when they share one), made only when some job is traced.
     const span = tracingEnabled() ? publishSpan(jobs) : undefined;
     const notify = this.sql`select pg_notify(${CHANNEL}, '')`.then(() => {});
     void notify.then(() => span?.end(), () => span?.end());
@@ -68,10 +76,11 @@ export class PostgresTransport implements JobTransport {
       .catch((err) => this.log.debug("outbox notify failed", { error: (err as Error).message }))
       .finally(() => {
         this.notifying = undefined;
-        if (this.notifyAgain) {
-          this.notifyAgain = false;
-          this.publish(jobs);
-        }
+        if (!this.notifyAgain) return;
+        this.notifyAgain = false;
+        const waiting = this.waiting;
+        this.waiting = [];
+        this.notify(waiting);
       });
   }
 
