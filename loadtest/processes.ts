@@ -48,10 +48,11 @@ export function installationEnv(options: InstallationEnvOptions): { env: Record<
 
 /**
  * Copies a role's stdout and stderr to `file` (appending: a restarted role keeps one log) and
- * resolves with the port of its "evently started" line. The line is the only place a role started
- * on port 0 says which port it got. Never rejects: a caller races it against the process's exit.
+ * resolves with the port of its "evently started" line (or, for another program, of the JSON line
+ * whose msg is `startedMessage`). The line is the only place a role started on port 0 says which
+ * port it got. Never rejects: a caller races it against the process's exit.
  */
-export function pipeRoleOutput(proc: ReturnType<typeof Bun.spawn>, file: string): Promise<number> {
+export function pipeRoleOutput(proc: ReturnType<typeof Bun.spawn>, file: string, startedMessage = "evently started"): Promise<number> {
   const fd = openSync(file, "a");
   let resolvePort: (port: number) => void = () => {};
   const port = new Promise<number>((resolve) => (resolvePort = resolve));
@@ -66,7 +67,7 @@ export function pipeRoleOutput(proc: ReturnType<typeof Bun.spawn>, file: string)
       while ((nl = buffered.indexOf("\n")) >= 0) {
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 1);
-        if (line.includes('"evently started"')) {
+        if (line.includes(`"${startedMessage}"`)) {
           const started = (JSON.parse(line) as { port?: number }).port;
           if (started) resolvePort(started);
         }

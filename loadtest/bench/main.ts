@@ -5,17 +5,24 @@ import { configSchemas, variablesOf } from "../../services/core/config/index.ts"
 import { startSink } from "../sink/server.ts";
 import { measureCeilings, samplePayload } from "./ceilings.ts";
 import { memoryOf } from "./observe.ts";
-import { defaultPhases, rampSteps, runPhase, type PhaseResult, type PhaseSpec } from "./phases.ts";
+import { startOtlpReceiver } from "../../services/test/support/otlp.ts";
+import { latencyBudget } from "./budget.ts";
+import { defaultPhases, latencyPhase, rampSteps, runPhase, type PhaseResult, type PhaseSpec } from "./phases.ts";
 import { renderMarkdown, summarise, type BenchReport, type Memory, type TransportRun } from "./report.ts";
 import { startStack, type BenchTransport } from "./stack.ts";
+import { writeCharts, writeChartsFrom } from "./charts.ts";
+import { parseScalingChoice, runScaling } from "./scaling.ts";
+import { parsePeersChoice, runPeers } from "./peers.ts";
 
 /**
- * `npm run bench -- [--transport=rabbitmq|postgres|both] [--quick] [--no-ceilings] [--scale=2] [--roles=all] [--phases=warmup,burst-batch] [--out=dir] [--db-set=name=value] [--cpu-prof=dir]`
+ * `npm run bench -- [--transport=rabbitmq|postgres|both] [--quick] [--no-ceilings] [--scale=2] [--roles=all] [--phases=warmup,burst-batch] [--budget] [--peers=graphile,bullmq|none] [--scaling[=fanout,payload,…]] [--charts-from=run.json] [--out=dir] [--db-set=name=value] [--cpu-prof=dir]`
  *
  * Measures this machine's raw ceilings, then for each queue transport (both by default, RabbitMQ
  * first) starts Evently on a scratch database (and, for RabbitMQ, its own AMQP prefix) with an
  * in-process sink, runs the publish phases, and checks that every accepted event was delivered
- * exactly once with a valid signature. Writes loadtest/results/bench-<time>[-quick].json and .md
+ * exactly once with a valid signature. Then the peers (bench/peers.ts: webhook senders on
+ * graphile-worker and BullMQ; not with --quick unless --peers names them) go through the same
+ * warm-up, latency phase and ramp. Writes loadtest/results/bench-<time>[-quick].json and .md
  * (a full run of both transports also latest.json and latest.md). Exits 1 when a check fails, never
  * because of a speed. Postgres and RabbitMQ come from DATABASE_URL and AMQP_URL (local defaults);
  * any other Evently setting in the environment (e.g. WORKER_MAX_IN_FLIGHT) reaches both stacks and
@@ -23,7 +30,8 @@ import { startStack, type BenchTransport } from "./stack.ts";
  */
 const defaultOut = join(import.meta.dir, "../results");
 const { values: args } = parseArgs({
-  args: Bun.argv.slice(2),
+  // A bare --scaling means every curve.
+  args: Bun.argv.slice(2).map((a) => (a === "--scaling" ? "--scaling=all" : a)),
   options: {
     /** Which queue transport(s) to measure, one after the other. */
     transport: { type: "string", default: "both" },
@@ -39,6 +47,17 @@ const { values: args } = parseArgs({
     "cpu-prof": { type: "string" },
     /** Only these phases (and ramp steps), by name, in their usual order: for experiments on one figure. */
     phases: { type: "string" },
+    /**
+     * The latency budget instead of the phases: latency at 100 and 1,000 events/s with tracing on at
+     * TRACE_SAMPLE_RATIO (default 0.1), each stage's time read from the sampled traces (budget.ts).
+     */
+    budget: { type: "boolean", default: false },
+    /** The scaling curves (scaling.ts) instead of the phases: all, or some (--scaling=fanout,payload), on the first transport chosen. */
+    scaling: { type: "string" },
+    /** Only write the charts of a report already made (charts/<run>-*.svg beside it), then exit. */
+    "charts-from": { type: "string" },
+    /** Peers run after the transports with the same phases (bench/peers.ts): graphile, bullmq, or none. Default both; none with --quick. */
+    peers: { type: "string" },
   },
 });
 const quick = args.quick!;
@@ -52,6 +71,12 @@ if (!transports) throw new Error(`--transport must be rabbitmq, postgres or both
 const phaseChoice = args.phases?.split(",");
 const chosen = (spec: PhaseSpec) => !phaseChoice || phaseChoice.includes(spec.name);
 const log = (msg: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+if (args["charts-from"]) {
+  for (const file of writeChartsFrom(args["charts-from"])) log(`wrote ${file}`);
+  process.exit(0);
+}
+const scalingChoice = args.scaling === undefined ? undefined : parseScalingChoice(args.scaling);
+const peerChoice = scalingChoice || args.budget ? [] : parsePeersChoice(args.peers, quick);
 
 function revision(): string {
   const r = Bun.spawnSync(["git", "describe", "--always", "--dirty"], { cwd: import.meta.dir, stderr: "ignore" });
@@ -74,7 +99,12 @@ const ceilings = args["no-ceilings"] ? null : await measureCeilings({ quick, log
 
 // One endpoint on the sink: Bun's fetch keeps at most 64 keep-alive connections per origin, so the
 // worker may use them all (the default per-endpoint limit is 32). The environment can override it.
-const stackEnv = { WORKER_MAX_IN_FLIGHT_PER_ENDPOINT: "64", ...eventlyEnv() };
+const stackEnv: Record<string, string> = { WORKER_MAX_IN_FLIGHT_PER_ENDPOINT: "64", ...eventlyEnv() };
+// The budget's spans go to a receiver in this process, exported every 200 ms rather than 5 s so a
+// phase's last traces are in when it ends.
+const otlp = args.budget ? startOtlpReceiver() : undefined;
+if (otlp)
+  Object.assign(stackEnv, { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: "200", TRACE_SAMPLE_RATIO: stackEnv.TRACE_SAMPLE_RATIO ?? "0.1" });
 const databaseSettings = Object.fromEntries((args["db-set"] ?? []).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
 
 /** One stack on one transport through every phase; never throws (a failure is recorded in the run). */
@@ -130,7 +160,13 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
         log(`${spec.name}: ran VACUUM ANALYZE during the phase, as autovacuum would every autovacuum_naptime`);
       });
       // The quick drain timeout still covers one autovacuum_naptime (see vacuumPeriodically) and a drain.
+      const startedAt = Date.now();
       const result = await runPhase(target, spec, quick ? 90_000 : 180_000, log).finally(stopVacuums);
+      if (otlp) {
+        await Bun.sleep(1000);
+        result.budget = latencyBudget(otlp.spans(), startedAt, Date.now());
+        log(`${spec.name}: latency budget from ${result.budget.traces} sampled traces (${result.budget.skipped} incomplete or retried)`);
+      }
       if (vacuums > 0) notes.push(`\`${spec.name}\` lasted long enough for ${vacuums} VACUUM ANALYZE during the phase (autovacuum's stand-in, every autovacuum_naptime).`);
       phases.push(result);
       const d = result.delivery;
@@ -146,9 +182,12 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
     };
     // Latency at fixed rates, then the ramp, then the saturating ingest phases (whose backlog would
     // otherwise spill into the measurements after them).
-    const all = defaultPhases(quick, scale).filter(chosen);
+    if (args.budget) {
+      for (const spec of [defaultPhases(quick, scale)[0]!, latencyPhase(100, 20_000), latencyPhase(1000, 20_000)]) await run(spec);
+    }
+    const all = args.budget ? [] : defaultPhases(quick, scale).filter(chosen);
     for (const spec of all.filter((p) => p.group !== "ingest")) await run(spec);
-    for (const spec of rampSteps(quick, scale).filter(chosen)) {
+    for (const spec of args.budget ? [] : rampSteps(quick, scale).filter(chosen)) {
       const result = await run(spec);
       if (!result.keptUp) {
         log(`ramp: stopped after ${spec.name}, which did not keep up`);
@@ -182,8 +221,14 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
 }
 
 const runs: TransportRun[] = [];
-for (const transport of transports) runs.push(await runTransport(transport));
-const failures = runs.flatMap((r) => r.failures.map((f) => `${r.transport}: ${f}`));
+if (!scalingChoice) for (const transport of transports) runs.push(await runTransport(transport));
+const scaling = scalingChoice && (await runScaling(scalingChoice, { transport: transports[0]!, quick, env: stackEnv, databaseSettings, log }));
+const peers = await runPeers(peerChoice, { quick, scale, chosen, drainTimeoutMs: quick ? 90_000 : 180_000, log });
+const failures = [
+  ...runs.flatMap((r) => r.failures.map((f) => `${r.transport}: ${f}`)),
+  ...(scaling?.failures.map((f) => `scaling: ${f}`) ?? []),
+  ...peers.flatMap((p) => p.failures.map((f) => `peer ${p.peer}: ${f}`)),
+];
 const report: BenchReport = {
   startedAt,
   finishedAt: new Date().toISOString(),
@@ -194,17 +239,22 @@ const report: BenchReport = {
   benchMemory: memoryOf(process.pid),
   passed: failures.length === 0,
   failures,
+  scaling,
+  peers,
 };
 mkdirSync(args.out!, { recursive: true });
-const base = join(args.out!, `bench-${startedAt.replace(/[:.]/g, "-")}${quick ? "-quick" : ""}`);
+const base = join(args.out!, `bench-${startedAt.replace(/[:.]/g, "-")}${scalingChoice ? "-scaling" : ""}${quick ? "-quick" : ""}`);
+report.charts = writeCharts(report, base);
+log(`wrote ${report.charts.join(", ") || "no charts"}`);
 writeFileSync(`${base}.json`, JSON.stringify(report, null, 2) + "\n");
 writeFileSync(`${base}.md`, renderMarkdown(report));
 log(`wrote ${base}.json and .md`);
 // latest.* is the reference full run: both transports, default settings only, no experiments.
-if (!quick && args.out === defaultOut && transports.length === 2 && !roleChoice && Object.keys(databaseSettings).length === 0) {
+if (!quick && !args.budget && !scalingChoice && !phaseChoice && args.out === defaultOut && transports.length === 2 && !roleChoice && Object.keys(databaseSettings).length === 0) {
   writeFileSync(join(args.out!, "latest.json"), JSON.stringify(report, null, 2) + "\n");
   writeFileSync(join(args.out!, "latest.md"), renderMarkdown(report));
   log(`wrote ${join(args.out!, "latest.json")} and .md`);
 }
+await otlp?.stop();
 log(report.passed ? "PASSED: every accepted event was delivered once, on every transport" : `FAILED:\n  ${failures.join("\n  ")}`);
 process.exit(report.passed ? 0 : 1);

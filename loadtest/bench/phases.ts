@@ -1,7 +1,9 @@
 import type { HistogramSummary } from "../sink/histogram.ts";
+import type { LatencyBudget } from "./budget.ts";
 import type { Sink } from "../sink/server.ts";
 import { runClosedLoop, runOpenLoop, type LoadResult } from "./generator.ts";
 import type { BenchTransport, DbStats } from "./stack.ts";
+import type { PeerName } from "../peers/peer.ts";
 import { cpuBetween, diffMetrics, sampleCpu, scrapeRoles, type CpuSample, type StageStat } from "./observe.ts";
 
 /**
@@ -27,14 +29,16 @@ export interface PhaseSpec {
    * them for the drain: ingest measured on its own, as when a burst arrives while delivery is away or behind.
    */
   pauseDelivery?: boolean;
+  /** Closed loop: stop after this many requests, if that comes before durationMs (a backlog of a given size). */
+  requests?: number;
 }
 
 /** The roles a paused-delivery phase stops; a stack running `all` in one process is never paused. */
 const DELIVERY_ROLES = ["worker", "dispatcher"];
 
 export interface PhaseTarget {
-  /** The queue transport of the stack under test: every result names it. */
-  transport: BenchTransport;
+  /** The queue transport of the stack under test, or the peer under test (loadtest/peers): every result names it. */
+  transport: BenchTransport | PeerName;
   apiUrl: string;
   apiKey?: string;
   sink: Sink;
@@ -49,6 +53,10 @@ export interface PhaseTarget {
   database?: string;
   /** Table sizes and dead rows, read after each phase (Postgres here has autovacuum off or on: see settings). */
   dbStats?: () => Promise<DbStats>;
+  /** Events spread over several types (one endpoint each, say): the type of request i's events. Default: eventType. */
+  eventTypeFor?: (i: number) => string;
+  /** More than one API process: request i goes to apiUrls[i % n], as a load balancer would spread them. Default: apiUrl. */
+  apiUrls?: string[];
 }
 
 export interface CpuUse {
@@ -61,8 +69,8 @@ export interface CpuUse {
 }
 
 export interface PhaseResult {
-  /** The queue transport this phase ran on. */
-  transport: BenchTransport;
+  /** The queue transport this phase ran on, or the peer it measured. */
+  transport: PhaseTarget["transport"];
   spec: PhaseSpec;
   publish: LoadResult & { eventsAccepted: number; eventsPerSecond: number };
   delivery: {
@@ -102,6 +110,8 @@ export interface PhaseResult {
    * publishes a backend's counts up to a second or so late, so a phase's figures are approximate.
    */
   db?: { transactions: number; indexScans: Record<string, number> };
+  /** With `--budget`: where the sampled events' time went, stage by stage. */
+  budget?: LatencyBudget;
 }
 
 /**
@@ -110,22 +120,31 @@ export interface PhaseResult {
  */
 export const KEEP_UP = { deliveredShare: 0.9, drainMs: 5000, achievedShare: 0.95 };
 
-function requestFor(t: PhaseTarget, batchSize: number): { url: string; body: string } {
-  // One body reused for every request: the server still creates distinct events each time, and the
-  // generator spends its CPU on sending rather than on serialising.
-  const event = { type: t.eventType, data: t.payload };
-  return batchSize === 1
-    ? { url: `${t.apiUrl}/events`, body: JSON.stringify(event) }
-    : { url: `${t.apiUrl}/events/batch`, body: JSON.stringify({ events: Array.from({ length: batchSize }, () => event) }) };
+function requestFor(t: PhaseTarget, batchSize: number): (i: number) => { url: string; body: string } {
+  // One body per event type, made once and reused for every request: the server still creates
+  // distinct events each time, and the generator spends its CPU on sending rather than on serialising.
+  const bodies = new Map<string, string>();
+  const bodyOf = (type: string) => {
+    let body = bodies.get(type);
+    if (body === undefined) {
+      const event = { type, data: t.payload };
+      body = JSON.stringify(batchSize === 1 ? event : { events: Array.from({ length: batchSize }, () => event) });
+      bodies.set(type, body);
+    }
+    return body;
+  };
+  const urls = (t.apiUrls ?? [t.apiUrl]).map((api) => (batchSize === 1 ? `${api}/events` : `${api}/events/batch`));
+  return (i) => ({ url: urls[i % urls.length]!, body: bodyOf(t.eventTypeFor?.(i) ?? t.eventType) });
 }
 
 export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: number, log: (m: string) => void): Promise<PhaseResult> {
   t.sink.reset();
-  const { url, body } = requestFor(t, spec.batchSize);
+  const request = requestFor(t, spec.batchSize);
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (t.apiKey) headers.authorization = `Bearer ${t.apiKey}`;
   let eventsAccepted = 0;
-  const send = async () => {
+  const send = async (i: number) => {
+    const { url, body } = request(i);
     const res = await fetch(url, { method: "POST", headers, body });
     const text = await res.text();
     if (res.status !== 202) throw new Error(`HTTP ${res.status} ${text.slice(0, 80)}`);
@@ -139,7 +158,8 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
   const dbBefore = t.dbStats ? await t.dbStats().catch(() => undefined) : undefined;
   const metricsBefore = await scrapeRoles(t.roleUrls);
   const cpu0 = sampleCpu(t.pids, t.database);
-  const paused = spec.pauseDelivery ? DELIVERY_ROLES.flatMap((role) => (t.pids[role] ? [t.pids[role]] : [])) : [];
+  // A role run twice has a second process named `<role>-2` (stack.ts): it is paused too.
+  const paused = spec.pauseDelivery ? Object.entries(t.pids).filter(([name]) => DELIVERY_ROLES.includes(name.replace(/-\d+$/, ""))).map(([, pid]) => pid) : [];
   for (const pid of paused) process.kill(pid, "SIGSTOP");
   let load: LoadResult;
   let atPublishEnd: number;
@@ -147,7 +167,7 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
     load =
       spec.mode === "open"
         ? await runOpenLoop({ rate: (spec.eventsPerSecond ?? 0) / spec.batchSize, durationMs: spec.durationMs, concurrencyLimit: spec.concurrency, send, onProgress })
-        : await runClosedLoop({ concurrency: spec.concurrency, durationMs: spec.durationMs, send, onProgress });
+        : await runClosedLoop({ concurrency: spec.concurrency, durationMs: spec.durationMs, count: spec.requests, send, onProgress });
     atPublishEnd = t.sink.stats().unique;
   } finally {
     for (const pid of paused) process.kill(pid, "SIGCONT");
@@ -231,16 +251,6 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
  */
 export function defaultPhases(quick: boolean, scale = 1): PhaseSpec[] {
   const r = (v: number) => Math.round(v * scale);
-  const latency = (rate: number, durationMs: number): PhaseSpec => ({
-    name: `latency-${rate}`,
-    description: `POST /events, one event per request, fixed ${rate} events/s`,
-    group: "latency",
-    mode: "open",
-    batchSize: 1,
-    eventsPerSecond: rate,
-    concurrency: 256,
-    durationMs,
-  });
   return [
     {
       name: "warmup",
@@ -252,7 +262,7 @@ export function defaultPhases(quick: boolean, scale = 1): PhaseSpec[] {
       concurrency: 64,
       durationMs: quick ? 2000 : 5000,
     },
-    ...(quick ? [latency(r(500), 4000)] : [latency(r(1000), 20_000), latency(r(2000), 20_000)]),
+    ...(quick ? [latencyPhase(r(500), 4000)] : [latencyPhase(r(1000), 20_000), latencyPhase(r(2000), 20_000)]),
     {
       name: "ingest-single",
       description: "POST /events, one event per request, 64 publishers as fast as accepted",
@@ -292,6 +302,20 @@ export function defaultPhases(quick: boolean, scale = 1): PhaseSpec[] {
       pauseDelivery: true,
     },
   ];
+}
+
+/** POST /events at a fixed rate, one event per request (open loop): end-to-end latency at that rate. */
+export function latencyPhase(rate: number, durationMs: number): PhaseSpec {
+  return {
+    name: `latency-${rate}`,
+    description: `POST /events, one event per request, fixed ${rate} events/s`,
+    group: "latency",
+    mode: "open",
+    batchSize: 1,
+    eventsPerSecond: rate,
+    concurrency: 256,
+    durationMs,
+  };
 }
 
 /** Ramp steps in events/s; the ramp stops after the first step that does not keep up. */

@@ -1,7 +1,13 @@
+import { budgetLines } from "./budget.ts";
 import type { AmqpCeiling, Ceilings, PostgresCeiling, Probe } from "./ceilings.ts";
 import type { CpuUse, PhaseResult } from "./phases.ts";
 import { KEEP_UP } from "./phases.ts";
+import type { ScalingReport } from "./scaling.ts";
+import { scalingLines } from "./scaling/markdown.ts";
 import type { BenchTransport } from "./stack.ts";
+import { isPeerName, PEER_STACK_GROUPS } from "../peers/peer.ts";
+import type { PeerRun } from "./peers.ts";
+import { peersLines } from "./peers-report.ts";
 
 export type Memory = Record<string, { peakRssMiB: number; rssMiB: number }>;
 
@@ -36,6 +42,12 @@ export interface BenchReport {
   passed: boolean;
   /** Every run's failures, each prefixed with its transport. */
   failures: string[];
+  /** With `--scaling`: how cost grows with fan-out, endpoints, payload, history, backlog and processes. */
+  scaling?: ScalingReport;
+  /** The charts made from this report, relative to it (charts/<run>-<name>.svg). */
+  charts?: string[];
+  /** With `--peers`: webhook senders on graphile-worker and BullMQ, measured after the transports with the same phases and sink. */
+  peers?: PeerRun[];
 }
 
 /** Issue 4's targets: the report says where each figure stands; the run never fails on a speed. */
@@ -83,8 +95,9 @@ export interface CpuPerDelivery {
   bench: number;
 }
 
-/** The process groups whose CPU serves a stack on this transport. */
-export function stackGroups(transport: BenchTransport): string[] {
+/** The process groups whose CPU serves a stack on this transport, or a peer (its processes and queue server). */
+export function stackGroups(transport: PhaseResult["transport"]): string[] {
+  if (isPeerName(transport)) return PEER_STACK_GROUPS[transport];
   return ["api", "worker", "dispatcher", "all", "postgres", "postgres bg", ...(transport === "rabbitmq" ? ["rabbitmq"] : [])];
 }
 
@@ -102,7 +115,7 @@ export function cpuPerDelivery(p: PhaseResult): CpuPerDelivery | undefined {
 const ok = <T extends object>(p: Probe<T> | undefined): T | undefined => (p && !("error" in p) ? (p as T) : undefined);
 const ratio = (v: number, c: number | undefined) => (c ? Math.round((v / c) * 1000) / 1000 : undefined);
 
-export function summarise(transport: BenchTransport, phases: PhaseResult[], c: Ceilings | null): Summary {
+export function summarise(transport: PhaseResult["transport"], phases: PhaseResult[], c: Ceilings | null): Summary {
   const pg = ok(c?.postgres);
   const byName = (name: string) => phases.find((p) => p.spec.name === name);
   const fig = (p: PhaseResult | undefined, ceiling: number | undefined): Figure | undefined =>
@@ -514,9 +527,12 @@ export function renderMarkdown(r: BenchReport): string {
       ...cpuPerDeliveryLines(r.runs),
       "",
     );
+    lines.push(...budgetLines(r.runs));
+    lines.push(...peersLines(r));
     for (const t of r.runs) lines.push(...runLines(t, r.ceilings));
   }
   if (r.benchMemory) lines.push("", `Peak RSS of the bench process (sink + generator) over all runs: ${r.benchMemory.peakRssMiB} MiB (${r.benchMemory.rssMiB} MiB at the end).`);
+  lines.push("", ...scalingLines(r));
   if (r.ceilings) lines.push("", "## This machine's raw ceilings", "", ...ceilingLines(r.ceilings));
   lines.push("");
   return lines.filter((l, i, a) => !(l === "" && a[i - 1] === "")).join("\n");

@@ -19,7 +19,10 @@ export type BenchTransport = "rabbitmq" | "postgres";
 export interface StackOptions {
   /** QUEUE_TRANSPORT of every role; set explicitly, never left to the product's default. Default rabbitmq. */
   transport?: BenchTransport;
-  /** Roles to run, each in its own process. Default api, worker, dispatcher (RabbitMQ); api, worker (Postgres). */
+  /**
+   * Roles to run, each in its own process. Default api, worker, dispatcher (RabbitMQ); api, worker
+   * (Postgres). A role named twice runs twice: its second process is `<role>-2` in pids, roleUrls and logs.
+   */
   roles?: Array<"api" | "worker" | "dispatcher" | "all">;
   /** A database URL on the server to use; the stack uses a scratch database beside it. */
   databaseUrl?: string;
@@ -83,7 +86,7 @@ interface Child {
 }
 
 /** Spawns one role; `started` resolves with its port from the "evently started" log line. */
-function spawnRole(role: string, env: Record<string, string | undefined>, logDir: string, cpuProfile?: { dir: string; name: string }): Child {
+function spawnRole(role: string, env: Record<string, string | undefined>, logDir: string, cpuProfile?: { dir: string; name: string }, name = role): Child {
   const profile = cpuProfile ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfile.dir}`, `--cpu-prof-name=${cpuProfile.name}`] : [];
   const proc = Bun.spawn([process.execPath, ...profile, MAIN, role], {
     cwd: REPO_ROOT,
@@ -91,9 +94,9 @@ function spawnRole(role: string, env: Record<string, string | undefined>, logDir
     stdout: "pipe",
     stderr: "pipe",
   });
-  const logged = pipeRoleOutput(proc, join(logDir, `${role}.log`));
-  const exited = proc.exited.then((code) => Promise.reject(new Error(`${role} exited with code ${code} before starting; see ${logDir}/${role}.log`)));
-  return { role, proc, started: Promise.race([logged, exited]) };
+  const logged = pipeRoleOutput(proc, join(logDir, `${name}.log`));
+  const exited = proc.exited.then((code) => Promise.reject(new Error(`${name} exited with code ${code} before starting; see ${logDir}/${name}.log`)));
+  return { role: name, proc, started: Promise.race([logged, exited]) };
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -143,14 +146,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const roleUrls: Record<string, string> = {};
     const pids: Record<string, number> = {};
     const roles = options.roles ?? (transport === "rabbitmq" ? ["api", "worker", "dispatcher"] : ["api", "worker"]);
-    for (const role of roles) {
-      const cpuProfile = options.cpuProfileDir ? { dir: options.cpuProfileDir, name: `${transport}-${role}.cpuprofile` } : undefined;
-      const child = spawnRole(role, childEnv, logDir, cpuProfile);
+    for (const [i, role] of roles.entries()) {
+      const earlier = roles.slice(0, i).filter((r) => r === role).length;
+      const name = earlier ? `${role}-${earlier + 1}` : role;
+      const cpuProfile = options.cpuProfileDir ? { dir: options.cpuProfileDir, name: `${transport}-${name}.cpuprofile` } : undefined;
+      const child = spawnRole(role, childEnv, logDir, cpuProfile, name);
       children.push(child);
-      pids[role] = child.proc.pid;
-      const port = await Promise.race([child.started, Bun.sleep(30_000).then(() => Promise.reject(new Error(`${role} did not start within 30 s`)))]);
-      roleUrls[role] = `http://127.0.0.1:${port}`;
-      await waitReady(roleUrls[role]!, 30_000);
+      pids[name] = child.proc.pid;
+      const port = await Promise.race([child.started, Bun.sleep(30_000).then(() => Promise.reject(new Error(`${name} did not start within 30 s`)))]);
+      roleUrls[name] = `http://127.0.0.1:${port}`;
+      await waitReady(roleUrls[name]!, 30_000);
     }
     const apiUrl = roleUrls.api ?? roleUrls.all;
     if (!apiUrl) throw new Error("no api or all role among the roles");
@@ -159,17 +164,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       try {
         return await sql<{ status: string; attemptCount: number; count: number }[]>`
           select status, attempt_count, count(*)::int as count from jobs group by 1, 2 order by 1, 2`;
-      } finally {
-        await sql.end();
-      }
-    };
-    const vacuumIfNoAutovacuum = async (): Promise<boolean> => {
-      const sql = postgres(dbUrl.toString(), { max: 1, onnotice: () => {} });
-      try {
-        const [row] = await sql<{ setting: string }[]>`select setting from pg_settings where name = 'autovacuum'`;
-        if (row?.setting !== "off") return false;
-        await sql.unsafe("vacuum (analyze) jobs, outbox, events, attempts");
-        return true;
       } finally {
         await sql.end();
       }
@@ -200,32 +194,55 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         await sql.end();
       }
     };
-    const naptimeMs = await (async () => {
-      const sql = postgres(dbUrl.toString(), { max: 1, onnotice: () => {} });
-      try {
-        const [row] = await sql<{ setting: string }[]>`select setting from pg_settings where name = 'autovacuum_naptime'`;
-        return Number(row?.setting ?? 60) * 1000;
-      } finally {
-        await sql.end();
-      }
-    })();
-    const vacuumPeriodically = (onRun: () => void) => {
-      let running: Promise<void> | undefined;
-      const timer = setInterval(() => {
-        running ??= vacuumIfNoAutovacuum()
-          .then((ran) => void (ran && onRun()), () => {})
-          .finally(() => (running = undefined));
-      }, naptimeMs);
-      return async () => {
-        clearInterval(timer);
-        await running;
-      };
-    };
-    return { transport, apiUrl, roleUrls, pids, env, logDir, jobStates, dbStats, vacuumIfNoAutovacuum, vacuumPeriodically, stop };
+    const vacuum = await autovacuumStandIn(dbUrl.toString(), ["jobs", "outbox", "events", "attempts"]);
+    return { transport, apiUrl, roleUrls, pids, env, logDir, jobStates, dbStats, vacuumIfNoAutovacuum: vacuum.ifOff, vacuumPeriodically: vacuum.periodically, stop };
   } catch (err) {
     await stop();
     throw err;
   }
+}
+
+/** Autovacuum's stand-in on a server that runs with it off: see Stack's vacuumIfNoAutovacuum and vacuumPeriodically. */
+export interface AutovacuumStandIn {
+  ifOff(): Promise<boolean>;
+  periodically(onRun: () => void): () => Promise<void>;
+}
+
+/** VACUUM ANALYZE of `tables` in the database at `databaseUrl`, when the server's autovacuum is off. */
+export async function autovacuumStandIn(databaseUrl: string, tables: string[]): Promise<AutovacuumStandIn> {
+  const setting = async (name: string): Promise<string | undefined> => {
+    const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+    try {
+      const [row] = await sql<{ setting: string }[]>`select setting from pg_settings where name = ${name}`;
+      return row?.setting;
+    } finally {
+      await sql.end();
+    }
+  };
+  const ifOff = async (): Promise<boolean> => {
+    if ((await setting("autovacuum")) !== "off") return false;
+    const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+    try {
+      await sql.unsafe(`vacuum (analyze) ${tables.join(", ")}`);
+      return true;
+    } finally {
+      await sql.end();
+    }
+  };
+  const naptimeMs = Number((await setting("autovacuum_naptime")) ?? 60) * 1000;
+  const periodically = (onRun: () => void) => {
+    let running: Promise<void> | undefined;
+    const timer = setInterval(() => {
+      running ??= ifOff()
+        .then((ran) => void (ran && onRun()), () => {})
+        .finally(() => (running = undefined));
+    }, naptimeMs);
+    return async () => {
+      clearInterval(timer);
+      await running;
+    };
+  };
+  return { ifOff, periodically };
 }
 
 /** Deletes the run's exchanges and queues (given the RabbitMQ stack's environment), then its database. */
