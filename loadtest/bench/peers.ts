@@ -72,7 +72,7 @@ export interface PeerRunOptions {
   settings?: Record<string, string | number | boolean>;
 }
 
-/** One peer through its phases; never throws (a failure is recorded in the run). */
+/** One peer through its phases. Only a setting it does not have throws; any other failure is recorded in the run. */
 export async function runPeer(peer: PeerName, options: PeerRunOptions): Promise<PeerRun> {
   const { log } = options;
   const driver = PEERS[peer];
