@@ -9,6 +9,13 @@ const HOSTILE_RATE = 6; // per hostile endpoint
 const ATTEMPTS = 4; // RETRY_SCHEDULE below: the first try and three retries
 const RSS_BOUND_MIB = 400;
 const FLAKY_FOR_MS = 4000;
+/**
+ * Head-of-line blocking by a hostile endpoint costs the healthy one a retry delay (≥ 200 ms) or a
+ * timeout (1 s) per event caught behind it, so a floor of 100 ms above a tiny baseline still fails
+ * on it; a smaller floor failed now and then on scheduling noise alone (a 2-core machine shared
+ * with the receivers, Postgres and the broker: 119 ms against a 29 ms baseline, with no stall).
+ */
+const HEALTHY_P99_FLOOR_MS = 100;
 
 const HOSTILE = ["hang", "reset", "flaky", "throttle", "drip", "huge"] as const;
 type Hostile = (typeof HOSTILE)[number];
@@ -19,7 +26,7 @@ type Hostile = (typeof HOSTILE)[number];
  * `Retry-After: 1`, one that drips its body a byte at a time, one with a 50 MB body. Every job must
  * end delivered or dead as the retry policy says, with its attempts recorded; the healthy
  * endpoint's p99 latency (request sent → received) must stay within 2× a baseline run without the
- * hostile ones (or the baseline + 50 ms, for tiny baselines); the worker's memory must stay bounded.
+ * hostile ones (or the baseline + 100 ms, for tiny baselines); the worker's memory must stay bounded.
  */
 export function hostileReceivers(transport: Transport): Scenario {
   const name = `hostile-receivers[${transport}]`;
@@ -85,7 +92,7 @@ export function hostileReceivers(transport: Transport): Scenario {
           const { tally, checks } = await settleAndCount(stack, receivers, production, log, 60_000);
           const m = await memoryOf(worker.pid);
           peakMiB = Math.max(peakMiB, m?.rssMiB ?? 0, m?.peakMiB ?? 0);
-          const allowed = Math.max(2 * baseP99, baseP99 + 50);
+          const allowed = Math.max(2 * baseP99, baseP99 + HEALTHY_P99_FLOOR_MS);
           const mixedP50 = quantile(healthyLatencies(mixed, receivers, hostileStart), 0.5);
           log(`with hostile receivers: healthy p50 ${mixedP50} ms, p99 ${mixedP99} ms (allowed ${allowed} ms); worker RSS now ${m?.rssMiB.toFixed(0)} MiB, peak ${peakMiB.toFixed(0)} MiB`);
           return {
@@ -94,7 +101,7 @@ export function hostileReceivers(transport: Transport): Scenario {
             checks: [
               ...checks,
               check("the worker is alive", m !== null, m ? `pid ${worker.pid}` : "gone"),
-              check("healthy p99 within 2× baseline (floor +50 ms)", mixedP99 <= allowed, `${mixedP99} ms vs baseline ${baseP99} ms`),
+              check(`healthy p99 within 2× baseline (floor +${HEALTHY_P99_FLOOR_MS} ms)`, mixedP99 <= allowed, `${mixedP99} ms vs baseline ${baseP99} ms`),
               check(`worker peak RSS below ${RSS_BOUND_MIB} MiB`, peakMiB < RSS_BOUND_MIB, `${peakMiB.toFixed(0)} MiB`),
               ...(await policyChecks(stack, endpoints, log)),
             ],
