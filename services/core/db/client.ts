@@ -32,3 +32,14 @@ export function createSql(
     ...overrides,
   });
 }
+
+/**
+ * A CTE (`relaxed_commit`) that lets its statement's commit return before the WAL is flushed:
+ * `set_config(…, true)` turns synchronous_commit off until the statement's own transaction ends, and
+ * the commit reads it then. The statement must read `relaxed_commit` for it to run. For writes that
+ * only say a job is being handled (a worker's claim, a take from the outbox): lost in a database
+ * crash, the job is offered again, which at-least-once delivery allows. Any durable commit after it
+ * flushes it too (the WAL is written in order), so an attempt recorded durably never outlives its
+ * claim. Saves the flush wait on the path to every delivery (about 0.3 ms idle here, more under load).
+ */
+export const RELAXED_COMMIT = "relaxed_commit as (select set_config('synchronous_commit', 'off', true) as setting)";

@@ -1,5 +1,5 @@
 import { attemptsInsert, type AttemptRow } from "../attempts/sql.ts";
-import type { Sql, TxSql } from "../db/client.ts";
+import { RELAXED_COMMIT, type Sql, type TxSql } from "../db/client.ts";
 import { OUTBOX_CHANNEL, replaceEntry, SOON_DUE_MS } from "../outbox/sql.ts";
 import { eventTypeCondition } from "../routes/sql.ts";
 
@@ -27,7 +27,8 @@ export interface ClaimRequest {
  * delivery. The claim is a lease kept in next_attempt_at. A message that finds a live claim is most
  * often one RabbitMQ redelivered because its worker died, so the job gets a `lease` outbox entry:
  * when the claim lapses, the job is offered again (by the dispatcher, or taken by a Postgres-transport
- * worker) unless it finished meanwhile.
+ * worker) unless it finished meanwhile. Its commit does not wait for the WAL flush (RELAXED_COMMIT):
+ * a claim lost in a database crash only offers the job again.
  */
 export async function claimJobs(sql: Sql, claims: ClaimRequest[]): Promise<Set<string>> {
   if (claims.length === 0) return new Set();
@@ -50,8 +51,8 @@ export async function claimJobs(sql: Sql, claims: ClaimRequest[]): Promise<Set<s
       where locked.status = 'delivering' and locked.next_attempt_at > now() and locked.attempt_count = c.attempt
       order by 1
       ${replaceEntry(sql)}
-    )
-    select id from claimed`;
+    ), ${sql.unsafe(RELAXED_COMMIT)}
+    select id from claimed, relaxed_commit`;
   return new Set(rows.map((r) => r.id));
 }
 

@@ -1,4 +1,4 @@
-import type { Sql, TxSql } from "../db/client.ts";
+import { RELAXED_COMMIT, type Sql, type TxSql } from "../db/client.ts";
 import { jobMessage, type JobMessage } from "../queue/messages.ts";
 
 /** Why a job is in the outbox (see migrations 0002 and 0008). */
@@ -204,7 +204,8 @@ export interface TakeOptions {
  * succeeds. Recording an outcome removes or replaces the entry (jobs/sql.ts). An entry whose job is
  * under a live claim moves to when that claim lapses; one whose job has finished is deleted.
  * Retries come after everything else, at most `retryLimit`; `dead_letter` entries (made only with
- * the RabbitMQ transport) are never taken.
+ * the RabbitMQ transport) are never taken. Its commit does not wait for the WAL flush
+ * (RELAXED_COMMIT): leases lost in a database crash only offer their jobs again, sooner.
  */
 export async function takeDueJobs(sql: Sql, options: TakeOptions): Promise<SweptJob[]> {
   // Sent unprepared, so it is planned for the outbox as it is at each call. The outbox is empty
@@ -242,11 +243,11 @@ const TAKE_DUE_JOBS = `
     where o.job_id = s.job_id and (s.publishable or s.status = 'delivering')
   ), finished as (
     delete from outbox o using state s where o.job_id = s.job_id and not s.publishable and s.status <> 'delivering'
-  )
+  ), ${RELAXED_COMMIT}
   select s.job_id as id, s.app_id, s.event_id, s.endpoint_id, s.status, s.attempt_count, s.attempt_base, s.replayed_at,
          s.expires_at, s.end_reason, e.type as event_type, e.payload::text as payload_json, e.created_at as event_created_at,
          e.trace_parent, s.reason, now() as due_at, true as publishable
-  from state s join events e on e.app_id = s.app_id and e.id = s.event_id
+  from state s join events e on e.app_id = s.app_id and e.id = s.event_id cross join relaxed_commit
   where s.publishable`;
 
 /**

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { loadConfig } from "../../core/config/index.ts";
-import { recordOutcomes, replayJobs } from "../../core/jobs/sql.ts";
+import type { Sql } from "../../core/db/client.ts";
+import { claimJobs, recordOutcomes, replayJobs } from "../../core/jobs/sql.ts";
 import { silentLogger } from "../../core/log.ts";
 import { RetryBudget } from "../../core/outbox/retry-budget.ts";
 import { messageForSwept, msUntilNextDue, takeDueJobs, type DeadLetter } from "../../core/outbox/sql.ts";
@@ -143,6 +144,32 @@ describe("the Postgres transport's take", () => {
     const second = await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000, lapsedLeases: true });
     expect(second.map((j) => j.id)).toEqual([lapsed!]);
     expect([...(await api.sql`select reason from outbox where job_id = ${lapsed!} and due_at > now()`)]).toEqual([{ reason: "lease" }]);
+  });
+});
+
+describe("leases commit without waiting for the WAL flush", () => {
+  const setting = async (sql: Sql) => (await sql<{ synchronousCommit: string }[]>`show synchronous_commit`)[0]!.synchronousCommit;
+
+  // Run inside a transaction block, so the setting the statement made can be read before it ends.
+  test("a take turns synchronous_commit off for its own transaction only", async () => {
+    await api.sql`delete from outbox`;
+    await duePublishes(1);
+    const during = await api.sql.begin(async (tx) => {
+      expect(await takeDueJobs(tx as unknown as Sql, { limit: 10, leaseMs: 30_000 })).toHaveLength(1);
+      return setting(tx as unknown as Sql);
+    });
+    expect(during).toBe("off");
+    expect(await setting(api.sql)).toBe("on");
+  });
+
+  test("so does a worker's claim", async () => {
+    const [job] = await newJobs(1);
+    const during = await api.sql.begin(async (tx) => {
+      expect([...(await claimJobs(tx as unknown as Sql, [{ jobId: job!, attempt: 0, leaseMs: 30_000 }]))]).toEqual([job!]);
+      return setting(tx as unknown as Sql);
+    });
+    expect(during).toBe("off");
+    expect(await setting(api.sql)).toBe("on");
   });
 });
 
