@@ -206,12 +206,14 @@ class OutboxConsumer {
       const retries = taken.filter((job) => job.reason === "retry").length;
       this.retries?.spend(retries);
       // A full batch says more is due now; retries held back by the budget, more once it refills;
-      // otherwise wait for news.
+      // news that came during the take (a notification, room freed) is looked at at once, without
+      // asking when the next entry is due; otherwise wait for news.
       if (taken.length >= room) continue;
       if (this.retries && retryLimit < room && retries >= retryLimit) {
         const chunk = Math.max(1, Math.min(room, Math.round((this.retries.perSecond * this.options.pollIntervalMs) / 1000)));
         await this.sleep(Math.max(10, Math.min(this.options.pollIntervalMs, this.retries.msUntil(chunk))));
-      } else await this.sleep(await this.untilNextDue());
+      } else if (this.wokenMeanwhile) this.wokenMeanwhile = false;
+      else await this.sleep(await this.untilNextDue());
     }
   }
 
