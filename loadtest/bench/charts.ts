@@ -6,7 +6,7 @@ import type { ScalingCurve } from "./scaling.ts";
 
 /**
  * The benchmark's charts, made from its JSON report alone (so a past run's charts can be made again
- * with `--charts-from`): the ramp of each transport, and each scaling curve's cost. The functions
+ * with `--charts-from`): the ramp of each transport and peer, and each scaling curve's cost. The functions
  * that build them are pure; writeCharts puts them next to the report.
  */
 
@@ -34,22 +34,31 @@ const spansDecades = (ys: number[]) => {
   return pos.length > 1 && Math.max(...pos) / Math.min(...pos) > LOG_SPAN;
 };
 
-/** Target against delivered-while-publishing per ramp step, and the step's p99, for every transport. */
+const PEER_NAME: Record<string, string> = { graphile: "graphile-worker peer", bullmq: "BullMQ peer" };
+
+/**
+ * Target against delivered-while-publishing per ramp step, and the step's p99, for every transport
+ * and every peer of the run.
+ */
 export function rampChart(r: BenchReport): Chart | undefined {
-  const runs = r.runs.map((t) => ({ t, steps: t.phases.filter((p) => p.spec.group === "ramp") })).filter((x) => x.steps.length > 0);
+  const systems = [
+    ...r.runs.map((t) => ({ name: TRANSPORT_NAME[t.transport] ?? t.transport, key: t.transport, phases: t.phases })),
+    ...(r.peers ?? []).map((p) => ({ name: PEER_NAME[p.peer] ?? p.peer, key: p.peer, phases: p.phases })),
+  ];
+  const runs = systems.map((x) => ({ ...x, steps: x.phases.filter((p) => p.spec.group === "ramp") })).filter((x) => x.steps.length > 0);
   if (!runs.length) return undefined;
   const targets = [...new Set(runs.flatMap((x) => x.steps.map((p) => p.spec.eventsPerSecond ?? 0)))].sort((a, b) => a - b);
   const delivered: Series[] = [
     { name: "target", reference: true, points: targets.map((x) => ({ x, y: x })) },
-    ...runs.map(({ t, steps }) => ({
-      name: `${TRANSPORT_NAME[t.transport] ?? t.transport} delivered`,
-      key: t.transport,
+    ...runs.map(({ name, key, steps }) => ({
+      name: `${name} delivered`,
+      key,
       points: steps.map((p) => ({ x: p.spec.eventsPerSecond ?? 0, y: p.delivery.duringPublishPerSecond, open: !p.keptUp })),
     })),
   ];
-  const p99: Series[] = runs.map(({ t, steps }) => ({
-    name: `${TRANSPORT_NAME[t.transport] ?? t.transport} p99`,
-    key: t.transport,
+  const p99: Series[] = runs.map(({ name, key, steps }) => ({
+    name: `${name} p99`,
+    key,
     points: steps.map((p) => ({ x: p.spec.eventsPerSecond ?? 0, y: p.delivery.latencyMs.p99, open: !p.keptUp })),
   }));
   return {

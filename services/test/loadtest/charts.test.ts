@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { chartsOf } from "../../../loadtest/bench/charts.ts";
 import { formatNumber, renderChart, type ChartSpec } from "../../../loadtest/bench/charts/svg.ts";
 import type { PhaseResult } from "../../../loadtest/bench/phases.ts";
+import type { PeerRun } from "../../../loadtest/bench/peers.ts";
 import type { BenchReport, CpuPerDelivery, TransportRun } from "../../../loadtest/bench/report.ts";
 import { runCurve, type ScalingCurve, type ScalingPoint } from "../../../loadtest/bench/scaling.ts";
 
@@ -84,6 +85,7 @@ const report: BenchReport = {
         phases: [rampStep(transport, 1000, 999, 20, true), rampStep(transport, 3000, 2990, 35, true), rampStep(transport, 6000, transport === "rabbitmq" ? 5800 : 4700, 2100, false)],
       }) as unknown as TransportRun,
   ),
+  peers: [{ peer: "bullmq", phases: [rampStep("rabbitmq", 1000, 1000, 12, true), rampStep("rabbitmq", 6000, 5990, 300, true)] } as unknown as PeerRun],
   passed: true,
   failures: [],
   scaling: {
@@ -123,6 +125,12 @@ describe("bench charts", () => {
       for (const s of drawn) expect(svg).toContain(`data-series="${s.name}"`);
     });
   }
+
+  test("the ramp chart draws every transport and every peer against the target", () => {
+    const ramp = charts.find((c) => c.name === "ramp")!.spec;
+    expect(ramp.panels[0]!.series.map((s) => s.name)).toEqual(["target", "RabbitMQ delivered", "Postgres delivered", "BullMQ peer delivered"]);
+    expect(ramp.panels[1]!.series.at(-1)!.points.map((p) => p.y)).toEqual([12, 300]);
+  });
 
   test("the CPU panel has a line per process group and the stack total; the payload chart skips the point without CPU", () => {
     const fanout = charts.find((c) => c.name === "fanout")!.spec;
