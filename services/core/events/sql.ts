@@ -55,12 +55,22 @@ export async function insertEventsWithJobs(tx: TxSql | Sql, rows: NewEventRow[],
       on conflict do nothing
       returning id
     ), targets as (
-      select distinct i.id as event_id, i.app_id, i.type, i.created_at, r.endpoint_id,
-             i.created_at + make_interval(secs => coalesce(i.ttl_seconds, e.ttl_seconds)) as expires_at
+      -- One index probe of routes (app_id, event_type) per pattern of each event, in a subquery kept
+      -- apart from the join (offset 0) so it stays one whatever the estimates. Joined directly as
+      -- event_type = any (patterns), it was planned as a hash join on app_id with the patterns as a
+      -- filter run for every (event, route of the application) pair: about 0.3 µs each, so 0.35 ms
+      -- per event at 1,100 routes and 1.5 ms at 5,000; only past ~50,000 did the plan use the index.
+      select distinct i.id as event_id, i.app_id, i.type, i.created_at, m.endpoint_id,
+             i.created_at + make_interval(secs => coalesce(i.ttl_seconds, m.ttl_seconds)) as expires_at
       from inserted
       join input i on i.id = inserted.id
-      join routes r on r.app_id = i.app_id and r.event_type = any (string_to_array(i.patterns, ' '))
-      join endpoints e on e.app_id = r.app_id and e.id = r.endpoint_id and e.enabled
+      cross join lateral unnest(string_to_array(i.patterns, ' ')) as p (pattern)
+      cross join lateral (
+        select r.endpoint_id, e.ttl_seconds from routes r
+        join endpoints e on e.app_id = r.app_id and e.id = r.endpoint_id and e.enabled
+        where r.app_id = i.app_id and r.event_type = p.pattern
+        offset 0
+      ) m
     ), jobs_inserted as (
       insert into jobs (id, app_id, event_id, endpoint_id, event_type, status, created_at, expires_at)
       select evently_id('job'), app_id, event_id, endpoint_id, type, 'pending', created_at, expires_at
