@@ -76,7 +76,7 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
     const rateLimit = new IngestRateLimiter(sql, { logger: log });
     stops.push(() => authenticator.stop(), () => rateLimit.stop());
     const ingest = new Ingest(sql, transport, config.ingest);
-    httpApp = createApp({ config, sql, ingest, readiness, renderMetrics, log, authenticate: authenticator.authenticate, rateLimit, role });
+    httpApp = createApp({ config, sql, ingest, readiness, renderMetrics, log, authenticate: authenticator.authenticate, rateLimit });
   } else {
     httpApp = createOpsApp({
       readiness,

@@ -24,7 +24,6 @@ import { createHttpApp } from "../http/server.ts";
 import { databaseHealth } from "@evently/core/db/health.ts";
 import { mountOperations } from "../http/mount.ts";
 import { BodyBudget } from "../http/body-budget.ts";
-import { apiMemoryLimit } from "@evently/core/config/schema.ts";
 import { AddressPolicy } from "@evently/core/net/policy.ts";
 import { SecretCipher } from "@evently/core/secrets/cipher.ts";
 import type { ApiOperation } from "../http/operation.ts";
@@ -42,8 +41,6 @@ export interface AppDeps {
   authenticate: Authenticate;
   /** Holds each application's ingest rate limit across API processes. */
   rateLimit: IngestRateLimit;
-  /** The role the process serves (runtime.ts): whether MAX_API_MEMORY_BYTES defaults to a limit (apiMemoryLimit). */
-  role?: string;
   log?: Logger;
 }
 
@@ -56,7 +53,7 @@ export function createApp(deps: AppDeps) {
   return mountOperations(createHttpApp(deps.log ?? silentLogger), apiOperations(deps), {
     bodyLimitBytes: deps.config.http.MAX_PAYLOAD_BYTES,
     // One per app, and a process serves one app: the bound is per process.
-    bodyBudget: new BodyBudget(deps.config.http.MAX_BODY_BYTES_IN_FLIGHT, { limitBytes: apiMemoryLimit(deps.config.http, deps.role ?? "") }),
+    bodyBudget: new BodyBudget(deps.config.http.MAX_BODY_BYTES_IN_FLIGHT),
     authenticate: deps.authenticate,
     ensureDatabase: () => databaseHealth(deps.sql).ensureAvailable(),
   });

@@ -85,19 +85,16 @@ export class UnsupportedMediaTypeError extends AppError {
 
 /**
  * The process is already reading MAX_BODY_BYTES_IN_FLIGHT bytes of request bodies (services/http/
- * body-budget.ts), or its memory stays above MAX_API_MEMORY_BYTES after a garbage collection
- * (services/http/memory-guard.ts). 503 rather than 429: 429 tells one client that it sent too much,
- * but the bound is shared by every client of the process, so the refusal says the server is busy,
- * which is 503's meaning; clients and load balancers already retry a 503, possibly on a replica with room.
+ * body-budget.ts). 503 rather than 429: 429 tells one client that it sent too much, but the bound is
+ * shared by every client of the process, so the refusal says the server is busy, which is 503's
+ * meaning; clients and load balancers already retry a 503, possibly on a replica with room.
  */
 export class OverloadedError extends AppError {
-  constructor(limitBytes: number, bound: "bodies" | "memory" = "bodies") {
+  constructor(limitBytes: number) {
     super(
       503,
       "overloaded",
-      bound === "bodies"
-        ? `the server is handling as many request bodies as its limit of ${limitBytes} bytes allows; nothing was written, retry shortly`
-        : `the server's memory is above its limit of ${limitBytes} bytes; nothing was written, retry shortly`,
+      `the server is handling as many request bodies as its limit of ${limitBytes} bytes allows; nothing was written, retry shortly`,
       {},
       { "retry-after": "1" },
     );

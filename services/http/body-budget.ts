@@ -1,6 +1,5 @@
 import { BODY_MEMORY_FACTOR } from "@evently/core/config/schema.ts";
 import { OverloadedError } from "@evently/core/errors.ts";
-import { MemoryGuard, type MemoryGuardOptions } from "./memory-guard.ts";
 
 /**
  * The memory request bodies take in one process at once, held to MAX_BODY_BYTES_IN_FLIGHT: each body
@@ -8,23 +7,14 @@ import { MemoryGuard, type MemoryGuardOptions } from "./memory-guard.ts";
  * route's body limit bounds one request; this bounds their sum, so many large bodies arriving
  * together cannot take the process's memory with them. One budget per app (createApp makes it).
  *
- * What bodies leave behind is not counted here: the memory guard (memory-guard.ts), when given,
- * holds the process's RSS to its limit before each body's first byte is taken.
- *
  * mount.ts opens a share per request and releases it once the handler has answered, whatever the
  * outcome; readJsonBody (body.ts) takes the declared Content-Length from it before reading a byte
  * (or each chunk as it arrives when no length is declared).
  */
 export class BodyBudget {
   #inUse = 0;
-  readonly #memory: MemoryGuard | undefined;
 
-  constructor(
-    readonly limitBytes: number,
-    memory?: MemoryGuardOptions,
-  ) {
-    this.#memory = memory && memory.limitBytes > 0 ? new MemoryGuard(memory) : undefined;
-  }
+  constructor(readonly limitBytes: number) {}
 
   /** What open shares hold: BODY_MEMORY_FACTOR × the bytes of their bodies. */
   get inUseBytes(): number {
@@ -35,9 +25,7 @@ export class BodyBudget {
   share(): BodyShare {
     let held = 0;
     return {
-      take: async (bytes) => {
-        // Memory first, once per body: a share holding nothing has not started reading.
-        if (held === 0 && this.#memory) await this.#memory.admit(() => this.#inUse > 0);
+      take: (bytes) => {
         const cost = bytes * BODY_MEMORY_FACTOR;
         if (this.#inUse + cost > this.limitBytes) throw new OverloadedError(this.limitBytes);
         this.#inUse += cost;
@@ -52,11 +40,8 @@ export class BodyBudget {
 }
 
 export interface BodyShare {
-  /**
-   * Adds `bytes` to the share, or rejects with OverloadedError and takes nothing when the budget has
-   * no room; the first take may first wait for the memory guard (a garbage collection).
-   */
-  take(bytes: number): Promise<void>;
+  /** Adds `bytes` to the share, or throws OverloadedError and takes nothing when the budget has no room. */
+  take(bytes: number): void;
   /** Gives back everything the share took; calling it again gives back nothing more. */
   release(): void;
 }

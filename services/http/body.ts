@@ -92,11 +92,11 @@ async function readText(request: Request, limitBytes: number, share: BodyShare):
   // With a declared length within the limit, let the runtime read the body in one go (the common
   // case, and much cheaper than the chunk loop); the loop below guards bodies of unknown length.
   if (declared > 0) {
-    await share.take(declared);
+    share.take(declared);
     const bytes = new Uint8Array(await untilCut(request.arrayBuffer()));
     if (bytes.byteLength > limitBytes) throw new PayloadTooLargeError(limitBytes);
     // The server holds a body to its Content-Length; should one still run over, count what arrived.
-    if (bytes.byteLength > declared) await share.take(bytes.byteLength - declared);
+    if (bytes.byteLength > declared) share.take(bytes.byteLength - declared);
     return decodeUtf8(bytes);
   }
   const chunks: Uint8Array[] = [];
@@ -108,7 +108,7 @@ async function readText(request: Request, limitBytes: number, share: BodyShare):
     size += value.byteLength;
     try {
       if (size > limitBytes) throw new PayloadTooLargeError(limitBytes);
-      await share.take(value.byteLength);
+      share.take(value.byteLength);
     } catch (error) {
       await reader.cancel().catch(() => {});
       throw error;

@@ -91,20 +91,6 @@ export const queueSchema = z
  */
 export const BODY_MEMORY_FACTOR = 10;
 
-/**
- * MAX_API_MEMORY_BYTES when unset, in the `api` role. Idle, an API process holds about 100 MiB. In
- * the bench's burst of batches it peaked at 233-250 MiB, 280 MiB with its CPU starved (520 MiB once
- * on a busy machine), nearly all of it garbage waiting for a collection; held to this, 197-205 MiB,
- * with the same ingest rate (memory-guard.ts).
- */
-export const API_MEMORY_DEFAULT_BYTES = 192 * 1024 * 1024;
-const MIN_API_MEMORY_BYTES = 64 * 1024 * 1024;
-
-/** The memory limit of an API process serving as `role` (0: none); see MAX_API_MEMORY_BYTES. */
-export function apiMemoryLimit(http: { MAX_API_MEMORY_BYTES?: number }, role: string): number {
-  return http.MAX_API_MEMORY_BYTES ?? (role === "api" ? API_MEMORY_DEFAULT_BYTES : 0);
-}
-
 export const httpSchema = z
   .object({
     HOST: z
@@ -121,16 +107,6 @@ export const httpSchema = z
     MAX_BODY_BYTES_IN_FLIGHT: int(67_108_864, 1_048_576, 4_294_967_296).describe(
       `Memory one API process may spend on request bodies at once, from reading a body until its request is answered, counted as ${BODY_MEMORY_FACTOR} × each body's size (what parsing, validating and storing it costs). A body that would pass it is refused with 503 \`overloaded\` and \`Retry-After: 1\` (before reading when its length is declared). At least ${BODY_MEMORY_FACTOR} × MAX_PAYLOAD_BYTES; it also caps the \`POST /events/batch\` body at 1/${BODY_MEMORY_FACTOR} of it (6.4 MiB by default), so a larger batch gets 413.`,
     ),
-    MAX_API_MEMORY_BYTES: z.coerce
-      .number()
-      .int()
-      .min(0)
-      .max(68_719_476_736)
-      .refine((v) => v === 0 || v >= MIN_API_MEMORY_BYTES, `must be 0 (no limit) or at least ${MIN_API_MEMORY_BYTES} (64 MiB)`)
-      .optional()
-      .describe(
-        `Resident memory (RSS) of an API process above which it runs a garbage collection before reading the next request body (forced collections take at most about a tenth of its time; a body arriving sooner waits for the next). While a collection leaves it above, a body is refused with 503 \`overloaded\` and \`Retry-After: 1\` whenever another is still being handled. Unset: ${API_MEMORY_DEFAULT_BYTES} (192 MiB) in the \`api\` role, none in \`all\` (its process holds the worker and dispatcher too); 0: none.`,
-      ),
     ADMIN_API_KEY: z
       .string()
       .min(32, "must be at least 32 characters")
