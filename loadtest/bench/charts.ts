@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { renderChart, type ChartSpec, type Panel, type Point, type Series } from "./charts/svg.ts";
+import { PEER_LABEL } from "./peers-report.ts";
 import type { BenchReport } from "./report.ts";
 import type { ScalingCurve } from "./scaling.ts";
 
@@ -34,8 +35,6 @@ const spansDecades = (ys: number[]) => {
   return pos.length > 1 && Math.max(...pos) / Math.min(...pos) > LOG_SPAN;
 };
 
-const PEER_NAME: Record<string, string> = { graphile: "graphile-worker peer", bullmq: "BullMQ peer" };
-
 /**
  * Target against delivered-while-publishing per ramp step, and the step's p99, for every transport
  * and every peer of the run.
@@ -43,7 +42,7 @@ const PEER_NAME: Record<string, string> = { graphile: "graphile-worker peer", bu
 export function rampChart(r: BenchReport): Chart | undefined {
   const systems = [
     ...r.runs.map((t) => ({ name: TRANSPORT_NAME[t.transport] ?? t.transport, key: t.transport, phases: t.phases })),
-    ...(r.peers ?? []).map((p) => ({ name: PEER_NAME[p.peer] ?? p.peer, key: p.peer, phases: p.phases })),
+    ...(r.peers ?? []).map((p) => ({ name: PEER_LABEL[p.peer], key: p.peer, phases: p.phases })),
   ];
   const runs = systems.map((x) => ({ ...x, steps: x.phases.filter((p) => p.spec.group === "ramp") })).filter((x) => x.steps.length > 0);
   if (!runs.length) return undefined;
