@@ -53,7 +53,7 @@ if (role === "reencrypt" || role === "all") {
 }
 
 const telemetry = startTelemetry(config.telemetry, role);
-const running = await startRoles(config, role as Role, { log, telemetry });
+const running = await startRoles(config, role as Role, { log, telemetry, ownProcess: true });
 if (role === "all") console.log(startupBanner(config, database, running.port, generated));
 
 for (const signal of ["SIGINT", "SIGTERM"] as const)

@@ -5,6 +5,8 @@ import { IngestRateLimiter } from "./core/ratelimit/limiter.ts";
 import { createOpsApp } from "./http/server.ts";
 import type { Config } from "./core/config/index.ts";
 import { createSql, type Sql } from "./core/db/client.ts";
+import { memoryTarget } from "./core/config/schema.ts";
+import { MemoryGuard } from "./core/memory-guard.ts";
 import { databaseHealth } from "./core/db/health.ts";
 import { Ingest } from "./core/ingest/index.ts";
 import { createLogger, type Logger } from "./core/log.ts";
@@ -31,6 +33,8 @@ export interface RunningRoles {
 export interface StartOptions {
   log?: Logger;
   telemetry?: Telemetry;
+  /** The roles are the process's only work (main.ts), so targets for the whole process apply (PROCESS_MEMORY_TARGET_BYTES). */
+  ownProcess?: boolean;
 }
 
 /** How long a start waits for RabbitMQ before serving anyway (it keeps reconnecting). */
@@ -50,12 +54,13 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
   const transport = createTransport(config, sql, log);
   await transport.start(BROKER_WAIT_MS);
   const stops: (() => Promise<void>)[] = [() => transport.stop()];
+  const memory = new MemoryGuard({ limitBytes: memoryTarget(config.process, role !== "all" && options.ownProcess === true) });
 
   if (has("dispatcher")) stops.push(startDispatcher(config, sql, transport, log, role === "dispatcher"));
   // Bulk replays run in every dispatcher, and in workers too where no dispatcher is deployed (the
   // Postgres transport); any number of runners share them safely.
   if (has("dispatcher") || (has("worker") && transport.kind === "postgres")) stops.push(startOperations(config, sql, log));
-  if (has("worker")) stops.push(await startWorker(config, sql, transport, log));
+  if (has("worker")) stops.push(await startWorker(config, sql, transport, log, memory));
   // One role per transport reads the pipeline's gauges (docs/observability.md): the dispatcher with
   // RabbitMQ, the workers with the Postgres transport, where no dispatcher need run.
   if (transport.kind === "rabbitmq" ? has("dispatcher") : has("worker"))
@@ -76,7 +81,7 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
     const rateLimit = new IngestRateLimiter(sql, { logger: log });
     stops.push(() => authenticator.stop(), () => rateLimit.stop());
     const ingest = new Ingest(sql, transport, config.ingest);
-    httpApp = createApp({ config, sql, ingest, readiness, renderMetrics, log, authenticate: authenticator.authenticate, rateLimit });
+    httpApp = createApp({ config, sql, ingest, readiness, renderMetrics, log, authenticate: authenticator.authenticate, rateLimit, memory });
   } else {
     httpApp = createOpsApp({
       readiness,

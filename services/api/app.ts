@@ -24,6 +24,7 @@ import { createHttpApp } from "../http/server.ts";
 import { databaseHealth } from "@evently/core/db/health.ts";
 import { mountOperations } from "../http/mount.ts";
 import { BodyBudget } from "../http/body-budget.ts";
+import type { MemoryGuard } from "@evently/core/memory-guard.ts";
 import { AddressPolicy } from "@evently/core/net/policy.ts";
 import { SecretCipher } from "@evently/core/secrets/cipher.ts";
 import type { ApiOperation } from "../http/operation.ts";
@@ -41,6 +42,8 @@ export interface AppDeps {
   authenticate: Authenticate;
   /** Holds each application's ingest rate limit across API processes. */
   rateLimit: IngestRateLimit;
+  /** The process's memory guard (runtime.ts), asked before each request body is read. */
+  memory?: MemoryGuard;
   log?: Logger;
 }
 
@@ -53,7 +56,7 @@ export function createApp(deps: AppDeps) {
   return mountOperations(createHttpApp(deps.log ?? silentLogger), apiOperations(deps), {
     bodyLimitBytes: deps.config.http.MAX_PAYLOAD_BYTES,
     // One per app, and a process serves one app: the bound is per process.
-    bodyBudget: new BodyBudget(deps.config.http.MAX_BODY_BYTES_IN_FLIGHT),
+    bodyBudget: new BodyBudget(deps.config.http.MAX_BODY_BYTES_IN_FLIGHT, deps.memory),
     authenticate: deps.authenticate,
     ensureDatabase: () => databaseHealth(deps.sql).ensureAvailable(),
   });

@@ -3,6 +3,7 @@ import { SecretCipher } from "@evently/core/secrets/cipher.ts";
 import type { Config } from "@evently/core/config/index.ts";
 import type { Sql } from "@evently/core/db/client.ts";
 import type { Logger } from "@evently/core/log.ts";
+import type { MemoryGuard } from "@evently/core/memory-guard.ts";
 import { AddressPolicy } from "@evently/core/net/policy.ts";
 import type { DeliveryMessage } from "@evently/core/queue/messages.ts";
 import type { JobTransport } from "@evently/core/queue/transport.ts";
@@ -29,9 +30,10 @@ const PAUSED_HOLD_MS = 60_000;
 
 /**
  * The worker role: the delivery pipeline fed by the queue transport. Returns its stop, which lets
- * messages in hand settle before the recorder stops retrying writes.
+ * messages in hand settle before the recorder stops retrying writes. `memory`, the process's guard,
+ * is asked before each message is handled.
  */
-export async function startWorker(config: Config, sql: Sql, transport: JobTransport, log: Logger): Promise<() => Promise<void>> {
+export async function startWorker(config: Config, sql: Sql, transport: JobTransport, log: Logger, memory?: MemoryGuard): Promise<() => Promise<void>> {
   const d = config.delivery;
   const endpoints = new EndpointCache(sql, log, SecretCipher.fromConfig(config.secrets));
   await endpoints.start();
@@ -88,8 +90,9 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
     finalStatuses: d.RETRY_FINAL_STATUSES,
   };
   const pipeline = new DeliveryPipeline(prepare, sender, rules, recorder, control, [new DeliveryOutcomeLog(log), circuit]);
-  const stopConsuming = await transport.consume((message: DeliveryMessage, traceparent?: string) =>
-    spanAt(SPAN.deliver, consumeSpanPlace(message, traceparent), { attributes: { "evently.jobs": message.jobs.length } }, async () => {
+  const stopConsuming = await transport.consume((message: DeliveryMessage, traceparent?: string) => {
+    memory?.beforeWork();
+    return spanAt(SPAN.deliver, consumeSpanPlace(message, traceparent), { attributes: { "evently.jobs": message.jobs.length } }, async () => {
       try {
         await pipeline.handle(message);
       } catch (err) {
@@ -97,8 +100,8 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
         leases.release(...message.jobs.map((j) => j.jobId));
         throw err;
       }
-    }),
-  );
+    });
+  });
   return async () => {
     await stopConsuming();
     await circuit.stop();

@@ -2,6 +2,8 @@ import { apiOperations, createApp } from "../../api/app.ts";
 import type { ApiOperation } from "../../http/operation.ts";
 import { Ingest, type JobHandoff } from "../../core/ingest/index.ts";
 import { loadConfig, type Config } from "../../core/config/index.ts";
+import { memoryTarget } from "../../core/config/schema.ts";
+import { MemoryGuard } from "../../core/memory-guard.ts";
 import { createSql, type Sql } from "../../core/db/client.ts";
 import type { Logger } from "../../core/log.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
@@ -85,6 +87,7 @@ export async function startApi(options: StartOptions = {}): Promise<TestApi> {
     log: options.log,
     authenticate: authenticator.authenticate,
     rateLimit,
+    memory: new MemoryGuard({ limitBytes: memoryTarget(config.process, false) }),
   });
   const appKey = await createKey(sql);
   return {
