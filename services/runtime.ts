@@ -54,7 +54,7 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
   const transport = createTransport(config, sql, log);
   await transport.start(BROKER_WAIT_MS);
   const stops: (() => Promise<void>)[] = [() => transport.stop()];
-  const memory = new MemoryGuard({ limitBytes: memoryTarget(config.process, role !== "all" && options.ownProcess === true) });
+  const memory = new MemoryGuard({ limitBytes: memoryTarget(config.process, options.ownProcess ? role : undefined) });
 
   if (has("dispatcher")) stops.push(startDispatcher(config, sql, transport, log, role === "dispatcher"));
   // Bulk replays run in every dispatcher, and in workers too where no dispatcher is deployed (the

@@ -328,14 +328,14 @@ export const secretsSchema = z.object({
 });
 
 /**
- * PROCESS_MEMORY_TARGET_BYTES when unset, in a process that runs one role. Idle, an API or worker
- * process holds about 100 MiB. In the bench's million-event burst the API peaked at 233-250 MiB
- * (520 MiB once on a busy machine) and the worker at 252-272 MiB while draining it, nearly all of it
- * garbage waiting for a collection (core/memory-guard.ts).
+ * PROCESS_MEMORY_TARGET_BYTES when unset, by the one role a process runs. Idle, an API or worker
+ * process holds about 100 MiB. In the bench's million-event burst the API peaked at 233-266 MiB
+ * (520 MiB once on a busy machine) and the worker at 252-279 MiB while draining it, nearly all of it
+ * garbage waiting for a collection (core/memory-guard.ts). The worker's is higher: it stays above
+ * 192 MiB through a whole drain, and collecting that often cost it drain rate.
  */
-export const MEMORY_TARGET_DEFAULT_BYTES = 192 * 1024 * 1024;
+export const MEMORY_TARGET_DEFAULTS: Readonly<Record<string, number>> = { api: 192 * 1024 * 1024, worker: 224 * 1024 * 1024 };
 const MIN_MEMORY_TARGET_BYTES = 64 * 1024 * 1024;
-
 export const processSchema = z.object({
   PROCESS_MEMORY_TARGET_BYTES: z.coerce
     .number()
@@ -345,17 +345,17 @@ export const processSchema = z.object({
     .refine((v) => v === 0 || v >= MIN_MEMORY_TARGET_BYTES, `must be 0 (none) or at least ${MIN_MEMORY_TARGET_BYTES} (64 MiB)`)
     .optional()
     .describe(
-      `Resident memory (RSS) above which a process runs a full garbage collection before taking on more work (the API before reading a request body, the worker before handling a message), so what finished work left behind is collected before it piles up. Forced collections take at most about a tenth of the process's time, less while they do not bring it back under; nothing is ever refused for memory. Unset: ${MEMORY_TARGET_DEFAULT_BYTES} (192 MiB) in a process running one role, none in \`all\` (its roles share one process and a database may too); 0: none.`,
+      `Resident memory (RSS) above which a process runs a full garbage collection before taking on more work (the API before reading a request body, the worker before handling a message), so what finished work left behind is collected before it piles up. Forced collections take at most about a tenth of the process's time, less while they do not bring it back under; nothing is ever refused for memory. Unset: 201326592 (192 MiB) in a process running the \`api\` role alone, 234881024 (224 MiB) in one running the \`worker\` role alone, none otherwise; 0: none.`,
     ),
 });
 
 /**
- * The memory target of a process (0: none); see PROCESS_MEMORY_TARGET_BYTES. The default applies
- * only where the process runs one role by itself (`services/main.ts api`): in `all`, or with roles
+ * The memory target of a process (0: none); see PROCESS_MEMORY_TARGET_BYTES. `soleRole` is the role
+ * the process runs by itself (`services/main.ts api`), undefined otherwise: in `all`, or with roles
  * started inside another program (tests), the process's memory is not one role's to hold.
  */
-export function memoryTarget(config: { PROCESS_MEMORY_TARGET_BYTES?: number }, oneRoleProcess: boolean): number {
-  return config.PROCESS_MEMORY_TARGET_BYTES ?? (oneRoleProcess ? MEMORY_TARGET_DEFAULT_BYTES : 0);
+export function memoryTarget(config: { PROCESS_MEMORY_TARGET_BYTES?: number }, soleRole: string | undefined): number {
+  return config.PROCESS_MEMORY_TARGET_BYTES ?? MEMORY_TARGET_DEFAULTS[soleRole ?? ""] ?? 0;
 }
 
 export const configSchemas = {

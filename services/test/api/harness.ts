@@ -87,7 +87,7 @@ export async function startApi(options: StartOptions = {}): Promise<TestApi> {
     log: options.log,
     authenticate: authenticator.authenticate,
     rateLimit,
-    memory: new MemoryGuard({ limitBytes: memoryTarget(config.process, false) }),
+    memory: new MemoryGuard({ limitBytes: memoryTarget(config.process, undefined) }),
   });
   const appKey = await createKey(sql);
   return {

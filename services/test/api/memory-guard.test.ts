@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { loadConfig } from "../../core/config/index.ts";
-import { MEMORY_TARGET_DEFAULT_BYTES, memoryTarget } from "../../core/config/schema.ts";
+import { memoryTarget } from "../../core/config/schema.ts";
 import { BodyBudget } from "../../http/body-budget.ts";
 import { MemoryGuard } from "../../core/memory-guard.ts";
 import { startApi, type TestApi } from "./harness.ts";
@@ -97,13 +97,12 @@ describe("the guard", () => {
 });
 
 describe("PROCESS_MEMORY_TARGET_BYTES", () => {
-  test("unset: 192 MiB where the process runs one role by itself, none otherwise; set, it applies to both; 0 is none", () => {
-    expect(MEMORY_TARGET_DEFAULT_BYTES).toBe(192 * MiB);
+  test("unset: 192 MiB for an API process, 224 MiB for a worker process, none otherwise; set, it applies to all; 0 is none", () => {
     const unset = loadConfig({}).process;
-    expect([memoryTarget(unset, true), memoryTarget(unset, false)]).toEqual([192 * MiB, 0]);
+    expect(["api", "worker", "dispatcher", "all", undefined].map((role) => memoryTarget(unset, role))).toEqual([192 * MiB, 224 * MiB, 0, 0, 0]);
     const set = loadConfig({ PROCESS_MEMORY_TARGET_BYTES: String(300 * MiB) }).process;
-    expect([memoryTarget(set, true), memoryTarget(set, false)]).toEqual([300 * MiB, 300 * MiB]);
-    expect(memoryTarget(loadConfig({ PROCESS_MEMORY_TARGET_BYTES: "0" }).process, true)).toBe(0);
+    expect([memoryTarget(set, "worker"), memoryTarget(set, undefined)]).toEqual([300 * MiB, 300 * MiB]);
+    expect(memoryTarget(loadConfig({ PROCESS_MEMORY_TARGET_BYTES: "0" }).process, "api")).toBe(0);
   });
 
   test("a target under 64 MiB is refused at startup", () => {
