@@ -276,7 +276,8 @@ export async function measureHttp(durationMs: number): Promise<HttpCeiling> {
   }
 }
 
-async function readPort(stream: ReadableStream<Uint8Array>): Promise<number> {
+/** The port a child server prints as `{"port":N}` on its first line of stdout. */
+export async function readPort(stream: ReadableStream<Uint8Array>): Promise<number> {
   const reader = stream.getReader();
   const timeout = setTimeout(() => void reader.cancel("echo server did not start"), 10_000);
   let text = "";

@@ -35,6 +35,8 @@ export interface StackOptions {
   /** Write a V8 CPU profile of each role into this directory (bun --cpu-prof), for finding hot spots. */
   cpuProfileDir?: string;
   log?: (msg: string) => void;
+  /** Run the roles (and migrate) from another checkout of the repository: A/B comparisons of two versions. */
+  repoRoot?: string;
   /** Names the scratch database (`evently_<label>_…`), AMQP prefix and log directory, so leftovers say whose they are. Default bench. */
   label?: string;
 }
@@ -77,7 +79,6 @@ export interface DbStats {
 }
 
 const REPO_ROOT = new URL("../../", import.meta.url).pathname;
-const MAIN = join(REPO_ROOT, "services/main.ts");
 
 interface Child {
   role: string;
@@ -86,10 +87,10 @@ interface Child {
 }
 
 /** Spawns one role; `started` resolves with its port from the "evently started" log line. */
-function spawnRole(role: string, env: Record<string, string | undefined>, logDir: string, cpuProfile?: { dir: string; name: string }, name = role): Child {
+function spawnRole(role: string, env: Record<string, string | undefined>, logDir: string, cpuProfile?: { dir: string; name: string }, name = role, root = REPO_ROOT): Child {
   const profile = cpuProfile ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfile.dir}`, `--cpu-prof-name=${cpuProfile.name}`] : [];
-  const proc = Bun.spawn([process.execPath, ...profile, MAIN, role], {
-    cwd: REPO_ROOT,
+  const proc = Bun.spawn([process.execPath, ...profile, join(root, "services/main.ts"), role], {
+    cwd: root,
     env,
     stdout: "pipe",
     stderr: "pipe",
@@ -130,7 +131,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   };
 
   try {
-    const migrate = Bun.spawn([process.execPath, MAIN, "migrate"], { cwd: REPO_ROOT, env: childEnv, stdout: "ignore", stderr: "pipe" });
+    const root = options.repoRoot ?? REPO_ROOT;
+    const migrate = Bun.spawn([process.execPath, join(root, "services/main.ts"), "migrate"], { cwd: root, env: childEnv, stdout: "ignore", stderr: "pipe" });
     if ((await migrate.exited) !== 0) throw new Error(`migrate failed: ${await new Response(migrate.stderr).text()}`);
     if (options.databaseSettings && Object.keys(options.databaseSettings).length) {
       const admin = postgres(adminUrl.toString(), { max: 1, onnotice: () => {} });
@@ -150,7 +152,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       const earlier = roles.slice(0, i).filter((r) => r === role).length;
       const name = earlier ? `${role}-${earlier + 1}` : role;
       const cpuProfile = options.cpuProfileDir ? { dir: options.cpuProfileDir, name: `${transport}-${name}.cpuprofile` } : undefined;
-      const child = spawnRole(role, childEnv, logDir, cpuProfile, name);
+      const child = spawnRole(role, childEnv, logDir, cpuProfile, name, root);
       children.push(child);
       pids[name] = child.proc.pid;
       const port = await Promise.race([child.started, Bun.sleep(30_000).then(() => Promise.reject(new Error(`${name} did not start within 30 s`)))]);
