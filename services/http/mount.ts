@@ -102,10 +102,13 @@ export function mountOperations<App extends AnyElysia>(app: App, routes: ApiOper
     // Public routes (health, readiness, metrics, the OpenAPI document) are polled, not traced.
     const traced = access !== "public";
     // An async function, as Elysia compiles it: it awaits only handlers it sees are async, and a
-    // rejection it does not await escapes its error rendering.
+    // rejection it does not await escapes its error rendering. The context is destructured, never
+    // passed on whole: Elysia reads a handler's source to learn what it uses, and one that hands its
+    // context to a function gets the query, headers and cookies parsed on every request.
     const handler = traced
-      ? async (ctx: HandlerContext) => {
-          const parent = tracingEnabled() ? requestParent(ctx.request.headers.get("traceparent")) : null;
+      ? async ({ request, params, set }: HandlerContext) => {
+          const parent = tracingEnabled() ? requestParent(request.headers.get("traceparent")) : null;
+          const ctx = { request, params, set };
           return parent ? await tracedRequest(route, ctx, parent, handle) : await handle(ctx);
         }
       : handle;
