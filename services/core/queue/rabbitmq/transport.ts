@@ -1,5 +1,6 @@
 import type { Config } from "../../config/index.ts";
 import type { Sql } from "../../db/client.ts";
+import { Batcher } from "../../batching.ts";
 import type { Logger } from "../../log.ts";
 import { clearPublished, type DeadLetter } from "../../outbox/sql.ts";
 import type { JobMessage } from "../messages.ts";
@@ -9,6 +10,9 @@ import { WorkQueueConsumer } from "./consumer.ts";
 import { publishJobs } from "./publish.ts";
 import { ConfirmPublisher } from "./publisher.ts";
 import { declareTopology, topologyFor, type Topology } from "./topology.ts";
+
+/** Most job ids one clear statement takes. */
+const CLEAR_BATCH_MAX_JOBS = 10_000;
 
 /**
  * The RabbitMQ transport: jobs are published with confirms right after commit (their outbox entries
@@ -22,6 +26,12 @@ export class RabbitTransport implements JobTransport {
   private readonly publisher: ConfirmPublisher;
   private readonly topology: Topology;
   private readonly handOffs = new Set<Promise<void>>();
+  /**
+   * Clears of confirmed jobs' outbox entries, one statement at a time: those arriving while one runs
+   * share the next. Under load one per commit group is a statement per dozen events, as many as the
+   * inserts; an entry left a few milliseconds longer is far within the sweeper's grace.
+   */
+  private readonly clears: Batcher<string[], void>;
 
   constructor(
     private readonly config: Config["queue"] & { AMQP_URL: string },
@@ -33,6 +43,13 @@ export class RabbitTransport implements JobTransport {
     this.broker = new BrokerConnection(config.AMQP_URL, log);
     this.topology = topologyFor(config);
     this.publisher = new ConfirmPublisher(this.broker, this.topology);
+    this.clears = new Batcher<string[], void>(
+      async (lists) => {
+        await clearPublished(this.sql, lists.flat());
+        return lists.map(() => undefined);
+      },
+      { maxBatch: CLEAR_BATCH_MAX_JOBS, concurrency: 1, weight: (jobIds) => jobIds.length },
+    );
   }
 
   async start(waitMs: number): Promise<void> {
@@ -73,7 +90,7 @@ export class RabbitTransport implements JobTransport {
   publish(jobs: JobMessage[]): void {
     if (jobs.length === 0 || !this.publisher.ready) return;
     const work = this.send(jobs, "fast")
-      .then(() => clearPublished(this.sql, jobs.map((j) => j.jobId)))
+      .then(() => this.clears.add(jobs.map((j) => j.jobId)))
       .catch((err) => this.log.debug("fast-path publish failed; the sweeper will publish", { error: (err as Error).message }));
     this.handOffs.add(work);
     void work.finally(() => this.handOffs.delete(work));
