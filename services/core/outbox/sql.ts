@@ -223,7 +223,8 @@ export async function takeDueJobs(sql: Sql, options: TakeOptions): Promise<Swept
   return sql.unsafe<SweptJob[]>(TAKE_DUE_JOBS, [options.limit, options.leaseMs, retryLimit, options.lapsedLeases ?? true]);
 }
 
-const TAKE_DUE_JOBS = `
+/** The take, as sent (exported for the test of its plan). */
+export const TAKE_DUE_JOBS = `
   with fresh as (
     select job_id, reason from outbox where due_at <= now() and reason <> 'retry' and reason <> 'lease' and reason <> 'dead_letter'
     order by due_at limit $1 for update skip locked
