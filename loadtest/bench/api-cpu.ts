@@ -18,7 +18,7 @@ import { startStack, type Stack } from "./stack.ts";
  *   with an application key, one endpoint and a route, as the bench sets up;
  * - `api=<dir>`: the same from another checkout of the repository, for A/B comparisons;
  * - `bare`: Bun.serve with a trivial JSON handler (echo-server.ts), the floor the runtime sets;
- * - `elysia`: one Elysia route doing the same (elysia-floor.ts), the floor the framework sets.
+ * - `elysia`: one Elysia route doing the same (echo-server.ts elysia), the floor the framework sets.
  * Rounds interleave the targets (A, B, A, B…) so drift on the machine falls on all of them alike.
  *
  * `bun loadtest/bench/api-cpu.ts [--targets=api,bare,elysia] [--rounds=3] [--requests=20000]
@@ -88,9 +88,9 @@ async function startApi(name: string, root: string | undefined): Promise<Target>
   }
 }
 
-/** A floor server (echo-server.ts or elysia-floor.ts) in its own process. */
-async function startFloor(name: string, file: string): Promise<Target> {
-  const child = Bun.spawn([process.execPath, join(import.meta.dir, file)], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+/** A floor server (echo-server.ts, bare or through Elysia) in its own process. */
+async function startFloor(name: "bare" | "elysia"): Promise<Target> {
+  const child = Bun.spawn([process.execPath, join(import.meta.dir, "echo-server.ts"), name], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
   const port = await readPort(child.stdout);
   return {
     name,
@@ -105,8 +105,7 @@ async function startFloor(name: string, file: string): Promise<Target> {
 }
 
 function startTarget(spec: string): Promise<Target> {
-  if (spec === "bare") return startFloor(spec, "echo-server.ts");
-  if (spec === "elysia") return startFloor(spec, "elysia-floor.ts");
+  if (spec === "bare" || spec === "elysia") return startFloor(spec);
   if (spec === "api") return startApi(spec, undefined);
   if (spec.startsWith("api=")) return startApi(spec, resolve(spec.slice(4)));
   throw new Error(`unknown target ${spec}: api, api=<checkout>, bare or elysia`);
