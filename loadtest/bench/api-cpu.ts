@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { readPort, samplePayload } from "./ceilings.ts";
 import { runClosedLoop } from "./generator.ts";
 import { sampleCpu } from "./observe.ts";
-import { startStack, type Stack } from "./stack.ts";
+import { createVia, producerKey, startStack, type Stack } from "./stack.ts";
 
 /**
  * The API process's own CPU per accepted single event (POST /events), apart from the rest of the
@@ -59,21 +59,10 @@ async function startApi(name: string, root: string | undefined): Promise<Target>
   const profile = args["cpu-prof"] ? { env: { BUN_OPTIONS: `--cpu-prof --cpu-prof-interval=100 --cpu-prof-dir=${resolve(args["cpu-prof"])}` } } : {};
   const stack: Stack = await startStack({ transport, roles: ["api"], repoRoot: root, label: "apicpu", log, ...profile });
   try {
-    const post = async (path: string, body: unknown, key: string) => {
-      const res = await fetch(`${stack.apiUrl}${path}`, {
-        method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
-        body: JSON.stringify(body),
-      });
-      if (res.status !== 201) throw new Error(`POST ${path}: ${res.status} ${await res.text()}`);
-      return (await res.json()) as { id: string; key: string };
-    };
-    const admin = stack.env.ADMIN_API_KEY!;
-    const application = await post("/applications", { name: "api-cpu" }, admin);
-    const { key } = await post(`/applications/${application.id}/api-keys`, { name: "api-cpu" }, admin);
+    const key = await producerKey(stack, "api-cpu");
     // Nothing delivers in this run: the endpoint only gives each event a job, as in the bench.
-    const endpoint = await post("/endpoints", { url: "http://127.0.0.1:9/hooks/api-cpu" }, key);
-    await post("/routes", { endpointId: endpoint.id, eventType: "bench.*" }, key);
+    const endpoint = await createVia(stack, "/endpoints", { url: "http://127.0.0.1:9/hooks/api-cpu" }, key);
+    await createVia(stack, "/routes", { endpointId: endpoint.id, eventType: "bench.*" }, key);
     return {
       name,
       url: `${stack.apiUrl}/events`,

@@ -9,7 +9,7 @@ import { startOtlpReceiver } from "../../services/test/support/otlp.ts";
 import { latencyBudget } from "./budget.ts";
 import { defaultPhases, latencyPhase, rampSteps, runPhase, type PhaseResult, type PhaseSpec } from "./phases.ts";
 import { renderMarkdown, summarise, type BenchReport, type Memory, type TransportRun } from "./report.ts";
-import { startStack, type BenchTransport } from "./stack.ts";
+import { createVia, producerKey, startStack, type BenchTransport } from "./stack.ts";
 import { writeCharts, writeChartsFrom } from "./charts.ts";
 import { parseScalingChoice, runScaling } from "./scaling.ts";
 import { parsePeersChoice, runPeers } from "./peers.ts";
@@ -125,18 +125,11 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
   try {
     stack = await startStack({ transport, roles, env: stackEnv, databaseSettings, cpuProfileDir: args["cpu-prof"], log });
     const s = stack;
-    const api = async (path: string, body: unknown, key: string) => {
-      const headers: Record<string, string> = { "content-type": "application/json", authorization: `Bearer ${key}` };
-      const res = await fetch(`${s.apiUrl}${path}`, { method: "POST", headers, body: JSON.stringify(body) });
-      if (res.status !== 201) throw new Error(`POST ${path}: ${res.status} ${await res.text()}`);
-      return (await res.json()) as { id: string; secret: string; key: string };
-    };
     // As a producer runs: with an application's own key (made with the admin key), which is what
     // every request of the phases authenticates with.
-    const application = await api("/applications", { name: "bench" }, s.env.ADMIN_API_KEY!);
-    const { key: apiKey } = await api(`/applications/${application.id}/api-keys`, { name: "bench" }, s.env.ADMIN_API_KEY!);
-    const endpoint = await api("/endpoints", { url: `${sink.url}/hooks/bench`, description: "benchmark sink" }, apiKey);
-    await api("/routes", { endpointId: endpoint.id, eventType: "bench.*" }, apiKey);
+    const apiKey = await producerKey(s, "bench");
+    const endpoint = await createVia(s, "/endpoints", { url: `${sink.url}/hooks/bench`, description: "benchmark sink" }, apiKey);
+    await createVia(s, "/routes", { endpointId: endpoint.id, eventType: "bench.*" }, apiKey);
     sink.addSecret(endpoint.secret, "bench");
 
     const target = {

@@ -267,3 +267,31 @@ async function cleanup(amqpEnv: Record<string, string> | undefined, adminUrl: st
     await admin.end();
   }
 }
+
+/** What the API answers a create with, as far as the benches read it. */
+export interface Created {
+  id: string;
+  secret: string;
+  key: string;
+}
+
+/** POST `body` to the stack's API with `key`; throws unless it answers 201. */
+export async function createVia(stack: Pick<Stack, "apiUrl">, path: string, body: unknown, key: string): Promise<Created> {
+  const res = await fetch(`${stack.apiUrl}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+    body: JSON.stringify(body),
+  });
+  if (res.status !== 201) throw new Error(`POST ${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as Created;
+}
+
+/**
+ * An application named `name` and a key of its own, made with the admin key: what every request of
+ * a run authenticates with, as a producer's would.
+ */
+export async function producerKey(stack: Pick<Stack, "apiUrl" | "env">, name: string): Promise<string> {
+  const admin = stack.env.ADMIN_API_KEY!;
+  const application = await createVia(stack, "/applications", { name }, admin);
+  return (await createVia(stack, `/applications/${application.id}/api-keys`, { name }, admin)).key;
+}

@@ -4,7 +4,7 @@ import { cpuBetween, sampleCpu } from "../observe.ts";
 import { defaultPhases, runPhase, type PhaseResult, type PhaseSpec, type PhaseTarget } from "../phases.ts";
 import { cpuPerDelivery, stackGroups } from "../report.ts";
 import type { ScalingPoint } from "../scaling.ts";
-import { startStack, type BenchTransport, type Stack } from "../stack.ts";
+import { createVia, producerKey, startStack, type BenchTransport, type Stack } from "../stack.ts";
 
 /**
  * What every scaling curve does the same way: a stack of its own with the in-process sink, an
@@ -53,13 +53,7 @@ export async function openBench(ctx: CurveContext, options: { roles?: Role[]; en
     stack = await startStack({ transport: ctx.transport, roles, env: { ...ctx.env, ...options.env }, databaseSettings: ctx.databaseSettings, log: ctx.log, label: "scaling" });
     const s = stack;
     const database = new URL(s.env.DATABASE_URL!).pathname.slice(1);
-    const post = async (path: string, body: unknown, key: string) => {
-      const res = await fetch(`${s.apiUrl}${path}`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${key}` }, body: JSON.stringify(body) });
-      if (res.status !== 201) throw new Error(`POST ${path}: ${res.status} ${await res.text()}`);
-      return (await res.json()) as { id: string; secret: string; key: string };
-    };
-    const application = await post("/applications", { name: "scaling" }, s.env.ADMIN_API_KEY!);
-    const { key: apiKey } = await post(`/applications/${application.id}/api-keys`, { name: "scaling" }, s.env.ADMIN_API_KEY!);
+    const apiKey = await producerKey(s, "scaling");
     // Several API processes: requests are spread over them as a load balancer would.
     const apiUrls = Object.entries(s.roleUrls).filter(([name]) => /^(api|all)(-\d+)?$/.test(name)).map(([, url]) => url);
     const target: Bench["target"] = (fields) => ({
@@ -82,7 +76,7 @@ export async function openBench(ctx: CurveContext, options: { roles?: Role[]; en
         count: eventTypes.length,
         send: async (i) => {
           const hook = `${scope}-${i}`;
-          const endpoint = await post("/endpoints", { url: `${sink.url}/hooks/${hook}`, description: `scaling ${hook}`, eventTypes: [eventTypes[i]] }, apiKey);
+          const endpoint = await createVia(s, "/endpoints", { url: `${sink.url}/hooks/${hook}`, description: `scaling ${hook}`, eventTypes: [eventTypes[i]] }, apiKey);
           sink.addSecret(endpoint.secret, hook);
           ids[i] = { id: endpoint.id };
         },
