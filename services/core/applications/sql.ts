@@ -81,9 +81,9 @@ export async function updateApplication(sql: Db, id: string, values: Application
 
 /**
  * Deletes the application and everything in it: keys, endpoints, routes, events, jobs, attempts.
- * Events are deleted here (their jobs and attempts by cascade); the rest by cascade from the
- * application. Events carry no foreign key to it, since checking one per ingested event cost ingest
- * (migration 0006).
+ * Events are deleted here; the rest by cascade from the application (jobs, their attempts and
+ * outbox entries through their endpoints). Events carry no foreign key to the application, nor jobs
+ * to their event, since checking one per ingested row cost ingest (migrations 0006 and 0013).
  */
 export async function deleteApplication(sql: Sql, id: string): Promise<boolean> {
   return sql.begin(async (tx) => {
