@@ -42,6 +42,18 @@ export interface Sink {
 
 const json = (body: unknown, status = 200) => Response.json(body, { status });
 
+/**
+ * The wall-clock time of receipt, to compare with the event's timestamp (the API's wall clock), with
+ * the sub-millisecond precision of the monotonic clock while the two agree. They part when the
+ * system clock is stepped (seen on virtual machines); latencies from the monotonic one alone then
+ * read all zero or far too long for the rest of the process.
+ */
+function receivedNow(): number {
+  const wall = Date.now();
+  const precise = performance.timeOrigin + performance.now();
+  return Math.abs(precise - wall) < 1 ? precise : wall;
+}
+
 // A wrong method on a control path falls through to `fetch`; it must not count as a delivery.
 const CONTROL_PATHS = new Set(["/health", "/stats", "/metrics", "/reset", "/faults", "/secrets"]);
 function pathOf(url: string): string {
@@ -71,7 +83,7 @@ export function startSink(options: SinkOptions = {}): Sink {
 
   // The hot path: kept to one body read, at most one HMAC per key tried, a few map operations.
   async function deliver(req: Request, scope: string): Promise<Response> {
-    const receivedAt = performance.timeOrigin + performance.now();
+    const receivedAt = receivedNow();
     state.received++;
     const body = await req.text();
     const headers = req.headers;
