@@ -11,6 +11,13 @@ export interface BatcherOptions<T> {
   concurrency: number;
   /** An item's share of maxBatch; 1 when absent. Group commit weighs a request by its events. */
   weight?: (item: T) => number;
+  /**
+   * Least weight a batch needs to start while another runs; less waits for a running batch to end
+   * (0 or absent: no least). A batch has a fixed cost whatever it carries, so under load a
+   * second one started for an item or two costs nearly what a full one does; idle, nothing runs
+   * and an item still starts at once.
+   */
+  overlapMinWeight?: number;
 }
 
 /**
@@ -38,7 +45,9 @@ export class Batcher<T, R> {
 
   private pump(): void {
     while (this.inFlight < this.options.concurrency && this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.takeCount());
+      const take = this.takeCount();
+      if (this.inFlight > 0 && take.size < (this.options.overlapMinWeight ?? 0)) return;
+      const batch = this.queue.splice(0, take.count);
       this.inFlight++;
       this.run(batch.map((e) => e.item))
         .then(
@@ -57,14 +66,17 @@ export class Batcher<T, R> {
     }
   }
 
-  /** How many queued items the next batch takes: as many as fit in maxBatch, at least one. */
-  private takeCount(): number {
+  /** How many queued items the next batch takes, and their weight: as many as fit in maxBatch, at least one. */
+  private takeCount(): { count: number; size: number } {
     const weight = this.options.weight;
-    if (!weight) return this.options.maxBatch;
-    let take = 0;
+    if (!weight) {
+      const count = Math.min(this.queue.length, this.options.maxBatch);
+      return { count, size: count };
+    }
+    let count = 0;
     let size = 0;
-    while (take < this.queue.length && (take === 0 || size + weight(this.queue[take]!.item) <= this.options.maxBatch))
-      size += weight(this.queue[take++]!.item);
-    return take;
+    while (count < this.queue.length && (count === 0 || size + weight(this.queue[count]!.item) <= this.options.maxBatch))
+      size += weight(this.queue[count++]!.item);
+    return { count, size };
   }
 }

@@ -137,6 +137,9 @@ export const ingestSchema = z.object({
     "Most events committed in one group-commit transaction.",
   ),
   INGEST_GROUP_CONCURRENCY: int(2, 1, 32).describe("Group-commit transactions in flight at once."),
+  INGEST_OVERLAP_MIN_EVENTS: int(32, 0, 50_000).describe(
+    "Fewest events a group-commit transaction needs to start while another is in flight; fewer wait for it to end, so under load commits are fewer and fuller. Idle, an event still commits at once. 0: no least.",
+  ),
 });
 
 export const dispatchSchema = z.object({

@@ -50,6 +50,8 @@ const COMMIT_DEADLINE_MS = 10_000;
 export interface GroupCommitOptions {
   maxEvents: number;
   concurrency: number;
+  /** Fewest events a group needs to start while another commits (Batcher's overlapMinWeight). */
+  overlapMinEvents?: number;
   /** How long a new job's outbox entry waits before a sweep may take it (the queue transport's grace). */
   graceMs: number;
   /** Receives every group once it is committed. */
@@ -75,6 +77,7 @@ export class GroupCommitter {
     this.batcher = new Batcher((group) => this.commit(group), {
       maxBatch: options.maxEvents,
       concurrency: options.concurrency,
+      overlapMinWeight: options.overlapMinEvents,
       weight: (rows) => rows.length,
     });
   }

@@ -22,6 +22,7 @@ export class Ingest {
     this.committer = new GroupCommitter(sql, {
       maxEvents: options.INGEST_GROUP_MAX_EVENTS,
       concurrency: options.INGEST_GROUP_CONCURRENCY,
+      overlapMinEvents: options.INGEST_OVERLAP_MIN_EVENTS,
       graceMs: handoff.publishGraceMs,
       onCommitted: (committed) => handoff.publish(jobMessagesOf(committed)),
     });
