@@ -46,7 +46,8 @@ export class Batcher<T, R> {
   private pump(): void {
     while (this.inFlight < this.options.concurrency && this.queue.length > 0) {
       const take = this.takeCount();
-      if (this.inFlight > 0 && take.size < (this.options.overlapMinWeight ?? 0)) return;
+      // Capped at maxBatch, or a second batch could never start.
+      if (this.inFlight > 0 && take.size < Math.min(this.options.overlapMinWeight ?? 0, this.options.maxBatch)) return;
       const batch = this.queue.splice(0, take.count);
       this.inFlight++;
       this.run(batch.map((e) => e.item))

@@ -64,3 +64,12 @@ test("overlapMinWeight: a batch starts beside a running one only once it is heav
   await finish(1);
   expect(started[2]).toEqual([5]);
 });
+
+test("overlapMinWeight above maxBatch: a full batch still starts beside a running one", async () => {
+  const { batcher, started } = controlled({ maxBatch: 2, concurrency: 2, overlapMinWeight: 32 });
+  void batcher.add(1);
+  void batcher.add(2);
+  expect(started).toHaveLength(1);
+  void batcher.add(3);
+  expect(started).toEqual([[1], [2, 3]]);
+});
