@@ -37,23 +37,23 @@ export interface InsertedBatch {
  * happens only when a retried transaction had in fact committed.
  * Fan-out is computed against committed routes inside the transaction, never against a cache.
  *
- * The input is a plain unnest of the parameter arrays. Migrations 0007 and 0011 made it a PL/pgSQL
- * function whose row estimate kept the generic plan from looping over the join of inserted rows back
- * to their input; with routes looked up per type (`routed`) that join is merged or hashed at every
- * group size, and the function's copy of each row cost about 12 µs of Postgres CPU per event in
- * groups of 64. The function stays in the schema for API processes of the release before, while
- * a new one rolls out.
+ * The input is read through evently_event_input (migrations 0007, 0011), a PL/pgSQL function: its
+ * declared row estimate is the same for every group, so Postgres settles on one generic plan for
+ * all sizes. Over a plain unnest the estimate follows each group's size, and small groups were
+ * planned afresh on every call (custom plans): measured on the statement alone
+ * (loadtest/bench/ingest-statement.ts), groups of 1 and 4 cost 874-991 and 331-379 µs of Postgres
+ * CPU per event that way, against 375-453 and 170-216 through the function; 14 and 64 the same.
  */
 export async function insertEventsWithJobs(tx: TxSql | Sql, rows: NewEventRow[], graceMs: number): Promise<InsertedBatch> {
   const result = await tx<{ kind: "e" | "j"; id: string; eventId: string | null; endpointId: string | null; expiresAt: Date | null }[]>`
     with input as (
-      select * from unnest(
+      select * from evently_event_input(
         ${rows.map((r) => r.id)}::text[], ${rows.map((r) => r.appId)}::text[], ${rows.map((r) => r.type)}::text[],
         ${rows.map((r) => r.dataJson)}::text[],
         ${rows.map((r) => r.idempotencyKey)}::text[], ${rows.map((r) => r.createdAt.toISOString())}::timestamptz[],
         ${rows.map((r) => matchingPatterns(r.type).join(" "))}::text[], ${rows.map((r) => r.ttlSeconds)}::int[],
         ${rows.map((r) => r.traceParent ?? null)}::text[]
-      ) as t (id, app_id, type, data, idempotency_key, created_at, patterns, ttl_seconds, trace_parent)
+      )
     ), inserted as (
       insert into events (id, app_id, type, payload, idempotency_key, created_at, trace_parent)
       select id, app_id, type, data::json, idempotency_key, created_at, trace_parent from input
