@@ -11,6 +11,7 @@ import { databaseHealth } from "./core/db/health.ts";
 import { Ingest } from "./core/ingest/index.ts";
 import { createLogger, type Logger } from "./core/log.ts";
 import { PostgresTransport } from "./core/queue/postgres/transport.ts";
+import { TAKE_SESSION } from "./core/outbox/sql.ts";
 import { RabbitTransport } from "./core/queue/rabbitmq/transport.ts";
 import type { JobTransport } from "./core/queue/transport.ts";
 import type { Telemetry } from "./core/telemetry/setup.ts";
@@ -119,6 +120,7 @@ export function createTransport(config: Config, sql: Sql, log: Logger): JobTrans
   if (q.QUEUE_TRANSPORT === "rabbitmq") return new RabbitTransport({ ...q, AMQP_URL: q.AMQP_URL! }, sql, log, config.delivery.WORKER_PREFETCH);
   return new PostgresTransport(
     sql,
+    createSql(config.database, { max: 1, fetch_types: false, connection: { application_name: "evently", ...TAKE_SESSION } }),
     {
       pollIntervalMs: q.QUEUE_POLL_INTERVAL_MS,
       takeBatch: q.QUEUE_TAKE_BATCH,

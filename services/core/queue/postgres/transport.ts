@@ -46,8 +46,14 @@ export class PostgresTransport implements JobTransport {
   private waiting: JobMessage[] = [];
   private consuming = 0;
 
+  /**
+   * @param sql the process's pool: notifications, listening, the depth gauge.
+   * @param takeSql the connection consumers take through, made with TAKE_SESSION's settings
+   *   (outbox/sql.ts); it connects on the first take, so a role that never consumes never opens it.
+   */
   constructor(
     private readonly sql: Sql,
+    private readonly takeSql: Sql,
     private readonly options: PostgresTransportOptions,
     private readonly log: Logger,
   ) {}
@@ -85,7 +91,7 @@ export class PostgresTransport implements JobTransport {
   }
 
   async consume(handle: JobHandler): Promise<() => Promise<void>> {
-    const consumer = new OutboxConsumer(this.sql, this.options, handle, this.log);
+    const consumer = new OutboxConsumer(this.sql, this.takeSql, this.options, handle, this.log);
     const listening = await this.sql.listen(CHANNEL, () => consumer.wake());
     consumer.start();
     this.consuming++;
@@ -116,6 +122,7 @@ export class PostgresTransport implements JobTransport {
 
   async stop(): Promise<void> {
     await this.notifying;
+    await this.takeSql.end({ timeout: 5 });
   }
 }
 
@@ -139,6 +146,7 @@ class OutboxConsumer {
 
   constructor(
     private readonly sql: Sql,
+    private readonly takeSql: Sql,
     private readonly options: PostgresTransportOptions,
     private readonly handle: JobHandler,
     private readonly log: Logger,
@@ -193,7 +201,7 @@ class OutboxConsumer {
         // Lapsed leases (a worker died, an answer was lost) are looked for once per poll interval.
         const lapsedLeases = Date.now() - this.lapsedLookedAt >= this.options.pollIntervalMs;
         const options = { limit: room, leaseMs: this.options.takeLeaseMs, retryLimit, lapsedLeases };
-        taken = await withDeadline(takeDueJobs(this.sql, options), STATEMENT_DEADLINE_MS, "take due jobs");
+        taken = await withDeadline(takeDueJobs(this.takeSql, options), STATEMENT_DEADLINE_MS, "take due jobs");
         if (lapsedLeases) this.lapsedLookedAt = Date.now();
         failures = 0;
       } catch (err) {
