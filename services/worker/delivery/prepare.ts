@@ -8,6 +8,10 @@ import type { DeliveryTarget, EndpointCache } from "../endpoint-cache.ts";
 import type { DeliveryCheck, Verdict } from "./checks.ts";
 import type { LeaseKeeper } from "./leases.ts";
 
+// A second claim starts beside a running one only with this many jobs; fewer wait for it to end, as
+// the attempt writes do (recorder.ts). Measured at 1,000 and 2,000 deliveries/s: BENCHMARKS.md.
+const CLAIM_OVERLAP_MIN = 32;
+
 export interface PrepareOptions {
   claimBatch: number;
   /** Longest wait for Postgres to confirm a batch claim; then the message is handed back. */
@@ -45,7 +49,7 @@ export class PrepareStage {
         const claimed = await withDeadline(claimJobs(sql, requests), options.claimTimeoutMs, "claim");
         return requests.map((r) => claimed.has(r.jobId));
       },
-      { maxBatch: options.claimBatch, concurrency: 2 },
+      { maxBatch: options.claimBatch, concurrency: 2, overlapMinWeight: CLAIM_OVERLAP_MIN },
     );
   }
 
