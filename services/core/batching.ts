@@ -18,6 +18,14 @@ export interface BatcherOptions<T> {
    * and an item still starts at once.
    */
   overlapMinWeight?: number;
+  /**
+   * Least time between the starts of two batches (0 or absent: none). A batch short of maxBatch that
+   * could start sooner waits for the rest of it, gathering what comes meanwhile; a full one starts
+   * at once, and so does any batch when the last one started longer ago (idle). Only for batches
+   * off the latency path, whose callers can afford to wait that long: under load it bounds how
+   * many statements a second a stream of small items makes.
+   */
+  minIntervalMs?: number;
 }
 
 /**
@@ -30,6 +38,8 @@ export interface BatcherOptions<T> {
 export class Batcher<T, R> {
   private queue: Entry<T, R>[] = [];
   private inFlight = 0;
+  private lastStart = Number.NEGATIVE_INFINITY;
+  private waiting: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly run: (items: T[]) => Promise<(R | Error)[]>,
@@ -48,6 +58,15 @@ export class Batcher<T, R> {
       const take = this.takeCount();
       // Capped at maxBatch, or a second batch could never start.
       if (this.inFlight > 0 && take.size < Math.min(this.options.overlapMinWeight ?? 0, this.options.maxBatch)) return;
+      const wait = this.lastStart + (this.options.minIntervalMs ?? 0) - performance.now();
+      if (wait > 0 && take.size < this.options.maxBatch) {
+        this.waiting ??= setTimeout(() => {
+          this.waiting = undefined;
+          this.pump();
+        }, wait);
+        return;
+      }
+      this.lastStart = performance.now();
       const batch = this.queue.splice(0, take.count);
       this.inFlight++;
       this.run(batch.map((e) => e.item))

@@ -73,3 +73,29 @@ test("overlapMinWeight above maxBatch: a full batch still starts beside a runnin
   void batcher.add(3);
   expect(started).toEqual([[1], [2, 3]]);
 });
+
+test("minIntervalMs: a batch soon after the last one waits to gather, a full one and an idle one do not", async () => {
+  const { batcher, started, finish } = controlled({ maxBatch: 3, concurrency: 1, minIntervalMs: 60 });
+  // Idle: the first item starts at once.
+  void batcher.add(1);
+  expect(started).toEqual([[1]]);
+  await finish(0);
+  // Right after it, with nothing running, items wait for the interval and go as one batch.
+  void batcher.add(2);
+  void batcher.add(3);
+  await Bun.sleep(10);
+  expect(started).toHaveLength(1);
+  await Bun.sleep(70);
+  expect(started).toEqual([[1], [2, 3]]);
+  await finish(1);
+  // A full batch does not wait.
+  void batcher.add(4);
+  void batcher.add(5);
+  void batcher.add(6);
+  expect(started[2]).toEqual([4, 5, 6]);
+  await finish(2);
+  // Once the interval has passed since the last start, an item goes at once again.
+  await Bun.sleep(70);
+  void batcher.add(7);
+  expect(started[3]).toEqual([7]);
+});
