@@ -40,9 +40,12 @@ export interface AttemptRow {
 
 /**
  * The statement that writes a batch of attempts; an attempt already written is skipped, so a
- * write retried after a lost acknowledgement is harmless. Composed into recordOutcomes.
+ * write retried after a lost acknowledgement is harmless. Composed into recordOutcomes, which
+ * passes the ids of the batch's jobs it has locked as `existingJobs`: an attempt whose job is gone
+ * (its endpoint or application was deleted while the request was out, and the job with it) is
+ * dropped, not written. Written, it broke the foreign key, and the whole batch failed on every retry.
  */
-export function attemptsInsert(sql: Sql | TxSql, rows: AttemptRow[]) {
+export function attemptsInsert(sql: Sql | TxSql, rows: AttemptRow[], existingJobs: ReturnType<Sql["unsafe"]>) {
   return sql`
     insert into attempts (id, app_id, job_id, event_id, endpoint_id, attempt_number, url, request_headers,
                           response_status, response_body, duration_ms, error_class, error_detail, created_at)
@@ -54,6 +57,9 @@ export function attemptsInsert(sql: Sql | TxSql, rows: AttemptRow[]) {
       ${rows.map((r) => r.responseStatus)}::int[], ${rows.map((r) => r.responseBody)}::text[],
       ${rows.map((r) => r.durationMs)}::int[], ${rows.map((r) => r.errorClass)}::text[],
       ${rows.map((r) => r.errorDetail)}::text[], ${rows.map((r) => r.createdAt.toISOString())}::timestamptz[])
+      as a (id, app_id, job_id, event_id, endpoint_id, attempt_number, url, request_headers,
+            response_status, response_body, duration_ms, error_class, error_detail, created_at)
+    where a.job_id in (${existingJobs})
     on conflict (id) do nothing`;
 }
 

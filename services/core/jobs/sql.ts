@@ -138,7 +138,7 @@ export async function recordOutcomes(
     ), locked as (
       select j.id, j.status from jobs j join o on o.id = j.id order by j.id for update of j
     ), written as (
-      ${attemptsInsert(sql, attempts)}
+      ${attemptsInsert(sql, attempts, sql.unsafe("select id from locked"))}
     ), updated as (
       update jobs j
       set status = o.status,

@@ -51,7 +51,7 @@ export class AttemptRecorder {
       deadLetters?: boolean;
     },
   ) {
-    this.attempts = new Batcher((items) => this.persistent(() => this.write(items)), {
+    this.attempts = new Batcher((items) => this.writeAll(items), {
       maxBatch: options.maxBatch,
       concurrency: 2,
       overlapMinWeight: WRITE_OVERLAP_MIN,
@@ -101,12 +101,34 @@ export class AttemptRecorder {
     return items.map(() => undefined);
   }
 
-  private async persistent<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Writes a batch until it is written. A batch the database refuses for what it holds (a data or
+   * integrity error, which every retry would meet again) is written item by item instead, so one
+   * bad item neither holds up nor takes down its neighbours. An item refused alone is logged and
+   * fails its delivery's handling, so the transport offers the job again (RabbitMQ redelivers the
+   * message, the Postgres transport releases it) rather than acknowledging it unrecorded.
+   */
+  private async writeAll(items: RecordedAttempt[]): Promise<(void | Error)[]> {
+    try {
+      return await this.persistent(() => this.write(items), refusedForItsContent);
+    } catch (err) {
+      if (this.stopped || !refusedForItsContent(err)) throw err;
+      if (items.length > 1) return (await Promise.all(items.map((item) => this.writeAll([item])))).flat();
+      const { outcome, attempt } = items[0]!;
+      this.log.error("attempt write refused by the database", {
+        jobId: outcome.jobId, attempt: attempt?.attemptNumber, status: outcome.status, code: (err as { code?: string }).code, error: (err as Error).message,
+      });
+      return [err as Error];
+    }
+  }
+
+  /** Runs `fn` until it succeeds, the recorder stops, or it fails with an error `giveUp` says retrying cannot cure. */
+  private async persistent<T>(fn: () => Promise<T>, giveUp: (err: unknown) => boolean = () => false): Promise<T> {
     for (let failures = 0; ; failures++) {
       try {
         return await fn();
       } catch (err) {
-        if (this.stopped) throw err;
+        if (this.stopped || giveUp(err)) throw err;
         const delay = Math.min(5000, 50 * 2 ** Math.min(failures, 7));
         if (failures % 10 === 0) this.log.warn("recording attempts failed, retrying", { error: (err as Error).message, delayMs: delay });
         await Bun.sleep(delay);
@@ -115,3 +137,8 @@ export class AttemptRecorder {
   }
 }
 
+/** SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation): the statement's content, not the moment. */
+export function refusedForItsContent(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (code.startsWith("22") || code.startsWith("23"));
+}
