@@ -207,9 +207,19 @@ export interface TakeOptions {
  * the RabbitMQ transport) are never taken. Its commit does not wait for the WAL flush
  * (RELAXED_COMMIT): leases lost in a database crash only offer their jobs again, sooner.
  */
-export async function takeDueJobs(sql: Sql, options: TakeOptions): Promise<SweptJob[]> {
+/** A job the take returned, with what `msUntilNextDue` would have said right after it. */
+export interface TakenJob extends SweptJob {
+  /**
+   * Milliseconds until the next entry the take left is due (0: one is due now, locked by another
+   * taker or beyond the limit), null when none is; the same on every row of one take. Read in the
+   * same statement, so a taker that found less than it had room for need not ask separately.
+   */
+  nextDueMs: number | null;
+}
+
+export async function takeDueJobs(sql: Sql, options: TakeOptions): Promise<TakenJob[]> {
   const retryLimit = Math.min(options.limit, options.retryLimit ?? options.limit);
-  return sql.unsafe<SweptJob[]>(TAKE_DUE_JOBS, [options.limit, options.leaseMs, retryLimit, options.lapsedLeases ?? true], { prepare: true });
+  return sql.unsafe<TakenJob[]>(TAKE_DUE_JOBS, [options.limit, options.leaseMs, retryLimit, options.lapsedLeases ?? true], { prepare: true });
 }
 
 /**
@@ -259,11 +269,17 @@ export const TAKE_DUE_JOBS = `
     where o.job_id = any (array(select job_id from state where not publishable and status = 'delivering')) and j.id = o.job_id
   ), finished as (
     delete from outbox where job_id = any (array(select job_id from state where not publishable and status <> 'delivering'))
+  ), next_due as (
+    select case when t is null then null else greatest(0, ceil(extract(epoch from t - now()) * 1000))::int end as ms
+    from (select least(
+      (select min(due_at) from outbox where reason = 'retry' and job_id <> all (array(select job_id from due))),
+      (select min(due_at) from outbox where reason <> 'retry' and reason <> 'lease' and job_id <> all (array(select job_id from due)))) as t) n
   ), ${RELAXED_COMMIT}
   select s.job_id as id, s.app_id, s.event_id, s.endpoint_id, s.status, s.attempt_count, s.attempt_base, s.replayed_at,
          s.expires_at, s.end_reason, e.type as event_type, e.payload::text as payload_json, e.created_at as event_created_at,
-         e.trace_parent, s.reason, now() as due_at, true as publishable
-  from state s cross join lateral (select * from events where app_id = s.app_id and id = s.event_id limit 1) e cross join relaxed_commit
+         e.trace_parent, s.reason, now() as due_at, true as publishable, next_due.ms as next_due_ms
+  from state s cross join lateral (select * from events where app_id = s.app_id and id = s.event_id limit 1) e
+    cross join relaxed_commit cross join next_due
   where s.publishable`;
 
 /**

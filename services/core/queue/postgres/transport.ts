@@ -1,5 +1,5 @@
 import type { Sql } from "../../db/client.ts";
-import { withDeadline } from "../../db/errors.ts";
+import { DeadlineError, withDeadline } from "../../db/errors.ts";
 import type { Logger } from "../../log.ts";
 import { RetryBudget } from "../../outbox/retry-budget.ts";
 import { messageForSwept, msUntilNextDue, OUTBOX_CHANNEL as CHANNEL, releaseTaken, takeDueJobs } from "../../outbox/sql.ts";
@@ -48,12 +48,12 @@ export class PostgresTransport implements JobTransport {
 
   /**
    * @param sql the process's pool: notifications, listening, the depth gauge.
-   * @param takeSql the connection consumers take through, made with TAKE_SESSION's settings
-   *   (outbox/sql.ts); it connects on the first take, so a role that never consumes never opens it.
+   * @param connectTakes makes the connection a consumer takes through, with TAKE_SESSION's settings
+   *   (outbox/sql.ts); only a role that consumes makes one.
    */
   constructor(
     private readonly sql: Sql,
-    private readonly takeSql: Sql,
+    private readonly connectTakes: () => Sql,
     private readonly options: PostgresTransportOptions,
     private readonly log: Logger,
   ) {}
@@ -91,7 +91,7 @@ export class PostgresTransport implements JobTransport {
   }
 
   async consume(handle: JobHandler): Promise<() => Promise<void>> {
-    const consumer = new OutboxConsumer(this.sql, this.takeSql, this.options, handle, this.log);
+    const consumer = new OutboxConsumer(this.sql, this.connectTakes, this.options, handle, this.log);
     const listening = await this.sql.listen(CHANNEL, () => consumer.wake());
     consumer.start();
     this.consuming++;
@@ -122,7 +122,6 @@ export class PostgresTransport implements JobTransport {
 
   async stop(): Promise<void> {
     await this.notifying;
-    await this.takeSql.end({ timeout: 5 });
   }
 }
 
@@ -144,14 +143,18 @@ class OutboxConsumer {
   private readonly retries: RetryBudget | undefined;
   private lapsedLookedAt = 0;
 
+  /** The one connection takes go through, so their cached plan is made once (TAKE_SESSION). */
+  private takeSql: Sql;
+
   constructor(
     private readonly sql: Sql,
-    private readonly takeSql: Sql,
+    private readonly connectTakes: () => Sql,
     private readonly options: PostgresTransportOptions,
     private readonly handle: JobHandler,
     private readonly log: Logger,
   ) {
     if (options.maxRetriesPerSecond !== undefined) this.retries = new RetryBudget(options.maxRetriesPerSecond);
+    this.takeSql = connectTakes();
   }
 
   start(): void {
@@ -171,6 +174,7 @@ class OutboxConsumer {
     this.wake();
     await this.loop;
     await Promise.race([Promise.allSettled([...this.unsettled]), Bun.sleep(drainMs)]);
+    await this.takeSql.end({ timeout: 5 });
   }
 
   private sleep(ms: number): Promise<void> {
@@ -207,6 +211,9 @@ class OutboxConsumer {
       } catch (err) {
         failures++;
         if (failures === 1 || failures % 10 === 0) this.log.warn("taking due jobs failed, retrying", { error: (err as Error).message, failures });
+        // A take left unsettled on a cut connection would hold every later one behind it on this
+        // single connection: past the deadline, the connection is dropped and a new one made.
+        if (err instanceof DeadlineError) this.reconnectTakes();
         await this.sleep(Math.min(5000, 100 * 2 ** Math.min(failures, 6)));
         continue;
       }
@@ -221,18 +228,30 @@ class OutboxConsumer {
         const chunk = Math.max(1, Math.min(room, Math.round((this.retries.perSecond * this.options.pollIntervalMs) / 1000)));
         await this.sleep(Math.max(10, Math.min(this.options.pollIntervalMs, this.retries.msUntil(chunk))));
       } else if (this.wokenMeanwhile) this.wokenMeanwhile = false;
-      else await this.sleep(await this.untilNextDue());
+      // A take that found something also said when the next entry is due; an empty one did not.
+      else await this.sleep(this.sleepFor(taken.length > 0 ? taken[0]!.nextDueMs : await this.untilNextDue()));
     }
+  }
+
+  /** Milliseconds until the outbox's next entry is due, asked on its own; the poll interval when the question fails. */
+  private untilNextDue(): Promise<number | null> {
+    const poll = this.options.pollIntervalMs;
+    return withDeadline(msUntilNextDue(this.sql), STATEMENT_DEADLINE_MS, "next due").catch(() => poll);
   }
 
   /**
    * How long to sleep when nothing more is due: until the next entry is due (a held job, a retry),
    * at most the poll interval. A notification ends the sleep sooner.
    */
-  private async untilNextDue(): Promise<number> {
+  private sleepFor(nextDueMs: number | null): number {
     const poll = this.options.pollIntervalMs;
-    const ms = await withDeadline(msUntilNextDue(this.sql), STATEMENT_DEADLINE_MS, "next due").catch(() => poll);
-    return ms === null ? poll : Math.min(poll, Math.max(MIN_SLEEP_MS, ms));
+    return nextDueMs === null ? poll : Math.min(poll, Math.max(MIN_SLEEP_MS, nextDueMs));
+  }
+
+  private reconnectTakes(): void {
+    const stale = this.takeSql;
+    this.takeSql = this.connectTakes();
+    void stale.end({ timeout: 0 }).catch(() => {});
   }
 
   private track(jobs: JobMessage[]): void {
