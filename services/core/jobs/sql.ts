@@ -136,7 +136,8 @@ export async function recordOutcomes(
                            ${outcomes.map((o) => o.endReason)}::text[])
         as o (id, status, attempt_number, next_attempt_at, attempted_at, end_reason)
     ), locked as (
-      select j.id, j.status from jobs j join o on o.id = j.id order by j.id for update of j
+      select j.id, j.status from jobs j where j.id = any (${[...new Set([...outcomes.map((o) => o.jobId), ...attempts.map((a) => a.jobId)])]}::text[])
+      order by j.id for update of j
     ), written as (
       ${attemptsInsert(sql, attempts, sql.unsafe("select id from locked"))}
     ), updated as (
