@@ -19,6 +19,15 @@ export function isConnectionError(err: unknown): boolean {
   return typeof code === "string" && (code.startsWith("08") || CONNECTION_CODES.has(code));
 }
 
+/**
+ * SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation): the statement was
+ * refused for what it holds, not for the moment it came, so sending it again meets the same answer.
+ */
+export function refusedForItsContent(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (code.startsWith("22") || code.startsWith("23"));
+}
+
 export class DeadlineError extends Error {
   readonly code = "DEADLINE_EXCEEDED";
 }

@@ -48,8 +48,9 @@ describe("attempt recorder", () => {
     const recorder = new AttemptRecorder(api.sql, log, { maxBatch: 100 });
     const [a, bad, b] = [await claimedJob(), await claimedJob(), await claimedJob()];
     // attempts.url is not null: the database refuses this one on every try.
-    const writes = [recorder.record(await delivered(a)), recorder.record(await delivered(bad, null as unknown as string)), recorder.record(await delivered(b))];
-    const settled = await Promise.allSettled(writes);
+    const items = [await delivered(a), await delivered(bad, null as unknown as string), await delivered(b)];
+    // Recorded together, as concurrent deliveries are: the first goes at once, the other two as one batch.
+    const settled = await Promise.allSettled(items.map((item) => recorder.record(item)));
     expect(settled.map((s) => s.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
     const later = await claimedJob();
     await recorder.record(await delivered(later));

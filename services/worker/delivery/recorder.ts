@@ -1,7 +1,7 @@
 import type { AttemptRow } from "@evently/core/attempts/sql.ts";
 import { Batcher } from "@evently/core/batching.ts";
 import type { Sql } from "@evently/core/db/client.ts";
-import { withDeadline } from "@evently/core/db/errors.ts";
+import { refusedForItsContent, withDeadline } from "@evently/core/db/errors.ts";
 import { deferJobs, recordOutcomes, type Deferral, type JobOutcome } from "@evently/core/jobs/sql.ts";
 import type { Logger } from "@evently/core/log.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
@@ -135,10 +135,4 @@ export class AttemptRecorder {
       }
     }
   }
-}
-
-/** SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation): the statement's content, not the moment. */
-export function refusedForItsContent(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === "string" && (code.startsWith("22") || code.startsWith("23"));
 }
