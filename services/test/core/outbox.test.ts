@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
-import type { AttemptRow } from "../../core/attempts/sql.ts";
-import { newId } from "../../core/ids.ts";
 import { claimJobs, deferJobs, recordOutcomes, replayJobs } from "../../core/jobs/sql.ts";
 import { clearPublished, sweepOutbox } from "../../core/outbox/sql.ts";
 import { hookUrl, startApi, type TestApi } from "../api/harness.ts";
+import { attemptAt } from "../support/attempts.ts";
 
 // The outbox's state machine against a real database: which statement adds, moves or removes a
 // job's entry, and that no interleaving of fast path, worker and sweeper strands a job without one.
@@ -182,15 +181,7 @@ describe("recording outcomes", () => {
   test("an attempt whose job was deleted meanwhile is dropped, and the rest of its batch is written", async () => {
     const [kept, gone] = [await newJob(), await newJob()];
     await publishAndClaim([kept, gone]);
-    const attempt = async (jobId: string): Promise<AttemptRow> => {
-      const [job] = await api.sql<{ appId: string; eventId: string; endpointId: string }[]>`
-        select app_id, event_id, endpoint_id from jobs where id = ${jobId}`;
-      return {
-        id: newId("attempt"), ...job!, jobId, attemptNumber: 1, url: hookUrl(), requestHeaders: {}, responseStatus: 200,
-        responseBody: "", durationMs: 1, errorClass: null, errorDetail: null, createdAt: new Date(),
-      };
-    };
-    const attempts = [await attempt(kept), await attempt(gone)];
+    const attempts = [await attemptAt(api.sql, kept), await attemptAt(api.sql, gone)];
     // What deleting its endpoint does to a job while its request is out (the cascade).
     await api.sql`delete from jobs where id = ${gone}`;
     await recordOutcomes(api.sql, attempts, [outcome(kept, "delivered", 1), outcome(gone, "delivered", 1)]);

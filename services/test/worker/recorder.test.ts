@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { AttemptRow } from "../../core/attempts/sql.ts";
-import { newId } from "../../core/ids.ts";
 import { claimJobs } from "../../core/jobs/sql.ts";
 import { clearPublished } from "../../core/outbox/sql.ts";
 import { AttemptRecorder, type RecordedAttempt } from "../../worker/delivery/recorder.ts";
 import { hookUrl, startApi, type TestApi } from "../api/harness.ts";
+import { attemptAt } from "../support/attempts.ts";
 import { captureLog } from "../support/log.ts";
 
 /**
@@ -32,13 +31,8 @@ async function claimedJob(): Promise<string> {
   return jobId;
 }
 
-async function delivered(jobId: string, url = hookUrl()): Promise<RecordedAttempt> {
-  const [job] = await api.sql<{ appId: string; eventId: string; endpointId: string }[]>`
-    select app_id, event_id, endpoint_id from jobs where id = ${jobId}`;
-  const attempt: AttemptRow = {
-    id: newId("attempt"), ...job!, jobId, attemptNumber: 1, url, requestHeaders: {}, responseStatus: 200,
-    responseBody: "ok", durationMs: 1, errorClass: null, errorDetail: null, createdAt: new Date(),
-  };
+async function delivered(jobId: string, url?: string): Promise<RecordedAttempt> {
+  const attempt = await attemptAt(api.sql, jobId, url === undefined ? {} : { url });
   return { attempt, outcome: { jobId, status: "delivered", endReason: null, attemptNumber: 1, nextAttemptAt: null, attemptedAt: new Date() } };
 }
 
