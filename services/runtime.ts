@@ -125,7 +125,7 @@ export function createTransport(config: Config, sql: Sql, log: Logger): JobTrans
       pollIntervalMs: q.QUEUE_POLL_INTERVAL_MS,
       takeBatch: q.QUEUE_TAKE_BATCH,
       maxInFlight: config.delivery.WORKER_MAX_IN_FLIGHT,
-      takeLeaseMs: q.QUEUE_TAKE_LEASE_MS,
+      claimLeaseMs: config.delivery.WORKER_LEASE_MS,
       maxRetriesPerSecond: config.dispatch.DISPATCH_MAX_RETRIES_PER_SECOND,
     },
     log,

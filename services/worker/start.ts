@@ -6,7 +6,7 @@ import type { Logger } from "@evently/core/log.ts";
 import type { MemoryGuard } from "@evently/core/memory-guard.ts";
 import { AddressPolicy } from "@evently/core/net/policy.ts";
 import type { DeliveryMessage } from "@evently/core/queue/messages.ts";
-import type { JobTransport } from "@evently/core/queue/transport.ts";
+import type { JobTransport, Received } from "@evently/core/queue/transport.ts";
 import { instruments } from "@evently/core/telemetry/instruments.ts";
 import { SPAN } from "@evently/core/telemetry/names.ts";
 import { contextFrom, parentAndLinks, spanAt, tracingEnabled, type SpanPlace } from "@evently/core/telemetry/trace-context.ts";
@@ -90,11 +90,11 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
     finalStatuses: d.RETRY_FINAL_STATUSES,
   };
   const pipeline = new DeliveryPipeline(prepare, sender, rules, recorder, control, [new DeliveryOutcomeLog(log), circuit]);
-  const stopConsuming = await transport.consume((message: DeliveryMessage, traceparent?: string) => {
+  const stopConsuming = await transport.consume((message: DeliveryMessage, received: Received) => {
     memory?.beforeWork();
-    return spanAt(SPAN.deliver, consumeSpanPlace(message, traceparent), { attributes: { "evently.jobs": message.jobs.length } }, async () => {
+    return spanAt(SPAN.deliver, consumeSpanPlace(message, received.traceparent), { attributes: { "evently.jobs": message.jobs.length } }, async () => {
       try {
-        await pipeline.handle(message);
+        await pipeline.handle(message, received.claimed === true);
       } catch (err) {
         // Claimed but not recorded: stop renewing, so the claims lapse and the jobs are offered again.
         leases.release(...message.jobs.map((j) => j.jobId));

@@ -47,9 +47,13 @@ export const queueSchema = z
       "Postgres transport: how often an idle worker looks for due jobs it was not notified of (retries, lapsed leases, a missed notification).",
     ),
     QUEUE_TAKE_BATCH: int(256, 1, 10_000).describe("Postgres transport: most jobs a worker takes from the outbox at once."),
-    QUEUE_TAKE_LEASE_MS: int(10_000, 1000, 3_600_000).describe(
-      "Postgres transport: a job a worker took but has not claimed (it died, or the answer to the take was lost) is offered again after this; once claimed, its claim's lease (WORKER_LEASE_MS) applies. Kept near WORKER_LEASE_MS, so a worker that dies right after taking its jobs holds them no longer than one that dies mid-delivery.",
-    ),
+    QUEUE_TAKE_LEASE_MS: z.coerce
+      .number()
+      .int()
+      .optional()
+      .describe(
+        "Deprecated and ignored: a job taken from the outbox was leased for this until its worker claimed it; the take now claims it, under WORKER_LEASE_MS. Accepted so existing deployments still start.",
+      ),
     AMQP_URL: z
       .string()
       .regex(/^amqps?:\/\//, "must be an amqp:// or amqps:// URL")
@@ -174,7 +178,7 @@ export const deliverySchema = z.object({
     "HTTP deliveries in flight to one endpoint; the rest wait without holding up other endpoints.",
   ),
   WORKER_LEASE_MS: int(10_000, 3000, 600_000).describe(
-    "How long a worker's claim on a job holds without renewal. A live worker renews the claims of every job it is delivering every third of this, in one statement; if it dies, its jobs are offered again once their claims lapse (by the dispatcher, or from the outbox with the Postgres transport), so within about this much time plus DISPATCH_INTERVAL_MS or QUEUE_POLL_INTERVAL_MS.",
+    "How long a worker's claim on a job holds without renewal. A live worker renews the claims of every job it is delivering every third of this, in one statement; if it dies, its jobs are offered again once their claims lapse (by the dispatcher, or from the outbox with the Postgres transport), so within about this much time plus DISPATCH_INTERVAL_MS or QUEUE_POLL_INTERVAL_MS. With the Postgres transport the take itself claims the jobs, under this lease.",
   ),
   WORKER_LEASE_MARGIN_MS: z.coerce
     .number()

@@ -185,7 +185,7 @@ export interface TakeOptions {
   limit: number;
   /** Most `retry` entries taken, within `limit` (DISPATCH_MAX_RETRIES_PER_SECOND); `limit` when absent. */
   retryLimit?: number;
-  /** How long a taken job stays away before it is offered again, unless claimed meanwhile. */
+  /** The lease of each job's claim: how long it stays away unless its worker renews the claim. */
   leaseMs: number;
   /**
    * Whether to look for lapsed leases too. Each deleted lease leaves a dead index entry at its lapse
@@ -196,17 +196,6 @@ export interface TakeOptions {
   lapsedLeases?: boolean;
 }
 
-/**
- * The Postgres transport's receive: takes up to `limit` due entries (SKIP LOCKED, so workers share
- * them) and returns the jobs that need a delivery, in one statement. A taken entry is not deleted
- * but becomes a `lease` due after `leaseMs`: if the worker dies, or the answer to this statement is
- * lost, the job is offered again then. Taking a job twice is safe: only one worker's claim on it
- * succeeds. Recording an outcome removes or replaces the entry (jobs/sql.ts). An entry whose job is
- * under a live claim moves to when that claim lapses; one whose job has finished is deleted.
- * Retries come after everything else, at most `retryLimit`; `dead_letter` entries (made only with
- * the RabbitMQ transport) are never taken. Its commit does not wait for the WAL flush
- * (RELAXED_COMMIT): leases lost in a database crash only offer their jobs again, sooner.
- */
 /** A job the take returned, with what `msUntilNextDue` would have said right after it. */
 export interface TakenJob extends SweptJob {
   /**
@@ -217,6 +206,22 @@ export interface TakenJob extends SweptJob {
   nextDueMs: number | null;
 }
 
+/**
+ * The Postgres transport's receive: takes up to `limit` due entries (SKIP LOCKED, so workers share
+ * them) and claims the jobs that need a delivery, in one statement. A claim here is what the
+ * worker's own claim (jobs/sql.ts `claimJobs`) makes: the job is `delivering` under a lease of
+ * `leaseMs`, which the worker renews while it holds the job (worker/delivery/leases.ts), so the
+ * worker does not claim it again. Its entry becomes a `lease` due when the claim lapses: if the
+ * worker dies, or the answer to this statement is lost, the job is offered again then. Recording
+ * an outcome removes or replaces the entry (jobs/sql.ts). An entry whose job is under a live claim
+ * moves to when that claim lapses; one whose job has finished is deleted; one whose job row another
+ * statement holds locked right now (an outcome being written, a replay) is left due, and taken
+ * next time: the take never waits for a lock, so it cannot deadlock with the outcome writes, which
+ * lock jobs before outbox entries. Retries come after everything else, at most `retryLimit`;
+ * `dead_letter` entries (made only with the RabbitMQ transport) are never taken. Its commit does
+ * not wait for the WAL flush (RELAXED_COMMIT): claims lost in a database crash only offer their
+ * jobs again, sooner.
+ */
 export async function takeDueJobs(sql: Sql, options: TakeOptions): Promise<TakenJob[]> {
   const retryLimit = Math.min(options.limit, options.retryLimit ?? options.limit);
   return sql.unsafe<TakenJob[]>(TAKE_DUE_JOBS, [options.limit, options.leaseMs, retryLimit, options.lapsedLeases ?? true], { prepare: true });
@@ -259,7 +264,10 @@ export const TAKE_DUE_JOBS = `
     select d.job_id, d.reason, j.app_id, j.event_id, j.endpoint_id, j.status, j.attempt_count, j.attempt_base, j.replayed_at,
            j.expires_at, j.end_reason, j.next_attempt_at,
            (j.status in ('pending', 'scheduled') or (j.status = 'delivering' and j.next_attempt_at <= now())) as publishable
-    from due d cross join lateral (select * from jobs where id = d.job_id limit 1) j
+    from due d cross join lateral (select * from jobs where id = d.job_id limit 1 for update skip locked) j
+  ), claimed as (
+    update jobs set status = 'delivering', next_attempt_at = now() + $2::int * interval '1 millisecond', updated_at = now()
+    where id = any (array(select job_id from state where publishable))
   ), leased as (
     update outbox set reason = 'lease', due_at = now() + $2::int * interval '1 millisecond'
     where job_id = any (array(select job_id from state where publishable))
@@ -272,8 +280,8 @@ export const TAKE_DUE_JOBS = `
   ), next_due as (
     select case when t is null then null else greatest(0, ceil(extract(epoch from t - now()) * 1000))::int end as ms
     from (select least(
-      (select min(due_at) from outbox where reason = 'retry' and job_id <> all (array(select job_id from due))),
-      (select min(due_at) from outbox where reason <> 'retry' and reason <> 'lease' and job_id <> all (array(select job_id from due)))) as t) n
+      (select min(due_at) from outbox where reason = 'retry' and job_id <> all (array(select job_id from state))),
+      (select min(due_at) from outbox where reason <> 'retry' and reason <> 'lease' and job_id <> all (array(select job_id from state)))) as t) n
   ), ${RELAXED_COMMIT}
   select s.job_id as id, s.app_id, s.event_id, s.endpoint_id, s.status, s.attempt_count, s.attempt_base, s.replayed_at,
          s.expires_at, s.end_reason, e.type as event_type, e.payload::text as payload_json, e.created_at as event_created_at,
@@ -281,12 +289,3 @@ export const TAKE_DUE_JOBS = `
   from state s cross join lateral (select * from events where app_id = s.app_id and id = s.event_id limit 1) e
     cross join relaxed_commit cross join next_due
   where s.publishable`;
-
-/**
- * Offers taken jobs again at once: their handling failed (database cut mid-delivery, say). Entries
- * an outcome has replaced meanwhile are left alone; a job finished meanwhile is dropped when taken.
- */
-export async function releaseTaken(sql: Sql, jobIds: string[]): Promise<void> {
-  if (jobIds.length === 0) return;
-  await sql`update outbox set due_at = now() where job_id = any (${jobIds}::text[]) and reason = 'lease'`;
-}

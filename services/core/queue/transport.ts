@@ -24,7 +24,7 @@ export interface JobTransport {
   publish(jobs: JobMessage[]): void;
   /**
    * Calls `handle` with messages of jobs. A message counts as handled when `handle` resolves; when
-   * it rejects, its jobs are offered again later. Resolves to a function that stops consuming and
+   * it rejects, its jobs are offered again later (jobs claimed by then: once their claims lapse). Resolves to a function that stops consuming and
    * lets the messages in hand settle (bounded).
    */
   consume(handle: JobHandler): Promise<() => Promise<void>>;
@@ -49,8 +49,16 @@ export interface QueueDepth {
 export const TRANSPORT_KINDS = ["rabbitmq", "postgres"] as const;
 export type TransportKind = (typeof TRANSPORT_KINDS)[number];
 
-/**
- * Resolves once every job of the message is durably settled (recorded, deferred or a duplicate).
- * `traceparent`: the publishing span, where the transport carries one (RabbitMQ's message headers).
- */
-export type JobHandler = (message: DeliveryMessage, traceparent?: string) => Promise<void>;
+/** What a transport says about a message besides its jobs. */
+export interface Received {
+  /** The publishing span, where the transport carries one (RabbitMQ's message headers). */
+  traceparent?: string;
+  /**
+   * The transport claimed every job of the message as it took it (the Postgres transport's take):
+   * the handler holds those claims rather than making its own. Absent: the handler claims.
+   */
+  claimed?: boolean;
+}
+
+/** Resolves once every job of the message is durably settled (recorded, deferred or a duplicate). */
+export type JobHandler = (message: DeliveryMessage, received: Received) => Promise<void>;

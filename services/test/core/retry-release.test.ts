@@ -131,11 +131,62 @@ describe("the Postgres transport's take", () => {
     expect([...(await api.sql`select reason from outbox where job_id = ${job!}`)]).toEqual([{ reason: "dead_letter" }]);
   });
 
+  test("claims what it takes, under the lease it is given, with the entry due when the claim lapses", async () => {
+    await api.sql`delete from outbox`;
+    const ids = await duePublishes(3);
+    const taken = await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000 });
+    expect(taken.map((j) => j.id).sort()).toEqual([...ids].sort());
+    const rows = await api.sql<{ status: string; claimMs: number; entry: string; entryMs: number }[]>`
+      select j.status, (extract(epoch from j.next_attempt_at - now()) * 1000)::float8 as claim_ms, o.reason as entry,
+             (extract(epoch from o.due_at - j.next_attempt_at) * 1000)::float8 as entry_ms
+      from jobs j join outbox o on o.job_id = j.id where j.id = any (${ids}::text[])`;
+    expect(rows).toHaveLength(3);
+    for (const row of rows) {
+      expect(row).toMatchObject({ status: "delivering", entry: "lease", entryMs: 0 });
+      expect(row.claimMs).toBeGreaterThan(25_000);
+      expect(row.claimMs).toBeLessThanOrEqual(30_000);
+    }
+    // Another worker's claim, or a second take of a lapsed entry, finds the jobs held.
+    expect(await claimJobs(api.sql, ids.map((jobId) => ({ jobId, attempt: 0, leaseMs: 30_000 })))).toEqual(new Set());
+    await api.sql`update outbox set due_at = now() - interval '1 second' where job_id = any (${ids}::text[])`;
+    expect(await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000 })).toEqual([]);
+  });
+
+  test("skips a job whose row another transaction holds, without waiting for it, and says it is due now", async () => {
+    await api.sql`delete from outbox`;
+    const [held, free] = await duePublishes(2);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((resolve) => (locked = resolve));
+    const holder = api.sql.begin(async (tx) => {
+      await tx`select id from jobs where id = ${held!} for update`;
+      locked();
+      await released;
+    });
+    try {
+      await isLocked;
+      const taken = await Promise.race([
+        takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000 }),
+        Bun.sleep(5000).then(() => Promise.reject(new Error("the take waited for the lock"))),
+      ]);
+      expect(taken.map((j) => j.id)).toEqual([free!]);
+      expect(taken[0]!.nextDueMs).toBe(0);
+      expect([...(await api.sql`select j.status, o.reason from jobs j join outbox o on o.job_id = j.id where j.id = ${held!}`)]).toEqual([
+        { status: "pending", reason: "publish" },
+      ]);
+    } finally {
+      release();
+      await holder;
+    }
+    expect((await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000 })).map((j) => j.id)).toEqual([held!]);
+  });
+
   test("lapsed leases are taken only when asked for, and the next-due time does not count them", async () => {
     await api.sql`delete from outbox`;
     const [lapsed] = await duePublishes(1);
     const fresh = await duePublishes(2);
-    // Taken once, never claimed: its lease lapsed a second ago.
+    // Taken by a worker that died: its lease lapsed a second ago.
     await api.sql`update outbox set reason = 'lease', due_at = now() - interval '1 second' where job_id = ${lapsed!}`;
     const first = await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000, lapsedLeases: false });
     expect(first.map((j) => j.id).sort()).toEqual([...fresh].sort());

@@ -7,7 +7,7 @@ import { newId } from "../../core/ids.ts";
 import { Ingest } from "../../core/ingest/index.ts";
 import { silentLogger } from "../../core/log.ts";
 import type { DeliveryMessage, JobMessage } from "../../core/queue/messages.ts";
-import type { JobTransport } from "../../core/queue/transport.ts";
+import type { JobTransport, Received } from "../../core/queue/transport.ts";
 import { insertRoute } from "../../core/routes/sql.ts";
 import { createTransport } from "../../runtime.ts";
 import { pollUntil } from "../support/poll.ts";
@@ -15,9 +15,10 @@ import { createTestStack, TEST_TRANSPORTS } from "../support/stack.ts";
 
 /**
  * The queue transport's contract, run against each implementation: what ingest hands over arrives
- * at a consumer as the message ingest built; a message whose handling fails is offered again; jobs
- * committed while nobody consumed are delivered once a consumer starts; stopping waits for
- * messages in hand. The pipeline is left out: the handler here only records what it got.
+ * at a consumer as the message ingest built (claimed, where the transport claims as it takes); a
+ * message whose handling fails is offered again; jobs committed while nobody consumed are
+ * delivered once a consumer starts; stopping waits for messages in hand. The pipeline is left out:
+ * the handler here only records what it got.
  */
 for (const kind of TEST_TRANSPORTS) {
   describe(`queue transport contract [${kind}]`, () => {
@@ -29,7 +30,8 @@ for (const kind of TEST_TRANSPORTS) {
 
     beforeAll(async () => {
       // The stack supplies this transport's settings and cleans up its AMQP names; no roles run.
-      const stack = await createTestStack({ AMQP_PUBLISH_GRACE_MS: "200" }, kind);
+      // The shortest claim lease: a failed message's jobs come back when their claims lapse.
+      const stack = await createTestStack({ AMQP_PUBLISH_GRACE_MS: "200", WORKER_LEASE_MS: "3000" }, kind);
       config = stack.config();
       sql = createSql(config.database);
       transport = createTransport(config, sql, silentLogger);
@@ -69,9 +71,10 @@ for (const kind of TEST_TRANSPORTS) {
       return accepted.flatMap((a) => a.jobs.map((j) => j.id));
     }
 
-    function collect(received: JobMessage[], reject?: (job: JobMessage) => boolean) {
-      return async (message: DeliveryMessage) => {
+    function collect(received: JobMessage[], reject?: (job: JobMessage) => boolean, claims?: (boolean | undefined)[]) {
+      return async (message: DeliveryMessage, about: Received) => {
         received.push(...message.jobs);
+        claims?.push(about.claimed);
         if (reject && message.jobs.some(reject)) throw new Error("handling failed");
       };
     }
@@ -80,7 +83,8 @@ for (const kind of TEST_TRANSPORTS) {
       const endpointId = await subscribe("contract.early");
       const jobIds = await accept("contract.early", 5);
       const received: JobMessage[] = [];
-      const stop = await transport.consume(collect(received));
+      const claims: (boolean | undefined)[] = [];
+      const stop = await transport.consume(collect(received, undefined, claims));
       try {
         await pollUntil(() => received.filter((j) => jobIds.includes(j.jobId)).length >= 5, { what: "five jobs", timeoutMs: 10_000 });
         const ours = received.filter((j) => jobIds.includes(j.jobId));
@@ -89,6 +93,10 @@ for (const kind of TEST_TRANSPORTS) {
           expect(job).toMatchObject({ endpointId, attempt: 0 });
           expect(JSON.parse(job.body)).toMatchObject({ id: job.eventId, type: "contract.early", data: { i: expect.any(Number) } });
         }
+        // The Postgres transport claims what it takes and says so; through RabbitMQ the handler claims.
+        const statuses = await sql<{ status: string }[]>`select distinct status from jobs where id = any (${jobIds}::text[])`;
+        expect(statuses.map((r) => r.status)).toEqual([kind === "postgres" ? "delivering" : "pending"]);
+        expect(new Set(claims)).toEqual(new Set([kind === "postgres" ? true : undefined]));
       } finally {
         await stop();
       }

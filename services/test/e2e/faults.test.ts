@@ -6,8 +6,8 @@ import { describeEachTransport, useTestStack } from "../support/stack.ts";
 describeEachTransport("faults", (transport) => {
   const e2e = useTestStack(
     transport,
-    // A cut can lose the answer to a take or a claim; short leases make their recovery quick.
-    { AMQP_PUBLISH_GRACE_MS: "500", RETRY_SCHEDULE: "100ms,200ms,400ms,800ms,1s,1s,1s", QUEUE_TAKE_LEASE_MS: "2000", WORKER_LEASE_MARGIN_MS: "2000" },
+    // A cut can lose the answer to a take or a claim; the shortest claim lease makes their recovery quick.
+    { AMQP_PUBLISH_GRACE_MS: "500", RETRY_SCHEDULE: "100ms,200ms,400ms,800ms,1s,1s,1s", WORKER_LEASE_MS: "3000" },
   );
 
   const setup = (path: string, type: string) => e2e.subscribe(`${e2e.receiver.url}${path}`, type);

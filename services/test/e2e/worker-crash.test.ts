@@ -9,9 +9,8 @@ describeEachTransport("worker crash", (transport) => {
 
   beforeAll(async () => {
     receiver = startReceiver();
-    // Short leases (claim, and the Postgres transport's take) so the recovery of a dead worker's
-    // jobs takes seconds, not a minute.
-    stack = await createTestStack({ WORKER_LEASE_MARGIN_MS: "1000", QUEUE_TAKE_LEASE_MS: "1000" }, transport);
+    // The shortest claim lease, so the recovery of a dead worker's jobs takes seconds.
+    stack = await createTestStack({ WORKER_LEASE_MS: "3000" }, transport);
   });
 
   afterAll(async () => {

@@ -16,8 +16,8 @@ describeEachTransport("worker leases", (transport) => {
 
   beforeAll(async () => {
     receiver = startReceiver();
-    // The product's defaults for everything the recovery time is made of (WORKER_LEASE_MS and
-    // QUEUE_TAKE_LEASE_MS are left unset), not the test stack's quicker sweeps and polls.
+    // The product's defaults for everything the recovery time is made of (WORKER_LEASE_MS is left
+    // unset), not the test stack's quicker sweeps and polls.
     stack = await createTestStack({ DISPATCH_INTERVAL_MS: "500", QUEUE_POLL_INTERVAL_MS: "1000" }, transport);
   });
 
@@ -83,9 +83,9 @@ describeEachTransport("worker leases", (transport) => {
   }, 60_000);
 
   test("a live worker renews its claims: a delivery slower than the lease is made once", async () => {
-    // A 3 s lease (the least WORKER_LEASE_MS allows; the take lease is shortened to match) against a
-    // 7 s delivery, with a second worker ready: without renewals the claim would lapse twice over.
-    const env = { WORKER_LEASE_MS: "3000", QUEUE_TAKE_LEASE_MS: "3000", QUEUE_POLL_INTERVAL_MS: "100", DISPATCH_INTERVAL_MS: "100" };
+    // A 3 s lease (the least WORKER_LEASE_MS allows) against a 7 s delivery, with a second worker
+    // ready: without renewals the claim would lapse twice over.
+    const env = { WORKER_LEASE_MS: "3000", QUEUE_POLL_INTERVAL_MS: "100", DISPATCH_INTERVAL_MS: "100" };
     const api = await stack.start("api", env);
     await stack.start("dispatcher", env);
     receiver.respond("/renewed", async (req) => {

@@ -40,7 +40,8 @@ export class DeliveryPipeline {
     private readonly listeners: AttemptListener[],
   ) {}
 
-  async handle(message: DeliveryMessage): Promise<void> {
+  /** `claimed`: the transport claimed the message's jobs as it took them (transport.ts `Received`). */
+  async handle(message: DeliveryMessage, claimed = false): Promise<void> {
     const targets = await this.prepare.targets(message.jobs);
     // Each job's attempt is a child of its own event's request span, not of the message's; a job
     // whose event was not sampled runs outside any trace, or it would join the message's. A message
@@ -49,14 +50,14 @@ export class DeliveryPipeline {
     await Promise.all(
       message.jobs.map((job) =>
         traced
-          ? context.with(job.traceparent ? contextFrom(job.traceparent) : ROOT_CONTEXT, () => this.handleJob(job, targets.get(job.endpointId)))
-          : this.handleJob(job, targets.get(job.endpointId)),
+          ? context.with(job.traceparent ? contextFrom(job.traceparent) : ROOT_CONTEXT, () => this.handleJob(job, targets.get(job.endpointId), claimed))
+          : this.handleJob(job, targets.get(job.endpointId), claimed),
       ),
     );
   }
 
-  private async handleJob(job: JobMessage, found: DeliveryTarget | undefined): Promise<void> {
-    const prepared = await this.prepare.prepare(job, found);
+  private async handleJob(job: JobMessage, found: DeliveryTarget | undefined, claimed: boolean): Promise<void> {
+    const prepared = await this.prepare.prepare(job, found, claimed);
     if (!prepared) return;
     const { target, verdict } = prepared;
     if (verdict?.kind === "hold") return this.hold(job, verdict.reason, verdict.delayMs);

@@ -58,11 +58,13 @@ export class PrepareStage {
     return this.endpoints.getMany(jobs.map((j) => j.endpointId));
   }
 
-  /** Null when the job is not this delivery's to make (endpoint deleted, or claimed already). */
-  async prepare(job: JobMessage, target: DeliveryTarget | undefined): Promise<Prepared | null> {
+  /**
+   * Null when the job is not this delivery's to make (endpoint deleted, or claimed already).
+   * `claimedAlready`: the transport claimed it as it took it; its claim is only held from here.
+   */
+  async prepare(job: JobMessage, target: DeliveryTarget | undefined, claimedAlready = false): Promise<Prepared | null> {
     if (!target) return null;
-    const claimed = await this.claims.add({ jobId: job.jobId, attempt: job.attempt, leaseMs: this.options.leaseMs(target) });
-    if (!claimed) {
+    if (!claimedAlready && !(await this.claims.add({ jobId: job.jobId, attempt: job.attempt, leaseMs: this.options.leaseMs(target) }))) {
       instruments().duplicateJobs.add(1);
       return null;
     }

@@ -2,7 +2,7 @@ import type { Sql } from "../../db/client.ts";
 import { DeadlineError, withDeadline } from "../../db/errors.ts";
 import type { Logger } from "../../log.ts";
 import { RetryBudget } from "../../outbox/retry-budget.ts";
-import { messageForSwept, msUntilNextDue, OUTBOX_CHANNEL as CHANNEL, releaseTaken, takeDueJobs } from "../../outbox/sql.ts";
+import { messageForSwept, msUntilNextDue, OUTBOX_CHANNEL as CHANNEL, takeDueJobs } from "../../outbox/sql.ts";
 import { instruments } from "../../telemetry/instruments.ts";
 import type { JobMessage } from "../messages.ts";
 import { SPAN } from "../../telemetry/names.ts";
@@ -23,8 +23,11 @@ export interface PostgresTransportOptions {
   takeBatch: number;
   /** Most jobs one worker holds at once; it takes more only as they settle. */
   maxInFlight: number;
-  /** A taken job not yet claimed by its worker is offered again after this. */
-  takeLeaseMs: number;
+  /**
+   * The lease of the claim the take makes on each job (WORKER_LEASE_MS): the worker renews it while
+   * it holds the job; should the worker die, the job is offered again once it lapses.
+   */
+  claimLeaseMs: number;
   /** Most due retries this worker takes per second (DISPATCH_MAX_RETRIES_PER_SECOND); unbounded when absent. */
   maxRetriesPerSecond?: number;
 }
@@ -32,10 +35,10 @@ export interface PostgresTransportOptions {
 /**
  * The Postgres transport: the outbox table is the queue. Ingest's `publish` only sends a NOTIFY
  * (coalesced: at most one in flight); consumers LISTEN, take due entries in batches with SKIP
- * LOCKED (outbox/sql.ts `takeDueJobs`) and hand them to the handler. An idle consumer waits for a
- * notification or the poll interval, whichever comes first: one small query per interval, no
- * busy loop. Crash safety is the outbox's own: a taken job stays in it as a lease until its
- * outcome is recorded.
+ * LOCKED (outbox/sql.ts `takeDueJobs`), claiming their jobs in the same statement, and hand them to
+ * the handler as claimed. An idle consumer waits for a notification or the poll interval, whichever
+ * comes first: one small query per interval, no busy loop. Crash safety is the outbox's own: a
+ * taken job stays in it as a lease until its outcome is recorded.
  */
 export class PostgresTransport implements JobTransport {
   readonly kind = "postgres";
@@ -204,7 +207,7 @@ class OutboxConsumer {
       try {
         // Lapsed leases (a worker died, an answer was lost) are looked for once per poll interval.
         const lapsedLeases = Date.now() - this.lapsedLookedAt >= this.options.pollIntervalMs;
-        const options = { limit: room, leaseMs: this.options.takeLeaseMs, retryLimit, lapsedLeases };
+        const options = { limit: room, leaseMs: this.options.claimLeaseMs, retryLimit, lapsedLeases };
         taken = await withDeadline(takeDueJobs(this.takeSql, options), STATEMENT_DEADLINE_MS, "take due jobs");
         if (lapsedLeases) this.lapsedLookedAt = Date.now();
         failures = 0;
@@ -257,15 +260,11 @@ class OutboxConsumer {
   private track(jobs: JobMessage[]): void {
     instruments().messagesConsumed.add(1);
     this.inFlight += jobs.length;
-    const work = this.handle({ v: 1, jobs })
-      .catch(async (err) => {
-        this.log.warn("message handling failed, offering its jobs again", { error: (err as Error).message });
-        await Bun.sleep(1000);
-        const ids = jobs.map((j) => j.jobId);
-        await withDeadline(releaseTaken(this.sql, ids), STATEMENT_DEADLINE_MS, "release taken jobs").catch(() => {
-          /* still unreachable: the leases lapse and the jobs are taken again then */
-        });
-      })
+    const work = this.handle({ v: 1, jobs }, { claimed: true })
+      // The take claimed the jobs and the handler stops renewing the claims of a message it failed:
+      // they lapse, and the jobs are taken again then, as a dead worker's would be. Releasing them
+      // at once would re-send a job whose request went out but whose outcome was not written.
+      .catch((err) => this.log.warn("message handling failed; its jobs are offered again once their claims lapse", { error: (err as Error).message }))
       .finally(() => {
         this.inFlight -= jobs.length;
         this.unsettled.delete(work);

@@ -61,7 +61,7 @@ export class WorkQueueConsumer {
     }
     try {
       const traceparent = msg.properties.headers?.traceparent;
-      await this.handle(message, typeof traceparent === "string" ? traceparent : undefined);
+      await this.handle(message, { traceparent: typeof traceparent === "string" ? traceparent : undefined });
       safely(() => channel.ack(msg));
     } catch (err) {
       this.log.warn("message handling failed, requeueing", { error: (err as Error).message });
