@@ -77,7 +77,8 @@ export const SOON_DUE_MS = 2000;
 
 /**
  * Milliseconds until the outbox's next entry is due (0 when one is due now), null when there is
- * none: how long an idle Postgres-transport worker may sleep. With `retriesOnly`, only `retry`
+ * none: how long an idle taker may sleep (the Postgres transport's take answers this itself, in
+ * the same statement). With `retriesOnly`, only `retry`
  * entries (retries and holds) count: what the dispatcher wakes early for, since `publish` entries
  * are the fast path's to clear within their grace, and sweeping them the moment it ends would race
  * it. Leases do not count: lapsed ones are looked for once per poll interval (`lapsedLeases` below).
@@ -196,12 +197,15 @@ export interface TakeOptions {
   lapsedLeases?: boolean;
 }
 
-/** A job the take returned, with what `msUntilNextDue` would have said right after it. */
-export interface TakenJob extends SweptJob {
+/** What one take found, and when to look again. */
+export interface Take {
+  /** The jobs taken and claimed, each needing a delivery. */
+  jobs: SweptJob[];
   /**
    * Milliseconds until the next entry the take left is due (0: one is due now, locked by another
-   * taker or beyond the limit), null when none is; the same on every row of one take. Read in the
-   * same statement, so a taker that found less than it had room for need not ask separately.
+   * taker or beyond the limit), null when none is: what `msUntilNextDue` would have said right
+   * after it, read in the same statement, so a taker that found less than it had room for, or
+   * nothing, need not ask separately.
    */
   nextDueMs: number | null;
 }
@@ -222,9 +226,16 @@ export interface TakenJob extends SweptJob {
  * not wait for the WAL flush (RELAXED_COMMIT): claims lost in a database crash only offer their
  * jobs again, sooner.
  */
-export async function takeDueJobs(sql: Sql, options: TakeOptions): Promise<TakenJob[]> {
+export async function takeDueJobs(sql: Sql, options: TakeOptions): Promise<Take> {
   const retryLimit = Math.min(options.limit, options.retryLimit ?? options.limit);
-  return sql.unsafe<TakenJob[]>(TAKE_DUE_JOBS, [options.limit, options.leaseMs, retryLimit, options.lapsedLeases ?? true], { prepare: true });
+  const rows = await sql.unsafe<(SweptJob & { nextDueMs: number | null })[]>(
+    TAKE_DUE_JOBS,
+    [options.limit, options.leaseMs, retryLimit, options.lapsedLeases ?? true],
+    { prepare: true },
+  );
+  // One row at least: a take that found nothing answers with the next-due time alone.
+  const nextDueMs = rows[0]?.nextDueMs ?? null;
+  return { jobs: rows[0]?.id == null ? [] : rows.map(({ nextDueMs: _, ...job }) => job), nextDueMs };
 }
 
 /**
@@ -282,10 +293,12 @@ export const TAKE_DUE_JOBS = `
     from (select least(
       (select min(due_at) from outbox where reason = 'retry' and job_id <> all (array(select job_id from state))),
       (select min(due_at) from outbox where reason <> 'retry' and reason <> 'lease' and job_id <> all (array(select job_id from state)))) as t) n
+  ), taken as (
+    select s.job_id as id, s.app_id, s.event_id, s.endpoint_id, s.status, s.attempt_count, s.attempt_base, s.replayed_at,
+           s.expires_at, s.end_reason, e.type as event_type, e.payload::text as payload_json, e.created_at as event_created_at,
+           e.trace_parent, s.reason, now() as due_at, true as publishable
+    from state s cross join lateral (select * from events where app_id = s.app_id and id = s.event_id limit 1) e
+    where s.publishable
   ), ${RELAXED_COMMIT}
-  select s.job_id as id, s.app_id, s.event_id, s.endpoint_id, s.status, s.attempt_count, s.attempt_base, s.replayed_at,
-         s.expires_at, s.end_reason, e.type as event_type, e.payload::text as payload_json, e.created_at as event_created_at,
-         e.trace_parent, s.reason, now() as due_at, true as publishable, next_due.ms as next_due_ms
-  from state s cross join lateral (select * from events where app_id = s.app_id and id = s.event_id limit 1) e
-    cross join relaxed_commit cross join next_due
-  where s.publishable`;
+  select taken.*, next_due.ms as next_due_ms
+  from next_due cross join relaxed_commit left join taken on true`;

@@ -77,10 +77,14 @@ describe("the Postgres transport's take", () => {
     // Not analyzed: the cached plan is what runs, and it is the one made on the empty tables.
     expect(JSON.stringify(await explain())).toBe(JSON.stringify(cached));
     const taken = await takeDueJobs(take, { limit: 256, leaseMs: 10_000 });
-    expect(taken.map((job) => job.eventType)).toEqual(Array(30).fill("take.new"));
+    expect(taken.jobs.map((job) => job.eventType)).toEqual(Array(30).fill("take.new"));
     // What is left is the history's retries, an hour away: the entries just taken do not count.
-    expect(taken[0]!.nextDueMs).toBeGreaterThan(3_500_000);
-    expect(taken[0]!.nextDueMs).toBeLessThanOrEqual(3_600_000);
+    expect(taken.nextDueMs).toBeGreaterThan(3_500_000);
+    expect(taken.nextDueMs).toBeLessThanOrEqual(3_600_000);
+    // Nothing due: the empty take says so and when the next entry is, from the same cached plan.
+    const empty = await takeDueJobs(take, { limit: 256, leaseMs: 10_000 });
+    expect(empty.jobs).toEqual([]);
+    expect(empty.nextDueMs).toBeGreaterThan(3_500_000);
     const [leases] = await api.sql<{ n: number }[]>`select count(*)::int as n from outbox where reason = 'lease'`;
     expect(leases!.n).toBe(30);
   });

@@ -114,12 +114,12 @@ describe("the Postgres transport's take", () => {
     await api.sql`delete from outbox`;
     const retries = await dueRetries(30);
     const publishes = await duePublishes(5);
-    const taken = await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000, retryLimit: 3 });
+    const taken = (await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000, retryLimit: 3 })).jobs;
     expect(taken.filter((j) => publishes.includes(j.id))).toHaveLength(5);
     expect(taken.filter((j) => retries.includes(j.id))).toHaveLength(3);
     expect(taken.every((j) => j.reason !== "dead_letter")).toBe(true);
     // Unbounded, the rest of the batch is filled with retries.
-    expect(await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000 })).toHaveLength(10);
+    expect((await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000 })).jobs).toHaveLength(10);
   });
 
   test("never hands a dead_letter entry to a worker", async () => {
@@ -127,14 +127,14 @@ describe("the Postgres transport's take", () => {
     const [job] = await newJobs(1);
     await recordOutcomes(api.sql, [], [dead(job!)], { deadLetters: true });
     expect([...(await api.sql`select reason from outbox where job_id = ${job!}`)]).toEqual([{ reason: "dead_letter" }]);
-    expect(await takeDueJobs(api.sql, { limit: 100, leaseMs: 30_000 })).toEqual([]);
+    expect((await takeDueJobs(api.sql, { limit: 100, leaseMs: 30_000 })).jobs).toEqual([]);
     expect([...(await api.sql`select reason from outbox where job_id = ${job!}`)]).toEqual([{ reason: "dead_letter" }]);
   });
 
   test("claims what it takes, under the lease it is given, with the entry due when the claim lapses", async () => {
     await api.sql`delete from outbox`;
     const ids = await duePublishes(3);
-    const taken = await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000 });
+    const taken = (await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000 })).jobs;
     expect(taken.map((j) => j.id).sort()).toEqual([...ids].sort());
     const rows = await api.sql<{ status: string; claimMs: number; entry: string; entryMs: number }[]>`
       select j.status, (extract(epoch from j.next_attempt_at - now()) * 1000)::float8 as claim_ms, o.reason as entry,
@@ -149,7 +149,7 @@ describe("the Postgres transport's take", () => {
     // Another worker's claim, or a second take of a lapsed entry, finds the jobs held.
     expect(await claimJobs(api.sql, ids.map((jobId) => ({ jobId, attempt: 0, leaseMs: 30_000 })))).toEqual(new Set());
     await api.sql`update outbox set due_at = now() - interval '1 second' where job_id = any (${ids}::text[])`;
-    expect(await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000 })).toEqual([]);
+    expect((await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000 })).jobs).toEqual([]);
   });
 
   test("skips a job whose row another transaction holds, without waiting for it, and says it is due now", async () => {
@@ -170,8 +170,8 @@ describe("the Postgres transport's take", () => {
         takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000 }),
         Bun.sleep(5000).then(() => Promise.reject(new Error("the take waited for the lock"))),
       ]);
-      expect(taken.map((j) => j.id)).toEqual([free!]);
-      expect(taken[0]!.nextDueMs).toBe(0);
+      expect(taken.jobs.map((j) => j.id)).toEqual([free!]);
+      expect(taken.nextDueMs).toBe(0);
       expect([...(await api.sql`select j.status, o.reason from jobs j join outbox o on o.job_id = j.id where j.id = ${held!}`)]).toEqual([
         { status: "pending", reason: "publish" },
       ]);
@@ -179,7 +179,7 @@ describe("the Postgres transport's take", () => {
       release();
       await holder;
     }
-    expect((await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000 })).map((j) => j.id)).toEqual([held!]);
+    expect((await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000 })).jobs.map((j) => j.id)).toEqual([held!]);
   });
 
   test("lapsed leases are taken only when asked for, and the next-due time does not count them", async () => {
@@ -188,11 +188,13 @@ describe("the Postgres transport's take", () => {
     const fresh = await duePublishes(2);
     // Taken by a worker that died: its lease lapsed a second ago.
     await api.sql`update outbox set reason = 'lease', due_at = now() - interval '1 second' where job_id = ${lapsed!}`;
-    const first = await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000, lapsedLeases: false });
+    const first = (await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000, lapsedLeases: false })).jobs;
     expect(first.map((j) => j.id).sort()).toEqual([...fresh].sort());
     // Only the lapsed lease is due now, and it is not what an idle taker wakes for: nothing is.
     expect(await msUntilNextDue(api.sql)).toBeNull();
-    const second = await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000, lapsedLeases: true });
+    // A take that finds nothing still says when to look again: nothing is due.
+    expect(await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000, lapsedLeases: false })).toEqual({ jobs: [], nextDueMs: null });
+    const second = (await takeDueJobs(api.sql, { limit: 10, leaseMs: 30_000, lapsedLeases: true })).jobs;
     expect(second.map((j) => j.id)).toEqual([lapsed!]);
     expect([...(await api.sql`select reason from outbox where job_id = ${lapsed!} and due_at > now()`)]).toEqual([{ reason: "lease" }]);
   });
@@ -206,7 +208,7 @@ describe("leases commit without waiting for the WAL flush", () => {
     await api.sql`delete from outbox`;
     await duePublishes(1);
     const during = await api.sql.begin(async (tx) => {
-      expect(await takeDueJobs(tx as unknown as Sql, { limit: 10, leaseMs: 30_000 })).toHaveLength(1);
+      expect((await takeDueJobs(tx as unknown as Sql, { limit: 10, leaseMs: 30_000 })).jobs).toHaveLength(1);
       return setting(tx as unknown as Sql);
     });
     expect(during).toBe("off");
@@ -277,7 +279,7 @@ describe("dead letters", () => {
   test("a message without replay fields is what it always was", async () => {
     const [job] = await newJobs(1);
     await api.sql`update outbox set due_at = now() - interval '1 second' where job_id = ${job!}`;
-    const [taken] = await takeDueJobs(api.sql, { limit: 1, leaseMs: 30_000 });
+    const [taken] = (await takeDueJobs(api.sql, { limit: 1, leaseMs: 30_000 })).jobs;
     const message = messageForSwept(taken!);
     expect(Object.keys(message).sort()).toEqual(["attempt", "body", "createdAt", "endpointId", "eventId", "expiresAt", "jobId"]);
   });

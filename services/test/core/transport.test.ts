@@ -9,9 +9,11 @@ import { silentLogger } from "../../core/log.ts";
 import type { DeliveryMessage, JobMessage } from "../../core/queue/messages.ts";
 import type { JobTransport, Received } from "../../core/queue/transport.ts";
 import { insertRoute } from "../../core/routes/sql.ts";
+import { TAKE_SESSION } from "../../core/outbox/sql.ts";
+import { PostgresTransport } from "../../core/queue/postgres/transport.ts";
 import { createTransport } from "../../runtime.ts";
 import { pollUntil } from "../support/poll.ts";
-import { createTestStack, TEST_TRANSPORTS } from "../support/stack.ts";
+import { createTestStack, TEST_TRANSPORTS, type TestStack } from "../support/stack.ts";
 
 /**
  * The queue transport's contract, run against each implementation: what ingest hands over arrives
@@ -20,6 +22,25 @@ import { createTestStack, TEST_TRANSPORTS } from "../support/stack.ts";
  * delivered once a consumer starts; stopping waits for messages in hand. The pipeline is left out:
  * the handler here only records what it got.
  */
+/** An endpoint nobody calls (handlers here never send), routed `eventType`. */
+async function subscribeOn(sql: Sql, eventType: string): Promise<string> {
+  const id = newId("endpoint");
+  await insertEndpoint(sql, DEFAULT_APPLICATION_ID, id, "whsec_dGVzdA==", {
+    url: "http://127.0.0.1:9/never-called",
+    description: "",
+    enabled: true,
+    retryPolicy: null,
+    ordering: "unordered",
+    ttlSeconds: null,
+    timeoutMs: 1000,
+    headers: {},
+    rateLimitPerSecond: null,
+    metadata: {},
+  });
+  await insertRoute(sql, DEFAULT_APPLICATION_ID, id, eventType);
+  return id;
+}
+
 for (const kind of TEST_TRANSPORTS) {
   describe(`queue transport contract [${kind}]`, () => {
     let sql: Sql;
@@ -46,23 +67,7 @@ for (const kind of TEST_TRANSPORTS) {
 
     afterAll(() => cleanup());
 
-    async function subscribe(eventType: string): Promise<string> {
-      const id = newId("endpoint");
-      await insertEndpoint(sql, DEFAULT_APPLICATION_ID, id, "whsec_dGVzdA==", {
-        url: "http://127.0.0.1:9/never-called",
-        description: "",
-        enabled: true,
-        retryPolicy: null,
-        ordering: "unordered",
-        ttlSeconds: null,
-        timeoutMs: 1000,
-        headers: {},
-        rateLimitPerSecond: null,
-        metadata: {},
-      });
-      await insertRoute(sql, DEFAULT_APPLICATION_ID, id, eventType);
-      return id;
-    }
+    const subscribe = (eventType: string) => subscribeOn(sql, eventType);
 
     async function accept(type: string, count: number): Promise<string[]> {
       const accepted = await ingest.accept(
@@ -132,3 +137,82 @@ for (const kind of TEST_TRANSPORTS) {
     });
   });
 }
+
+describe("the Postgres transport's consumer", () => {
+  let stack: TestStack;
+  let config: Config;
+  let sql: Sql;
+  let takes = 0;
+  beforeAll(async () => {
+    stack = await createTestStack({}, "postgres");
+    config = stack.config();
+    sql = createSql(config.database);
+  });
+  afterAll(async () => {
+    await sql.end();
+    await stack.stop();
+  });
+
+  /**
+   * A transport whose takes are counted (every take goes through the consumer's own connection),
+   * polling far less often than a test lasts: after its first take, only a notification or room
+   * freed should make it take again.
+   */
+  function countedTransport(maxInFlight: number): { transport: PostgresTransport; ingest: Ingest } {
+    const connectTakes = () => {
+      const takeSql = createSql(config.database, { max: 1, fetch_types: false, connection: { application_name: "evently-test", ...TAKE_SESSION } });
+      return new Proxy(takeSql, {
+        get: (target, key, receiver) =>
+          key === "unsafe" ? (...args: Parameters<Sql["unsafe"]>) => (takes++, target.unsafe(...args)) : Reflect.get(target, key, receiver),
+      });
+    };
+    const transport = new PostgresTransport(sql, connectTakes, { pollIntervalMs: 60_000, takeBatch: 256, maxInFlight, claimLeaseMs: 30_000 }, silentLogger);
+    return { transport, ingest: new Ingest(sql, transport, config.ingest) };
+  }
+
+  test("takes again when news comes, not each time a message settles", async () => {
+    const { transport, ingest } = countedTransport(512);
+    let settled = 0;
+    const stop = await transport.consume(async () => {
+      await Bun.sleep(200);
+      settled++;
+    });
+    try {
+      await pollUntil(() => takes >= 1, { what: "the first take" });
+      await Bun.sleep(100);
+      const before = takes;
+      await subscribeOn(sql, "consumer.wake");
+      await ingest.accept([{ appId: DEFAULT_APPLICATION_ID, type: "consumer.wake", dataJson: "{}", idempotencyKey: null }]);
+      await pollUntil(() => settled === 1, { what: "the message settled" });
+      await Bun.sleep(300);
+      // The notification's take; a settled message (with room to spare) wakes nothing.
+      expect(takes - before).toBe(1);
+    } finally {
+      await stop();
+      await transport.stop();
+    }
+  });
+
+  test("a consumer holding all it may takes more as soon as a message settles", async () => {
+    const { transport, ingest } = countedTransport(1);
+    await subscribeOn(sql, "consumer.full");
+    const received: string[] = [];
+    const stop = await transport.consume(async (message) => {
+      received.push(...message.jobs.map((job) => job.jobId));
+      await Bun.sleep(200);
+    });
+    try {
+      const accepted = await ingest.accept(
+        [1, 2, 3].map(() => ({ appId: DEFAULT_APPLICATION_ID, type: "consumer.full", dataJson: "{}", idempotencyKey: null })),
+      );
+      const started = Date.now();
+      await pollUntil(() => received.length === 3, { what: "three jobs, one at a time", timeoutMs: 5000 });
+      // One in hand at a time, each taken when the one before settled: far sooner than the poll.
+      expect(new Set(received)).toEqual(new Set(accepted.flatMap((a) => a.jobs.map((j) => j.id))));
+      expect(Date.now() - started).toBeLessThan(2000);
+    } finally {
+      await stop();
+      await transport.stop();
+    }
+  });
+});

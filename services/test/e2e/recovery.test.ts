@@ -62,7 +62,7 @@ describeEachTransport("recovery", (transport) => {
       );
       const jobIds = accepted.map((r) => r.body.jobs[0].id as string);
       // Take them as a worker would, and drop the answer.
-      const taken = await takeDueJobs(stack.sql, { limit: 100, leaseMs: 1500 });
+      const taken = (await takeDueJobs(stack.sql, { limit: 100, leaseMs: 1500 })).jobs;
       expect(taken.map((j) => j.id)).toEqual(expect.arrayContaining(jobIds));
       const worker = await stack.start("worker");
       const [held] = await stack.sql<{ n: number }[]>`select count(*)::int as n from outbox where job_id = any (${jobIds}) and due_at > now()`;

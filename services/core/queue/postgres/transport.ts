@@ -2,7 +2,7 @@ import type { Sql } from "../../db/client.ts";
 import { DeadlineError, withDeadline } from "../../db/errors.ts";
 import type { Logger } from "../../log.ts";
 import { RetryBudget } from "../../outbox/retry-budget.ts";
-import { messageForSwept, msUntilNextDue, OUTBOX_CHANNEL as CHANNEL, takeDueJobs } from "../../outbox/sql.ts";
+import { messageForSwept, OUTBOX_CHANNEL as CHANNEL, takeDueJobs, type Take } from "../../outbox/sql.ts";
 import { instruments } from "../../telemetry/instruments.ts";
 import type { JobMessage } from "../messages.ts";
 import { SPAN } from "../../telemetry/names.ts";
@@ -94,7 +94,7 @@ export class PostgresTransport implements JobTransport {
   }
 
   async consume(handle: JobHandler): Promise<() => Promise<void>> {
-    const consumer = new OutboxConsumer(this.sql, this.connectTakes, this.options, handle, this.log);
+    const consumer = new OutboxConsumer(this.connectTakes, this.options, handle, this.log);
     const listening = await this.sql.listen(CHANNEL, () => consumer.wake());
     consumer.start();
     this.consuming++;
@@ -143,6 +143,8 @@ class OutboxConsumer {
   private wakeUp: (() => void) | undefined;
   /** A wake-up that came while the loop was busy: its next sleep returns at once. */
   private wokenMeanwhile = false;
+  /** The loop sleeps because this worker holds all it may: a settled message wakes it. */
+  private waitingForRoom = false;
   private readonly retries: RetryBudget | undefined;
   private lapsedLookedAt = 0;
 
@@ -150,7 +152,6 @@ class OutboxConsumer {
   private takeSql: Sql;
 
   constructor(
-    private readonly sql: Sql,
     private readonly connectTakes: () => Sql,
     private readonly options: PostgresTransportOptions,
     private readonly handle: JobHandler,
@@ -199,16 +200,18 @@ class OutboxConsumer {
     while (!this.stopped) {
       const room = Math.min(this.options.takeBatch, this.options.maxInFlight - this.inFlight);
       if (room <= 0) {
+        this.waitingForRoom = true;
         await this.sleep(this.options.pollIntervalMs); // woken when a message settles
+        this.waitingForRoom = false;
         continue;
       }
-      let taken;
+      let take: Take;
       const retryLimit = this.retries?.available(room) ?? room;
       try {
         // Lapsed leases (a worker died, an answer was lost) are looked for once per poll interval.
         const lapsedLeases = Date.now() - this.lapsedLookedAt >= this.options.pollIntervalMs;
         const options = { limit: room, leaseMs: this.options.claimLeaseMs, retryLimit, lapsedLeases };
-        taken = await withDeadline(takeDueJobs(this.takeSql, options), STATEMENT_DEADLINE_MS, "take due jobs");
+        take = await withDeadline(takeDueJobs(this.takeSql, options), STATEMENT_DEADLINE_MS, "take due jobs");
         if (lapsedLeases) this.lapsedLookedAt = Date.now();
         failures = 0;
       } catch (err) {
@@ -220,26 +223,20 @@ class OutboxConsumer {
         await this.sleep(Math.min(5000, 100 * 2 ** Math.min(failures, 6)));
         continue;
       }
+      const taken = take.jobs;
       if (taken.length > 0) this.track(taken.map(messageForSwept));
       const retries = taken.filter((job) => job.reason === "retry").length;
       this.retries?.spend(retries);
       // A full batch says more is due now; retries held back by the budget, more once it refills;
-      // news that came during the take (a notification, room freed) is looked at at once, without
-      // asking when the next entry is due; otherwise wait for news.
+      // news that came during the take (a notification) is looked at at once; otherwise sleep until
+      // the next entry is due, or news.
       if (taken.length >= room) continue;
       if (this.retries && retryLimit < room && retries >= retryLimit) {
         const chunk = Math.max(1, Math.min(room, Math.round((this.retries.perSecond * this.options.pollIntervalMs) / 1000)));
         await this.sleep(Math.max(10, Math.min(this.options.pollIntervalMs, this.retries.msUntil(chunk))));
       } else if (this.wokenMeanwhile) this.wokenMeanwhile = false;
-      // A take that found something also said when the next entry is due; an empty one did not.
-      else await this.sleep(this.sleepFor(taken.length > 0 ? taken[0]!.nextDueMs : await this.untilNextDue()));
+      else await this.sleep(this.sleepFor(take.nextDueMs));
     }
-  }
-
-  /** Milliseconds until the outbox's next entry is due, asked on its own; the poll interval when the question fails. */
-  private untilNextDue(): Promise<number | null> {
-    const poll = this.options.pollIntervalMs;
-    return withDeadline(msUntilNextDue(this.sql), STATEMENT_DEADLINE_MS, "next due").catch(() => poll);
   }
 
   /**
@@ -268,7 +265,9 @@ class OutboxConsumer {
       .finally(() => {
         this.inFlight -= jobs.length;
         this.unsettled.delete(work);
-        this.wake();
+        // Only a loop waiting for room needs to hear: waking one that sleeps until news would
+        // spend a take on finding nothing new.
+        if (this.waitingForRoom) this.wake();
       });
     this.unsettled.add(work);
   }
