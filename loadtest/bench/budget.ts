@@ -38,22 +38,22 @@ const HOP_SPANS: Record<string, Hop> = {
   [SPAN.attemptsRecord]: "record",
 };
 
-// A publish span is optional: the Postgres transport's wake-up is one NOTIFY for whatever was
-// committed meanwhile, and its span (when there is one) is counted where it exists.
+// A publish span is RabbitMQ's only: the Postgres transport's wake-up is a NOTIFY inside the
+// commit, so its stages run from the commit's end.
 type Hops = Record<Exclude<Hop, "publish">, OtlpSpan> & { publish?: OtlpSpan };
 type Edge = (hops: Hops) => number | undefined;
 const STAGES: { stage: string; means: string; from: Edge; to: Edge }[] = [
   { stage: "wait for a commit", means: "request start → its group commit starts (auth, parsing, a commit in flight)", from: (h) => h.request.startMs, to: (h) => h.commit.startMs },
   { stage: "commit", means: "the group's one INSERT of events and jobs", from: (h) => h.commit.startMs, to: (h) => h.commit.endMs },
   { stage: "to publish", means: "commit done → hand-off to the queue starts", from: (h) => h.commit.endMs, to: (h) => h.publish?.startMs },
-  { stage: "publish", means: "AMQP publish until confirmed (RabbitMQ) or the NOTIFY (Postgres)", from: (h) => h.publish?.startMs, to: (h) => h.publish?.endMs },
+  { stage: "publish", means: "AMQP publish until confirmed (RabbitMQ; none on Postgres, whose NOTIFY is in the commit)", from: (h) => h.publish?.startMs, to: (h) => h.publish?.endMs },
   {
     stage: "queue wait",
     means: "published (or committed, where no publish span) → the worker starts on the message (broker, prefetch; Postgres: wake-up and take)",
     from: (h) => h.publish?.endMs ?? h.commit.endMs,
     to: (h) => h.consume.startMs,
   },
-  { stage: "claim and checks", means: "worker starts the message → the attempt starts (claim, endpoint, flow control, slot)", from: (h) => h.consume.startMs, to: (h) => h.send.startMs },
+  { stage: "claim and checks", means: "worker starts the message → the attempt starts (claim, unless the take made it; endpoint, flow control, slot)", from: (h) => h.consume.startMs, to: (h) => h.send.startMs },
   { stage: "send", means: "the signed HTTP request until the receiver's response", from: (h) => h.send.startMs, to: (h) => h.send.endMs },
   { stage: "record", means: "response → the attempt and outcome are written (batched)", from: (h) => h.send.endMs, to: (h) => h.record.endMs },
   { stage: "request → attempt starts", means: "the end-to-end part the producer waits for, without the receiver", from: (h) => h.request.startMs, to: (h) => h.send.startMs },

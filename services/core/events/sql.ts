@@ -43,8 +43,18 @@ export interface InsertedBatch {
  * planned afresh on every call (custom plans): measured on the statement alone
  * (loadtest/bench/ingest-statement.ts), groups of 1 and 4 cost 874-991 and 331-379 µs of Postgres
  * CPU per event that way, against 375-453 and 170-216 through the function; 14 and 64 the same.
+ *
+ * `notifyChannel`: when the statement makes jobs, it also NOTIFYs this channel, so the wake-up goes
+ * out with the commit itself (the Postgres transport's workers LISTEN on it; `commitNotify` in
+ * queue/transport.ts). As a statement of its own after the commit, it cost a round trip and a
+ * durable commit more per group.
  */
-export async function insertEventsWithJobs(tx: TxSql | Sql, rows: NewEventRow[], graceMs: number): Promise<InsertedBatch> {
+export async function insertEventsWithJobs(
+  tx: TxSql | Sql,
+  rows: NewEventRow[],
+  graceMs: number,
+  notifyChannel: string | null = null,
+): Promise<InsertedBatch> {
   const result = await tx<{ kind: "e" | "j"; id: string; eventId: string | null; endpointId: string | null; expiresAt: Date | null }[]>`
     with input as (
       select * from evently_event_input(
@@ -91,8 +101,13 @@ export async function insertEventsWithJobs(tx: TxSql | Sql, rows: NewEventRow[],
     ), outbox_inserted as (
       insert into outbox (job_id, due_at, reason)
       select id, created_at + ${graceMs} * interval '1 millisecond', 'publish' from jobs_inserted
+    ), woken as (
+      -- Always one row, so joining it keeps the rows of inserted; the notification is sent at commit.
+      select count(*) as notified from (
+        select pg_notify(${notifyChannel}::text, '') from (select 1 from jobs_inserted limit 1) made where ${notifyChannel}::text is not null
+      ) n
     )
-    select 'e' as kind, id, null as event_id, null as endpoint_id, null::timestamptz as expires_at from inserted
+    select 'e' as kind, id, null as event_id, null as endpoint_id, null::timestamptz as expires_at from inserted cross join woken
     union all
     select 'j' as kind, id, event_id, endpoint_id, expires_at from jobs_inserted`;
   const insertedEventIds = new Set<string>();

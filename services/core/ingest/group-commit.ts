@@ -54,6 +54,8 @@ export interface GroupCommitOptions {
   overlapMinEvents?: number;
   /** How long a new job's outbox entry waits before a sweep may take it (the queue transport's grace). */
   graceMs: number;
+  /** The channel the commit notifies when it makes jobs (the queue transport's `commitNotify`). */
+  notifyChannel?: string | null;
   /** Receives every group once it is committed. */
   onCommitted?: (events: CommittedEvent[]) => void;
 }
@@ -154,7 +156,7 @@ export class GroupCommitter {
       span?.setAttribute("evently.events", rows.length);
       // One statement inserts the events and their jobs: atomic on its own, one round trip, no
       // BEGIN/COMMIT. Rows it skipped are looked up afterwards; they are committed data either way.
-      const inserted = await withDeadline(insertEventsWithJobs(this.sql, rows, this.options.graceMs), COMMIT_DEADLINE_MS, "ingest commit");
+      const inserted = await withDeadline(insertEventsWithJobs(this.sql, rows, this.options.graceMs, this.options.notifyChannel ?? null), COMMIT_DEADLINE_MS, "ingest commit");
       const skipped = rows.filter((r) => !inserted.insertedEventIds.has(r.id));
       if (skipped.length === 0) return { ...inserted, existing: [], earlierJobs: [], keyMismatches: new Set<string>() };
       const existing = await findExisting(this.sql, skipped);

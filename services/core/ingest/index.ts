@@ -7,7 +7,7 @@ import { GroupCommitter, type AcceptedEvent, type CommittedEvent, type EventInpu
 export type { AcceptedEvent, CommittedEvent, EventInput } from "./group-commit.ts";
 
 /** What ingest needs of the queue transport. */
-export type JobHandoff = Pick<JobTransport, "publishGraceMs" | "publish">;
+export type JobHandoff = Pick<JobTransport, "publishGraceMs" | "commitNotify" | "publish">;
 
 /**
  * The one way events enter Evently, for every producer (the REST API today; sources, replays and
@@ -24,6 +24,7 @@ export class Ingest {
       concurrency: options.INGEST_GROUP_CONCURRENCY,
       overlapMinEvents: options.INGEST_OVERLAP_MIN_EVENTS,
       graceMs: handoff.publishGraceMs,
+      notifyChannel: handoff.commitNotify,
       onCommitted: (committed) => handoff.publish(jobMessagesOf(committed)),
     });
   }

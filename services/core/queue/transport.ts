@@ -1,15 +1,16 @@
 import type { DeliveryMessage, JobMessage } from "./messages.ts";
 
 /**
- * How jobs travel from the outbox to workers. Ingest hands committed jobs to `publish`; workers
- * receive them through `consume`. Every job is in the `outbox` table before any transport sees it,
+ * How jobs travel from the outbox to workers. Ingest hands committed jobs to `publish` (or has its
+ * commit notify `commitNotify`); workers receive them through `consume`. Every job is in the `outbox` table before any transport sees it,
  * so a transport may lose a hand-off (crash, broker down) without losing the job: what is still due
  * in the outbox is sent again.
  *
  * - `rabbitmq` (rabbitmq/transport.ts): publish with confirms right after commit; the dispatcher
  *   role sweeps what that missed, retries and lapsed leases; workers consume the work queues.
  * - `postgres` (postgres/transport.ts): the outbox is the queue. Workers take due entries with
- *   `FOR UPDATE SKIP LOCKED`, woken by LISTEN/NOTIFY after each commit, with a poll as backstop.
+ *   `FOR UPDATE SKIP LOCKED`, woken by the NOTIFY each commit of new jobs sends, with a poll as
+ *   backstop.
  */
 export interface JobTransport {
   readonly kind: TransportKind;
@@ -18,9 +19,18 @@ export interface JobTransport {
    * for it. Zero where reading the outbox is how jobs are delivered.
    */
   readonly publishGraceMs: number;
+  /**
+   * A NOTIFY channel the statement that commits new jobs notifies in its own transaction, so the
+   * wake-up leaves with the commit and needs no statement of its own; null where `publish` hands
+   * the jobs on instead.
+   */
+  readonly commitNotify: string | null;
   /** Connects; resolves once connected or after `waitMs`, reconnecting in the background. */
   start(waitMs: number): Promise<void>;
-  /** Hands jobs committed a moment ago on. Never throws: a failed hand-off leaves them due in the outbox. */
+  /**
+   * Hands jobs committed a moment ago on (nothing to do where the commit notified). Never throws: a
+   * failed hand-off leaves them due in the outbox.
+   */
   publish(jobs: JobMessage[]): void;
   /**
    * Calls `handle` with messages of jobs. A message counts as handled when `handle` resolves; when

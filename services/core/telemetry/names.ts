@@ -51,7 +51,7 @@ export const SPAN = {
   /** One API request; a child of the caller's `traceparent` when it sent one. */
   httpRequest: "evently.http.request",
   ingestCommit: "evently.ingest.commit",
-  /** A hand-off of jobs to the queue: AMQP publish with confirms (fast path or sweep), or the Postgres transport's wake-up. */
+  /** A hand-off of jobs to RabbitMQ: publish with confirms (fast path or sweep). The Postgres transport's wake-up is inside the commit. */
   outboxPublish: "evently.outbox.publish",
   outboxSweep: "evently.outbox.sweep",
   /** The worker consuming one message: every job in it, from claim to recorded outcome. */

@@ -106,3 +106,26 @@ test("a group of many events of one type makes one job per event and routed endp
   const pairs = new Set(batch.jobs.map((j) => `${j.eventId} ${j.endpointId}`));
   expect(pairs.size).toBe(batch.jobs.length);
 });
+
+test("the statement notifies its channel once when it makes jobs, and not when it makes none or has no channel", async () => {
+  const channel = `evently_test_${newId("event").slice(-8).toLowerCase()}`;
+  const heard: string[] = [];
+  const listening = await api.sql.listen(channel, (payload) => heard.push(payload));
+  try {
+    const row = (appId: string, type: string): NewEventRow => ({
+      id: newId("event"), appId, type, dataJson: "{}", idempotencyKey: null, createdAt: new Date(), ttlSeconds: null,
+    });
+    // Three events with jobs: one notification for the statement.
+    await insertEventsWithJobs(api.sql, [row(DEFAULT_APPLICATION_ID, "order.paid"), row(DEFAULT_APPLICATION_ID, "order.paid"), row(OTHER_APP, "order.paid")], 0, channel);
+    // An event no endpoint subscribes to; jobs without a channel.
+    const quiet = await insertEventsWithJobs(api.sql, [row(OTHER_APP, "nobody.listens")], 0, channel);
+    expect(quiet.jobs).toEqual([]);
+    expect((await insertEventsWithJobs(api.sql, [row(DEFAULT_APPLICATION_ID, "order.paid")], 0)).jobs.length).toBeGreaterThan(0);
+    // Notifications arrive in commit order: once this one is in, every earlier one is.
+    await api.sql`select pg_notify(${channel}, 'fence')`;
+    for (let i = 0; i < 100 && !heard.includes("fence"); i++) await Bun.sleep(20);
+    expect(heard).toEqual(["", "fence"]);
+  } finally {
+    await listening.unlisten();
+  }
+});

@@ -62,7 +62,7 @@ export class EndpointDisabler implements EndpointControl {
         createdAt: new Date(),
         ttlSeconds: null,
       };
-      const { jobs } = await insertEventsWithJobs(tx, [row], this.handoff.publishGraceMs);
+      const { jobs } = await insertEventsWithJobs(tx, [row], this.handoff.publishGraceMs, this.handoff.commitNotify);
       return { row, jobs };
     });
     if (!committed) return;

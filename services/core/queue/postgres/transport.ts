@@ -5,9 +5,6 @@ import { RetryBudget } from "../../outbox/retry-budget.ts";
 import { messageForSwept, OUTBOX_CHANNEL as CHANNEL, takeDueJobs, type Take } from "../../outbox/sql.ts";
 import { instruments } from "../../telemetry/instruments.ts";
 import type { JobMessage } from "../messages.ts";
-import { SPAN } from "../../telemetry/names.ts";
-import { tracer } from "../../telemetry/tracing.ts";
-import { parentAndLinks, tracingEnabled } from "../../telemetry/trace-context.ts";
 import type { JobHandler, JobTransport, QueueDepth } from "../transport.ts";
 
 // A connection cut at the wrong moment can leave a query unsettled forever; these statements are
@@ -33,8 +30,8 @@ export interface PostgresTransportOptions {
 }
 
 /**
- * The Postgres transport: the outbox table is the queue. Ingest's `publish` only sends a NOTIFY
- * (coalesced: at most one in flight); consumers LISTEN, take due entries in batches with SKIP
+ * The Postgres transport: the outbox table is the queue. Ingest's commit sends a NOTIFY on
+ * OUTBOX_CHANNEL (`commitNotify`), so there is nothing to publish; consumers LISTEN, take due entries in batches with SKIP
  * LOCKED (outbox/sql.ts `takeDueJobs`), claiming their jobs in the same statement, and hand them to
  * the handler as claimed. An idle consumer waits for a notification or the poll interval, whichever
  * comes first: one small query per interval, no busy loop. Crash safety is the outbox's own: a
@@ -43,14 +40,11 @@ export interface PostgresTransportOptions {
 export class PostgresTransport implements JobTransport {
   readonly kind = "postgres";
   readonly publishGraceMs = 0;
-  private notifying: Promise<void> | undefined;
-  /** Jobs committed while a notify was in flight: the next one wakes workers for them. */
-  private notifyAgain = false;
-  private waiting: JobMessage[] = [];
+  readonly commitNotify = CHANNEL;
   private consuming = 0;
 
   /**
-   * @param sql the process's pool: notifications, listening, the depth gauge.
+   * @param sql the process's pool: listening, the depth gauge.
    * @param connectTakes makes the connection a consumer takes through, with TAKE_SESSION's settings
    *   (outbox/sql.ts); only a role that consumes makes one.
    */
@@ -63,35 +57,8 @@ export class PostgresTransport implements JobTransport {
 
   async start(): Promise<void> {}
 
-  publish(jobs: JobMessage[]): void {
-    if (jobs.length === 0) return;
-    if (this.notifying) {
-      // One wake-up covers these too; with tracing on, the next notify's span stands for them.
-      this.notifyAgain = true;
-      if (tracingEnabled()) this.waiting.push(...jobs);
-      return;
-    }
-    this.notify(jobs);
-  }
-
-  /** Here publishing is the wake-up: the jobs are in the outbox already. */
-  private notify(jobs: JobMessage[]): void {
-    // Its span links the jobs' traces (a child of theirs when they share one), made only when some job is traced.
-    const span = tracingEnabled() ? publishSpan(jobs) : undefined;
-    const notify = this.sql`select pg_notify(${CHANNEL}, '')`.then(() => {});
-    void notify.then(() => span?.end(), () => span?.end());
-    this.notifying = withDeadline(notify, STATEMENT_DEADLINE_MS, "outbox notify")
-      // Workers find the jobs on their next poll.
-      .catch((err) => this.log.debug("outbox notify failed", { error: (err as Error).message }))
-      .finally(() => {
-        this.notifying = undefined;
-        if (!this.notifyAgain) return;
-        this.notifyAgain = false;
-        const waiting = this.waiting;
-        this.waiting = [];
-        this.notify(waiting);
-      });
-  }
+  /** The commit's own NOTIFY woke the workers: the jobs are in the outbox already. */
+  publish(): void {}
 
   async consume(handle: JobHandler): Promise<() => Promise<void>> {
     const consumer = new OutboxConsumer(this.connectTakes, this.options, handle, this.log);
@@ -123,15 +90,7 @@ export class PostgresTransport implements JobTransport {
     return {};
   }
 
-  async stop(): Promise<void> {
-    await this.notifying;
-  }
-}
-
-function publishSpan(jobs: JobMessage[]) {
-  const place = parentAndLinks(jobs.map((job) => job.traceparent));
-  if (!place) return undefined;
-  return tracer().startSpan(SPAN.outboxPublish, { links: place.links, attributes: { "evently.jobs": jobs.length, "evently.publish.path": "notify" } }, place.parent);
+  async stop(): Promise<void> {}
 }
 
 /** One consume loop: take what is due while there is room, hand it on, sleep until news. */

@@ -22,6 +22,7 @@ const CLEAR_BATCH_MAX_JOBS = 10_000;
 export class RabbitTransport implements JobTransport {
   readonly kind = "rabbitmq";
   readonly publishGraceMs: number;
+  readonly commitNotify = null;
   private readonly broker: BrokerConnection;
   private readonly publisher: ConfirmPublisher;
   private readonly topology: Topology;
