@@ -25,7 +25,8 @@ export class Ingest {
       overlapMinEvents: options.INGEST_OVERLAP_MIN_EVENTS,
       graceMs: handoff.publishGraceMs,
       notifyChannel: handoff.commitNotify,
-      onCommitted: (committed) => handoff.publish(jobMessagesOf(committed)),
+      // Where the commit notified, there is nothing to hand on, so no messages are built.
+      onCommitted: handoff.commitNotify ? undefined : (committed) => handoff.publish(jobMessagesOf(committed)),
     });
   }
 

@@ -1,10 +1,10 @@
 import type { DeliveryMessage, JobMessage } from "./messages.ts";
 
 /**
- * How jobs travel from the outbox to workers. Ingest hands committed jobs to `publish` (or has its
- * commit notify `commitNotify`); workers receive them through `consume`. Every job is in the `outbox` table before any transport sees it,
- * so a transport may lose a hand-off (crash, broker down) without losing the job: what is still due
- * in the outbox is sent again.
+ * How jobs travel from the outbox to workers. Ingest hands committed jobs to `publish`, or has its
+ * commit notify `commitNotify`; workers receive them through `consume`. Every job is in the
+ * `outbox` table before any transport sees it, so a transport may lose a hand-off (crash, broker
+ * down) without losing the job: what is still due in the outbox is sent again.
  *
  * - `rabbitmq` (rabbitmq/transport.ts): publish with confirms right after commit; the dispatcher
  *   role sweeps what that missed, retries and lapsed leases; workers consume the work queues.
@@ -22,7 +22,7 @@ export interface JobTransport {
   /**
    * A NOTIFY channel the statement that commits new jobs notifies in its own transaction, so the
    * wake-up leaves with the commit and needs no statement of its own; null where `publish` hands
-   * the jobs on instead.
+   * the jobs on instead. Committers that notify need not build messages for `publish`.
    */
   readonly commitNotify: string | null;
   /** Connects; resolves once connected or after `waitMs`, reconnecting in the background. */
@@ -34,8 +34,8 @@ export interface JobTransport {
   publish(jobs: JobMessage[]): void;
   /**
    * Calls `handle` with messages of jobs. A message counts as handled when `handle` resolves; when
-   * it rejects, its jobs are offered again later (jobs claimed by then: once their claims lapse). Resolves to a function that stops consuming and
-   * lets the messages in hand settle (bounded).
+   * it rejects, its jobs are offered again later (jobs claimed by then: once their claims lapse).
+   * Resolves to a function that stops consuming and lets the messages in hand settle (bounded).
    */
   consume(handle: JobHandler): Promise<() => Promise<void>>;
   /**

@@ -68,6 +68,6 @@ export class EndpointDisabler implements EndpointControl {
     if (!committed) return;
     const { row, jobs } = committed;
     this.log.warn("endpoint disabled", { endpointId: target.id, reason, eventId: row.id, notified: jobs.length });
-    this.handoff.publish(jobMessagesOf([{ row, jobs }]));
+    if (!this.handoff.commitNotify) this.handoff.publish(jobMessagesOf([{ row, jobs }]));
   }
 }

@@ -31,10 +31,11 @@ export interface PostgresTransportOptions {
 
 /**
  * The Postgres transport: the outbox table is the queue. Ingest's commit sends a NOTIFY on
- * OUTBOX_CHANNEL (`commitNotify`), so there is nothing to publish; consumers LISTEN, take due entries in batches with SKIP
- * LOCKED (outbox/sql.ts `takeDueJobs`), claiming their jobs in the same statement, and hand them to
- * the handler as claimed. An idle consumer waits for a notification or the poll interval, whichever
- * comes first: one small query per interval, no busy loop. Crash safety is the outbox's own: a
+ * OUTBOX_CHANNEL (`commitNotify`), so there is nothing to publish; consumers LISTEN, take due
+ * entries in batches with SKIP LOCKED (outbox/sql.ts `takeDueJobs`), claiming their jobs in the
+ * same statement, and hand them to the handler as claimed. An idle consumer waits for a
+ * notification or the poll interval, whichever comes first: one small query per interval, no busy
+ * loop. Crash safety is the outbox's own: a
  * taken job stays in it as a lease until its outcome is recorded.
  */
 export class PostgresTransport implements JobTransport {
@@ -57,7 +58,7 @@ export class PostgresTransport implements JobTransport {
 
   async start(): Promise<void> {}
 
-  /** The commit's own NOTIFY woke the workers: the jobs are in the outbox already. */
+  /** Nothing to hand on: the commit's own NOTIFY (`commitNotify`) woke the workers, and the jobs are in the outbox. */
   publish(): void {}
 
   async consume(handle: JobHandler): Promise<() => Promise<void>> {
