@@ -151,13 +151,15 @@ export async function recordOutcomes(
           updated_at = now()
       from o, locked
       where j.id = o.id and locked.id = j.id
-      returning j.id
+      returning j.id, j.status
     ), letters as (
       select o.id, o.attempted_at from o join locked on locked.id = o.id
       where ${options.deadLetters ?? false}::boolean and o.status = 'dead' and locked.status <> 'dead'
     ), finished as (
-      delete from outbox where job_id in (select id from updated) and reason = 'lease'
-        and job_id in (select id from o where status <> 'scheduled') and job_id not in (select id from letters)
+      -- The new status comes from updated, not from o: checked against o, each deleted entry
+      -- scanned all of o, a cost that grew with the square of the batch.
+      delete from outbox where job_id in (select id from updated where status <> 'scheduled') and reason = 'lease'
+        and job_id not in (select id from letters)
     ), entries as (
       insert into outbox (job_id, due_at, reason)
       select distinct on (id) id, due_at, reason from (

@@ -288,10 +288,15 @@ export const TAKE_DUE_JOBS = `
   ), finished as (
     delete from outbox where job_id = any (array(select job_id from state where not publishable and status <> 'delivering'))
   ), next_due as (
-    select case when t is null then null else greatest(0, ceil(extract(epoch from t - now()) * 1000))::int end as ms
-    from (select least(
-      (select min(due_at) from outbox where reason = 'retry' and job_id <> all (array(select job_id from state))),
-      (select min(due_at) from outbox where reason <> 'retry' and reason <> 'lease' and job_id <> all (array(select job_id from state)))) as t) n
+    -- A full take means more is due now, so the earliest entry left is looked for only after a take
+    -- that found less: in a backlog, the look steps over every entry just taken. OFFSET 0 keeps t
+    -- computed once rather than once per mention.
+    select case when (select count(*) from state) >= $1::int then 0 else (
+      select case when t is null then null else greatest(0, ceil(extract(epoch from t - now()) * 1000))::int end
+      from (select least(
+        (select min(due_at) from outbox where reason = 'retry' and job_id <> all (array(select job_id from state))),
+        (select min(due_at) from outbox where reason <> 'retry' and reason <> 'lease' and job_id <> all (array(select job_id from state)))) as t
+        offset 0) n) end as ms
   ), taken as (
     select s.job_id as id, s.app_id, s.event_id, s.endpoint_id, s.status, s.attempt_count, s.attempt_base, s.replayed_at,
            s.expires_at, s.end_reason, e.type as event_type, e.payload::text as payload_json, e.created_at as event_created_at,

@@ -88,4 +88,18 @@ describe("the Postgres transport's take", () => {
     const [leases] = await api.sql<{ n: number }[]>`select count(*)::int as n from outbox where reason = 'lease'`;
     expect(leases!.n).toBe(30);
   });
+
+  test("a full take answers that more is due now without looking for the next entry", async () => {
+    const res = await api.request("POST", "/events/batch", { body: { events: Array.from({ length: 5 }, () => ({ type: "take.full", data: {} })) } });
+    expect(res.status).toBe(202);
+    await api.sql`update outbox set due_at = now() - interval '1 second' where reason = 'publish'`;
+    // Exactly the limit taken: the consumer takes again at once, so the answer is 0 (due now)
+    // though what is left (the history's retries) is an hour away.
+    const full = await takeDueJobs(take, { limit: 5, leaseMs: 10_000 });
+    expect(full.jobs.map((job) => job.eventType)).toEqual(Array(5).fill("take.full"));
+    expect(full.nextDueMs).toBe(0);
+    const after = await takeDueJobs(take, { limit: 5, leaseMs: 10_000 });
+    expect(after.jobs).toEqual([]);
+    expect(after.nextDueMs).toBeGreaterThan(3_500_000);
+  });
 });
