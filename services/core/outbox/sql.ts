@@ -80,8 +80,9 @@ export const SOON_DUE_MS = 2000;
  * none: how long an idle sweeper may sleep (the Postgres transport's take answers this itself, in
  * the same statement). With `retriesOnly`, only `retry` entries (retries and holds) count: what
  * the dispatcher wakes early for, since `publish` entries are the fast path's to clear within their
- * grace, and sweeping them the moment it ends would race it. Leases do not count: lapsed ones are looked for once per poll interval (`lapsedLeases` below).
- * One or two index lookups (the partial indexes of migrations 0009 and 0012).
+ * grace, and sweeping them the moment it ends would race it. Leases do not count: lapsed ones are
+ * looked for once per poll interval (`lapsedLeases` below). One or two index lookups (the partial
+ * indexes of migrations 0009 and 0012).
  */
 export async function msUntilNextDue(sql: Sql, retriesOnly = false): Promise<number | null> {
   // greatest() skips nulls, so the null of an empty outbox is kept by hand: it read as "due now",

@@ -35,8 +35,8 @@ export interface PostgresTransportOptions {
  * entries in batches with SKIP LOCKED (outbox/sql.ts `takeDueJobs`), claiming their jobs in the
  * same statement, and hand them to the handler as claimed. An idle consumer waits for a
  * notification or the poll interval, whichever comes first: one small query per interval, no busy
- * loop. Crash safety is the outbox's own: a
- * taken job stays in it as a lease until its outcome is recorded.
+ * loop. Crash safety is the outbox's own: a taken job stays in it as a lease until its outcome is
+ * recorded.
  */
 export class PostgresTransport implements JobTransport {
   readonly kind = "postgres";
