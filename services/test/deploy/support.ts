@@ -118,8 +118,11 @@ export const CONFIG_ENV = new Set(Object.values(configSchemas).flatMap(variables
 /** The configuration that is secret: it must only ever be rendered into Secrets. */
 export const SECRET_ENV = new Set(["DATABASE_URL", "AMQP_URL", "ADMIN_API_KEY", "ENCRYPTION_KEY", "ENCRYPTION_PREVIOUS_KEYS"]);
 
-/** Settings that were removed: still in the schemas (so setting one stops startup), never deployed. */
-export const REMOVED_ENV = new Set(["API_KEY"]);
+/**
+ * Settings that were removed (setting one stops startup) or are ignored (accepted so existing
+ * deployments still start): still in the schemas, never deployed.
+ */
+export const REMOVED_ENV = new Set(["API_KEY", "QUEUE_TAKE_LEASE_MS"]);
 
 let exposed: Set<string> | undefined;
 
