@@ -25,8 +25,7 @@ export class Ingest {
       overlapMinEvents: options.INGEST_OVERLAP_MIN_EVENTS,
       graceMs: handoff.publishGraceMs,
       notifyChannel: handoff.commitNotify,
-      // Where the commit notified, there is nothing to hand on, so no messages are built.
-      onCommitted: handoff.commitNotify ? undefined : (committed) => handoff.publish(jobMessagesOf(committed)),
+      onCommitted: (committed) => handOn(handoff, committed),
     });
   }
 
@@ -36,8 +35,16 @@ export class Ingest {
   }
 }
 
+/**
+ * Hands committed events' jobs to the transport, after a commit made with `handoff.commitNotify`.
+ * Where that commit notified the workers itself, there is nothing to hand on, so no messages are built.
+ */
+export function handOn(handoff: JobHandoff, committed: CommittedEvent[]): void {
+  if (!handoff.commitNotify) handoff.publish(jobMessagesOf(committed));
+}
+
 /** The messages of committed events' jobs: what a transport is handed after the commit. */
-export function jobMessagesOf(committed: CommittedEvent[]): JobMessage[] {
+function jobMessagesOf(committed: CommittedEvent[]): JobMessage[] {
   return committed.flatMap(({ row, jobs }) => {
     if (jobs.length === 0) return [];
     const event = { id: row.id, type: row.type, createdAt: row.createdAt, dataJson: row.dataJson, traceParent: row.traceParent };

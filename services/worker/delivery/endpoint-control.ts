@@ -3,7 +3,7 @@ import { disableEnabledEndpoint } from "@evently/core/endpoints/sql.ts";
 import { insertEventsWithJobs, type NewEventRow } from "@evently/core/events/sql.ts";
 import { readHealth } from "@evently/core/health/sql.ts";
 import { newId } from "@evently/core/ids.ts";
-import { jobMessagesOf, type JobHandoff } from "@evently/core/ingest/index.ts";
+import { handOn, type JobHandoff } from "@evently/core/ingest/index.ts";
 import type { Logger } from "@evently/core/log.ts";
 import type { DeliveryTarget } from "../endpoint-cache.ts";
 import type { EndpointControl } from "./pipeline.ts";
@@ -68,6 +68,6 @@ export class EndpointDisabler implements EndpointControl {
     if (!committed) return;
     const { row, jobs } = committed;
     this.log.warn("endpoint disabled", { endpointId: target.id, reason, eventId: row.id, notified: jobs.length });
-    if (!this.handoff.commitNotify) this.handoff.publish(jobMessagesOf([{ row, jobs }]));
+    handOn(this.handoff, [{ row, jobs }]);
   }
 }
