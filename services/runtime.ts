@@ -120,7 +120,7 @@ export function createTransport(config: Config, sql: Sql, log: Logger): JobTrans
   if (q.QUEUE_TRANSPORT === "rabbitmq") return new RabbitTransport({ ...q, AMQP_URL: q.AMQP_URL! }, sql, log, config.delivery.WORKER_PREFETCH);
   return new PostgresTransport(
     sql,
-    () => createSql(config.database, { max: 1, fetch_types: false, connection: { application_name: "evently", ...TAKE_SESSION } }),
+    () => createSql(config.database, { max: 1, fetch_types: false, connection: TAKE_SESSION }),
     {
       pollIntervalMs: q.QUEUE_POLL_INTERVAL_MS,
       takeBatch: q.QUEUE_TAKE_BATCH,

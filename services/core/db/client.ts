@@ -13,6 +13,12 @@ export type TxSql = postgres.TransactionSql<{}>;
  * plan per run cost up to 40% of a large-array statement; a server with autovacuum off needs
  * ANALYZE run by hand, or cached plans keep the shape they had when the tables were empty.)
  * (services/core/db/patch-postgres.mjs guards a postgres.js crash on cut connections.)
+ *
+ * JIT compilation is off on every connection (CONNECTION_SETTINGS): Postgres decides it from a
+ * plan's estimated cost, and a cached generic plan over big tables is estimated as if it read a
+ * tenth of them. With a backlog of a million jobs, the Postgres transport's take (a few
+ * milliseconds of work) was compiled on every run: 0.8-0.9 s each, and the backlog drained at
+ * about 340 deliveries/s. Every statement here is short, so compiling never pays.
  */
 export function createSql(
   config: Pick<Config["database"], "DATABASE_URL" | "DATABASE_POOL_MAX">,
@@ -26,12 +32,13 @@ export function createSql(
     onnotice: () => {},
     connect_timeout: 5,
     backoff: (retries) => Math.min(0.05 * 2 ** retries, 2) * (0.5 + Math.random() / 2),
-    connection: {
-      application_name: "evently",
-    },
     ...overrides,
+    connection: { ...CONNECTION_SETTINGS, ...overrides.connection },
   });
 }
+
+/** Session settings every connection starts with; `overrides.connection` adds to them. */
+export const CONNECTION_SETTINGS: Record<string, string> = { application_name: "evently", jit: "off" };
 
 /**
  * A CTE (`relaxed_commit`) that lets its statement's commit return before the WAL is flushed:

@@ -17,7 +17,7 @@ let endpointId: string;
 
 beforeAll(async () => {
   api = await startApi();
-  take = createSql(api.config.database, { max: 1, fetch_types: false, connection: { application_name: "evently-test", ...TAKE_SESSION } });
+  take = createSql(api.config.database, { max: 1, fetch_types: false, connection: TAKE_SESSION });
   endpointId = (await api.request("POST", "/endpoints", { body: { url: hookUrl(), eventTypes: ["take.*"] } })).body.id;
 });
 afterAll(async () => {
@@ -101,5 +101,19 @@ describe("the Postgres transport's take", () => {
     const after = await takeDueJobs(take, { limit: 5, leaseMs: 10_000 });
     expect(after.jobs).toEqual([]);
     expect(after.nextDueMs).toBeGreaterThan(3_500_000);
+  });
+
+  test("it is never JIT-compiled, nor is anything else: JIT is off on every connection", async () => {
+    // The server's default is on. A cached generic plan over a backlog of a million entries was
+    // estimated above JIT's cost thresholds and compiled on every take (0.8-0.9 s each).
+    const setting = async (sql: Sql) => (await sql<{ jit: string }[]>`show jit`)[0]!.jit;
+    expect(await setting(take)).toBe("off");
+    expect(await setting(api.sql)).toBe("off");
+    const admin = createSql(api.config.database, { max: 1, connection: { application_name: "evently-test-default" } });
+    try {
+      expect(await setting(admin)).toBe("off"); // a caller's own connection settings add to it
+    } finally {
+      await admin.end();
+    }
   });
 });
