@@ -52,7 +52,7 @@ if (role === "reencrypt" || role === "all") {
   if (role === "reencrypt") await database.stop().then(() => process.exit(result.remaining > 0 ? 75 : 0));
 }
 
-const telemetry = startTelemetry(config.telemetry, role);
+const telemetry = startTelemetry(config.telemetry, role, log);
 const running = await startRoles(config, role as Role, { log, telemetry, ownProcess: true });
 if (role === "all") console.log(startupBanner(config, database, running.port, generated));
 

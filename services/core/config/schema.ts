@@ -300,6 +300,15 @@ export const telemetrySchema = z.object({
       "Share of traces started here that are recorded, 0 to 1 (parent-based: a request whose `traceparent` says sampled or not is followed as it says). Applies only with OTEL_EXPORTER_OTLP_ENDPOINT.",
     ),
   OTEL_SERVICE_NAME: z.string().default("evently").describe("Service name on spans and metrics."),
+  // The OpenTelemetry spec's batch span processor variables and defaults. The JS SDK reads them only
+  // where it builds its own processor, which it does not here.
+  OTEL_BSP_MAX_QUEUE_SIZE: int(2048, 1, 1_000_000).describe(
+    "Most finished spans a process holds while they wait for export; spans past it are dropped, and a `telemetry: Dropped … spans` warning is logged. Applies only with OTEL_EXPORTER_OTLP_ENDPOINT.",
+  ),
+  OTEL_BSP_MAX_EXPORT_BATCH_SIZE: int(512, 1, 1_000_000).describe("Most spans in one export request (at most OTEL_BSP_MAX_QUEUE_SIZE)."),
+  OTEL_BSP_SCHEDULE_DELAY: int(5000, 0, 3_600_000).describe(
+    "Longest a finished span waits for export, in ms, when fewer than OTEL_BSP_MAX_EXPORT_BATCH_SIZE are waiting.",
+  ),
   METRICS_TOP_ENDPOINTS: int(10, 0, 100).describe(
     "How many of the endpoints failing most (by consecutive failures) /metrics reports one by one, with their id as a label (evently_endpoint_consecutive_failures); a bound on series, not on endpoints. 0: none.",
   ),

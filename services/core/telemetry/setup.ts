@@ -1,4 +1,4 @@
-import { metrics, trace } from "@opentelemetry/api";
+import { diag, metrics, trace } from "@opentelemetry/api";
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus";
 import { NodeSDK } from "@opentelemetry/sdk-node";
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
@@ -6,6 +6,8 @@ import { OTLPTraceExporter as OTLPProtobufTraceExporter } from "@opentelemetry/e
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, type SpanExporter } from "@opentelemetry/sdk-trace";
 import type { Config } from "../config/index.ts";
+import { silentLogger, type Logger } from "../log.ts";
+import { routeTelemetryDiagnostics } from "./diagnostics.ts";
 import { resetInstruments } from "./instruments.ts";
 import { setTracingEnabled } from "./trace-context.ts";
 
@@ -28,8 +30,9 @@ function spanExporter(config: Config["telemetry"], endpoint: string): SpanExport
  * `/metrics`; spans are exported only when OTEL_EXPORTER_OTLP_ENDPOINT is set (otherwise the
  * tracer is a no-op and costs nothing on the hot path).
  */
-export function startTelemetry(config: Config["telemetry"], role: string): Telemetry {
+export function startTelemetry(config: Config["telemetry"], role: string, log: Logger = silentLogger): Telemetry {
   if (active) return active;
+  routeTelemetryDiagnostics(log);
   const reader = new PrometheusExporter({ preventServerStart: true });
   const sdk = new NodeSDK({
     resource: resourceFromAttributes({ "service.name": config.OTEL_SERVICE_NAME, "evently.role": role }),
@@ -37,7 +40,14 @@ export function startTelemetry(config: Config["telemetry"], role: string): Telem
     // Without an endpoint: no span processor at all, so the SDK does not fall back to its default
     // exporter (OTLP to localhost) and spans cost nothing.
     spanProcessors: config.OTEL_EXPORTER_OTLP_ENDPOINT
-      ? [new BatchSpanProcessor({ exporter: spanExporter(config, config.OTEL_EXPORTER_OTLP_ENDPOINT) })]
+      ? [
+          new BatchSpanProcessor({
+            exporter: spanExporter(config, config.OTEL_EXPORTER_OTLP_ENDPOINT),
+            maxQueueSize: config.OTEL_BSP_MAX_QUEUE_SIZE,
+            maxExportBatchSize: Math.min(config.OTEL_BSP_MAX_EXPORT_BATCH_SIZE, config.OTEL_BSP_MAX_QUEUE_SIZE),
+            scheduledDelayMillis: config.OTEL_BSP_SCHEDULE_DELAY,
+          }),
+        ]
       : [],
     // Parent-based: a caller's sampling decision (its traceparent's flag) is kept. Every root span
     // is kept too, because TRACE_SAMPLE_RATIO is applied before a root span is made
@@ -65,6 +75,7 @@ export function startTelemetry(config: Config["telemetry"], role: string): Telem
       // installations in one) would record into the stopped providers, that is nowhere.
       trace.disable();
       metrics.disable();
+      diag.disable();
     },
   };
   return active;
