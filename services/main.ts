@@ -6,6 +6,7 @@ import { withLocalSecrets } from "./local-secrets.ts";
 import { runReencrypt } from "./core/secrets/reencrypt.ts";
 import { createLogger } from "./core/log.ts";
 import { startTelemetry } from "./core/telemetry/setup.ts";
+import { endProcessOnSignalOrUnhandledError } from "./process-end.ts";
 import { ROLES, startRoles, type Role } from "./runtime.ts";
 
 /**
@@ -56,12 +57,9 @@ const telemetry = startTelemetry(config.telemetry, role, log);
 const running = await startRoles(config, role as Role, { log, telemetry, ownProcess: true });
 if (role === "all") console.log(startupBanner(config, database, running.port, generated));
 
-for (const signal of ["SIGINT", "SIGTERM"] as const)
-  process.on(signal, () => {
-    log.info("shutting down", { signal });
-    void running
-      .stop()
-      .then(() => telemetry.shutdown())
-      .then(() => database.stop())
-      .then(() => process.exit(0));
-  });
+endProcessOnSignalOrUnhandledError(log, () =>
+  running
+    .stop()
+    .then(() => telemetry.shutdown())
+    .then(() => database.stop()),
+);
