@@ -70,9 +70,14 @@ describe("the OpenTelemetry SDK's diagnostics in the log", () => {
         OTEL_BSP_SCHEDULE_DELAY: "10",
       });
       for (let i = 0; i < 10; i++) tracer().startSpan(`span ${i}`).end();
-      await Bun.sleep(700); // the export in flight ends; the next span finds room and reports the drops
-      tracer().startSpan("after").end();
-      await pollUntil(() => lines.some((l) => l.level === "warn" && /Dropped \d+ spans/.test(l.msg)), { timeoutMs: 5_000, what: "a dropped-spans warning" });
+      // The drops are reported by the first span that finds room again, once exports caught up.
+      await pollUntil(
+        () => {
+          tracer().startSpan("later").end();
+          return lines.some((l) => l.level === "warn" && /Dropped \d+ spans/.test(l.msg));
+        },
+        { timeoutMs: 10_000, intervalMs: 400, what: "a dropped-spans warning" },
+      );
     });
 
     test("the queue settings are checked at startup", () => {
