@@ -11,6 +11,7 @@ import { databaseHealth } from "./core/db/health.ts";
 import { Ingest } from "./core/ingest/index.ts";
 import { createLogger, type Logger } from "./core/log.ts";
 import { PostgresTransport } from "./core/queue/postgres/transport.ts";
+import { INGEST_SESSION } from "./core/events/sql.ts";
 import { TAKE_SESSION } from "./core/outbox/sql.ts";
 import { RabbitTransport } from "./core/queue/rabbitmq/transport.ts";
 import type { JobTransport } from "./core/queue/transport.ts";
@@ -81,7 +82,10 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
     await authenticator.start();
     const rateLimit = new IngestRateLimiter(sql, { logger: log });
     stops.push(() => authenticator.stop(), () => rateLimit.stop());
-    const ingest = new Ingest(sql, transport, config.ingest);
+    // Group commits go through connections of their own, one per commit in flight (INGEST_SESSION).
+    const ingestSql = createSql(config.database, { max: config.ingest.INGEST_GROUP_CONCURRENCY, connection: INGEST_SESSION });
+    stops.push(() => ingestSql.end({ timeout: 5 }));
+    const ingest = new Ingest(ingestSql, transport, config.ingest);
     httpApp = createApp({ config, sql, ingest, readiness, renderMetrics, log, authenticate: authenticator.authenticate, rateLimit, memory });
   } else {
     httpApp = createOpsApp({

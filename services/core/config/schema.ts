@@ -24,7 +24,7 @@ export const databaseSchema = z.object({
     .describe(
       "Postgres connection URL, like `postgres://postgres@127.0.0.1:5432/evently`; `migrate` creates the database if it is missing. Unset: `all` and `migrate` start an embedded Postgres (other roles refuse to start).",
     ),
-  DATABASE_POOL_MAX: int(10, 1, 200).describe("Connections per process."),
+  DATABASE_POOL_MAX: int(10, 1, 200).describe("Connections per process, besides a `LISTEN` connection and those of INGEST_GROUP_CONCURRENCY (api) and the Postgres transport's takes (worker)."),
   EVENTLY_DATA_DIR: z
     .string()
     .min(1)
@@ -140,7 +140,7 @@ export const ingestSchema = z.object({
   INGEST_GROUP_MAX_EVENTS: int(2000, 1, 50_000).describe(
     "Most events committed in one group-commit transaction.",
   ),
-  INGEST_GROUP_CONCURRENCY: int(2, 1, 32).describe("Group-commit transactions in flight at once."),
+  INGEST_GROUP_CONCURRENCY: int(2, 1, 32).describe("Group-commit transactions in flight at once, each on a connection of its own (besides DATABASE_POOL_MAX)."),
   INGEST_OVERLAP_MIN_EVENTS: int(32, 0, 50_000).describe(
     "Fewest events a group-commit transaction needs to start while another is in flight; fewer wait for it to end, so under load commits are fewer and fuller. Idle, an event still commits at once. 0: no least.",
   ),
