@@ -40,6 +40,11 @@ export function redactUrl(value: string): string {
   return `${prefix}${REDACTED}${url.href.slice(prefix.length + 1)}`;
 }
 
+/** Free text (an error message, say) with every URL in it passed through redactUrl. */
+export function redactUrlsIn(text: string): string {
+  return text.replace(/[a-z][a-z0-9+.-]*:\/\/[^\s"'<>]+/gi, (url) => redactUrl(url));
+}
+
 /** True when the URL's password is the marker, as in a URL read back from the API. */
 export function hasRedactedPassword(value: string): boolean {
   if (!URL.canParse(value)) return false;

@@ -1,5 +1,6 @@
 import { diag, DiagLogLevel, type DiagLogger } from "@opentelemetry/api";
 import type { Logger } from "../log.ts";
+import { redactUrlsIn } from "../redact.ts";
 
 // One line per kind of message per window: a collector that is down fails every export (several a
 // second under load), and the log should say so, not drown in it.
@@ -23,8 +24,9 @@ export function logTelemetryDiagnostics(log: Logger, now: () => number = Date.no
       return;
     }
     seen.set(kind, { loggedAt: at, suppressed: 0 });
-    const detail = args.map(describe).join(" ");
-    log[level](`telemetry: ${message}`, {
+    // An exporter's message may quote the collector's URL, credentials included.
+    const detail = redactUrlsIn(args.map(describe).join(" "));
+    log[level](`telemetry: ${redactUrlsIn(message)}`, {
       ...(detail ? { detail } : {}),
       ...(entry?.suppressed ? { repeatedSinceLastLine: entry.suppressed } : {}),
     });

@@ -39,6 +39,15 @@ describe("the OpenTelemetry SDK's diagnostics in the log", () => {
     ]);
   });
 
+  test("a collector URL's password in a message or its detail is redacted", () => {
+    const lines: Line[] = [];
+    const diag = logTelemetryDiagnostics(capturingLogger(lines));
+    diag.error("export to https://tenant:s3cret@collector.example/v1/traces failed", "retrying http://u:hunter2@10.0.0.1:4318/v1/traces");
+    expect(JSON.stringify(lines)).not.toMatch(/s3cret|hunter2/);
+    expect(lines[0]!.msg).toBe("telemetry: export to https://tenant:[redacted]@collector.example/v1/traces failed");
+    expect(lines[0]!.fields).toEqual({ detail: "retrying http://u:[redacted]@10.0.0.1:4318/v1/traces" });
+  });
+
   describe("from a running SDK", () => {
     let telemetry: Telemetry | undefined;
     let server: ReturnType<typeof Bun.serve> | undefined;
