@@ -1,3 +1,4 @@
+import "./allocator-start.ts";
 import { ConfigError, loadConfig } from "./core/config/index.ts";
 import { exitOnStartupError, openDatabase } from "./core/db/embedded.ts";
 import { migrate } from "./core/db/migrate.ts";
