@@ -10,8 +10,18 @@ import { chosen, openBench, pointOf, type CurveContext } from "./harness.ts";
  * stack's scratch database with set-based SQL in the shape the migrations give them: events of the
  * producer's application, each with one job for the endpoint the phases deliver to, ended
  * (delivered, one in a hundred dead after a final 4xx) and one attempt each, all older than any
- * event the phases publish. Then VACUUM ANALYZE, as a database that has lived with them would be.
+ * event the phases publish. Then VACUUM ANALYZE and a CHECKPOINT, as a database that has lived with
+ * them would be: analyzed, and its pages written, so a checkpoint the fill made due happens before
+ * the measurement, not in it. Each point also counts the checkpoints that started during its
+ * ingest phase, so a stall can be told from a slower ingest (a 10-million point once read a
+ * request p99 of 334 ms from two stalls, with nothing to tell which).
  */
+
+/** Checkpoints the server has started, requested or timed (pg_stat_bgwriter is cluster-wide). */
+async function checkpointsStarted(sql: postgres.Sql): Promise<number> {
+  const [row] = await sql<{ n: number }[]>`select (checkpoints_timed + checkpoints_req)::float8 as n from pg_stat_bgwriter`;
+  return row?.n ?? 0;
+}
 
 const HISTORY_SPAN_MS = 30 * 24 * 3600 * 1000;
 const CHUNK_ROWS = 500_000;
@@ -78,6 +88,7 @@ export async function runHistory(ctx: CurveContext): Promise<ScalingCurve> {
     for (const size of sizes) {
       let filledMs = 0;
       let vacuumMs = 0;
+      let checkpointMs = 0;
       if (size > rows) {
         const estimate = rows > 0 ? (spentMs / rows) * (size - rows) : 0;
         if (spentMs + estimate > fillBudgetMs) {
@@ -94,18 +105,29 @@ export async function runHistory(ctx: CurveContext): Promise<ScalingCurve> {
         const vacuumStarted = Date.now();
         await sql.unsafe("vacuum (analyze) events, jobs, attempts");
         vacuumMs = Date.now() - vacuumStarted;
-        spentMs += filledMs + vacuumMs;
+        const checkpointStarted = Date.now();
+        await sql.unsafe("checkpoint");
+        checkpointMs = Date.now() - checkpointStarted;
+        spentMs += filledMs + vacuumMs + checkpointMs;
         rows = size;
-        ctx.log(`history: filled to ${size.toLocaleString("en-US")} rows in ${(filledMs / 1000).toFixed(0)} s, VACUUM ANALYZE ${(vacuumMs / 1000).toFixed(0)} s`);
+        ctx.log(
+          `history: filled to ${size.toLocaleString("en-US")} rows in ${(filledMs / 1000).toFixed(0)} s, ` +
+            `VACUUM ANALYZE ${(vacuumMs / 1000).toFixed(0)} s, CHECKPOINT ${(checkpointMs / 1000).toFixed(0)} s`,
+        );
       }
+      const checkpointsBefore = await checkpointsStarted(sql);
       const ingest = await bench.measure(target, { ...phases[0]!, name: `history-${size}-ingest` });
+      const ingestCheckpoints = (await checkpointsStarted(sql)) - checkpointsBefore;
       const burst = await bench.measure(target, { ...phases[1]!, name: `history-${size}-burst` });
       const [db] = await sql<{ mib: number }[]>`select round(pg_database_size(current_database()) / 1048576.0)::float8 as mib`;
       const point = pointOf(burst, size, size === 0 ? "0" : `${size / 1_000_000}M`, idleCores, {
         ingestPerSecond: ingest.publish.eventsPerSecond,
         ingestP99Ms: ingest.publish.latencyMs.p99,
+        ingestCheckpoints,
         drainPerSecond: burst.delivery.drainPerSecond ?? 0,
-        ...(filledMs ? { fillSeconds: Math.round(filledMs / 1000), vacuumSeconds: Math.round(vacuumMs / 1000) } : {}),
+        ...(filledMs
+          ? { fillSeconds: Math.round(filledMs / 1000), vacuumSeconds: Math.round(vacuumMs / 1000), checkpointSeconds: Math.round(checkpointMs / 1000) }
+          : {}),
         databaseMiB: db?.mib ?? 0,
       });
       points.push({ ...point, phases: [ingest.spec.name, burst.spec.name] });
@@ -118,7 +140,8 @@ export async function runHistory(ctx: CurveContext): Promise<ScalingCurve> {
         "At each size: `ingest-single` (POST /events, 64 publishers, closed loop, delivery running) for the ingest rate and its request p99, then " +
         "`burst-batch` (POST /events/batch × 500, 8 publishers, delivery stopped) whose backlog is then drained: the drain rate is how fast workers claim and deliver. " +
         "Events/s, CPU per delivery and latency are the burst's (ingest and drain of the same events). Between sizes the history is written with set-based SQL " +
-        `(\`insert … select … from generate_series\`, ${CHUNK_ROWS.toLocaleString("en-US")} rows per statement) into the stack's database, then VACUUM ANALYZE; the fill and vacuum times are the database's, not Evently's. ` +
+        `(\`insert … select … from generate_series\`, ${CHUNK_ROWS.toLocaleString("en-US")} rows per statement) into the stack's database, then VACUUM ANALYZE and CHECKPOINT; the fill, vacuum and checkpoint times are the database's, not Evently's. ` +
+        "Checkpoints during ingest counts those the server started in the ingest phase (a stall there is the checkpoint's writes, not a slower ingest). " +
         (keysChecked
           ? "Foreign keys were checked row by row during the fill."
           : "Foreign-key triggers were off during the fill (`session_replication_role = replica`, as a bulk load does; the rows are made to satisfy them, and `--quick` fills with the checks on)."),
@@ -129,9 +152,11 @@ export async function runHistory(ctx: CurveContext): Promise<ScalingCurve> {
       columns: [
         { key: "ingestPerSecond", label: "Ingest, single (events/s)" },
         { key: "ingestP99Ms", label: "Ingest request p99 (ms)" },
+        { key: "ingestCheckpoints", label: "Checkpoints during ingest" },
         { key: "drainPerSecond", label: "Drain (deliveries/s)" },
         { key: "fillSeconds", label: "Fill (s)" },
         { key: "vacuumSeconds", label: "VACUUM ANALYZE (s)" },
+        { key: "checkpointSeconds", label: "CHECKPOINT (s)" },
         { key: "databaseMiB", label: "Database (MiB)" },
       ],
       notes,
