@@ -1,3 +1,6 @@
+// First: the bench runs with the allocator settings Evently's roles run with, and every process it
+// starts (roles, peers) inherits them, so every system measured runs on the same runtime settings.
+import "../../services/allocator-start.ts";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -227,6 +230,7 @@ const report: BenchReport = {
   finishedAt: new Date().toISOString(),
   quick,
   revision: revision(),
+  allocator: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("MIMALLOC_")) as [string, string][]),
   ceilings,
   runs,
   benchMemory: memoryOf(process.pid),

@@ -33,6 +33,8 @@ export interface BenchReport {
   quick: boolean;
   /** git describe of the tree measured, when available. */
   revision: string;
+  /** The native allocator's settings (MIMALLOC_*) of the bench, which every process it starts inherits. */
+  allocator?: Record<string, string>;
   ceilings: Ceilings | null;
   /** One run per transport measured, one after the other on the same machine. */
   runs: TransportRun[];
@@ -493,6 +495,9 @@ export function renderMarkdown(r: BenchReport): string {
     "",
     `Run ${r.startedAt} → ${r.finishedAt}, revision \`${r.revision}\`.`,
     r.ceilings ? `Machine: ${r.ceilings.host.cpus} CPUs, ${r.ceilings.host.memoryGiB} GiB, ${r.ceilings.host.platform}, Bun ${r.ceilings.host.bun}.` : "",
+    r.allocator && Object.keys(r.allocator).length
+      ? `Allocator, in every process (the bench, Evently's roles, the peers): ${Object.entries(r.allocator).map(([k, v]) => `\`${k}=${v}\``).join(", ")}.`
+      : "",
     `Queue transports measured, one after the other, each with its own stack and scratch database: ${r.runs.map((t) => `${TRANSPORT_NAME[t.transport]} (${t.stack.roles.join(", ")})`).join("; ") || "none"}.`,
     "Every role runs as its own process; Postgres, RabbitMQ, the sink and the load generator share the same machine, all over loopback.",
     "",
