@@ -127,7 +127,7 @@ export function budgetLines(runs: { transport: string; phases: { spec: { name: s
       `| --- | --- | ${phases.map(() => "---:").join(" | ")} |`,
       ...phases[0]!.budget!.stages.map(
         (stage, i) =>
-          `| ${stage.stage} | ${stage.means} | ${phases.map((p) => { const s = p.budget!.stages[i]!; return `${s.p50} / ${s.p90} / ${s.p99}`; }).join(" | ")} |`,
+          `| ${stage.stage} | ${stage.means} | ${phases.map((p) => { const s = p.budget!.stages[i]!; return s.p50 == null || Number.isNaN(s.p50) ? "– (none on this transport)" : `${s.p50} / ${s.p90} / ${s.p99}`; }).join(" | ")} |`,
       ),
       "",
     );
