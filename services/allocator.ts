@@ -1,6 +1,6 @@
 /**
- * The native allocator's settings, applied before anything else runs (allocator-start.ts, the entry
- * point's first import).
+ * The native allocator's settings, applied before anything else runs (main.ts, the entry point,
+ * applies them before it imports the program).
  *
  * Bun allocates its native memory (request and response bodies, the buffers postgres.js builds
  * for each statement, strings) with mimalloc, which by default hands freed memory back to the

@@ -35,7 +35,7 @@ export interface RunningRoles {
 export interface StartOptions {
   log?: Logger;
   telemetry?: Telemetry;
-  /** The roles are the process's only work (main.ts), so targets for the whole process apply (PROCESS_MEMORY_TARGET_BYTES). */
+  /** The roles are the process's only work (run-role.ts), so targets for the whole process apply (PROCESS_MEMORY_TARGET_BYTES). */
   ownProcess?: boolean;
 }
 
@@ -77,7 +77,7 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
   const adminKey = config.http.ADMIN_API_KEY;
   let httpApp;
   if (has("api")) {
-    if (!adminKey) throw new Error("the api role needs ADMIN_API_KEY (main.ts makes one for `all`)");
+    if (!adminKey) throw new Error("the api role needs ADMIN_API_KEY (run-role.ts makes one for `all`)");
     const authenticator = new Authenticator(sql, adminKey, log);
     await authenticator.start();
     const rateLimit = new IngestRateLimiter(sql, { logger: log });

@@ -1,6 +1,5 @@
-// First: the bench runs with the allocator settings Evently's roles run with, and every process it
-// starts (roles, peers) inherits them, so every system measured runs on the same runtime settings.
-import "../../services/allocator-start.ts";
+// First: every system measured runs on the same runtime settings (allocator-first.ts).
+import "./allocator-first.ts";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
