@@ -17,10 +17,10 @@
  * finds the setting absent starts itself again in place (`execve`: same pid, same arguments and
  * runtime flags) with it set. A value the operator set is kept, whatever it is.
  */
-export const ALLOCATOR_ENV: Readonly<Record<string, string>> = { MIMALLOC_PURGE_DELAY: "10000" };
+const ALLOCATOR_ENV: Readonly<Record<string, string>> = { MIMALLOC_PURGE_DELAY: "10000" };
 
-export function restartWithAllocatorSettings(env: NodeJS.ProcessEnv = process.env): void {
-  const missing = Object.entries(ALLOCATOR_ENV).filter(([name]) => env[name] === undefined);
+export function restartWithAllocatorSettings(): void {
+  const missing = Object.entries(ALLOCATOR_ENV).filter(([name]) => process.env[name] === undefined);
   if (missing.length === 0 || typeof process.execve !== "function") return;
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], { ...env, ...Object.fromEntries(missing) });
+  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, ...Object.fromEntries(missing) });
 }
