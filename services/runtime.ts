@@ -4,7 +4,7 @@ import { adminOnly } from "./http/auth.ts";
 import { IngestRateLimiter } from "./core/ratelimit/limiter.ts";
 import { createOpsApp } from "./http/server.ts";
 import type { Config } from "./core/config/index.ts";
-import { createSql, type Sql } from "./core/db/client.ts";
+import { createIndexOnlySql, createSql, type Sql } from "./core/db/client.ts";
 import { memoryTarget } from "./core/config/schema.ts";
 import { MemoryGuard } from "./core/memory-guard.ts";
 import { databaseHealth } from "./core/db/health.ts";
@@ -124,7 +124,7 @@ export function createTransport(config: Config, sql: Sql, log: Logger): JobTrans
   if (q.QUEUE_TRANSPORT === "rabbitmq") return new RabbitTransport({ ...q, AMQP_URL: q.AMQP_URL! }, sql, log, config.delivery.WORKER_PREFETCH);
   return new PostgresTransport(
     sql,
-    () => createSql(config.database, { max: 1, fetch_types: false, connection: TAKE_SESSION }),
+    () => createIndexOnlySql(config.database, 1, TAKE_SESSION),
     {
       pollIntervalMs: q.QUEUE_POLL_INTERVAL_MS,
       takeBatch: q.QUEUE_TAKE_BATCH,

@@ -1,7 +1,8 @@
 import { schedulePolicy } from "@evently/core/delivery/retry-policy.ts";
 import { SecretCipher } from "@evently/core/secrets/cipher.ts";
 import type { Config } from "@evently/core/config/index.ts";
-import type { Sql } from "@evently/core/db/client.ts";
+import { createIndexOnlySql, type Sql } from "@evently/core/db/client.ts";
+import { RECORD_SESSION } from "@evently/core/jobs/sql.ts";
 import type { Logger } from "@evently/core/log.ts";
 import type { MemoryGuard } from "@evently/core/memory-guard.ts";
 import { AddressPolicy } from "@evently/core/net/policy.ts";
@@ -21,7 +22,7 @@ import { DeliveryOutcomeLog } from "./delivery/outcome-log.ts";
 import { DeliveryPipeline } from "./delivery/pipeline.ts";
 import { LeaseKeeper } from "./delivery/leases.ts";
 import { PrepareStage } from "./delivery/prepare.ts";
-import { AttemptRecorder } from "./delivery/recorder.ts";
+import { AttemptRecorder, RECORDER_CONNECTIONS } from "./delivery/recorder.ts";
 import { SendStage } from "./delivery/sending.ts";
 import { EndpointCache } from "./endpoint-cache.ts";
 
@@ -83,7 +84,9 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
     leaseMs: () => d.WORKER_LEASE_MS,
     leases,
   });
-  const recorder = new AttemptRecorder(sql, log, { maxBatch: d.RECORD_BATCH_MAX, leases, deadLetters: transport.kind === "rabbitmq" });
+  // Attempt writes go through connections of their own, one per statement it can have running (RECORD_SESSION).
+  const recordSql = createIndexOnlySql(config.database, RECORDER_CONNECTIONS, RECORD_SESSION);
+  const recorder = new AttemptRecorder(recordSql, log, { maxBatch: d.RECORD_BATCH_MAX, leases, deadLetters: transport.kind === "rabbitmq" });
   const rules = {
     defaultPolicy: d.RETRY_POLICY ?? schedulePolicy(d.RETRY_SCHEDULE, d.RETRY_JITTER),
     retryAfter: { minMs: d.RETRY_AFTER_MIN_MS, maxMs: d.RETRY_AFTER_MAX_MS },
@@ -107,6 +110,7 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
     await circuit.stop();
     await leases.stop();
     recorder.stop();
+    await recordSql.end({ timeout: 5 });
     await rateLimiter.stop();
     await endpoints.stop();
   };

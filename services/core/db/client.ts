@@ -50,3 +50,32 @@ export const CONNECTION_SETTINGS: Record<string, string> = { application_name: "
  * claim. Saves the flush wait on the path to every delivery (about 0.3 ms idle here, more under load).
  */
 export const RELAXED_COMMIT = "relaxed_commit as (select set_config('synchronous_commit', 'off', true) as setting)";
+
+/**
+ * A small pool whose sessions disable sequential scans (TAKE_SESSION, RECORD_SESSION): its cached
+ * plans read every table by index whatever the statistics said when they were made. Such a session
+ * turned postgres.js's type lookup at connect, a catalog join, into 270-415 ms per connection, so
+ * the pool skips it; the lookup is how postgres.js learns to write array parameters, so the arrays
+ * these statements send (text, int and timestamptz) get serializers of their own.
+ */
+export function createIndexOnlySql(
+  config: Pick<Config["database"], "DATABASE_URL" | "DATABASE_POOL_MAX">,
+  max: number,
+  session: Record<string, string>,
+  overrides: Pick<postgres.Options<{}>, "onnotice"> = {},
+): Sql {
+  const array = (oid: number) => ({ to: oid, from: [] as number[], serialize: arrayLiteral, parse: (x: string) => x });
+  return createSql(config, {
+    ...overrides,
+    max,
+    fetch_types: false,
+    types: { textArray: array(1009), intArray: array(1007), timestamptzArray: array(1185) },
+    connection: session,
+  }) as unknown as Sql;
+}
+
+/** A one-dimensional Postgres array literal; every element quoted, so any text is safe. */
+export function arrayLiteral(values: unknown[]): string {
+  const element = (v: unknown) => (v === null || v === undefined ? "NULL" : `"${String(v).replace(/[\\"]/g, (c) => `\\${c}`)}"`);
+  return `{${values.map(element).join(",")}}`;
+}

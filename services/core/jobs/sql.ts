@@ -109,6 +109,20 @@ export interface JobOutcome {
 }
 
 /**
+ * The session settings of the connections recordOutcomes and deferJobs go through (the worker's
+ * recorder has a small pool of its own), as the Postgres transport's take has (TAKE_SESSION).
+ *
+ * Left to choose, Postgres planned the write afresh for every batch (a custom plan of seven CTEs)
+ * from statistics taken when `outbox` and `jobs` were small: the plans logged at 1,000 single
+ * events/s deleted each batch's lease entries by a sequential scan of the whole outbox, every
+ * write, and looked jobs up by a scan of `jobs` in one write of five, while both tables grew
+ * (the outbox by tens of thousands of dead entries) until the next ANALYZE. With sequential scans
+ * disabled, the one generic plan reads `jobs`, `attempts` and `outbox` by their primary keys
+ * whatever the statistics said when it was made, and is made once per connection.
+ */
+export const RECORD_SESSION: Record<string, string> = { enable_seqscan: "off", plan_cache_mode: "force_generic_plan" };
+
+/**
  * Records attempts and applies their outcomes to the jobs, in one statement (atomic, one round
  * trip); a scheduled retry also gets its outbox entry, and a finished job loses its `lease` entry
  * (the Postgres transport leaves one on every job it hands out; RabbitMQ only on redelivered ones). Idempotent: attempts already written are
@@ -157,8 +171,11 @@ export async function recordOutcomes(
       where ${options.deadLetters ?? false}::boolean and o.status = 'dead' and locked.status <> 'dead'
     ), finished as (
       -- The new status comes from updated, not from o: checked against o, each deleted entry
-      -- scanned all of o, a cost that grew with the square of the batch.
-      delete from outbox where job_id in (select id from updated where status <> 'scheduled') and reason = 'lease'
+      -- scanned all of o, a cost that grew with the square of the batch. Each entry is found by its
+      -- key from the array of ids, and the reason is a parameter: the generic plan (RECORD_SESSION)
+      -- cannot then read the partial index of lease entries, which it otherwise walked whole, every
+      -- job in flight, checking each against the batch.
+      delete from outbox where job_id = any (array(select id from updated where status <> 'scheduled')) and reason = ${"lease"}::text
         and job_id not in (select id from letters)
     ), entries as (
       insert into outbox (job_id, due_at, reason)

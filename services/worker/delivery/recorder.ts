@@ -21,6 +21,10 @@ const WRITE_OVERLAP_MIN = 32;
 // starts, so the wait is off the latency path: it holds a job's slot and its message a little
 // longer, and saves a statement per small batch. Measured at 1,000 deliveries/s: BENCHMARKS.md.
 const WRITE_MIN_INTERVAL_MS = 10;
+// Attempt writes in flight at once (the second one only with WRITE_OVERLAP_MIN outcomes).
+const WRITE_CONCURRENCY = 2;
+/** Statements a recorder can have running at once: its attempt writes and one deferral. */
+export const RECORDER_CONNECTIONS = WRITE_CONCURRENCY + 1;
 
 export interface RecordedAttempt {
   /** Null for an outcome reached without an attempt (expired, cancelled). */
@@ -53,7 +57,7 @@ export class AttemptRecorder {
   ) {
     this.attempts = new Batcher((items) => this.writeAll(items), {
       maxBatch: options.maxBatch,
-      concurrency: 2,
+      concurrency: WRITE_CONCURRENCY,
       overlapMinWeight: WRITE_OVERLAP_MIN,
       minIntervalMs: WRITE_MIN_INTERVAL_MS,
     });
