@@ -12,7 +12,6 @@ import { Ingest } from "./core/ingest/index.ts";
 import { createLogger, type Logger } from "./core/log.ts";
 import { PostgresTransport } from "./core/queue/postgres/transport.ts";
 import { INGEST_SESSION } from "./core/events/sql.ts";
-import { TAKE_SESSION } from "./core/outbox/sql.ts";
 import { RabbitTransport } from "./core/queue/rabbitmq/transport.ts";
 import type { JobTransport } from "./core/queue/transport.ts";
 import type { Telemetry } from "./core/telemetry/setup.ts";
@@ -121,10 +120,13 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
 
 export function createTransport(config: Config, sql: Sql, log: Logger): JobTransport {
   const q = config.queue;
-  if (q.QUEUE_TRANSPORT === "rabbitmq") return new RabbitTransport({ ...q, AMQP_URL: q.AMQP_URL! }, sql, log, config.delivery.WORKER_PREFETCH);
+  // A connection of its own for the transport's busiest statement, in INDEX_ONLY_SESSION: the fast
+  // path's outbox clears on RabbitMQ, the takes on Postgres; made only in a role that runs them.
+  const connectOwn = () => createIndexOnlySql(config.database, 1);
+  if (q.QUEUE_TRANSPORT === "rabbitmq") return new RabbitTransport({ ...q, AMQP_URL: q.AMQP_URL! }, sql, log, config.delivery.WORKER_PREFETCH, connectOwn);
   return new PostgresTransport(
     sql,
-    () => createIndexOnlySql(config.database, 1, TAKE_SESSION),
+    connectOwn,
     {
       pollIntervalMs: q.QUEUE_POLL_INTERVAL_MS,
       takeBatch: q.QUEUE_TAKE_BATCH,

@@ -1,8 +1,7 @@
 import { schedulePolicy } from "@evently/core/delivery/retry-policy.ts";
 import { SecretCipher } from "@evently/core/secrets/cipher.ts";
 import type { Config } from "@evently/core/config/index.ts";
-import { createIndexOnlySql, type Sql } from "@evently/core/db/client.ts";
-import { RECORD_SESSION } from "@evently/core/jobs/sql.ts";
+import { BATCH_SESSION, createIndexOnlySql, type Sql } from "@evently/core/db/client.ts";
 import type { Logger } from "@evently/core/log.ts";
 import type { MemoryGuard } from "@evently/core/memory-guard.ts";
 import { AddressPolicy } from "@evently/core/net/policy.ts";
@@ -21,7 +20,7 @@ import { DeliveryLimiter } from "./delivery/limiter.ts";
 import { DeliveryOutcomeLog } from "./delivery/outcome-log.ts";
 import { DeliveryPipeline } from "./delivery/pipeline.ts";
 import { LeaseKeeper } from "./delivery/leases.ts";
-import { PrepareStage } from "./delivery/prepare.ts";
+import { CLAIM_CONNECTIONS, PrepareStage } from "./delivery/prepare.ts";
 import { AttemptRecorder, RECORDER_CONNECTIONS } from "./delivery/recorder.ts";
 import { SendStage } from "./delivery/sending.ts";
 import { EndpointCache } from "./endpoint-cache.ts";
@@ -78,15 +77,16 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
   await circuit.start();
   // The circuit after ordering (a probe must be a job that may go) and before the rate limit.
   const checks = [ttlCheck, endpointStateCheck(PAUSED_HOLD_MS), orderingCheck(sql, log), circuit, rateLimitCheck(rateLimiter)];
-  const prepare = new PrepareStage(sql, endpoints, checks, {
+  // Claims and attempt writes go through connections of their own, one per statement they can have
+  // running at once (BATCH_SESSION: their cached plans read every table by index, once).
+  const deliverySql = createIndexOnlySql(config.database, CLAIM_CONNECTIONS + RECORDER_CONNECTIONS, { session: BATCH_SESSION });
+  const prepare = new PrepareStage(deliverySql, endpoints, checks, {
     claimBatch: d.RECORD_BATCH_MAX,
     claimTimeoutMs: d.WORKER_CLAIM_TIMEOUT_MS,
     leaseMs: () => d.WORKER_LEASE_MS,
     leases,
   });
-  // Attempt writes go through connections of their own, one per statement it can have running (RECORD_SESSION).
-  const recordSql = createIndexOnlySql(config.database, RECORDER_CONNECTIONS, RECORD_SESSION);
-  const recorder = new AttemptRecorder(recordSql, log, { maxBatch: d.RECORD_BATCH_MAX, leases, deadLetters: transport.kind === "rabbitmq" });
+  const recorder = new AttemptRecorder(deliverySql, log, { maxBatch: d.RECORD_BATCH_MAX, leases, deadLetters: transport.kind === "rabbitmq" });
   const rules = {
     defaultPolicy: d.RETRY_POLICY ?? schedulePolicy(d.RETRY_SCHEDULE, d.RETRY_JITTER),
     retryAfter: { minMs: d.RETRY_AFTER_MIN_MS, maxMs: d.RETRY_AFTER_MAX_MS },
@@ -110,7 +110,7 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
     await circuit.stop();
     await leases.stop();
     recorder.stop();
-    await recordSql.end({ timeout: 5 });
+    await deliverySql.end({ timeout: 5 });
     await rateLimiter.stop();
     await endpoints.stop();
   };

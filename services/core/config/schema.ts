@@ -24,7 +24,7 @@ export const databaseSchema = z.object({
     .describe(
       "Postgres connection URL, like `postgres://postgres@127.0.0.1:5432/evently`; `migrate` creates the database if it is missing. Unset: `all` and `migrate` start an embedded Postgres (other roles refuse to start).",
     ),
-  DATABASE_POOL_MAX: int(10, 1, 200).describe("Connections per process, besides a `LISTEN` connection and those of INGEST_GROUP_CONCURRENCY (api), and the worker's attempt writes (3) and, on the Postgres transport, its takes (1)."),
+  DATABASE_POOL_MAX: int(10, 1, 200).describe("Connections per process, besides a `LISTEN` connection and those of INGEST_GROUP_CONCURRENCY (api), with RabbitMQ the api's outbox clears (1), and the worker's claims and attempt writes (5) and, on the Postgres transport, its takes (1)."),
   EVENTLY_DATA_DIR: z
     .string()
     .min(1)

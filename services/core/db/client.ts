@@ -52,17 +52,40 @@ export const CONNECTION_SETTINGS: Record<string, string> = { application_name: "
 export const RELAXED_COMMIT = "relaxed_commit as (select set_config('synchronous_commit', 'off', true) as setting)";
 
 /**
- * A small pool whose sessions disable sequential scans (TAKE_SESSION, RECORD_SESSION): its cached
- * plans read every table by index whatever the statistics said when they were made. Such a session
- * turned postgres.js's type lookup at connect, a catalog join, into 270-415 ms per connection, so
- * the pool skips it; the lookup is how postgres.js learns to write array parameters, so the arrays
- * these statements send (text, int and timestamptz) get serializers of their own.
+ * The session of the pools the delivery path's statements run in (createIndexOnlySql): the
+ * Postgres transport's take, the fast path's outbox clear, the worker's claims and attempt writes
+ * (in BATCH_SESSION, which adds to it).
+ * Each runs hundreds of times a second from a cached plan, and a plan is made once, from the
+ * statistics of that moment, typically while `outbox` is empty and `jobs` small; both then grow or
+ * churn (tens of thousands of dead outbox entries between two ANALYZEs at 1,000 events/s, a
+ * million in a backlog). Made that way, their plans scanned the whole outbox or `jobs` on every
+ * run (the statements' comments say what each did). With sequential scans disabled, a plan reads
+ * every table through the index its statement was written for, whatever the statistics said;
+ * forcing the generic plan makes it once per connection instead of planning every call.
+ */
+export const INDEX_ONLY_SESSION: Record<string, string> = { enable_seqscan: "off", plan_cache_mode: "force_generic_plan" };
+
+/**
+ * INDEX_ONLY_SESSION without nested loops, for statements that read every table only through the
+ * array of keys they were given (the worker's claims, attempt writes and deferrals). A generic plan
+ * takes each array for 10 elements, so it joined a batch's rows by nested loops: rescanning a CTE
+ * for every row, or probing `jobs` for every row by the row's key and the whole array again, which
+ * the index re-reads and sorts on each probe. Both grow with the square of the batch; logged in a
+ * backlog's drain, a claim of 500 jobs took 147 ms, 137 of them in that loop. Joined by hash, each
+ * table is read once.
+ */
+export const BATCH_SESSION: Record<string, string> = { ...INDEX_ONLY_SESSION, enable_nestloop: "off" };
+
+/**
+ * A small pool in INDEX_ONLY_SESSION, or a session with more settings off (BATCH_SESSION). Such a
+ * session turned postgres.js's type lookup at connect, a catalog join, into 270-415 ms per
+ * connection, so the pool skips it; the lookup is how postgres.js learns to write array parameters,
+ * so the arrays these statements send (text, int and timestamptz) get serializers of their own.
  */
 export function createIndexOnlySql(
   config: Pick<Config["database"], "DATABASE_URL" | "DATABASE_POOL_MAX">,
   max: number,
-  session: Record<string, string>,
-  overrides: Pick<postgres.Options<{}>, "onnotice"> = {},
+  { session = INDEX_ONLY_SESSION, ...overrides }: Pick<postgres.Options<{}>, "onnotice"> & { session?: Record<string, string> } = {},
 ): Sql {
   const array = (oid: number) => ({ to: oid, from: [] as number[], serialize: arrayLiteral, parse: (x: string) => x });
   return createSql(config, {

@@ -28,7 +28,9 @@ export interface ClaimRequest {
  * often one RabbitMQ redelivered because its worker died, so the job gets a `lease` outbox entry:
  * when the claim lapses, the job is offered again (by the dispatcher, or taken by a Postgres-transport
  * worker) unless it finished meanwhile. Its commit does not wait for the WAL flush (RELAXED_COMMIT):
- * a claim lost in a database crash only offers the job again.
+ * a claim lost in a database crash only offers the job again. The worker runs it in BATCH_SESSION
+ * (db/client.ts): with plans of its own choosing it scanned `jobs` in one claim of five, logged at
+ * 1,000 events/s on the RabbitMQ transport.
  */
 export async function claimJobs(sql: Sql, claims: ClaimRequest[]): Promise<Set<string>> {
   if (claims.length === 0) return new Set();
@@ -37,12 +39,17 @@ export async function claimJobs(sql: Sql, claims: ClaimRequest[]): Promise<Set<s
       select * from unnest(${claims.map((c) => c.jobId)}::text[], ${claims.map((c) => c.attempt)}::int[],
                            ${claims.map((c) => c.leaseMs)}::int[]) as c (id, attempt, lease_ms)
     ), locked as (
-      select j.id, j.status, j.next_attempt_at, j.attempt_count from jobs j join c on c.id = j.id order by j.id for update of j
+      -- By the array of ids, each job is found by its key: joined to c, the generic plan merged c
+      -- with a walk of the whole primary key.
+      select j.id, j.status, j.next_attempt_at, j.attempt_count from jobs j
+      where j.id = any (${claims.map((c) => c.jobId)}::text[]) order by j.id for update of j
     ), claimed as (
       update jobs j
       set status = 'delivering', next_attempt_at = now() + c.lease_ms * interval '1 millisecond', updated_at = now()
       from c, locked
       where j.id = c.id and locked.id = j.id and locked.attempt_count = c.attempt
+        -- The ids again, as a condition on jobs' key (see recordOutcomes' update).
+        and j.id = any (${claims.map((c) => c.jobId)}::text[])
         and (locked.status in ('pending', 'scheduled') or (locked.status = 'delivering' and locked.next_attempt_at <= now()))
       returning j.id
     ), guarded as (
@@ -73,10 +80,12 @@ export async function deferJobs(sql: Sql, deferrals: Deferral[]): Promise<void> 
     with d as (
       select * from unnest(${deferrals.map((d) => d.jobId)}::text[], ${deferrals.map((d) => Math.round(d.delayMs))}::int[]) as d (id, delay_ms)
     ), locked as (
-      select j.id from jobs j join d on d.id = j.id where j.status = 'delivering' order by j.id for update of j
+      -- By the array of ids (see claimJobs): joined to d, the generic plan walked the whole primary key.
+      select j.id from jobs j where j.id = any (${deferrals.map((d) => d.jobId)}::text[]) and j.status = 'delivering'
+      order by j.id for update of j
     ), deferred as (
       update jobs j set status = 'scheduled', next_attempt_at = now() + d.delay_ms * interval '1 millisecond', updated_at = now()
-      from locked, d where j.id = locked.id and d.id = j.id
+      from locked, d where j.id = locked.id and d.id = j.id and j.id = any (${deferrals.map((d) => d.jobId)}::text[])
       returning j.id, j.next_attempt_at
     ), entries as (
       insert into outbox (job_id, due_at, reason)
@@ -109,20 +118,6 @@ export interface JobOutcome {
 }
 
 /**
- * The session settings of the connections recordOutcomes and deferJobs go through (the worker's
- * recorder has a small pool of its own), as the Postgres transport's take has (TAKE_SESSION).
- *
- * Left to choose, Postgres planned the write afresh for every batch (a custom plan of seven CTEs)
- * from statistics taken when `outbox` and `jobs` were small: the plans logged at 1,000 single
- * events/s deleted each batch's lease entries by a sequential scan of the whole outbox, every
- * write, and looked jobs up by a scan of `jobs` in one write of five, while both tables grew
- * (the outbox by tens of thousands of dead entries) until the next ANALYZE. With sequential scans
- * disabled, the one generic plan reads `jobs`, `attempts` and `outbox` by their primary keys
- * whatever the statistics said when it was made, and is made once per connection.
- */
-export const RECORD_SESSION: Record<string, string> = { enable_seqscan: "off", plan_cache_mode: "force_generic_plan" };
-
-/**
  * Records attempts and applies their outcomes to the jobs, in one statement (atomic, one round
  * trip); a scheduled retry also gets its outbox entry, and a finished job loses its `lease` entry
  * (the Postgres transport leaves one on every job it hands out; RabbitMQ only on redelivered ones). Idempotent: attempts already written are
@@ -140,6 +135,10 @@ export async function recordOutcomes(
   outcomes: JobOutcome[],
   options: { deadLetters?: boolean } = {},
 ): Promise<void> {
+  // The worker runs this, and deferJobs, in BATCH_SESSION (db/client.ts; its recorder's pool).
+  // Left to choose, Postgres planned each write afresh (seven CTEs) from statistics taken when
+  // `outbox` and `jobs` were small: the plans logged at 1,000 single events/s deleted each batch's
+  // lease entries by a scan of the whole outbox, every write, and scanned `jobs` in one of five.
   if (outcomes.length === 0 && attempts.length === 0) return;
   await sql`
     with o as (
@@ -165,14 +164,18 @@ export async function recordOutcomes(
           updated_at = now()
       from o, locked
       where j.id = o.id and locked.id = j.id
-      returning j.id, j.status
+        -- The ids again, as a condition on jobs' key: with only the joins, a generic plan made while
+        -- jobs was tiny could merge them with a walk of the whole primary key, the cheapest way
+        -- then and the slowest once jobs has grown.
+        and j.id = any (${outcomes.map((o) => o.jobId)}::text[])
+      returning j.id, j.status, j.next_attempt_at
     ), letters as (
       select o.id, o.attempted_at from o join locked on locked.id = o.id
       where ${options.deadLetters ?? false}::boolean and o.status = 'dead' and locked.status <> 'dead'
     ), finished as (
       -- The new status comes from updated, not from o: checked against o, each deleted entry
       -- scanned all of o, a cost that grew with the square of the batch. Each entry is found by its
-      -- key from the array of ids, and the reason is a parameter: the generic plan (RECORD_SESSION)
+      -- key from the array of ids, and the reason is a parameter: the generic plan (BATCH_SESSION)
       -- cannot then read the partial index of lease entries, which it otherwise walked whole, every
       -- job in flight, checking each against the batch.
       delete from outbox where job_id = any (array(select id from updated where status <> 'scheduled')) and reason = ${"lease"}::text
@@ -180,7 +183,9 @@ export async function recordOutcomes(
     ), entries as (
       insert into outbox (job_id, due_at, reason)
       select distinct on (id) id, due_at, reason from (
-        select o.id, o.next_attempt_at as due_at, 'retry' as reason from o join updated on updated.id = o.id where o.status = 'scheduled'
+        -- From updated alone (it set both from o): joined back to o, the generic plan compared
+        -- every scheduled outcome with every updated job.
+        select id, next_attempt_at as due_at, 'retry' as reason from updated where status = 'scheduled'
         union all
         select id, attempted_at, 'dead_letter' from letters
       ) due

@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
-import { createSql, type Sql } from "../../core/db/client.ts";
-import { TAKE_DUE_JOBS, TAKE_SESSION, takeDueJobs } from "../../core/outbox/sql.ts";
+import { createIndexOnlySql, createSql, type Sql } from "../../core/db/client.ts";
+import { TAKE_DUE_JOBS, takeDueJobs } from "../../core/outbox/sql.ts";
 import { hookUrl, startApi, type TestApi } from "../api/harness.ts";
 
 /**
  * How the Postgres transport's take is planned. It runs from one cached generic plan on a connection
- * with TAKE_SESSION's settings, and that plan is made once, typically while the outbox is empty:
+ * in INDEX_ONLY_SESSION, and that plan is made once, typically while the outbox is empty:
  * it must not read tables that only grow (jobs, events) nor the churning outbox by a scan, nor
  * compare every taken entry with every other, when a backlog comes later.
  */
@@ -17,7 +17,7 @@ let endpointId: string;
 
 beforeAll(async () => {
   api = await startApi();
-  take = createSql(api.config.database, { max: 1, fetch_types: false, connection: TAKE_SESSION });
+  take = createIndexOnlySql(api.config.database, 1);
   endpointId = (await api.request("POST", "/endpoints", { body: { url: hookUrl(), eventTypes: ["take.*"] } })).body.id;
 });
 afterAll(async () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
 import type { Config } from "../../core/config/index.ts";
-import { createSql, type Sql } from "../../core/db/client.ts";
+import { createIndexOnlySql, createSql, type Sql } from "../../core/db/client.ts";
 import { insertEndpoint } from "../../core/endpoints/sql.ts";
 import { newId } from "../../core/ids.ts";
 import { Ingest } from "../../core/ingest/index.ts";
@@ -9,7 +9,6 @@ import { silentLogger } from "../../core/log.ts";
 import type { DeliveryMessage, JobMessage } from "../../core/queue/messages.ts";
 import type { JobTransport, Received } from "../../core/queue/transport.ts";
 import { insertRoute } from "../../core/routes/sql.ts";
-import { TAKE_SESSION } from "../../core/outbox/sql.ts";
 import { PostgresTransport } from "../../core/queue/postgres/transport.ts";
 import { createTransport } from "../../runtime.ts";
 import { pollUntil } from "../support/poll.ts";
@@ -160,7 +159,7 @@ describe("the Postgres transport's consumer", () => {
    */
   function countedTransport(maxInFlight: number): { transport: PostgresTransport; ingest: Ingest } {
     const connectTakes = () => {
-      const takeSql = createSql(config.database, { max: 1, fetch_types: false, connection: { application_name: "evently-test", ...TAKE_SESSION } });
+      const takeSql = createIndexOnlySql(config.database, 1);
       return new Proxy(takeSql, {
         get: (target, key, receiver) =>
           key === "unsafe" ? (...args: Parameters<Sql["unsafe"]>) => (takes++, target.unsafe(...args)) : Reflect.get(target, key, receiver),

@@ -11,6 +11,8 @@ import type { LeaseKeeper } from "./leases.ts";
 // A second claim starts beside a running one only with this many jobs; fewer wait for it to end, as
 // the attempt writes do (recorder.ts). Measured at 1,000 and 2,000 deliveries/s: BENCHMARKS.md.
 const CLAIM_OVERLAP_MIN = 32;
+/** Claims in flight at once (the second one only with CLAIM_OVERLAP_MIN jobs). */
+export const CLAIM_CONNECTIONS = 2;
 
 export interface PrepareOptions {
   claimBatch: number;
@@ -49,7 +51,7 @@ export class PrepareStage {
         const claimed = await withDeadline(claimJobs(sql, requests), options.claimTimeoutMs, "claim");
         return requests.map((r) => claimed.has(r.jobId));
       },
-      { maxBatch: options.claimBatch, concurrency: 2, overlapMinWeight: CLAIM_OVERLAP_MIN },
+      { maxBatch: options.claimBatch, concurrency: CLAIM_CONNECTIONS, overlapMinWeight: CLAIM_OVERLAP_MIN },
     );
   }
 

@@ -46,8 +46,8 @@ export class PostgresTransport implements JobTransport {
 
   /**
    * @param sql the process's pool: listening, the depth gauge.
-   * @param connectTakes makes the connection a consumer takes through, with TAKE_SESSION's settings
-   *   (outbox/sql.ts); only a role that consumes makes one.
+   * @param connectTakes makes the connection a consumer takes through, in INDEX_ONLY_SESSION
+   *   (db/client.ts); only a role that consumes makes one.
    */
   constructor(
     private readonly sql: Sql,
@@ -108,7 +108,7 @@ class OutboxConsumer {
   private readonly retries: RetryBudget | undefined;
   private lapsedLookedAt = 0;
 
-  /** The one connection takes go through, so their cached plan is made once (TAKE_SESSION). */
+  /** The one connection takes go through, so their cached plan is made once (INDEX_ONLY_SESSION). */
   private takeSql: Sql;
 
   constructor(

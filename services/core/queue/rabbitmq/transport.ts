@@ -33,12 +33,21 @@ export class RabbitTransport implements JobTransport {
    * inserts; an entry left a few milliseconds longer is far within the sweeper's grace.
    */
   private readonly clears: Batcher<string[], void>;
+  /** Where the clears run, made at the first one (connectClears), so only a role that publishes has it. */
+  private clearSql: Sql | undefined;
 
+  /**
+   * @param sql the process's pool; the clears run in it unless `connectClears` is given.
+   * @param connectClears makes the connection the fast path's outbox clears run in: runtime.ts
+   *   makes one in INDEX_ONLY_SESSION (db/client.ts; outbox/sql.ts `clearPublished` says why).
+   *   The transport ends it when it stops.
+   */
   constructor(
     private readonly config: Config["queue"] & { AMQP_URL: string },
     private readonly sql: Sql,
     private readonly log: Logger,
     private readonly prefetch = 64,
+    private readonly connectClears?: () => Sql,
   ) {
     this.publishGraceMs = config.AMQP_PUBLISH_GRACE_MS;
     this.broker = new BrokerConnection(config.AMQP_URL, log);
@@ -46,7 +55,7 @@ export class RabbitTransport implements JobTransport {
     this.publisher = new ConfirmPublisher(this.broker, this.topology);
     this.clears = new Batcher<string[], void>(
       async (lists) => {
-        await clearPublished(this.sql, lists.flat());
+        await clearPublished((this.clearSql ??= this.connectClears?.() ?? this.sql), lists.flat());
         return lists.map(() => undefined);
       },
       { maxBatch: CLEAR_BATCH_MAX_JOBS, concurrency: 1, weight: (jobIds) => jobIds.length },
@@ -130,5 +139,6 @@ export class RabbitTransport implements JobTransport {
     // Channels before the connection, so pending confirms and acks are not lost.
     await this.publisher.close();
     await this.broker.close();
+    if (this.connectClears && this.clearSql) await this.clearSql.end({ timeout: 5 });
   }
 }
