@@ -54,12 +54,11 @@ export const RELAXED_COMMIT = "relaxed_commit as (select set_config('synchronous
 /**
  * The session of the pools the delivery path's statements run in (createIndexOnlySql): the
  * Postgres transport's take, the fast path's outbox clear, the worker's claims and attempt writes
- * (in BATCH_SESSION, which adds to it).
- * Each runs hundreds of times a second from a cached plan, and a plan is made once, from the
- * statistics of that moment, typically while `outbox` is empty and `jobs` small; both then grow or
- * churn (tens of thousands of dead outbox entries between two ANALYZEs at 1,000 events/s, a
- * million in a backlog). Made that way, their plans scanned the whole outbox or `jobs` on every
- * run (the statements' comments say what each did). With sequential scans disabled, a plan reads
+ * (in BATCH_SESSION, which adds to it). Each runs hundreds of times a second from a cached plan,
+ * and a plan is made once, from the statistics of that moment, typically while `outbox` is empty
+ * and `jobs` small; both then grow or churn (tens of thousands of dead outbox entries between two
+ * ANALYZEs at 1,000 events/s, a million in a backlog). Made that way, their plans scanned the whole
+ * outbox or `jobs`, in some runs or in every one (the statements' comments say what each did). With sequential scans disabled, a plan reads
  * every table through the index its statement was written for, whatever the statistics said;
  * forcing the generic plan makes it once per connection instead of planning every call.
  */

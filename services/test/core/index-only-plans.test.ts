@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type postgres from "postgres";
 import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
 import type { AttemptRow } from "../../core/attempts/sql.ts";
-import type postgres from "postgres";
 import { BATCH_SESSION, createIndexOnlySql, type Sql } from "../../core/db/client.ts";
 import { claimJobs, deferJobs, recordOutcomes, type JobOutcome } from "../../core/jobs/sql.ts";
 import { clearPublished } from "../../core/outbox/sql.ts";
