@@ -58,9 +58,10 @@ export const RELAXED_COMMIT = "relaxed_commit as (select set_config('synchronous
  * and a plan is made once, from the statistics of that moment, typically while `outbox` is empty
  * and `jobs` small; both then grow or churn (tens of thousands of dead outbox entries between two
  * ANALYZEs at 1,000 events/s, a million in a backlog). Made that way, their plans scanned the whole
- * outbox or `jobs`, in some runs or in every one (the statements' comments say what each did). With sequential scans disabled, a plan reads
- * every table through the index its statement was written for, whatever the statistics said;
- * forcing the generic plan makes it once per connection instead of planning every call.
+ * outbox or `jobs`, in some runs or in every one (the statements' comments say what each did).
+ * With sequential scans disabled, a plan reads every table through the index its statement was
+ * written for, whatever the statistics said; forcing the generic plan makes it once per
+ * connection instead of planning every call.
  */
 export const INDEX_ONLY_SESSION: Record<string, string> = { enable_seqscan: "off", plan_cache_mode: "force_generic_plan" };
 

@@ -34,22 +34,23 @@ export interface ClaimRequest {
  */
 export async function claimJobs(sql: Sql, claims: ClaimRequest[]): Promise<Set<string>> {
   if (claims.length === 0) return new Set();
+  const ids = claims.map((c) => c.jobId);
   const rows = await sql<{ id: string }[]>`
     with c as (
-      select * from unnest(${claims.map((c) => c.jobId)}::text[], ${claims.map((c) => c.attempt)}::int[],
+      select * from unnest(${ids}::text[], ${claims.map((c) => c.attempt)}::int[],
                            ${claims.map((c) => c.leaseMs)}::int[]) as c (id, attempt, lease_ms)
     ), locked as (
       -- By the array of ids, each job is found by its key: joined to c, the generic plan merged c
       -- with a walk of the whole primary key.
       select j.id, j.status, j.next_attempt_at, j.attempt_count from jobs j
-      where j.id = any (${claims.map((c) => c.jobId)}::text[]) order by j.id for update of j
+      where j.id = any (${ids}::text[]) order by j.id for update of j
     ), claimed as (
       update jobs j
       set status = 'delivering', next_attempt_at = now() + c.lease_ms * interval '1 millisecond', updated_at = now()
       from c, locked
       where j.id = c.id and locked.id = j.id and locked.attempt_count = c.attempt
         -- The ids again, as a condition on jobs' key (see recordOutcomes' update).
-        and j.id = any (${claims.map((c) => c.jobId)}::text[])
+        and j.id = any (${ids}::text[])
         and (locked.status in ('pending', 'scheduled') or (locked.status = 'delivering' and locked.next_attempt_at <= now()))
       returning j.id
     ), guarded as (
@@ -76,16 +77,17 @@ export interface Deferral {
  */
 export async function deferJobs(sql: Sql, deferrals: Deferral[]): Promise<void> {
   if (deferrals.length === 0) return;
+  const ids = deferrals.map((d) => d.jobId);
   await sql`
     with d as (
-      select * from unnest(${deferrals.map((d) => d.jobId)}::text[], ${deferrals.map((d) => Math.round(d.delayMs))}::int[]) as d (id, delay_ms)
+      select * from unnest(${ids}::text[], ${deferrals.map((d) => Math.round(d.delayMs))}::int[]) as d (id, delay_ms)
     ), locked as (
       -- By the array of ids (see claimJobs): joined to d, the generic plan walked the whole primary key.
-      select j.id from jobs j where j.id = any (${deferrals.map((d) => d.jobId)}::text[]) and j.status = 'delivering'
+      select j.id from jobs j where j.id = any (${ids}::text[]) and j.status = 'delivering'
       order by j.id for update of j
     ), deferred as (
       update jobs j set status = 'scheduled', next_attempt_at = now() + d.delay_ms * interval '1 millisecond', updated_at = now()
-      from locked, d where j.id = locked.id and d.id = j.id and j.id = any (${deferrals.map((d) => d.jobId)}::text[])
+      from locked, d where j.id = locked.id and d.id = j.id and j.id = any (${ids}::text[])
       returning j.id, j.next_attempt_at
     ), entries as (
       insert into outbox (job_id, due_at, reason)
@@ -140,16 +142,17 @@ export async function recordOutcomes(
   // `outbox` and `jobs` were small: the plans logged at 1,000 single events/s deleted each batch's
   // lease entries by a scan of the whole outbox, every write, and scanned `jobs` in one of five.
   if (outcomes.length === 0 && attempts.length === 0) return;
+  const ids = outcomes.map((o) => o.jobId);
   await sql`
     with o as (
-      select * from unnest(${outcomes.map((o) => o.jobId)}::text[], ${outcomes.map((o) => o.status)}::text[],
+      select * from unnest(${ids}::text[], ${outcomes.map((o) => o.status)}::text[],
                            ${outcomes.map((o) => o.attemptNumber)}::int[],
                            ${outcomes.map((o) => o.nextAttemptAt?.toISOString() ?? null)}::timestamptz[],
                            ${outcomes.map((o) => o.attemptedAt.toISOString())}::timestamptz[],
                            ${outcomes.map((o) => o.endReason)}::text[])
         as o (id, status, attempt_number, next_attempt_at, attempted_at, end_reason)
     ), locked as (
-      select j.id, j.status from jobs j where j.id = any (${[...new Set([...outcomes.map((o) => o.jobId), ...attempts.map((a) => a.jobId)])]}::text[])
+      select j.id, j.status from jobs j where j.id = any (${[...new Set([...ids, ...attempts.map((a) => a.jobId)])]}::text[])
       order by j.id for update of j
     ), written as (
       ${attemptsInsert(sql, attempts, sql.unsafe("select id from locked"))}
@@ -167,7 +170,7 @@ export async function recordOutcomes(
         -- The ids again, as a condition on jobs' key: with only the joins, a generic plan made while
         -- jobs was tiny could merge them with a walk of the whole primary key, the cheapest way
         -- then and the slowest once jobs has grown.
-        and j.id = any (${outcomes.map((o) => o.jobId)}::text[])
+        and j.id = any (${ids}::text[])
       returning j.id, j.status, j.next_attempt_at
     ), letters as (
       select o.id, o.attempted_at from o join locked on locked.id = o.id

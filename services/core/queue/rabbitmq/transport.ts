@@ -33,8 +33,8 @@ export class RabbitTransport implements JobTransport {
    * inserts; an entry left a few milliseconds longer is far within the sweeper's grace.
    */
   private readonly clears: Batcher<string[], void>;
-  /** Where the clears run, made at the first one (connectClears), so only a role that publishes has it. */
-  private clearSql: Sql | undefined;
+  /** The clears' own connection (connectClears), made at the first clear, so only a role that publishes has it. */
+  private ownClearSql: Sql | undefined;
 
   /**
    * @param sql the process's pool; the clears run in it unless `connectClears` is given.
@@ -55,7 +55,8 @@ export class RabbitTransport implements JobTransport {
     this.publisher = new ConfirmPublisher(this.broker, this.topology);
     this.clears = new Batcher<string[], void>(
       async (lists) => {
-        await clearPublished((this.clearSql ??= this.connectClears?.() ?? this.sql), lists.flat());
+        const sql = this.connectClears ? (this.ownClearSql ??= this.connectClears()) : this.sql;
+        await clearPublished(sql, lists.flat());
         return lists.map(() => undefined);
       },
       { maxBatch: CLEAR_BATCH_MAX_JOBS, concurrency: 1, weight: (jobIds) => jobIds.length },
@@ -139,6 +140,6 @@ export class RabbitTransport implements JobTransport {
     // Channels before the connection, so pending confirms and acks are not lost.
     await this.publisher.close();
     await this.broker.close();
-    if (this.connectClears && this.clearSql) await this.clearSql.end({ timeout: 5 });
+    await this.ownClearSql?.end({ timeout: 5 });
   }
 }
