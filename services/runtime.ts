@@ -51,7 +51,7 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
   const has = (r: Role) => role === "all" || role === r;
   // Binds the instruments (and with them every role's process gauges: memory, event-loop lag).
   startSeries({ api: has("api"), worker: has("worker"), dispatcher: has("dispatcher") }, config.queue.QUEUE_TRANSPORT === "rabbitmq");
-  const sql = createSql(config.database);
+  const sql = createSql(config.database, { pool: role });
   const transport = createTransport(config, sql, log);
   await transport.start(BROKER_WAIT_MS);
   const stops: (() => Promise<void>)[] = [() => transport.stop()];
@@ -82,7 +82,7 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
     const rateLimit = new IngestRateLimiter(sql, { logger: log });
     stops.push(() => authenticator.stop(), () => rateLimit.stop());
     // Group commits go through connections of their own, one per commit in flight (INGEST_SESSION).
-    const ingestSql = createSql(config.database, { max: config.ingest.INGEST_GROUP_CONCURRENCY, connection: INGEST_SESSION });
+    const ingestSql = createSql(config.database, { pool: "ingest", max: config.ingest.INGEST_GROUP_CONCURRENCY, connection: INGEST_SESSION });
     stops.push(() => ingestSql.end({ timeout: 5 }));
     const ingest = new Ingest(ingestSql, transport, config.ingest);
     httpApp = createApp({ config, sql, ingest, readiness, renderMetrics, log, authenticate: authenticator.authenticate, rateLimit, memory });
@@ -122,11 +122,12 @@ export function createTransport(config: Config, sql: Sql, log: Logger): JobTrans
   const q = config.queue;
   // A connection of its own for the transport's busiest statement, in INDEX_ONLY_SESSION: the fast
   // path's outbox clears on RabbitMQ, the takes on Postgres; made only in a role that runs them.
-  const connectOwn = () => createIndexOnlySql(config.database, 1);
-  if (q.QUEUE_TRANSPORT === "rabbitmq") return new RabbitTransport({ ...q, AMQP_URL: q.AMQP_URL! }, sql, log, config.delivery.WORKER_PREFETCH, connectOwn);
+  const connectOwn = (pool: "outbox-clear" | "take") => () => createIndexOnlySql(config.database, 1, { pool });
+  if (q.QUEUE_TRANSPORT === "rabbitmq")
+    return new RabbitTransport({ ...q, AMQP_URL: q.AMQP_URL! }, sql, log, config.delivery.WORKER_PREFETCH, connectOwn("outbox-clear"));
   return new PostgresTransport(
     sql,
-    connectOwn,
+    connectOwn("take"),
     {
       pollIntervalMs: q.QUEUE_POLL_INTERVAL_MS,
       takeBatch: q.QUEUE_TAKE_BATCH,

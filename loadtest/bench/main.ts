@@ -146,6 +146,7 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
       pids: s.pids,
       database: new URL(s.env.DATABASE_URL!).pathname.slice(1),
       dbStats: s.dbStats,
+      backendPools: s.backendPools,
     };
     const run = async (spec: PhaseSpec) => {
       if (await s.vacuumIfNoAutovacuum()) log("autovacuum is off on this server: ran VACUUM ANALYZE before the phase, as autovacuum would");

@@ -90,6 +90,9 @@ export interface CpuSample {
   atMs: number;
   groups: Record<string, number>;
   machine: { busy: number; total: number };
+  /** CPU seconds of each backend serving `database`, by pid; with the pool each belongs to, where known. */
+  backends?: Record<number, number>;
+  pools?: Record<number, string>;
 }
 
 const TICKS_PER_S = 100; // USER_HZ: 100 on every Linux this runs on.
@@ -99,8 +102,9 @@ const TICKS_PER_S = 100; // USER_HZ: 100 on every Linux this runs on.
  * `database`, Postgres backends serving another database (e.g. a test suite running meanwhile) count
  * as "other"; Postgres's background processes (WAL writer, checkpointer…) as "postgres bg".
  */
-export function sampleCpu(rolePids: Record<string, number>, database?: string): CpuSample {
+export function sampleCpu(rolePids: Record<string, number>, database?: string, pools?: Record<number, string>): CpuSample {
   const groups: Record<string, number> = {};
+  const backends: Record<number, number> = {};
   const byPid = new Map<number, string>(Object.entries(rolePids).map(([r, p]) => [p, r]));
   byPid.set(process.pid, "bench");
   let entries: string[] = [];
@@ -131,6 +135,7 @@ export function sampleCpu(rolePids: Record<string, number>, database?: string): 
       // A backend's title is "postgres: 15/main: <user> <database> <host>(<port>) <state>".
       if (/\d\)/.test(title) && !title.includes(` ${database} `)) group = "other";
       else if (!/\d\)/.test(title)) group = "postgres bg";
+      else backends[pid] = ticks / TICKS_PER_S;
     }
     groups[group] = (groups[group] ?? 0) + ticks / TICKS_PER_S;
   }
@@ -141,7 +146,7 @@ export function sampleCpu(rolePids: Record<string, number>, database?: string): 
     const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0);
     machine = { busy: total - idle, total };
   } catch {}
-  return { atMs: Date.now(), groups, machine };
+  return { atMs: Date.now(), groups, machine, ...(database ? { backends, pools } : {}) };
 }
 
 /**
@@ -149,11 +154,15 @@ export function sampleCpu(rolePids: Record<string, number>, database?: string): 
  * behind them, plus the machine's busy share. Processes that started or exited in between are
  * counted only for the part seen, so "other" (e.g. short-lived test processes) is a lower bound.
  */
-export function cpuBetween(a: CpuSample, b: CpuSample): { cores: Record<string, number>; cpuSeconds: Record<string, number>; machineBusyPct: number } {
+export function cpuBetween(
+  a: CpuSample,
+  b: CpuSample,
+): { cores: Record<string, number>; cpuSeconds: Record<string, number>; machineBusyPct: number; postgresPools?: Record<string, number> } {
   const seconds = (b.atMs - a.atMs) / 1000;
   const cores: Record<string, number> = {};
   const cpuSeconds: Record<string, number> = {};
   if (seconds <= 0) return { cores, cpuSeconds, machineBusyPct: 0 };
+  const postgresPools = b.pools ? backendsByPool(a, b) : undefined;
   for (const [g, v] of Object.entries(b.groups)) {
     const delta = v - (a.groups[g] ?? 0);
     if (delta > 0) {
@@ -162,7 +171,24 @@ export function cpuBetween(a: CpuSample, b: CpuSample): { cores: Record<string, 
     }
   }
   const total = b.machine.total - a.machine.total;
-  return { cores, cpuSeconds, machineBusyPct: total > 0 ? Math.round(((b.machine.busy - a.machine.busy) / total) * 100) : 0 };
+  return { cores, cpuSeconds, machineBusyPct: total > 0 ? Math.round(((b.machine.busy - a.machine.busy) / total) * 100) : 0, ...(postgresPools ? { postgresPools } : {}) };
+}
+
+/**
+ * The stack's Postgres backends' CPU seconds between two samples, summed by the pool each serves
+ * (its application_name, core/db/client.ts; "unnamed" where unknown). Per backend, so a connection
+ * made between the samples counts from its start, and one named only in the later sample counts
+ * only its own share.
+ */
+function backendsByPool(a: CpuSample, b: CpuSample): Record<string, number> {
+  const byPool: Record<string, number> = {};
+  for (const [pid, cpu] of Object.entries(b.backends ?? {})) {
+    const delta = cpu - (a.backends?.[Number(pid)] ?? 0);
+    if (delta <= 0) continue;
+    const pool = b.pools?.[Number(pid)] ?? a.pools?.[Number(pid)] ?? "unnamed";
+    byPool[pool] = Math.round(((byPool[pool] ?? 0) + delta) * 100) / 100;
+  }
+  return byPool;
 }
 
 /** VmHWM (peak resident set) and VmRSS of a process, in MiB; undefined when unreadable. */

@@ -53,6 +53,8 @@ export interface PhaseTarget {
   database?: string;
   /** Table sizes and dead rows, read after each phase (Postgres here has autovacuum off or on: see settings). */
   dbStats?: () => Promise<DbStats>;
+  /** The pool each of the stack's Postgres backends serves, by pid (stack.ts `backendPools`): splits Postgres's CPU. */
+  backendPools?: () => Promise<Record<number, string>>;
   /** Events spread over several types (one endpoint each, say): the type of request i's events. Default: eventType. */
   eventTypeFor?: (i: number) => string;
   /** More than one API process: request i goes to apiUrls[i % n], as a load balancer would spread them. Default: apiUrl. */
@@ -66,6 +68,8 @@ export interface CpuUse {
   cpuSeconds: Record<string, number>;
   machineBusyPct: number;
   seconds: number;
+  /** The stack's Postgres backends' CPU seconds by the pool they serve (`evently-ingest`, `evently-take`…). */
+  postgresPools?: Record<string, number>;
 }
 
 export interface PhaseResult {
@@ -157,7 +161,8 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
   log(`phase ${spec.name} [${t.transport}]: ${spec.description}`);
   const dbBefore = t.dbStats ? await t.dbStats().catch(() => undefined) : undefined;
   const metricsBefore = await scrapeRoles(t.roleUrls);
-  const cpu0 = sampleCpu(t.pids, t.database);
+  const pools = async () => (t.backendPools ? await t.backendPools().catch(() => undefined) : undefined);
+  const cpu0 = sampleCpu(t.pids, t.database, await pools());
   // A role run twice has a second process named `<role>-2` (stack.ts): it is paused too.
   const paused = spec.pauseDelivery ? Object.entries(t.pids).filter(([name]) => DELIVERY_ROLES.includes(name.replace(/-\d+$/, ""))).map(([, pid]) => pid) : [];
   for (const pid of paused) process.kill(pid, "SIGSTOP");
@@ -173,11 +178,11 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
     for (const pid of paused) process.kill(pid, "SIGCONT");
   }
   const publishedAt = Date.now();
-  const cpu1 = sampleCpu(t.pids, t.database);
+  const cpu1 = sampleCpu(t.pids, t.database, await pools());
 
   const expected = eventsAccepted * t.fanout;
   const stats = await t.sink.waitFor({ unique: expected, timeoutMs: drainTimeoutMs });
-  const cpu2 = sampleCpu(t.pids, t.database);
+  const cpu2 = sampleCpu(t.pids, t.database, await pools());
   // Let the worker record the last attempts and the dispatcher mark them before reading /metrics.
   await Bun.sleep(1000);
   const metricsAfter = await scrapeRoles(t.roleUrls);

@@ -379,6 +379,36 @@ function cpuPerDeliveryLines(runs: TransportRun[]): string[] {
   return lines;
 }
 
+/**
+ * Postgres's CPU per delivered event split by the pool its backends serve (application_name, which
+ * core/db/client.ts sets per pool): which statements the `postgres` column of the table above pays for.
+ */
+function postgresPoolLines(runs: TransportRun[]): string[] {
+  const phases = runs.flatMap((t) => t.phases.filter((p) => p.cpu.total.postgresPools && p.delivery.unique > 0));
+  if (!phases.length) return [];
+  const pools = [...new Set(phases.flatMap((p) => Object.keys(p.cpu.total.postgresPools!)))].sort();
+  const label = (pool: string) => pool.replace(/^evently-/, "");
+  return [
+    "## Postgres CPU per delivered event (core·ms), by connection pool",
+    "",
+    "The `postgres` column above, split by the pool each backend serves (its `application_name`): `ingest` the group",
+    "commits, `take` the Postgres transport's takes, `outbox-clear` the RabbitMQ fast path's clears, `delivery` the",
+    "worker's claims and attempt writes, a role's name its own pool, `… listen` its LISTEN connection (woken by every",
+    "notification on the database, whatever the channel), `bench` this process's readings.",
+    "",
+    `| Transport | Phase | ${pools.map(label).join(" | ")} |`,
+    `| --- | --- | ${pools.map(() => "---").join(" | ")} |`,
+    ...phases.map((p) => {
+      const cells = pools.map((pool) => {
+        const seconds = p.cpu.total.postgresPools![pool];
+        return seconds === undefined ? "–" : ((seconds * 1000) / p.delivery.unique).toFixed(3);
+      });
+      return `| ${p.transport} | ${p.spec.name} | ${cells.join(" | ")} |`;
+    }),
+    "",
+  ];
+}
+
 /** Per delivered event: transactions on the stack's database, and the messages (non-empty takes on Postgres) the worker handled. */
 function postgresWorkLines(t: TransportRun): string[] {
   const phases = t.phases.filter((p) => p.db && p.delivery.unique > 0);
@@ -531,6 +561,7 @@ export function renderMarkdown(r: BenchReport): string {
       "",
       ...cpuPerDeliveryLines(r.runs),
       "",
+      ...postgresPoolLines(r.runs),
     );
     lines.push(...budgetLines(r.runs));
     lines.push(...peersLines(r));

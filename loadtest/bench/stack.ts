@@ -55,6 +55,11 @@ export interface Stack {
   /** Live and dead rows, size and scans of the stack's tables and indexes, its database's transactions, and the server settings that bear on them. */
   dbStats(): Promise<DbStats>;
   /**
+   * The pool each backend serving the stack's database belongs to, by pid: its application_name
+   * (core/db/client.ts names every pool), with " listen" added for a LISTEN connection.
+   */
+  backendPools(): Promise<Record<number, string>>;
+  /**
    * VACUUM ANALYZE of the stack's tables when the server runs with autovacuum off (as CI servers
    * here do): what autovacuum would have done between phases. Returns whether it ran.
    */
@@ -121,7 +126,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   log(`stack (${transport} transport): scratch database ${dbUrl.pathname.slice(1)}${env.AMQP_PREFIX ? `, AMQP prefix ${env.AMQP_PREFIX}` : ""}, logs in ${logDir}`);
 
   const children: Child[] = [];
+  // One connection, kept: asked before every CPU sample, it would otherwise add a backend each time.
+  const poolsSql = postgres(dbUrl.toString(), { max: 1, onnotice: () => {}, connection: { application_name: "bench" } });
+  const backendPools = async (): Promise<Record<number, string>> => {
+    const rows = await poolsSql<{ pid: number; pool: string }[]>`
+      select pid, coalesce(nullif(application_name, ''), 'unnamed') || case when query ilike 'listen %' then ' listen' else '' end as pool
+      from pg_stat_activity where datname = current_database() and backend_type = 'client backend'`;
+    return Object.fromEntries(rows.map((r) => [r.pid, r.pool]));
+  };
   const stop = async () => {
+    await poolsSql.end({ timeout: 1 }).catch(() => {});
     for (const c of children.reverse()) {
       c.proc.kill("SIGTERM");
       const exited = await Promise.race([c.proc.exited.then(() => true), Bun.sleep(10_000).then(() => false)]);
@@ -197,7 +211,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }
     };
     const vacuum = await autovacuumStandIn(dbUrl.toString(), ["jobs", "outbox", "events", "attempts"]);
-    return { transport, apiUrl, roleUrls, pids, env, logDir, jobStates, dbStats, vacuumIfNoAutovacuum: vacuum.ifOff, vacuumPeriodically: vacuum.periodically, stop };
+    return { transport, apiUrl, roleUrls, pids, env, logDir, jobStates, dbStats, backendPools, vacuumIfNoAutovacuum: vacuum.ifOff, vacuumPeriodically: vacuum.periodically, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -79,7 +79,7 @@ export async function startWorker(config: Config, sql: Sql, transport: JobTransp
   const checks = [ttlCheck, endpointStateCheck(PAUSED_HOLD_MS), orderingCheck(sql, log), circuit, rateLimitCheck(rateLimiter)];
   // Claims and attempt writes go through connections of their own, one per statement they can have
   // running at once (BATCH_SESSION: their cached plans read every table by index, once).
-  const deliverySql = createIndexOnlySql(config.database, CLAIM_CONNECTIONS + RECORDER_CONNECTIONS, { session: BATCH_SESSION });
+  const deliverySql = createIndexOnlySql(config.database, CLAIM_CONNECTIONS + RECORDER_CONNECTIONS, { session: BATCH_SESSION, pool: "delivery" });
   const prepare = new PrepareStage(deliverySql, endpoints, checks, {
     claimBatch: d.RECORD_BATCH_MAX,
     claimTimeoutMs: d.WORKER_CLAIM_TIMEOUT_MS,

@@ -66,6 +66,7 @@ export async function openBench(ctx: CurveContext, options: { roles?: Role[]; en
       pids: s.pids,
       database,
       dbStats: s.dbStats,
+      backendPools: s.backendPools,
       ...(apiUrls.length > 1 ? { apiUrls } : {}),
       ...fields,
     });

@@ -19,10 +19,14 @@ export type TxSql = postgres.TransactionSql<{}>;
  * tenth of them. With a backlog of a million jobs, the Postgres transport's take (a few
  * milliseconds of work) was compiled on every run: 0.8-0.9 s each, and the backlog drained at
  * about 340 deliveries/s. Every statement here is short, so compiling never pays.
+ *
+ * `pool` names what the pool is for; its connections carry it as their application_name,
+ * `evently-<pool>` (POOL_NAMES), so `pg_stat_activity` and the server log say which part of Evently
+ * a backend serves, and the bench splits Postgres's CPU by it.
  */
 export function createSql(
   config: Pick<Config["database"], "DATABASE_URL" | "DATABASE_POOL_MAX">,
-  overrides: postgres.Options<{}> = {},
+  { pool, ...overrides }: postgres.Options<{}> & { pool: PoolName },
 ): Sql {
   // Unset means "embedded", which the entry point resolves to a URL before anything connects.
   if (!config.DATABASE_URL) throw new Error("DATABASE_URL is not set: start through services/main.ts, or set it");
@@ -33,12 +37,30 @@ export function createSql(
     connect_timeout: 5,
     backoff: (retries) => Math.min(0.05 * 2 ** retries, 2) * (0.5 + Math.random() / 2),
     ...overrides,
-    connection: { ...CONNECTION_SETTINGS, ...overrides.connection },
+    connection: { ...CONNECTION_SETTINGS, application_name: `evently-${pool}`, ...overrides.connection },
   });
 }
 
+/**
+ * What each pool is for. A role's own pool (`api`, `worker`, `dispatcher`, `all`) serves its
+ * everyday reads and writes and its LISTEN connection; the rest are the hot path's own connections.
+ */
+export const POOL_NAMES = {
+  api: "the api role's pool",
+  worker: "the worker role's pool",
+  dispatcher: "the dispatcher role's pool",
+  all: "the pool of one process running every role",
+  ingest: "group commits (INGEST_GROUP_CONCURRENCY connections)",
+  take: "the Postgres transport's takes from the outbox",
+  "outbox-clear": "the RabbitMQ fast path's outbox clears",
+  delivery: "the worker's claims, deferrals and attempt writes",
+  reencrypt: "the reencrypt command",
+  test: "test suites",
+} as const;
+export type PoolName = keyof typeof POOL_NAMES;
+
 /** Session settings every connection starts with; `overrides.connection` adds to them. */
-export const CONNECTION_SETTINGS: Record<string, string> = { application_name: "evently", jit: "off" };
+export const CONNECTION_SETTINGS: Record<string, string> = { jit: "off" };
 
 /**
  * A CTE (`relaxed_commit`) that lets its statement's commit return before the WAL is flushed:
@@ -85,7 +107,7 @@ export const BATCH_SESSION: Record<string, string> = { ...INDEX_ONLY_SESSION, en
 export function createIndexOnlySql(
   config: Pick<Config["database"], "DATABASE_URL" | "DATABASE_POOL_MAX">,
   max: number,
-  { session = INDEX_ONLY_SESSION, ...overrides }: Pick<postgres.Options<{}>, "onnotice"> & { session?: Record<string, string> } = {},
+  { session = INDEX_ONLY_SESSION, ...overrides }: Pick<postgres.Options<{}>, "onnotice"> & { session?: Record<string, string>; pool: PoolName },
 ): Sql {
   const array = (oid: number) => ({ to: oid, from: [] as number[], serialize: arrayLiteral, parse: (x: string) => x });
   return createSql(config, {

@@ -18,7 +18,7 @@ export async function ensureDatabase(url: string): Promise<void> {
   if (!name) return;
   const admin = new URL(url);
   admin.pathname = "/postgres";
-  const sql = postgres(admin.toString(), { max: 1, onnotice: () => {} });
+  const sql = postgres(admin.toString(), { max: 1, onnotice: () => {}, connection: { application_name: "evently-migrate" } });
   try {
     const [row] = await sql`select 1 as ok from pg_database where datname = ${name}`;
     if (!row) {
@@ -38,7 +38,7 @@ export async function ensureDatabase(url: string): Promise<void> {
  */
 export async function migrate(url: string, log: (line: string) => void = () => {}): Promise<MigrateResult> {
   await ensureDatabase(url);
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  const sql = postgres(url, { max: 1, onnotice: () => {}, connection: { application_name: "evently-migrate" } });
   try {
     return await sql.begin(async (tx) => {
       await tx`select pg_advisory_xact_lock(${MIGRATE_LOCK})`;

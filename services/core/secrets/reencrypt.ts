@@ -80,7 +80,7 @@ async function reencryptRow(cipher: SecretCipher, row: StoredSecrets): Promise<S
 /** The `reencrypt` command: one run with the process's keys, logged; the result decides the exit code. */
 export async function runReencrypt(config: Config, log: Logger): Promise<ReencryptResult> {
   const cipher = SecretCipher.fromConfig(config.secrets);
-  const sql = createSql(config.database, { max: 1 });
+  const sql = createSql(config.database, { pool: "reencrypt", max: 1 });
   try {
     log.info("re-encrypting endpoint secrets", { keyId: cipher.keyId, decryptsWith: cipher.keyIds });
     const result = await reencryptEndpoints(sql, cipher, {

@@ -72,7 +72,7 @@ export async function startApi(options: StartOptions = {}): Promise<TestApi> {
     ...TEST_SECRETS_ENV,
     ...options.env,
   });
-  const sql = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 4 });
+  const sql = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 4 }, { pool: "test" });
   const ingest = new Ingest(sql, noHandoff, config.ingest);
   const readiness = options.readiness ?? postgresReadiness;
   const authenticator = new Authenticator(sql, config.http.ADMIN_API_KEY!, silentLogger);

@@ -118,7 +118,7 @@ describe("failures leak nothing", () => {
     async () => {
       const logged: Record<string, unknown>[] = [];
       const url = "postgres://postgres@127.0.0.1:1/nowhere";
-      const sql = createSql({ DATABASE_URL: url, DATABASE_POOL_MAX: 1 }, { connect_timeout: 2 });
+      const sql = createSql({ DATABASE_URL: url, DATABASE_POOL_MAX: 1 }, { pool: "test", connect_timeout: 2 });
       const app = createApp({
         config: loadConfig({ DATABASE_URL: url, ...TEST_SECRETS_ENV }),
         sql,

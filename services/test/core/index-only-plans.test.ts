@@ -67,8 +67,8 @@ beforeAll(async () => {
     if (text.includes("plan:")) plans.push(nodes((JSON.parse(text.slice(text.indexOf("{"))) as { Plan: PlanNode }).Plan));
   };
   // One connection (max 1) each, so each statement's plan is made once.
-  indexOnly = createIndexOnlySql(api.config.database, 1, { onnotice });
-  batch = createIndexOnlySql(api.config.database, 1, { onnotice, session: BATCH_SESSION });
+  indexOnly = createIndexOnlySql(api.config.database, 1, { onnotice, pool: "test" });
+  batch = createIndexOnlySql(api.config.database, 1, { onnotice, session: BATCH_SESSION, pool: "test" });
   for (const sql of [indexOnly, batch]) {
     await sql.unsafe("load 'auto_explain'");
     await sql.unsafe("set auto_explain.log_min_duration = 0; set auto_explain.log_format = json; set auto_explain.log_level = notice");

@@ -16,7 +16,7 @@ let ingestSql: Sql;
 
 beforeAll(async () => {
   api = await startApi();
-  ingestSql = createSql(api.config.database, { max: 1, connection: INGEST_SESSION });
+  ingestSql = createSql(api.config.database, { pool: "test", max: 1, connection: INGEST_SESSION });
   // A hundred endpoints, each routed its own type: where the planning went wrong.
   await api.sql`
     insert into endpoints (id, url, secret, app_id)

@@ -116,7 +116,7 @@ test("0004 moves a filled database into the default application, where everythin
 
     // Fan-out still finds the old route; the old idempotency key still replays in its application
     // and is free in another one.
-    const client = createSql({ DATABASE_URL: urlOf(database), DATABASE_POOL_MAX: 1 });
+    const client = createSql({ DATABASE_URL: urlOf(database), DATABASE_POOL_MAX: 1 }, { pool: "test" });
     try {
       const now = new Date();
       const row = (id: string, appId: string, key: string | null) => ({ id, appId, type: "order.paid", dataJson: "{}", idempotencyKey: key, createdAt: now, ttlSeconds: null });

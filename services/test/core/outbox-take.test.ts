@@ -17,7 +17,7 @@ let endpointId: string;
 
 beforeAll(async () => {
   api = await startApi();
-  take = createIndexOnlySql(api.config.database, 1);
+  take = createIndexOnlySql(api.config.database, 1, { pool: "test" });
   endpointId = (await api.request("POST", "/endpoints", { body: { url: hookUrl(), eventTypes: ["take.*"] } })).body.id;
 });
 afterAll(async () => {
@@ -109,7 +109,7 @@ describe("the Postgres transport's take", () => {
     const setting = async (sql: Sql) => (await sql<{ jit: string }[]>`show jit`)[0]!.jit;
     expect(await setting(take)).toBe("off");
     expect(await setting(api.sql)).toBe("off");
-    const admin = createSql(api.config.database, { max: 1, connection: { application_name: "evently-test-default" } });
+    const admin = createSql(api.config.database, { pool: "test", max: 1, connection: { application_name: "evently-test-default" } });
     try {
       expect(await setting(admin)).toBe("off"); // a caller's own connection settings add to it
     } finally {

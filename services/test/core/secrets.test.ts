@@ -197,7 +197,7 @@ describe("reencryptEndpoints", () => {
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    sql = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 4 });
+    sql = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 4 }, { pool: "test" });
     // Plaintext from before encryption, values under the old key, and some already under the current one.
     for (let i = 0; i < 23; i++) {
       const id = `ep_${String(i).padStart(3, "0")}`;

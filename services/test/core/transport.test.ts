@@ -53,7 +53,7 @@ for (const kind of TEST_TRANSPORTS) {
       // The shortest claim lease: a failed message's jobs come back when their claims lapse.
       const stack = await createTestStack({ AMQP_PUBLISH_GRACE_MS: "200", WORKER_LEASE_MS: "3000" }, kind);
       config = stack.config();
-      sql = createSql(config.database);
+      sql = createSql(config.database, { pool: "test" });
       transport = createTransport(config, sql, silentLogger);
       await transport.start(5000);
       ingest = new Ingest(sql, transport, config.ingest);
@@ -145,7 +145,7 @@ describe("the Postgres transport's consumer", () => {
   beforeAll(async () => {
     stack = await createTestStack({}, "postgres");
     config = stack.config();
-    sql = createSql(config.database);
+    sql = createSql(config.database, { pool: "test" });
   });
   afterAll(async () => {
     await sql.end();
@@ -159,7 +159,7 @@ describe("the Postgres transport's consumer", () => {
    */
   function countedTransport(maxInFlight: number): { transport: PostgresTransport; ingest: Ingest } {
     const connectTakes = () => {
-      const takeSql = createIndexOnlySql(config.database, 1);
+      const takeSql = createIndexOnlySql(config.database, 1, { pool: "test" });
       return new Proxy(takeSql, {
         get: (target, key, receiver) =>
           key === "unsafe" ? (...args: Parameters<Sql["unsafe"]>) => (takes++, target.unsafe(...args)) : Reflect.get(target, key, receiver),

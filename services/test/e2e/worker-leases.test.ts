@@ -116,7 +116,7 @@ describeEachTransport("worker leases", (transport) => {
 });
 
 test("a lease renewal that fails (database unreachable) is logged, not thrown", async () => {
-  const sql = createSql({ DATABASE_URL: "postgres://postgres@127.0.0.1:1/none", DATABASE_POOL_MAX: 1 }, { connect_timeout: 1 });
+  const sql = createSql({ DATABASE_URL: "postgres://postgres@127.0.0.1:1/none", DATABASE_POOL_MAX: 1 }, { pool: "test", connect_timeout: 1 });
   const keeper = new LeaseKeeper(sql, silentLogger, { leaseMs: 3000 });
   keeper.hold("job_x");
   await keeper.renew();

@@ -32,7 +32,7 @@ export function useDatabasePools(beforeClose: () => Promise<unknown> = async () 
       return made(first);
     },
     pool(url = made(db).url) {
-      const created = createSql({ DATABASE_URL: url, DATABASE_POOL_MAX: 4 }, { connect_timeout: 2 });
+      const created = createSql({ DATABASE_URL: url, DATABASE_POOL_MAX: 4 }, { pool: "test", connect_timeout: 2 });
       pools.push(created);
       return created;
     },

@@ -65,7 +65,7 @@ export async function createTestStack(env: Record<string, string> = {}, transpor
     ...TEST_SECRETS_ENV,
     ...env,
   };
-  const sql = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 2 });
+  const sql = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 2 }, { pool: "test" });
   const running: RunningRoles[] = [];
   const appKey = await createKey(sql);
   const config = (overrides: Record<string, string> = {}) => loadConfig({ ...baseEnv, ...overrides });

@@ -154,7 +154,7 @@ describe("circuit breaker over a shared database (two workers)", () => {
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    sql = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 6 });
+    sql = createSql({ DATABASE_URL: db.url, DATABASE_POOL_MAX: 6 }, { pool: "test" });
   });
   afterAll(async () => {
     for (const w of workers) await w.stop();
