@@ -21,8 +21,8 @@ export type TxSql = postgres.TransactionSql<{}>;
  * about 340 deliveries/s. Every statement here is short, so compiling never pays.
  *
  * `pool` names what the pool is for; its connections carry it as their application_name,
- * `evently-<pool>` (POOL_NAMES), so `pg_stat_activity` and the server log say which part of Evently
- * a backend serves, and the bench splits Postgres's CPU by it.
+ * `evently-<pool>` (POOL_NAMES), so `pg_stat_activity` (and a server log whose prefix has `%a`)
+ * says which part of Evently a backend serves, and the bench splits Postgres's CPU by it.
  */
 export function createSql(
   config: Pick<Config["database"], "DATABASE_URL" | "DATABASE_POOL_MAX">,
