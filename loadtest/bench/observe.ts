@@ -186,9 +186,9 @@ function backendsByPool(a: CpuSample, b: CpuSample): Record<string, number> {
     const delta = cpu - (a.backends?.[Number(pid)] ?? 0);
     if (delta <= 0) continue;
     const pool = b.pools?.[Number(pid)] ?? a.pools?.[Number(pid)] ?? "unnamed";
-    byPool[pool] = Math.round(((byPool[pool] ?? 0) + delta) * 100) / 100;
+    byPool[pool] = (byPool[pool] ?? 0) + delta;
   }
-  return byPool;
+  return Object.fromEntries(Object.entries(byPool).map(([pool, seconds]) => [pool, Math.round(seconds * 100) / 100]));
 }
 
 /** VmHWM (peak resident set) and VmRSS of a process, in MiB; undefined when unreadable. */

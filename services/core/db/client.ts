@@ -21,7 +21,7 @@ export type TxSql = postgres.TransactionSql<{}>;
  * about 340 deliveries/s. Every statement here is short, so compiling never pays.
  *
  * `pool` names what the pool is for; its connections carry it as their application_name,
- * `evently-<pool>` (POOL_NAMES), so `pg_stat_activity` (and a server log whose prefix has `%a`)
+ * `evently-<pool>` (PoolName), so `pg_stat_activity` (and a server log whose prefix has `%a`)
  * says which part of Evently a backend serves, and the bench splits Postgres's CPU by it.
  */
 export function createSql(
@@ -42,22 +42,12 @@ export function createSql(
 }
 
 /**
- * What each pool is for. A role's own pool (`api`, `worker`, `dispatcher`, `all`) serves its
- * everyday reads and writes and its LISTEN connection; the rest are the hot path's own connections.
+ * What a pool is for: a role's own pool (`api`, `worker`, `dispatcher`, or `all` for one process
+ * running every role) with its LISTEN connection; `ingest` the group commits; `take` the Postgres
+ * transport's takes; `outbox-clear` the RabbitMQ fast path's clears; `delivery` the worker's claims,
+ * deferrals and attempt writes; `reencrypt` that command; `test` the test suites.
  */
-export const POOL_NAMES = {
-  api: "the api role's pool",
-  worker: "the worker role's pool",
-  dispatcher: "the dispatcher role's pool",
-  all: "the pool of one process running every role",
-  ingest: "group commits (INGEST_GROUP_CONCURRENCY connections)",
-  take: "the Postgres transport's takes from the outbox",
-  "outbox-clear": "the RabbitMQ fast path's outbox clears",
-  delivery: "the worker's claims, deferrals and attempt writes",
-  reencrypt: "the reencrypt command",
-  test: "test suites",
-} as const;
-export type PoolName = keyof typeof POOL_NAMES;
+export type PoolName = "api" | "worker" | "dispatcher" | "all" | "ingest" | "take" | "outbox-clear" | "delivery" | "reencrypt" | "test";
 
 /** Session settings every connection starts with; `overrides.connection` adds to them. */
 export const CONNECTION_SETTINGS: Record<string, string> = { jit: "off" };
