@@ -134,6 +134,7 @@ export function createTransport(config: Config, sql: Sql, log: Logger): JobTrans
       maxInFlight: config.delivery.WORKER_MAX_IN_FLIGHT,
       claimLeaseMs: config.delivery.WORKER_LEASE_MS,
       maxRetriesPerSecond: config.dispatch.DISPATCH_MAX_RETRIES_PER_SECOND,
+      handOverLocally: q.QUEUE_LOCAL_HANDOVER,
     },
     log,
   );

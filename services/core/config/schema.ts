@@ -47,6 +47,9 @@ export const queueSchema = z
       "Postgres transport: how often an idle worker looks for due jobs it was not notified of (retries, lapsed leases, a missed notification).",
     ),
     QUEUE_TAKE_BATCH: int(256, 1, 10_000).describe("Postgres transport: most jobs a worker takes from the outbox at once."),
+    QUEUE_LOCAL_HANDOVER: bool(true).describe(
+      "Postgres transport, a process that both ingests and delivers (role `all`): a commit whose new jobs fit in this process's worker (up to QUEUE_TAKE_BATCH) claims them itself and hands them over in memory, with no NOTIFY and no take. Off: every job goes through the outbox's take.",
+    ),
     QUEUE_TAKE_LEASE_MS: z.coerce
       .number()
       .int()

@@ -28,6 +28,16 @@ export interface CreatedJob {
 export interface InsertedBatch {
   insertedEventIds: Set<string>;
   jobs: CreatedJob[];
+  /** The statement claimed every job it made for the consumer `claimFor` offered room in (no NOTIFY went out). */
+  claimed: boolean;
+}
+
+/** Room offered to a consumer in the committing process (queue/transport.ts `LocalConsumer`). */
+export interface CommitClaim {
+  /** Most jobs it may be given: a statement that makes more claims none of them. */
+  maxJobs: number;
+  /** The lease of each claim (WORKER_LEASE_MS), as the take's. */
+  leaseMs: number;
 }
 
 /**
@@ -60,14 +70,21 @@ export const INGEST_SESSION: Record<string, string> = { plan_cache_mode: "force_
  * out with the commit itself (the Postgres transport's workers LISTEN on it; `commitNotify` in
  * queue/transport.ts). As a statement of its own after the commit, it cost a round trip and a
  * durable commit more per group.
+ *
+ * `claimFor`: a consumer in the same process has room (the Postgres transport in role `all`). When
+ * every job the statement makes fits in it, they are made claimed, as a take would leave them:
+ * `delivering` under a lease, their outbox entry a `lease` due when it lapses; and nobody is
+ * notified. The caller hands them over in memory, so they need no wake-up and no take; if it dies
+ * first, the leases lapse and any worker takes them then. More jobs than that: made as usual.
  */
 export async function insertEventsWithJobs(
   tx: TxSql | Sql,
   rows: NewEventRow[],
   graceMs: number,
   notifyChannel: string | null = null,
+  claimFor: CommitClaim | null = null,
 ): Promise<InsertedBatch> {
-  const result = await tx<{ kind: "e" | "j"; id: string; eventId: string | null; endpointId: string | null; expiresAt: Date | null }[]>`
+  const result = await tx<{ kind: "e" | "j"; id: string; eventId: string | null; endpointId: string | null; expiresAt: Date | null; claimed: boolean }[]>`
     with input as (
       select * from evently_event_input(
         ${rows.map((r) => r.id)}::text[], ${rows.map((r) => r.appId)}::text[], ${rows.map((r) => r.type)}::text[],
@@ -105,30 +122,39 @@ export async function insertEventsWithJobs(
       from inserted
       join input i on i.id = inserted.id
       join routed rt on rt.app_id = i.app_id and rt.type = i.type
+    ), claim as (
+      -- One row: whether the jobs go, claimed, to the committing process's consumer (claimFor).
+      select ${claimFor?.maxJobs ?? 0}::int > 0 and (select count(*) from targets) <= ${claimFor?.maxJobs ?? 0}::int as local,
+             now() + ${claimFor?.leaseMs ?? 0}::int * interval '1 millisecond' as lease_until
     ), jobs_inserted as (
-      insert into jobs (id, app_id, event_id, endpoint_id, event_type, status, created_at, expires_at)
-      select evently_id('job'), app_id, event_id, endpoint_id, type, 'pending', created_at, expires_at
-      from targets
+      insert into jobs (id, app_id, event_id, endpoint_id, event_type, status, next_attempt_at, created_at, expires_at)
+      select evently_id('job'), t.app_id, t.event_id, t.endpoint_id, t.type,
+             case when c.local then 'delivering' else 'pending' end, case when c.local then c.lease_until end, t.created_at, t.expires_at
+      from targets t cross join claim c
       returning id, event_id, endpoint_id, created_at, expires_at
     ), outbox_inserted as (
       insert into outbox (job_id, due_at, reason)
-      select id, created_at + ${graceMs} * interval '1 millisecond', 'publish' from jobs_inserted
+      select j.id, case when c.local then c.lease_until else j.created_at + ${graceMs} * interval '1 millisecond' end,
+             case when c.local then 'lease' else 'publish' end
+      from jobs_inserted j cross join claim c
     ), woken as (
       -- Always one row, so joining it keeps the rows of inserted; the notification is sent at commit.
       select count(*) as notified from (
-        select pg_notify(${notifyChannel}::text, '') from (select 1 from jobs_inserted limit 1) made where ${notifyChannel}::text is not null
+        select pg_notify(${notifyChannel}::text, '') from (select 1 from jobs_inserted limit 1) made
+        where ${notifyChannel}::text is not null and not (select local from claim)
       ) n
     )
-    select 'e' as kind, id, null as event_id, null as endpoint_id, null::timestamptz as expires_at from inserted cross join woken
+    select 'e' as kind, id, null as event_id, null as endpoint_id, null::timestamptz as expires_at, c.local as claimed
+    from inserted cross join woken cross join claim c
     union all
-    select 'j' as kind, id, event_id, endpoint_id, expires_at from jobs_inserted`;
+    select 'j' as kind, j.id, j.event_id, j.endpoint_id, j.expires_at, c.local as claimed from jobs_inserted j cross join claim c`;
   const insertedEventIds = new Set<string>();
   const jobs: CreatedJob[] = [];
   for (const row of result) {
     if (row.kind === "e") insertedEventIds.add(row.id);
     else jobs.push({ id: row.id, eventId: row.eventId!, endpointId: row.endpointId!, expiresAt: row.expiresAt });
   }
-  return { insertedEventIds, jobs };
+  return { insertedEventIds, jobs, claimed: jobs.length > 0 && result[0]!.claimed };
 }
 
 /** An event without its payload: what lists show and what explains a skipped insert. */

@@ -4,8 +4,18 @@ import type { Sql } from "../db/client.ts";
 import { isConnectionError, withDeadline } from "../db/errors.ts";
 import { databaseHealth, type DatabaseHealth } from "../db/health.ts";
 import { UnavailableError } from "../errors.ts";
-import { findExisting, findKeyMismatches, insertEventsWithJobs, type CreatedJob, type NewEventRow, type StoredEventSummary } from "../events/sql.ts";
+import {
+  findExisting,
+  findKeyMismatches,
+  insertEventsWithJobs,
+  type CommitClaim,
+  type CreatedJob,
+  type InsertedBatch,
+  type NewEventRow,
+  type StoredEventSummary,
+} from "../events/sql.ts";
 import { listJobsForEvents } from "../jobs/sql.ts";
+import type { LocalConsumer } from "../queue/transport.ts";
 import { newId } from "../ids.ts";
 import { instruments } from "../telemetry/instruments.ts";
 import { SPAN } from "../telemetry/names.ts";
@@ -43,6 +53,15 @@ export interface CommittedEvent {
   jobs: CreatedJob[];
 }
 
+/** Jobs a commit claimed for the consumer of its own process, to be handed over to it (LocalConsumer). */
+export interface ClaimedJobs {
+  consumer: LocalConsumer;
+  /** The room reserved for the commit: handing over frees what the jobs did not use. */
+  reserved: number;
+  /** Events whose jobs the commit claimed: those it inserted, not those an earlier try had. */
+  eventIds: Set<string>;
+}
+
 const RETRIES_ON_CONNECTION_LOSS = 4;
 // Far above a healthy commit (milliseconds); reached only when a connection was cut mid-commit.
 const COMMIT_DEADLINE_MS = 10_000;
@@ -56,8 +75,13 @@ export interface GroupCommitOptions {
   graceMs: number;
   /** The channel the commit notifies when it makes jobs (the queue transport's `commitNotify`). */
   notifyChannel?: string | null;
-  /** Receives every group once it is committed. */
-  onCommitted?: (events: CommittedEvent[]) => void;
+  /** A consumer in this process the commit may claim its jobs for (the queue transport's `localConsumer`). */
+  localConsumer?: () => LocalConsumer | null;
+  /**
+   * Receives every group once it is committed; `claimed` when the commit claimed its jobs for the
+   * local consumer, which must then be handed them (or have the reservation released).
+   */
+  onCommitted?: (events: CommittedEvent[], claimed: ClaimedJobs | null) => void;
 }
 
 /**
@@ -146,6 +170,21 @@ export class GroupCommitter {
   }
 
   private async commitGroup(group: NewEventRow[][]): Promise<AcceptedEvent[][]> {
+    const consumer = this.options.localConsumer?.() ?? null;
+    const reserved = consumer?.reserve() ?? 0;
+    let batch: CommittedBatch;
+    try {
+      batch = await this.insertGroup(group, consumer && reserved > 0 ? { maxJobs: reserved, leaseMs: consumer.leaseMs } : null);
+    } catch (err) {
+      consumer?.release(reserved);
+      throw err;
+    }
+    const claimed = batch.claimed ? { consumer: consumer!, reserved, eventIds: batch.insertedEventIds } : null;
+    if (!claimed) consumer?.release(reserved);
+    return this.answer(group, batch, claimed);
+  }
+
+  private async insertGroup(group: NewEventRow[][], claimFor: CommitClaim | null): Promise<CommittedBatch> {
     const rows = group.flat();
     const m = instruments();
     const started = performance.now();
@@ -156,7 +195,8 @@ export class GroupCommitter {
       span?.setAttribute("evently.events", rows.length);
       // One statement inserts the events and their jobs: atomic on its own, one round trip, no
       // BEGIN/COMMIT. Rows it skipped are looked up afterwards; they are committed data either way.
-      const inserted = await withDeadline(insertEventsWithJobs(this.sql, rows, this.options.graceMs, this.options.notifyChannel ?? null), COMMIT_DEADLINE_MS, "ingest commit");
+      const notify = this.options.notifyChannel ?? null;
+      const inserted = await withDeadline(insertEventsWithJobs(this.sql, rows, this.options.graceMs, notify, claimFor), COMMIT_DEADLINE_MS, "ingest commit");
       const skipped = rows.filter((r) => !inserted.insertedEventIds.has(r.id));
       if (skipped.length === 0) return { ...inserted, existing: [], earlierJobs: [], keyMismatches: new Set<string>() };
       const existing = await findExisting(this.sql, skipped);
@@ -173,7 +213,12 @@ export class GroupCommitter {
     });
     m.ingestCommitDuration.record((performance.now() - started) / 1000);
     m.ingestBatchSize.record(rows.length);
+    return batch;
+  }
 
+  /** Each request's answer from what the commit stored, and the committed events handed on. */
+  private answer(group: NewEventRow[][], batch: CommittedBatch, claimed: ClaimedJobs | null): AcceptedEvent[][] {
+    const m = instruments();
     const jobsByEvent = new Map<string, CreatedJob[]>();
     for (const job of [...batch.jobs, ...batch.earlierJobs]) {
       let list = jobsByEvent.get(job.eventId);
@@ -213,9 +258,17 @@ export class GroupCommitter {
     m.eventsAccepted.add(committed.length);
     if (replays > 0) m.eventsDeduplicated.add(replays);
     m.jobsCreated.add(batch.jobs.length);
-    if (committed.length > 0) this.options.onCommitted?.(committed);
+    if (committed.length > 0) this.options.onCommitted?.(committed, claimed);
+    else claimed?.consumer.release(claimed.reserved);
     return results;
   }
 }
 
 const scopedKey = (appId: string, key: string) => `${appId} ${key}`;
+
+/** What one group's commit stored: its own inserts, and what explains the rows it skipped. */
+interface CommittedBatch extends InsertedBatch {
+  existing: StoredEventSummary[];
+  earlierJobs: CreatedJob[];
+  keyMismatches: Set<string>;
+}

@@ -2,17 +2,18 @@ import type { Config } from "../config/index.ts";
 import type { Sql } from "../db/client.ts";
 import { envelopeBody, jobMessage, type JobMessage } from "../queue/messages.ts";
 import type { JobTransport } from "../queue/transport.ts";
-import { GroupCommitter, type AcceptedEvent, type CommittedEvent, type EventInput } from "./group-commit.ts";
+import { GroupCommitter, type AcceptedEvent, type ClaimedJobs, type CommittedEvent, type EventInput } from "./group-commit.ts";
 
 export type { AcceptedEvent, CommittedEvent, EventInput } from "./group-commit.ts";
 
 /** What ingest needs of the queue transport. */
-export type JobHandoff = Pick<JobTransport, "publishGraceMs" | "commitNotify" | "publish">;
+export type JobHandoff = Pick<JobTransport, "publishGraceMs" | "commitNotify" | "publish" | "localConsumer">;
 
 /**
  * The one way events enter Evently, for every producer (the REST API today; sources, replays and
  * system events later): commit the events, their jobs and outbox entries together (group commit),
- * then hand the new jobs to the queue transport. An answer means the events are durable; the
+ * then hand the new jobs to the queue transport, or to the worker of this very process when the
+ * commit claimed them for it (`localConsumer`). An answer means the events are durable; the
  * hand-off may fail without loss, since the outbox still holds every job.
  */
 export class Ingest {
@@ -25,7 +26,8 @@ export class Ingest {
       overlapMinEvents: options.INGEST_OVERLAP_MIN_EVENTS,
       graceMs: handoff.publishGraceMs,
       notifyChannel: handoff.commitNotify,
-      onCommitted: (committed) => handOn(handoff, committed),
+      localConsumer: () => handoff.localConsumer(),
+      onCommitted: (committed, claimed) => handOn(handoff, committed, claimed),
     });
   }
 
@@ -36,11 +38,13 @@ export class Ingest {
 }
 
 /**
- * Hands committed events' jobs to the transport, after a commit made with `handoff.commitNotify`.
- * Where that commit notified the workers itself, there is nothing to hand on, so no messages are built.
+ * Hands committed events' jobs on after a commit made with `handoff.commitNotify`: to the local
+ * consumer the commit claimed them for, else to the transport. Where the commit notified the
+ * workers itself, there is nothing to hand on, so no messages are built.
  */
-export function handOn(handoff: JobHandoff, committed: CommittedEvent[]): void {
-  if (!handoff.commitNotify) handoff.publish(jobMessagesOf(committed));
+export function handOn(handoff: JobHandoff, committed: CommittedEvent[], claimed: ClaimedJobs | null = null): void {
+  if (claimed) claimed.consumer.handOver(jobMessagesOf(committed.filter(({ row }) => claimed.eventIds.has(row.id))), claimed.reserved);
+  else if (!handoff.commitNotify) handoff.publish(jobMessagesOf(committed));
 }
 
 /** The messages of committed events' jobs: what a transport is handed after the commit. */

@@ -25,6 +25,12 @@ export interface JobTransport {
    * the jobs on instead. Committers that notify need not build messages for `publish`.
    */
   readonly commitNotify: string | null;
+  /**
+   * A consumer of this transport running in this very process that takes new jobs claimed by the
+   * commit that made them, handed over in memory (the Postgres transport in role `all`); null where
+   * there is none, or the transport hands jobs on otherwise (RabbitMQ).
+   */
+  localConsumer(): LocalConsumer | null;
   /** Connects; resolves once connected or after `waitMs`, reconnecting in the background. */
   start(waitMs: number): Promise<void>;
   /**
@@ -47,6 +53,24 @@ export interface JobTransport {
   readiness(): Record<string, boolean>;
   /** Waits for hand-offs under way, then disconnects; call after consuming has stopped. */
   stop(): Promise<void>;
+}
+
+/**
+ * Room in a consumer of the committing process (`JobTransport.localConsumer`). Ingest reserves room
+ * before a commit, has the commit claim its jobs when they fit (events/sql.ts `claimFor`), and hands
+ * the claimed jobs over afterwards; what it reserved and did not use, it releases. Nothing claimed
+ * this way depends on the hand-over for its safety: a claim never handed over lapses, and the job is
+ * taken again then.
+ */
+export interface LocalConsumer {
+  /** The lease the commit gives each claim (WORKER_LEASE_MS), as a take would. */
+  readonly leaseMs: number;
+  /** Reserves room for one commit's jobs, at most what one take would take; how many (0: no room, or stopping). */
+  reserve(): number;
+  /** Handles jobs the commit claimed for this consumer, as a message it took; frees the rest of `reserved`. */
+  handOver(jobs: JobMessage[], reserved: number): void;
+  /** Frees room reserved for a commit that claimed nothing. */
+  release(reserved: number): void;
 }
 
 export interface QueueDepth {

@@ -16,6 +16,7 @@ export const METRIC = {
   publishDuration: "evently_publish_duration_seconds",
   outboxSwept: "evently_outbox_swept_jobs_total",
   messagesConsumed: "evently_messages_consumed_total",
+  jobsHandedOver: "evently_jobs_handed_over_total",
   messagesDeadLettered: "evently_messages_dead_lettered_total",
   duplicateJobs: "evently_duplicate_jobs_total",
   deliveryAttempts: "evently_delivery_attempts_total",

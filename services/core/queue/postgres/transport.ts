@@ -5,7 +5,7 @@ import { RetryBudget } from "../../outbox/retry-budget.ts";
 import { messageForSwept, OUTBOX_CHANNEL as CHANNEL, takeDueJobs, type Take } from "../../outbox/sql.ts";
 import { instruments } from "../../telemetry/instruments.ts";
 import type { JobMessage } from "../messages.ts";
-import type { JobHandler, JobTransport, QueueDepth } from "../transport.ts";
+import type { JobHandler, JobTransport, LocalConsumer, QueueDepth } from "../transport.ts";
 
 // A connection cut at the wrong moment can leave a query unsettled forever; these statements are
 // safe to repeat, so each is bounded and tried again.
@@ -27,6 +27,11 @@ export interface PostgresTransportOptions {
   claimLeaseMs: number;
   /** Most due retries this worker takes per second (DISPATCH_MAX_RETRIES_PER_SECOND); unbounded when absent. */
   maxRetriesPerSecond?: number;
+  /**
+   * Whether a consumer offers itself to ingest in the same process (`localConsumer`,
+   * QUEUE_LOCAL_HANDOVER): new jobs are claimed by their own commit and handed over in memory.
+   */
+  handOverLocally?: boolean;
 }
 
 /**
@@ -37,12 +42,17 @@ export interface PostgresTransportOptions {
  * notification or the poll interval, whichever comes first: one small query per interval, no busy
  * loop. Crash safety is the outbox's own: a taken job stays in it as a lease until its outcome is
  * recorded.
+ *
+ * Where the process also ingests (role `all`), its consumer is also ingest's `localConsumer`: a
+ * commit whose jobs fit in the consumer's room claims them itself and notifies nobody, and ingest
+ * hands them over in memory, saving the wake-up and the take a job costs otherwise ("Why a single
+ * event at 1,000/s costs what it costs" in BENCHMARKS.md). Jobs that do not fit go the usual way.
  */
 export class PostgresTransport implements JobTransport {
   readonly kind = "postgres";
   readonly publishGraceMs = 0;
   readonly commitNotify = CHANNEL;
-  private consuming = 0;
+  private readonly consumers = new Set<OutboxConsumer>();
 
   /**
    * @param sql the process's pool: listening, the depth gauge.
@@ -65,12 +75,18 @@ export class PostgresTransport implements JobTransport {
     const consumer = new OutboxConsumer(this.connectTakes, this.options, handle, this.log);
     const listening = await this.sql.listen(CHANNEL, () => consumer.wake());
     consumer.start();
-    this.consuming++;
+    this.consumers.add(consumer);
     return async () => {
-      this.consuming--;
+      this.consumers.delete(consumer);
       await consumer.stop();
       await listening.unlisten().catch(() => {});
     };
+  }
+
+  localConsumer(): LocalConsumer | null {
+    if (!this.options.handOverLocally) return null;
+    for (const consumer of this.consumers) return consumer;
+    return null;
   }
 
   /**
@@ -84,7 +100,7 @@ export class PostgresTransport implements JobTransport {
       STATEMENT_DEADLINE_MS,
       "outbox depth",
     );
-    return [{ queue: "outbox", messages: row?.due ?? 0, consumers: this.consuming }];
+    return [{ queue: "outbox", messages: row?.due ?? 0, consumers: this.consumers.size }];
   }
 
   readiness(): Record<string, boolean> {
@@ -94,11 +110,16 @@ export class PostgresTransport implements JobTransport {
   async stop(): Promise<void> {}
 }
 
-/** One consume loop: take what is due while there is room, hand it on, sleep until news. */
-class OutboxConsumer {
+/**
+ * One consume loop: take what is due while there is room, hand it on, sleep until news. Also takes
+ * jobs ingest claimed for it at commit (LocalConsumer), within the same room.
+ */
+class OutboxConsumer implements LocalConsumer {
   private stopped = false;
   private loop: Promise<void> | undefined;
   private inFlight = 0;
+  /** Room ingest's commits in flight reserved for the jobs they may claim for this consumer. */
+  private reservedForCommits = 0;
   private readonly unsettled = new Set<Promise<void>>();
   private wakeUp: (() => void) | undefined;
   /** A wake-up that came while the loop was busy: its next sleep returns at once. */
@@ -123,6 +144,36 @@ class OutboxConsumer {
 
   start(): void {
     this.loop = this.run();
+  }
+
+  get leaseMs(): number {
+    return this.options.claimLeaseMs;
+  }
+
+  /**
+   * Room for a commit's jobs: what neither the jobs in hand nor other commits' reservations use.
+   * The take does not count reservations (most of them are handed back unused, a group's jobs being
+   * more than it reserved), so a busy ingest never starves the take; the jobs in hand can pass
+   * WORKER_MAX_IN_FLIGHT by what commits claimed meanwhile, at most a take's worth per commit.
+   */
+  reserve(): number {
+    if (this.stopped) return 0;
+    const room = this.options.maxInFlight - this.inFlight - this.reservedForCommits;
+    const reserved = Math.max(0, Math.min(this.options.takeBatch, room));
+    this.reservedForCommits += reserved;
+    return reserved;
+  }
+
+  release(reserved: number): void {
+    this.reservedForCommits -= reserved;
+  }
+
+  handOver(jobs: JobMessage[], reserved: number): void {
+    this.release(reserved);
+    // Stopping: the claims are left to lapse, and the jobs are taken again then, by any worker.
+    if (jobs.length === 0 || this.stopped) return;
+    instruments().jobsHandedOver.add(jobs.length);
+    this.track(jobs);
   }
 
   wake(): void {

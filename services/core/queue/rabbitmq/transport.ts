@@ -63,6 +63,11 @@ export class RabbitTransport implements JobTransport {
     );
   }
 
+  /** None: every job goes through the broker, whichever process consumes it. */
+  localConsumer(): null {
+    return null;
+  }
+
   async start(waitMs: number): Promise<void> {
     await this.broker.onConnect(async (connection) => {
       const channel = await connection.createChannel();
