@@ -41,7 +41,12 @@ const spansDecades = (ys: number[]) => {
  */
 export function rampChart(r: BenchReport): Chart | undefined {
   const systems = [
-    ...r.runs.map((t) => ({ name: TRANSPORT_NAME[t.transport] ?? t.transport, key: t.transport, phases: t.phases })),
+    // A run in one process (--roles=all) says so: its figures are not those of separate roles.
+    ...r.runs.map((t) => ({
+      name: `${TRANSPORT_NAME[t.transport] ?? t.transport}${t.stack.roles.join(",") === "all" ? " (one process)" : ""}`,
+      key: t.transport,
+      phases: t.phases,
+    })),
     ...(r.peers ?? []).map((p) => ({ name: PEER_LABEL[p.peer], key: p.peer, phases: p.phases })),
   ];
   const runs = systems.map((x) => ({ ...x, steps: x.phases.filter((p) => p.spec.group === "ramp") })).filter((x) => x.steps.length > 0);
