@@ -99,7 +99,7 @@ describe("the guard", () => {
 describe("PROCESS_MEMORY_TARGET_BYTES", () => {
   test("unset: 192 MiB for an API process, 224 MiB for a worker process, none otherwise; set, it applies to all; 0 is none", () => {
     const unset = loadConfig({}).process;
-    expect(["api", "worker", "dispatcher", "all", undefined].map((role) => memoryTarget(unset, role))).toEqual([192 * MiB, 224 * MiB, 0, 0, 0]);
+    expect(["api", "worker", "dispatcher", "all", undefined].map((role) => memoryTarget(unset, role))).toEqual([192 * MiB, 224 * MiB, 0, 224 * MiB, 0]);
     const set = loadConfig({ PROCESS_MEMORY_TARGET_BYTES: String(300 * MiB) }).process;
     expect([memoryTarget(set, "worker"), memoryTarget(set, undefined)]).toEqual([300 * MiB, 300 * MiB]);
     expect(memoryTarget(loadConfig({ PROCESS_MEMORY_TARGET_BYTES: "0" }).process, "api")).toBe(0);
