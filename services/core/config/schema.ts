@@ -352,8 +352,8 @@ export const secretsSchema = z.object({
  * (520 MiB once on a busy machine) and the worker at 252-279 MiB while draining it, nearly all of it
  * garbage waiting for a collection (core/memory-guard.ts). The worker's is higher: it stays above
  * 192 MiB through a whole drain, and collecting that often cost it drain rate. One process running
- * every role (`all`) gets the worker's: through the bench's phases it peaked at 265-273 MiB without
- * a target and at 230 MiB with this one, delivering and ingesting as fast.
+ * every role (`all`) gets the worker's: through the bench's phases it peaked at 265-276 MiB without
+ * a target and at 226-230 MiB with this one, delivering and ingesting as fast.
  */
 export const MEMORY_TARGET_DEFAULTS: Readonly<Record<string, number>> = {
   api: 192 * 1024 * 1024,
