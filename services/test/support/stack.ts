@@ -164,9 +164,12 @@ export function useTestStack(transport: TransportKind, env: Record<string, strin
     // One at a time, in order: the first is the API the fixture's calls go to.
     for (const role of roles) running.push(await stack.start(role));
   });
+  // Stopping takes longer than a test's budget after a test cut every database connection: each
+  // pool left with a query the cut never settled waits out its 5 s end timeout (seen 10 s for one
+  // `all` process; more with RabbitMQ's pools, and past 30 s in a slow hour).
   afterAll(async () => {
     await stack?.stop();
     await receiver?.stop();
-  });
+  }, 90_000);
   return fixture;
 }
