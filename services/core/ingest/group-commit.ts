@@ -258,8 +258,8 @@ export class GroupCommitter {
     m.eventsAccepted.add(committed.length);
     if (replays > 0) m.eventsDeduplicated.add(replays);
     m.jobsCreated.add(batch.jobs.length);
+    // A commit that claimed made jobs, so events too: `committed` is never empty then.
     if (committed.length > 0) this.options.onCommitted?.(committed, claimed);
-    else claimed?.consumer.release(claimed.reserved);
     return results;
   }
 }
