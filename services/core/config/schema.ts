@@ -22,7 +22,7 @@ export const databaseSchema = z.object({
     .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
     .optional()
     .describe(
-      "Postgres connection URL, like `postgres://postgres@127.0.0.1:5432/evently`; `migrate` creates the database if it is missing. Unset: `all` and `migrate` start an embedded Postgres (other roles refuse to start).",
+      "Postgres connection URL, like `postgres://postgres@127.0.0.1:5432/evently`, or a Unix socket the way libpq names one (`postgres://postgres@/evently?host=/var/run/postgresql`); `migrate` creates the database if it is missing. Unset: `all` and `migrate` start an embedded Postgres (other roles refuse to start).",
     ),
   DATABASE_POOL_MAX: int(10, 1, 200).describe("Connections per process, besides a `LISTEN` connection and those of INGEST_GROUP_CONCURRENCY (api), with RabbitMQ the api's outbox clears (1), and the worker's claims and attempt writes (5) and, on the Postgres transport, its takes (1)."),
   EVENTLY_DATA_DIR: z

@@ -1,5 +1,6 @@
 import postgres from "postgres";
 import type { Config } from "../config/index.ts";
+import { postgresTarget } from "./socket-url.ts";
 
 export type Sql = postgres.Sql<{}>;
 export type TxSql = postgres.TransactionSql<{}>;
@@ -30,7 +31,9 @@ export function createSql(
 ): Sql {
   // Unset means "embedded", which the entry point resolves to a URL before anything connects.
   if (!config.DATABASE_URL) throw new Error("DATABASE_URL is not set: start through services/main.ts, or set it");
-  return postgres(config.DATABASE_URL, {
+  const target = postgresTarget(config.DATABASE_URL);
+  return postgres(target.url, {
+    path: target.path,
     max: config.DATABASE_POOL_MAX,
     transform: { column: { from: postgres.toCamel, to: postgres.fromCamel } },
     onnotice: () => {},

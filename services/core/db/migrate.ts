@@ -1,6 +1,7 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import postgres from "postgres";
+import { postgresTarget, type PostgresTarget } from "./socket-url.ts";
 
 const MIGRATIONS_DIR = join(import.meta.dir, "..", "migrations");
 // Any constant works; it only has to be the same for every process running migrate.
@@ -11,14 +12,18 @@ export interface MigrateResult {
   current: number;
 }
 
+function migrateSql(target: PostgresTarget) {
+  return postgres(target.url, { path: target.path, max: 1, onnotice: () => {}, connection: { application_name: "evently-migrate" } });
+}
+
 /** Creates the database named in `url` if it does not exist (concurrent callers are fine). */
 export async function ensureDatabase(url: string): Promise<void> {
-  const target = new URL(url);
-  const name = decodeURIComponent(target.pathname.slice(1));
+  const target = postgresTarget(url);
+  const name = decodeURIComponent(new URL(target.url).pathname.slice(1));
   if (!name) return;
-  const admin = new URL(url);
+  const admin = new URL(target.url);
   admin.pathname = "/postgres";
-  const sql = postgres(admin.toString(), { max: 1, onnotice: () => {}, connection: { application_name: "evently-migrate" } });
+  const sql = migrateSql({ url: admin.toString(), path: target.path });
   try {
     const [row] = await sql`select 1 as ok from pg_database where datname = ${name}`;
     if (!row) {
@@ -38,7 +43,7 @@ export async function ensureDatabase(url: string): Promise<void> {
  */
 export async function migrate(url: string, log: (line: string) => void = () => {}): Promise<MigrateResult> {
   await ensureDatabase(url);
-  const sql = postgres(url, { max: 1, onnotice: () => {}, connection: { application_name: "evently-migrate" } });
+  const sql = migrateSql(postgresTarget(url));
   try {
     return await sql.begin(async (tx) => {
       await tx`select pg_advisory_xact_lock(${MIGRATE_LOCK})`;
