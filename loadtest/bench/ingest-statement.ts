@@ -20,7 +20,10 @@ import { sampleCpu } from "./observe.ts";
  * targets. Postgres must be reachable as DATABASE_URL's server (default postgres@127.0.0.1).
  *
  * `bun loadtest/bench/ingest-statement.ts [--targets=.,../other-checkout] [--groups=1,14,64]
- *  [--events=42000] [--in-flight=2] [--rounds=2] [--warmup=200] [--setup=SQL] [--out=file.json]`
+ *  [--events=42000] [--in-flight=2] [--rounds=2] [--warmup=200] [--setup=SQL] [--claim=N] [--out=file.json]`
+ *
+ * `--claim=N`: each statement claims its jobs for a consumer with room for N (what one process,
+ * role `all`, asks of it: `claimFor`), instead of making them for any worker to take.
  */
 const { values: args } = parseArgs({
   args: Bun.argv.slice(2),
@@ -32,6 +35,7 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "2" },
     warmup: { type: "string", default: "200" },
     setup: { type: "string", default: "" },
+    claim: { type: "string", default: "0" },
     out: { type: "string" },
   },
 });
@@ -45,7 +49,7 @@ const data = samplePayload(1);
 interface Target {
   root: string;
   template: string;
-  insert: (sql: postgres.Sql, rows: object[], graceMs: number) => Promise<unknown>;
+  insert: (sql: postgres.Sql, rows: object[], graceMs: number, notifyChannel: string | null, claimFor: { maxJobs: number; leaseMs: number } | null) => Promise<unknown>;
 }
 
 async function prepare(spec: string, i: number): Promise<Target> {
@@ -83,13 +87,15 @@ const groupOf = (size: number) =>
     traceParent: null,
   }));
 
+const claim = Number(args.claim) > 0 ? { maxJobs: Number(args.claim), leaseMs: 10_000 } : null;
+
 async function measure(t: Target, group: number): Promise<{ eventsPerSecond: number; postgresUsPerEvent: number }> {
   const database = `${t.template}_run`;
   await admin.unsafe(`create database ${database} template ${t.template}`);
   const sql = postgres(urlOf(database), { max: Number(args["in-flight"]), onnotice: () => {} });
   try {
     if (args.setup) await sql.unsafe(args.setup);
-    for (let i = 0; i < Number(args.warmup); i++) await t.insert(sql, groupOf(group), 0);
+    for (let i = 0; i < Number(args.warmup); i++) await t.insert(sql, groupOf(group), 0, null, claim);
     await sql`analyze`;
     const calls = Math.max(1, Math.round(Number(args.events) / group));
     let started = 0;
@@ -98,7 +104,7 @@ async function measure(t: Target, group: number): Promise<{ eventsPerSecond: num
       Array.from({ length: Number(args["in-flight"]) }, async () => {
         while (started < calls) {
           started++;
-          await t.insert(sql, groupOf(group), 0);
+          await t.insert(sql, groupOf(group), 0, null, claim);
         }
       }),
     );
