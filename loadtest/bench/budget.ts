@@ -4,10 +4,15 @@ import type { OtlpSpan } from "../../services/test/support/otlp.ts";
 /**
  * The latency budget of one event: where its time goes between the producer's request and the
  * attempt's write, read from the spans of the traces a phase sampled (`npm run bench -- --budget`).
- * Each stage is the gap between two span edges of the same trace; a span that served many events (a
- * commit, a publish, a message) belongs to every trace it links, and where a hop happened twice (a
- * publish the sweep repeated, a message offered again) the first counts. Traces with more than one
- * attempt (a retry) or a missing hop are left out and counted.
+ * A trace is one request, of one event or a batch; each of its jobs' first attempts is a sample.
+ * Each stage is the gap between two span edges: the request, its commit and (RabbitMQ) publish are
+ * the trace's, shared by its jobs (where a hop happened twice, a publish the sweep repeated, the
+ * first counts); the message is the one the attempt ran in (the trace's latest to start before the
+ * attempt: an attempt's span is its event's, not its message's child), and the write the first of
+ * the trace's attempt writes to start after the response. A span that served many events (a
+ * commit, a publish, a message, a write) belongs to every trace it links. Left out and counted: a
+ * trace missing a hop (still in flight at the phase's end) and a job attempted more than once (a
+ * retry).
  */
 export interface BudgetStage {
   stage: string;
@@ -19,28 +24,36 @@ export interface BudgetStage {
 }
 
 export interface LatencyBudget {
-  /** Traces with every hop, the ones the stages are taken from. */
+  /** Traces with at least one job measured. */
   traces: number;
-  /** Sampled traces left out: a hop missing (still in flight at the phase's end) or a retry. */
+  /** Jobs measured, each one sample of every stage (the same as `traces` for single events). */
+  jobs?: number;
+  /** Traces or jobs left out: a hop missing, or a retry. */
   skipped: number;
-  /** Of those, how many lacked each hop (or, for `send`, had a retry), by hop. */
+  /** Of those, how many for each reason, by hop (`send`: a retry, or no attempt yet). */
   skippedBy: Record<string, number>;
   stages: BudgetStage[];
 }
 
-type Hop = "request" | "commit" | "publish" | "consume" | "send" | "record";
-const HOP_SPANS: Record<string, Hop> = {
+type TraceHop = "request" | "commit" | "publish" | "consume" | "record";
+const TRACE_SPANS: Record<string, TraceHop> = {
   [SPAN.httpRequest]: "request",
   [SPAN.ingestCommit]: "commit",
   [SPAN.outboxPublish]: "publish",
   [SPAN.deliver]: "consume",
-  [SPAN.deliverySend]: "send",
   [SPAN.attemptsRecord]: "record",
 };
 
 // A publish span is RabbitMQ's only: the Postgres transport's wake-up is a NOTIFY inside the
 // commit, so its stages run from the commit's end.
-type Hops = Record<Exclude<Hop, "publish">, OtlpSpan> & { publish?: OtlpSpan };
+interface Hops {
+  request: OtlpSpan;
+  commit: OtlpSpan;
+  publish?: OtlpSpan;
+  consume: OtlpSpan;
+  send: OtlpSpan;
+  record: OtlpSpan;
+}
 type Edge = (hops: Hops) => number | undefined;
 const STAGES: { stage: string; means: string; from: Edge; to: Edge }[] = [
   { stage: "wait for a commit", means: "request start → its group commit starts (auth, parsing, a commit in flight)", from: (h) => h.request.startMs, to: (h) => h.commit.startMs },
@@ -62,46 +75,88 @@ const STAGES: { stage: string; means: string; from: Edge; to: Edge }[] = [
 
 /** The budget of the traces that started within [fromMs, toMs) (the phase's publishing window). */
 export function latencyBudget(spans: OtlpSpan[], fromMs: number, toMs: number): LatencyBudget {
-  const byTrace = new Map<string, Partial<Record<Hop, OtlpSpan[]>>>();
+  const hopsByTrace = new Map<string, Partial<Record<TraceHop, OtlpSpan[]>>>();
+  // Every attempt of each job, under the trace of its event.
+  const attemptsByTrace = new Map<string, Map<string, OtlpSpan[]>>();
   for (const span of spans) {
-    const hop = HOP_SPANS[span.name];
-    if (!hop) continue;
-    for (const traceId of new Set([span.traceId, ...span.links.map((l) => l.traceId)])) {
-      let hops = byTrace.get(traceId);
-      if (!hops) byTrace.set(traceId, (hops = {}));
-      (hops[hop] ??= []).push(span);
+    const hop = TRACE_SPANS[span.name];
+    if (hop) {
+      for (const traceId of tracesOf(span)) {
+        let hops = hopsByTrace.get(traceId);
+        if (!hops) hopsByTrace.set(traceId, (hops = {}));
+        (hops[hop] ??= []).push(span);
+      }
+    } else if (span.name === SPAN.deliverySend) {
+      let jobs = attemptsByTrace.get(span.traceId);
+      if (!jobs) attemptsByTrace.set(span.traceId, (jobs = new Map()));
+      const jobId = String(span.attributes["evently.job_id"] ?? span.spanId);
+      jobs.set(jobId, [...(jobs.get(jobId) ?? []), span]);
     }
   }
   const samples = STAGES.map(() => [] as number[]);
   let traces = 0;
-  let skipped = 0;
+  let jobsMeasured = 0;
   const skippedBy: Record<string, number> = {};
-  for (const hops of byTrace.values()) {
-    const request = hops.request?.[0];
+  const skip = (reason: string) => (skippedBy[reason] = (skippedBy[reason] ?? 0) + 1);
+  for (const [traceId, hops] of hopsByTrace) {
+    const request = first(hops.request);
     if (!request || request.startMs < fromMs || request.startMs >= toMs) continue;
-    const wrong = (Object.values(HOP_SPANS) as Hop[]).filter((hop) => (!hops[hop] && hop !== "publish") || (hop === "send" && hops[hop]!.length > 1));
-    if (wrong.length > 0) {
-      skipped++;
-      for (const hop of wrong) skippedBy[hop] = (skippedBy[hop] ?? 0) + 1;
+    const commit = first(hops.commit);
+    const jobs = attemptsByTrace.get(traceId);
+    if (!commit || !jobs) {
+      skip(!commit ? "commit" : "send");
       continue;
     }
-    const one = Object.fromEntries(Object.entries(hops).map(([hop, list]) => [hop, list.reduce((a, b) => (b.startMs < a.startMs ? b : a))])) as Hops;
-    traces++;
-    STAGES.forEach((s, i) => {
-      const from = s.from(one);
-      const to = s.to(one);
-      if (from !== undefined && to !== undefined) samples[i]!.push(to - from);
-    });
+    let measured = 0;
+    for (const attempts of jobs.values()) {
+      if (attempts.length > 1) {
+        skip("send");
+        continue;
+      }
+      const send = attempts[0]!;
+      const consume = latest((hops.consume ?? []).filter((c) => c.startMs <= send.startMs));
+      // A span's start is read to the whole millisecond (the SDK anchors it to Date.now()), its end
+      // as the start plus a precise duration: a write that started just after the response can
+      // read up to 1 ms before it.
+      const record = first((hops.record ?? []).filter((r) => r.startMs > send.endMs - 1));
+      if (!consume || !record) {
+        skip(!consume ? "consume" : "record");
+        continue;
+      }
+      const one: Hops = { request, commit, publish: first(hops.publish), consume, send, record };
+      STAGES.forEach((s, i) => {
+        const from = s.from(one);
+        const to = s.to(one);
+        if (from !== undefined && to !== undefined) samples[i]!.push(to - from);
+      });
+      measured++;
+    }
+    jobsMeasured += measured;
+    if (measured > 0) traces++;
   }
   return {
     traces,
-    skipped,
+    jobs: jobsMeasured,
+    skipped: Object.values(skippedBy).reduce((a, b) => a + b, 0),
     skippedBy,
     stages: STAGES.map((s, i) => {
       const sorted = samples[i]!.sort((a, b) => a - b);
       return { stage: s.stage, means: s.means, p50: quantile(sorted, 0.5), p90: quantile(sorted, 0.9), p99: quantile(sorted, 0.99) };
     }),
   };
+}
+
+/** The traces a span belongs to: its own, where it has no links, or every trace it links. */
+function tracesOf(span: OtlpSpan): Set<string> {
+  return new Set(span.links.length > 0 ? span.links.map((l) => l.traceId) : [span.traceId]);
+}
+
+function latest(list: OtlpSpan[]): OtlpSpan | undefined {
+  return list.length ? list.reduce((a, b) => (b.startMs > a.startMs ? b : a)) : undefined;
+}
+
+function first(list: OtlpSpan[] | undefined): OtlpSpan | undefined {
+  return list?.length ? list.reduce((a, b) => (b.startMs < a.startMs ? b : a)) : undefined;
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -119,9 +174,9 @@ export function budgetLines(runs: { transport: string; phases: { spec: { name: s
     lines.push(
       `## Latency budget (${run.transport})`,
       "",
-      "Each stage's time in ms (p50 / p90 / p99) over the traces the phase sampled; stages overlap nothing and",
-      "run in order, except the last two rows, which span several. Traces counted: " +
-        phases.map((p) => `${p.spec.name} ${p.budget!.traces} (${p.budget!.skipped} left out${skippedText(p.budget!)})`).join(", ") + ".",
+      "Each stage's time in ms (p50 / p90 / p99) over the jobs of the traces the phase sampled (one per request; a",
+      "batch request's trace has a job per event); stages overlap nothing and run in order, except the last two",
+      "rows, which span several. Counted: " + phases.map((p) => `${p.spec.name} ${countedText(p.budget!)}`).join(", ") + ".",
       "",
       `| stage | what it is | ${phases.map((p) => p.spec.name).join(" | ")} |`,
       `| --- | --- | ${phases.map(() => "---:").join(" | ")} |`,
@@ -135,7 +190,14 @@ export function budgetLines(runs: { transport: string; phases: { spec: { name: s
   return lines;
 }
 
+function countedText(budget: LatencyBudget): string {
+  const jobs = budget.jobs !== undefined && budget.jobs !== budget.traces ? `, ${budget.jobs} jobs` : "";
+  return `${budget.traces} traces${jobs} (${budget.skipped} left out${skippedText(budget)})`;
+}
+
 function skippedText(budget: LatencyBudget): string {
   const by = Object.entries(budget.skippedBy);
-  return by.length ? `: ${by.map(([hop, n]) => (hop === "send" ? `${n} retried` : `${n} without a ${hop} span`)).join(", ")}` : "";
+  const text = (hop: string, n: number) =>
+    hop === "send" ? `${n} retried or never attempted` : `${n} without a ${hop} span`;
+  return by.length ? `: ${by.map(([hop, n]) => text(hop, n)).join(", ")}` : "";
 }

@@ -50,8 +50,10 @@ const { values: args } = parseArgs({
     /** Only these phases (and ramp steps), by name, in their usual order: for experiments on one figure. */
     phases: { type: "string" },
     /**
-     * The latency budget instead of the phases: latency at 100 and 1,000 events/s with tracing on at
-     * TRACE_SAMPLE_RATIO (default 0.1), each stage's time read from the sampled traces (budget.ts).
+     * The latency budget instead of the phases: latency at 100 and 1,000 events/s, then the ramp's
+     * steps at 3,000, 5,000, 6,000 and 8,000 events/s (batches of 50: where its tail grows), with
+     * tracing on at TRACE_SAMPLE_RATIO (default 0.1), each stage's time read from the sampled traces
+     * (budget.ts). `--phases` picks among them (the warm-up always runs).
      */
     budget: { type: "boolean", default: false },
     /** The scaling curves (scaling.ts) instead of the phases: all, or some (--scaling=fanout,payload), on the first transport chosen. */
@@ -161,7 +163,7 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
       if (otlp) {
         await Bun.sleep(1000);
         result.budget = latencyBudget(otlp.spans(), startedAt, Date.now());
-        log(`${spec.name}: latency budget from ${result.budget.traces} sampled traces (${result.budget.skipped} incomplete or retried)`);
+        log(`${spec.name}: latency budget from ${result.budget.jobs} jobs of ${result.budget.traces} sampled traces (${result.budget.skipped} left out)`);
       }
       if (vacuums > 0) notes.push(`\`${spec.name}\` lasted long enough for ${vacuums} VACUUM ANALYZE during the phase (autovacuum's stand-in, every autovacuum_naptime).`);
       phases.push(result);
@@ -179,7 +181,9 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
     // Latency at fixed rates, then the ramp, then the saturating ingest phases (whose backlog would
     // otherwise spill into the measurements after them).
     if (args.budget) {
-      for (const spec of [defaultPhases(quick, scale)[0]!, latencyPhase(100, 20_000), latencyPhase(1000, 20_000)]) await run(spec);
+      const steps = rampSteps(quick, scale).filter((step) => [3000, 5000, 6000, 8000].includes((step.eventsPerSecond ?? 0) / scale));
+      await run(defaultPhases(quick, scale)[0]!);
+      for (const spec of [latencyPhase(100, 20_000), latencyPhase(1000, 20_000), ...steps].filter(chosen)) await run(spec);
     }
     const all = args.budget ? [] : defaultPhases(quick, scale).filter(chosen);
     for (const spec of all.filter((p) => p.group !== "ingest")) await run(spec);
