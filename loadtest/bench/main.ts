@@ -9,6 +9,7 @@ import { measureCeilings, samplePayload } from "./ceilings.ts";
 import { memoryOf } from "./observe.ts";
 import { startOtlpReceiver } from "../../services/test/support/otlp.ts";
 import { latencyBudget } from "./budget.ts";
+import { sampleWaitEvents } from "./wait-events.ts";
 import { defaultPhases, latencyPhase, rampSteps, runPhase, type PhaseResult, type PhaseSpec } from "./phases.ts";
 import { renderMarkdown, summarise, type BenchReport, type Memory, type TransportRun } from "./report.ts";
 import { createVia, producerKey, startStack, type BenchTransport } from "./stack.ts";
@@ -17,7 +18,7 @@ import { parseScalingChoice, runScaling } from "./scaling.ts";
 import { parsePeersChoice, runPeers } from "./peers.ts";
 
 /**
- * `npm run bench -- [--transport=rabbitmq|postgres|both] [--quick] [--no-ceilings] [--scale=2] [--roles=all] [--phases=warmup,burst-batch] [--budget] [--peers=graphile,bullmq|none] [--scaling[=fanout,payload,…]] [--charts-from=run.json] [--out=dir] [--db-set=name=value] [--cpu-prof=dir]`
+ * `npm run bench -- [--transport=rabbitmq|postgres|both] [--quick] [--no-ceilings] [--scale=2] [--roles=all] [--phases=warmup,burst-batch] [--budget] [--wait-events] [--peers=graphile,bullmq|none] [--scaling[=fanout,payload,…]] [--charts-from=run.json] [--out=dir] [--db-set=name=value] [--cpu-prof=dir]`
  *
  * Measures this machine's raw ceilings, then for each queue transport (both by default, RabbitMQ
  * first) starts Evently on a scratch database (and, for RabbitMQ, its own AMQP prefix) with an
@@ -56,6 +57,8 @@ const { values: args } = parseArgs({
      * (budget.ts). `--phases` picks among them (the warm-up always runs).
      */
     budget: { type: "boolean", default: false },
+    /** What the stack's Postgres backends were doing in each phase: on CPU or waiting, on what (wait-events.ts). */
+    "wait-events": { type: "boolean", default: false },
     /** The scaling curves (scaling.ts) instead of the phases: all, or some (--scaling=fanout,payload), on the first transport chosen. */
     scaling: { type: "string" },
     /** Only write the charts of a report already made (charts/<run>-*.svg beside it), then exit. */
@@ -149,6 +152,7 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
       database: new URL(s.env.DATABASE_URL!).pathname.slice(1),
       dbStats: s.dbStats,
       backendPools: s.backendPools,
+      sampleWaits: args["wait-events"] ? () => sampleWaitEvents(s.env.DATABASE_URL!) : undefined,
     };
     const run = async (spec: PhaseSpec) => {
       if (await s.vacuumIfNoAutovacuum()) log("autovacuum is off on this server: ran VACUUM ANALYZE before the phase, as autovacuum would");
@@ -251,7 +255,7 @@ writeFileSync(`${base}.json`, JSON.stringify(report, null, 2) + "\n");
 writeFileSync(`${base}.md`, renderMarkdown(report));
 log(`wrote ${base}.json and .md`);
 // latest.* is the reference full run: both transports, default settings only, no experiments.
-if (!quick && !args.budget && !scalingChoice && !phaseChoice && args.out === defaultOut && transports.length === 2 && !roleChoice && Object.keys(databaseSettings).length === 0) {
+if (!quick && !args.budget && !args["wait-events"] && !scalingChoice && !phaseChoice && args.out === defaultOut && transports.length === 2 && !roleChoice && Object.keys(databaseSettings).length === 0) {
   writeFileSync(join(args.out!, "latest.json"), JSON.stringify(report, null, 2) + "\n");
   writeFileSync(join(args.out!, "latest.md"), renderMarkdown(report));
   log(`wrote ${join(args.out!, "latest.json")} and .md`);

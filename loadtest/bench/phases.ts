@@ -1,5 +1,6 @@
 import type { HistogramSummary } from "../sink/histogram.ts";
 import type { LatencyBudget } from "./budget.ts";
+import type { WaitProfile, WaitSampler } from "./wait-events.ts";
 import type { Sink } from "../sink/server.ts";
 import { runClosedLoop, runOpenLoop, type LoadResult } from "./generator.ts";
 import type { BenchTransport, DbStats } from "./stack.ts";
@@ -55,6 +56,8 @@ export interface PhaseTarget {
   dbStats?: () => Promise<DbStats>;
   /** The pool each of the stack's Postgres backends serves, by pid (stack.ts `backendPools`): splits Postgres's CPU. */
   backendPools?: () => Promise<Record<number, string>>;
+  /** With `--wait-events`: starts sampling what the stack's backends are doing (wait-events.ts). */
+  sampleWaits?: () => WaitSampler;
   /** Events spread over several types (one endpoint each, say): the type of request i's events. Default: eventType. */
   eventTypeFor?: (i: number) => string;
   /** More than one API process: request i goes to apiUrls[i % n], as a load balancer would spread them. Default: apiUrl. */
@@ -116,6 +119,8 @@ export interface PhaseResult {
   db?: { transactions: number; indexScans: Record<string, number> };
   /** With `--budget`: where the sampled events' time went, stage by stage. */
   budget?: LatencyBudget;
+  /** With `--wait-events`: what the stack's Postgres backends were doing, while publishing and while draining (≥ 1 s). */
+  waits?: { publish: WaitProfile; drain?: WaitProfile };
 }
 
 /**
@@ -163,11 +168,13 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
   const metricsBefore = await scrapeRoles(t.roleUrls);
   const pools = async () => (t.backendPools ? await t.backendPools().catch(() => undefined) : undefined);
   const cpu0 = sampleCpu(t.pids, t.database, await pools());
+  const publishWaits = t.sampleWaits?.();
   // A role run twice has a second process named `<role>-2` (stack.ts): it is paused too.
   const paused = spec.pauseDelivery ? Object.entries(t.pids).filter(([name]) => DELIVERY_ROLES.includes(name.replace(/-\d+$/, ""))).map(([, pid]) => pid) : [];
   for (const pid of paused) process.kill(pid, "SIGSTOP");
   let load: LoadResult;
   let atPublishEnd: number;
+  let waitsWhilePublishing: WaitProfile | undefined;
   try {
     load =
       spec.mode === "open"
@@ -176,13 +183,17 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
     atPublishEnd = t.sink.stats().unique;
   } finally {
     for (const pid of paused) process.kill(pid, "SIGCONT");
+    // Stopped here so that a load that throws leaves no sampler running.
+    waitsWhilePublishing = await publishWaits?.stop();
   }
   const publishedAt = Date.now();
   const cpu1 = sampleCpu(t.pids, t.database, await pools());
+  const drainWaits = t.sampleWaits?.();
 
   const expected = eventsAccepted * t.fanout;
   const stats = await t.sink.waitFor({ unique: expected, timeoutMs: drainTimeoutMs });
   const cpu2 = sampleCpu(t.pids, t.database, await pools());
+  const waitsWhileDraining = await drainWaits?.stop();
   // Let the worker record the last attempts and the dispatcher mark them before reading /metrics.
   await Bun.sleep(1000);
   const metricsAfter = await scrapeRoles(t.roleUrls);
@@ -210,6 +221,9 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
     },
     stages: diffMetrics(metricsBefore, metricsAfter),
     cpu: { publish: use(cpu0, cpu1), ...(drainMs >= 1000 ? { drain: use(cpu1, cpu2) } : {}), total: use(cpu0, cpu2) },
+    ...(waitsWhilePublishing
+      ? { waits: { publish: waitsWhilePublishing, ...(drainMs >= 1000 && waitsWhileDraining ? { drain: waitsWhileDraining } : {}) } }
+      : {}),
   };
   const dbAfter = t.dbStats ? await t.dbStats().catch(() => undefined) : undefined;
   if (dbAfter) result.tables = dbAfter.tables;

@@ -1,4 +1,5 @@
 import { budgetLines } from "./budget.ts";
+import { waitEventLines } from "./wait-events.ts";
 import type { AmqpCeiling, Ceilings, PostgresCeiling, Probe } from "./ceilings.ts";
 import type { CpuUse, PhaseResult } from "./phases.ts";
 import { KEEP_UP } from "./phases.ts";
@@ -564,6 +565,7 @@ export function renderMarkdown(r: BenchReport): string {
       ...postgresPoolLines(r.runs),
     );
     lines.push(...budgetLines(r.runs));
+    lines.push(...waitEventLines(r.runs));
     lines.push(...peersLines(r));
     for (const t of r.runs) lines.push(...runLines(t, r.ceilings));
   }
