@@ -168,32 +168,33 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
   const metricsBefore = await scrapeRoles(t.roleUrls);
   const pools = async () => (t.backendPools ? await t.backendPools().catch(() => undefined) : undefined);
   const cpu0 = sampleCpu(t.pids, t.database, await pools());
-  const publishWaits = t.sampleWaits?.();
+  // One sampler for the phase, cut where publishing ends.
+  const waits = t.sampleWaits?.();
   // A role run twice has a second process named `<role>-2` (stack.ts): it is paused too.
   const paused = spec.pauseDelivery ? Object.entries(t.pids).filter(([name]) => DELIVERY_ROLES.includes(name.replace(/-\d+$/, ""))).map(([, pid]) => pid) : [];
   for (const pid of paused) process.kill(pid, "SIGSTOP");
   let load: LoadResult;
   let atPublishEnd: number;
-  let waitsWhilePublishing: WaitProfile | undefined;
   try {
     load =
       spec.mode === "open"
         ? await runOpenLoop({ rate: (spec.eventsPerSecond ?? 0) / spec.batchSize, durationMs: spec.durationMs, concurrencyLimit: spec.concurrency, send, onProgress })
         : await runClosedLoop({ concurrency: spec.concurrency, durationMs: spec.durationMs, count: spec.requests, send, onProgress });
     atPublishEnd = t.sink.stats().unique;
+  } catch (err) {
+    await waits?.stop(); // a load that throws leaves no sampler running
+    throw err;
   } finally {
     for (const pid of paused) process.kill(pid, "SIGCONT");
-    // Stopped here so that a load that throws leaves no sampler running.
-    waitsWhilePublishing = await publishWaits?.stop();
   }
+  const waitsWhilePublishing = waits?.cut();
   const publishedAt = Date.now();
   const cpu1 = sampleCpu(t.pids, t.database, await pools());
-  const drainWaits = t.sampleWaits?.();
 
   const expected = eventsAccepted * t.fanout;
   const stats = await t.sink.waitFor({ unique: expected, timeoutMs: drainTimeoutMs });
   const cpu2 = sampleCpu(t.pids, t.database, await pools());
-  const waitsWhileDraining = await drainWaits?.stop();
+  const waitsWhileDraining = await waits?.stop();
   // Let the worker record the last attempts and the dispatcher mark them before reading /metrics.
   await Bun.sleep(1000);
   const metricsAfter = await scrapeRoles(t.roleUrls);

@@ -18,6 +18,9 @@ export interface WaitProfile {
 }
 
 export interface WaitSampler {
+  /** What was sampled since the start or the last cut; sampling goes on into the next window. */
+  cut(): WaitProfile;
+  /** The last window, and the connection closed. */
   stop(): Promise<WaitProfile>;
 }
 
@@ -27,10 +30,10 @@ export function sampleWaitEvents(databaseUrl: string, intervalMs = 10): WaitSamp
   const database = adminUrl.pathname.slice(1);
   adminUrl.pathname = "/postgres";
   const sql = postgres(adminUrl.toString(), { max: 1, onnotice: () => {}, connection: { application_name: "bench-waits" } });
-  const byPool: WaitProfile["byPool"] = {};
+  let byPool: WaitProfile["byPool"] = {};
   let samples = 0;
   let running = true;
-  const startedAt = Date.now();
+  let startedAt = Date.now();
   const loop = (async () => {
     while (running) {
       const rows = await sql<{ pool: string; state: string }[]>`
@@ -46,12 +49,18 @@ export function sampleWaitEvents(databaseUrl: string, intervalMs = 10): WaitSamp
       await Bun.sleep(intervalMs);
     }
   })();
+  const cut = (): WaitProfile => {
+    const window = { samples, ms: Date.now() - startedAt, byPool };
+    [byPool, samples, startedAt] = [{}, 0, Date.now()];
+    return window;
+  };
   return {
+    cut,
     async stop() {
       running = false;
       await loop;
       await sql.end({ timeout: 1 }).catch(() => {});
-      return { samples, ms: Date.now() - startedAt, byPool };
+      return cut();
     },
   };
 }

@@ -5,7 +5,8 @@ import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 
 /**
  * The bench's wait-event sampler (loadtest/bench/wait-events.ts) on the real server: a backend of
- * the sampled database is counted under its pool and what it waits on; other databases' are not.
+ * the sampled database is counted under its pool and what it waits on; other databases' are not;
+ * a cut starts a new window.
  */
 
 let db: TestDatabase;
@@ -33,7 +34,12 @@ test("a sleeping backend is counted under its pool as waiting on the sleep, a bu
       busy`select count(*) from generate_series(1, 4000000)`,
       elsewhere`select pg_sleep(0.4)`,
     ]);
-    const profile = await sampler.stop();
+    const profile = sampler.cut();
+    // After the cut, a window of its own: the sleeper's last sleep only.
+    await sleeper`select pg_sleep(0.2)`;
+    const after = await sampler.stop();
+    expect(after.byPool["evently-sleeper"]?.["Timeout:PgSleep"] ?? 0).toBeGreaterThan(after.samples / 4);
+    expect(after.byPool["evently-busy"]).toBeUndefined();
     expect(profile.samples).toBeGreaterThan(10);
     expect(profile.byPool["evently-sleeper"]?.["Timeout:PgSleep"] ?? 0).toBeGreaterThan(profile.samples / 4);
     expect(profile.byPool["evently-busy"]?.CPU ?? 0).toBeGreaterThan(0);
