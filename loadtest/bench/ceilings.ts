@@ -2,6 +2,7 @@ import amqp from "amqplib";
 import { randomBytes } from "node:crypto";
 import os from "node:os";
 import postgres from "postgres";
+import { coreSpeedApart, timesPerSecond } from "./core-speed.ts";
 import { runClosedLoop } from "./generator.ts";
 
 /**
@@ -50,6 +51,22 @@ export interface HttpCeiling {
   errors: number;
 }
 
+/**
+ * How much work one core does in this hour, Evently aside. This machine's raw ceilings differ up to
+ * 2.8× from one hour to another (500-row inserts: 186,425 against 66,314 rows/s) with no steal time
+ * reported; these say whether a core itself was slower.
+ */
+export interface CpuCeiling {
+  /** Standard Webhooks signatures (HMAC-SHA256 of id.timestamp.body, base64) of a ~300-byte body per second, one JS thread (core-speed.ts). */
+  signaturesPerSec: number;
+  /** JSON.parse then JSON.stringify of a ~300-byte payload per second, one JS thread (core-speed.ts). */
+  jsonRoundTripsPerSec: number;
+  /** GiB per second one thread copies between two 64 MiB buffers: memory, not cache, since bulk row work slowed most in slow hours. */
+  memoryCopyGiBPerSec: number;
+  /** Rows per second one Postgres backend turns into text, hashes and sums (generate_series, JIT off): its executor's speed on one core. */
+  postgresRowsPerSec: number;
+}
+
 export interface Ceilings {
   quick: boolean;
   measuredAt: string;
@@ -58,6 +75,8 @@ export interface Ceilings {
   /** Two sizes: one job per message, and an AMQP_JOBS_PER_MESSAGE-sized (64 jobs) batch. Absent when not measured. */
   rabbitmq: { single?: Probe<AmqpCeiling>; batch64?: Probe<AmqpCeiling> };
   http: Probe<HttpCeiling>;
+  /** Absent in reports made before it was measured. */
+  cpu?: Probe<CpuCeiling>;
 }
 
 const DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -110,6 +129,7 @@ export async function measureCeilings(options: CeilingOptions = {}): Promise<Cei
   const single = rabbitmq ? await safely("rabbitmq single", log, () => measureAmqp(amqpUrl, queueType, ms, 1)) : undefined;
   const batch64 = rabbitmq ? await safely("rabbitmq batch64", log, () => measureAmqp(amqpUrl, queueType, ms, 64)) : undefined;
   const http = await safely("http", log, () => measureHttp(ms));
+  const cpu = await safely("cpu", log, () => measureCpu(options.databaseUrl ?? process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL, ms / 5));
   return {
     quick,
     measuredAt: new Date().toISOString(),
@@ -117,7 +137,37 @@ export async function measureCeilings(options: CeilingOptions = {}): Promise<Cei
     postgres: pg,
     rabbitmq: { single, batch64 },
     http,
+    cpu,
   };
+}
+
+/**
+ * (d) One core's speed: the worker's signing and the API's JSON handling in a process of their own
+ * (core-speed.ts), a memory copy in this one, and a Postgres backend's executor over one connection (no scratch objects: it reads only
+ * generate_series). Each runs alone for `durationMs`.
+ */
+export async function measureCpu(databaseUrl: string, durationMs: number): Promise<CpuCeiling> {
+  const speed = coreSpeedApart(durationMs, true);
+  if (speed === null) throw new Error("the core-speed probe's process failed");
+  const from = Buffer.alloc(64 * 2 ** 20, 7);
+  const to = Buffer.alloc(from.length);
+  const copiesPerSec = timesPerSecond(durationMs, () => from.copy(to), 1);
+  const memoryCopyGiBPerSec = Math.round((copiesPerSec * from.length * 100) / 2 ** 30) / 100;
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {}, connection: { jit: "off" } });
+  try {
+    const rows = 200_000;
+    const query = () => sql`select sum(hashtext(g::text)::bigint) from generate_series(1, ${rows}::int) g`;
+    await query();
+    let done = 0;
+    const start = performance.now();
+    while (performance.now() - start < durationMs) {
+      await query();
+      done += rows;
+    }
+    return { signaturesPerSec: speed.signaturesPerSec, jsonRoundTripsPerSec: speed.jsonRoundTripsPerSec!, memoryCopyGiBPerSec, postgresRowsPerSec: Math.round((done * 1000) / (performance.now() - start)) };
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
 }
 
 /**

@@ -2,6 +2,7 @@ import type { HistogramSummary } from "../sink/histogram.ts";
 import type { LatencyBudget } from "./budget.ts";
 import type { WaitProfile, WaitSampler } from "./wait-events.ts";
 import type { Sink } from "../sink/server.ts";
+import { coreSpeedApart } from "./core-speed.ts";
 import { runClosedLoop, runOpenLoop, type LoadResult } from "./generator.ts";
 import type { BenchTransport, DbStats } from "./stack.ts";
 import type { PeerName } from "../peers/peer.ts";
@@ -119,6 +120,12 @@ export interface PhaseResult {
   db?: { transactions: number; indexScans: Record<string, number> };
   /** With `--budget`: where the sampled events' time went, stage by stage. */
   budget?: LatencyBudget;
+  /**
+   * Standard Webhooks signatures one JS thread made per second just before the phase and just after
+   * its drain, in a process of its own (core-speed.ts, 200 ms each; null if that failed): how fast a
+   * core was around the phase.
+   */
+  coreSpeed?: { before: number | null; after: number | null };
   /** With `--wait-events`: what the stack's Postgres backends were doing, while publishing and while draining (≥ 1 s). */
   waits?: { publish: WaitProfile; drain?: WaitProfile };
 }
@@ -127,6 +134,9 @@ export interface PhaseResult {
  * A ramp step kept up when deliveries during the step reached 90% of the accepted rate, the backlog
  * left at its end drained within 5 s, and the generator achieved ≥ 95% of the target without drops.
  */
+/** How long the core-speed probe runs before and after each phase, outside the phase's CPU windows. */
+const CORE_SPEED_PROBE_MS = 200;
+
 export const KEEP_UP = { deliveredShare: 0.9, drainMs: 5000, achievedShare: 0.95 };
 
 function requestFor(t: PhaseTarget, batchSize: number): (i: number) => { url: string; body: string } {
@@ -167,6 +177,7 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
   const dbBefore = t.dbStats ? await t.dbStats().catch(() => undefined) : undefined;
   const metricsBefore = await scrapeRoles(t.roleUrls);
   const pools = async () => (t.backendPools ? await t.backendPools().catch(() => undefined) : undefined);
+  const speedBefore = coreSpeedApart(CORE_SPEED_PROBE_MS)?.signaturesPerSec ?? null;
   const cpu0 = sampleCpu(t.pids, t.database, await pools());
   // One sampler for the phase, cut where publishing ends.
   const waits = t.sampleWaits?.();
@@ -195,6 +206,7 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
   const stats = await t.sink.waitFor({ unique: expected, timeoutMs: drainTimeoutMs });
   const cpu2 = sampleCpu(t.pids, t.database, await pools());
   const waitsWhileDraining = await waits?.stop();
+  const coreSpeed = { before: speedBefore, after: coreSpeedApart(CORE_SPEED_PROBE_MS)?.signaturesPerSec ?? null };
   // Let the worker record the last attempts and the dispatcher mark them before reading /metrics.
   await Bun.sleep(1000);
   const metricsAfter = await scrapeRoles(t.roleUrls);
@@ -222,6 +234,7 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
     },
     stages: diffMetrics(metricsBefore, metricsAfter),
     cpu: { publish: use(cpu0, cpu1), ...(drainMs >= 1000 ? { drain: use(cpu1, cpu2) } : {}), total: use(cpu0, cpu2) },
+    coreSpeed,
     ...(waitsWhilePublishing
       ? { waits: { publish: waitsWhilePublishing, ...(drainMs >= 1000 && waitsWhileDraining ? { drain: waitsWhileDraining } : {}) } }
       : {}),

@@ -1,6 +1,6 @@
 import { budgetLines } from "./budget.ts";
 import { waitEventLines } from "./wait-events.ts";
-import type { AmqpCeiling, Ceilings, PostgresCeiling, Probe } from "./ceilings.ts";
+import type { AmqpCeiling, Ceilings, CpuCeiling, PostgresCeiling, Probe } from "./ceilings.ts";
 import type { CpuUse, PhaseResult } from "./phases.ts";
 import { KEEP_UP } from "./phases.ts";
 import type { ScalingReport } from "./scaling.ts";
@@ -179,6 +179,9 @@ function ceilingLines(c: Ceilings): string[] {
     `| RabbitMQ confirmed persistent publish, 1 job/message | ${c.rabbitmq.single ? probe(c.rabbitmq.single, amqp) : notMeasured} |`,
     `| RabbitMQ confirmed persistent publish, 64 jobs/message | ${c.rabbitmq.batch64 ? probe(c.rabbitmq.batch64, (a) => `${amqp(a)} = ${n(a.messagesPerSec * 64)} jobs/s`) : notMeasured} |`,
     `| Bun.serve JSON POST → 202, fetch with 64 in flight | ${probe(c.http, (h) => `${n(h.requestsPerSec)} req/s (p50 ${ms(h.p50Ms)} ms, p99 ${ms(h.p99Ms)} ms)`)} |`,
+    `| One core: signatures (HMAC-SHA256, base64) · JSON parse + stringify of the payload, one JS thread | ${probe(c.cpu, (p: CpuCeiling) => `${n(p.signaturesPerSec)}/s · ${n(p.jsonRoundTripsPerSec)}/s`)} |`,
+    `| One core: copying 64 MiB between buffers | ${probe(c.cpu, (p: CpuCeiling) => `${p.memoryCopyGiBPerSec} GiB/s`)} |`,
+    `| One core: a Postgres backend hashing generate_series rows (JIT off) | ${probe(c.cpu, (p: CpuCeiling) => `${n(p.postgresRowsPerSec)} rows/s`)} |`,
   ];
 }
 
@@ -237,9 +240,15 @@ function groupsOf(r: TransportRun): string[] {
   return GROUPS.filter((g) => !["api", "worker", "dispatcher", "all"].includes(g) || r.stack.roles.includes(g));
 }
 
-function cpuRow(name: string, window: string, u: CpuUse, groups: string[]): string {
-  return `| ${name} | ${window} (${u.seconds} s) | ${groups.map((g) => (u.cores[g] ?? 0).toFixed(2)).join(" | ")} | ${u.machineBusyPct}% |`;
+function cpuRow(name: string, window: string, u: CpuUse, groups: string[], speed = ""): string {
+  return `| ${name} | ${window} (${u.seconds} s) | ${groups.map((g) => (u.cores[g] ?? 0).toFixed(2)).join(" | ")} | ${u.machineBusyPct}% | ${speed} |`;
 }
+
+/** A phase's core-speed probes, in signatures per millisecond (thousands per second). */
+const coreSpeed = (p: PhaseResult) => {
+  const perMs = (v: number | null | undefined) => (v == null ? "–" : (v / 1000).toFixed(0));
+  return p.coreSpeed ? `${perMs(p.coreSpeed.before)} → ${perMs(p.coreSpeed.after)}` : "–";
+};
 
 // The stages worth a column; everything else is in the JSON.
 const STAGES = [
@@ -469,11 +478,14 @@ function runLines(t: TransportRun, ceilings: Ceilings | null): string[] {
     ...(t.phases.some((p) => (p.cpu.publish.cores.other ?? 0) >= 0.2)
       ? ["**Other load was running on the machine during some phases (`other` ≥ 0.20 cores): their figures are lower than an idle machine would give.**", ""]
       : []),
-    `| Phase | Window | ${groups.join(" | ")} | Machine busy |`,
-    `| --- | --- | ${groups.map(() => "---").join(" | ")} | --- |`,
+    "One core, before → after: Standard Webhooks signatures per millisecond that one JS thread, in a process of its own, made",
+    "in 200 ms just before the phase and just after its drain: CPU figures compare best between phases whose cores read alike.",
+    "",
+    `| Phase | Window | ${groups.join(" | ")} | Machine busy | One core, before → after |`,
+    `| --- | --- | ${groups.map(() => "---").join(" | ")} | --- | --- |`,
   );
   for (const p of t.phases) {
-    lines.push(cpuRow(p.spec.name, "publishing", p.cpu.publish, groups));
+    lines.push(cpuRow(p.spec.name, "publishing", p.cpu.publish, groups, coreSpeed(p)));
     if (p.cpu.drain) lines.push(cpuRow(p.spec.name, "draining", p.cpu.drain, groups));
   }
   lines.push(
