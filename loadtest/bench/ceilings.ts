@@ -143,8 +143,8 @@ export async function measureCeilings(options: CeilingOptions = {}): Promise<Cei
 
 /**
  * (d) One core's speed: the worker's signing and the API's JSON handling in a process of their own
- * (core-speed.ts), a memory copy in this one, and a Postgres backend's executor over one connection (no scratch objects: it reads only
- * generate_series). Each runs alone for `durationMs`.
+ * (core-speed.ts), a memory copy in this one, and a Postgres backend's executor over one connection
+ * (no scratch objects: it reads only generate_series). Each runs alone for `durationMs`.
  */
 export async function measureCpu(databaseUrl: string, durationMs: number): Promise<CpuCeiling> {
   const speed = coreSpeedApart(durationMs, true);
@@ -164,7 +164,8 @@ export async function measureCpu(databaseUrl: string, durationMs: number): Promi
       await query();
       done += rows;
     }
-    return { signaturesPerSec: speed.signaturesPerSec, jsonRoundTripsPerSec: speed.jsonRoundTripsPerSec!, memoryCopyGiBPerSec, postgresRowsPerSec: Math.round((done * 1000) / (performance.now() - start)) };
+    const postgresRowsPerSec = Math.round((done * 1000) / (performance.now() - start));
+    return { signaturesPerSec: speed.signaturesPerSec, jsonRoundTripsPerSec: speed.jsonRoundTripsPerSec!, memoryCopyGiBPerSec, postgresRowsPerSec };
   } finally {
     await sql.end({ timeout: 5 });
   }

@@ -2,10 +2,11 @@ import { createHmac, randomBytes } from "node:crypto";
 
 /**
  * How fast one core is right now, as work the worker and the API do: Standard Webhooks signatures
- * and JSON round trips per second in one JS thread. The ceilings take it once per run (ceilings.ts); every phase takes it before it
- * starts and after its drain (phases.ts `coreSpeed`), in a process of its own: measured inside the
- * bench, whose heap holds a phase's records, the same loop ran 4-10 times slower from garbage
- * collection alone. This file imports nothing else, so that process starts small.
+ * and JSON round trips per second in one JS thread. The ceilings take both once per run
+ * (ceilings.ts); every phase takes the signatures before it starts and after its drain (phases.ts
+ * `coreSpeed`). Always in a process of its own: measured inside the bench, whose heap holds a
+ * phase's records, the same loop ran 4-10 times slower from garbage collection alone. This file
+ * imports nothing else, so that process starts small.
  *
  *   bun loadtest/bench/core-speed.ts [ms] [json]   # prints {"signaturesPerSec":N[,"jsonRoundTripsPerSec":N]}
  */

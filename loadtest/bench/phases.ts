@@ -130,13 +130,13 @@ export interface PhaseResult {
   waits?: { publish: WaitProfile; drain?: WaitProfile };
 }
 
+/** How long the core-speed probe runs before and after each phase, outside the phase's CPU windows. */
+const CORE_SPEED_PROBE_MS = 200;
+
 /**
  * A ramp step kept up when deliveries during the step reached 90% of the accepted rate, the backlog
  * left at its end drained within 5 s, and the generator achieved ≥ 95% of the target without drops.
  */
-/** How long the core-speed probe runs before and after each phase, outside the phase's CPU windows. */
-const CORE_SPEED_PROBE_MS = 200;
-
 export const KEEP_UP = { deliveredShare: 0.9, drainMs: 5000, achievedShare: 0.95 };
 
 function requestFor(t: PhaseTarget, batchSize: number): (i: number) => { url: string; body: string } {
