@@ -13,6 +13,12 @@ import { declareTopology, topologyFor, type Topology } from "./topology.ts";
 
 /** Most job ids one clear statement takes. */
 const CLEAR_BATCH_MAX_JOBS = 10_000;
+/**
+ * Under load, a clear starts at most this long after the previous one, gathering the confirms that
+ * come meanwhile; idle, a clear runs at once. Nothing waits for a clear but the entry itself, which
+ * the sweeper leaves alone for AMQP_PUBLISH_GRACE_MS, so this only bounds the statements a second.
+ */
+const CLEAR_MIN_INTERVAL_MS = 10;
 
 /**
  * The RabbitMQ transport: jobs are published with confirms right after commit (their outbox entries
@@ -28,9 +34,9 @@ export class RabbitTransport implements JobTransport {
   private readonly topology: Topology;
   private readonly handOffs = new Set<Promise<void>>();
   /**
-   * Clears of confirmed jobs' outbox entries, one statement at a time: those arriving while one runs
-   * share the next. Under load one per commit group is a statement per dozen events, as many as the
-   * inserts; an entry left a few milliseconds longer is far within the sweeper's grace.
+   * Clears of confirmed jobs' outbox entries, one statement at a time and at most one per
+   * CLEAR_MIN_INTERVAL_MS: those arriving meanwhile share the next. One per commit group made as many
+   * clears as inserts; an entry left a few milliseconds longer is far within the sweeper's grace.
    */
   private readonly clears: Batcher<string[], void>;
   /** The clears' own connection (connectClears), made at the first clear, so only a role that publishes has it. */
@@ -59,7 +65,7 @@ export class RabbitTransport implements JobTransport {
         await clearPublished(sql, lists.flat());
         return lists.map(() => undefined);
       },
-      { maxBatch: CLEAR_BATCH_MAX_JOBS, concurrency: 1, weight: (jobIds) => jobIds.length },
+      { maxBatch: CLEAR_BATCH_MAX_JOBS, concurrency: 1, weight: (jobIds) => jobIds.length, minIntervalMs: CLEAR_MIN_INTERVAL_MS },
     );
   }
 
