@@ -6,6 +6,7 @@ import postgres from "postgres";
 import { loadConfig } from "../../services/core/config/index.ts";
 import { deleteTopology } from "../../services/core/queue/rabbitmq/topology.ts";
 import { installationEnv, pipeRoleOutput, waitReady } from "../processes.ts";
+import { BACKEND_POOL_SQL } from "./wait-events.ts";
 
 /**
  * An Evently installation for one benchmark run, as separate processes the way it is deployed:
@@ -130,7 +131,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const poolsSql = postgres(dbUrl.toString(), { max: 1, onnotice: () => {}, connection: { application_name: "bench" } });
   const backendPools = async (): Promise<Record<number, string>> => {
     const rows = await poolsSql<{ pid: number; pool: string }[]>`
-      select pid, coalesce(nullif(application_name, ''), 'unnamed') || case when query ilike 'listen %' then ' listen' else '' end as pool
+      select pid, ${poolsSql.unsafe(BACKEND_POOL_SQL)} as pool
       from pg_stat_activity where datname = current_database() and backend_type = 'client backend'`;
     return Object.fromEntries(rows.map((r) => [r.pid, r.pool]));
   };

@@ -24,6 +24,13 @@ export interface WaitSampler {
   stop(): Promise<WaitProfile>;
 }
 
+/**
+ * The pool a backend of pg_stat_activity serves, as SQL: its `application_name` (core/db/client.ts
+ * names every pool), with " listen" added for a LISTEN connection. The CPU split by pool
+ * (stack.ts `backendPools`) and the wait sampler below name pools alike.
+ */
+export const BACKEND_POOL_SQL = "coalesce(nullif(application_name, ''), 'unnamed') || case when query ilike 'listen %' then ' listen' else '' end";
+
 /** Starts sampling the backends of the database `databaseUrl` names, through the server's `postgres` database. */
 export function sampleWaitEvents(databaseUrl: string, intervalMs = 10): WaitSampler {
   const adminUrl = new URL(databaseUrl);
@@ -37,7 +44,7 @@ export function sampleWaitEvents(databaseUrl: string, intervalMs = 10): WaitSamp
   const loop = (async () => {
     while (running) {
       const rows = await sql<{ pool: string; state: string }[]>`
-        select coalesce(nullif(application_name, ''), 'unnamed') as pool,
+        select ${sql.unsafe(BACKEND_POOL_SQL)} as pool,
                coalesce(wait_event_type || ':' || wait_event, 'CPU') as state
         from pg_stat_activity
         where datname = ${database} and state = 'active' and backend_type = 'client backend'`.catch(() => []);
