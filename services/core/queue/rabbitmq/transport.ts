@@ -1,6 +1,7 @@
 import type { Config } from "../../config/index.ts";
 import type { Sql } from "../../db/client.ts";
 import { Batcher } from "../../batching.ts";
+import { DeadlineError, isConnectionError, withDeadline } from "../../db/errors.ts";
 import type { Logger } from "../../log.ts";
 import { clearPublished, type DeadLetter } from "../../outbox/sql.ts";
 import type { JobMessage } from "../messages.ts";
@@ -19,6 +20,15 @@ const CLEAR_BATCH_MAX_JOBS = 10_000;
  * the sweeper leaves alone for AMQP_PUBLISH_GRACE_MS, so this only bounds the statements a second.
  */
 const CLEAR_MIN_INTERVAL_MS = 10;
+/**
+ * A connection cut at the wrong moment can leave a clear unsettled forever, and with it every clear
+ * after it (one at a time) and the transport's stop, which waits for its hand-offs: after the fault
+ * test that cuts every database connection, that stop hung past the teardown's 90 s in 2 runs of
+ * 15, and in none of 18 with this deadline. A clear past it is abandoned and its own connection
+ * replaced; its entries wait for the sweeper, whose message the claims keep from being delivered
+ * twice.
+ */
+const CLEAR_DEADLINE_MS = 10_000;
 
 /**
  * The RabbitMQ transport: jobs are published with confirms right after commit (their outbox entries
@@ -62,7 +72,15 @@ export class RabbitTransport implements JobTransport {
     this.clears = new Batcher<string[], void>(
       async (lists) => {
         const sql = this.connectClears ? (this.ownClearSql ??= this.connectClears()) : this.sql;
-        await clearPublished(sql, lists.flat());
+        try {
+          await withDeadline(clearPublished(sql, lists.flat()), CLEAR_DEADLINE_MS, "outbox clear");
+        } catch (err) {
+          if (sql === this.ownClearSql && (err instanceof DeadlineError || isConnectionError(err))) {
+            this.ownClearSql = undefined;
+            void sql.end({ timeout: 0 }).catch(() => {});
+          }
+          throw err;
+        }
         return lists.map(() => undefined);
       },
       { maxBatch: CLEAR_BATCH_MAX_JOBS, concurrency: 1, weight: (jobIds) => jobIds.length, minIntervalMs: CLEAR_MIN_INTERVAL_MS },
@@ -113,7 +131,7 @@ export class RabbitTransport implements JobTransport {
     if (jobs.length === 0 || !this.publisher.ready) return;
     const work = this.send(jobs, "fast")
       .then(() => this.clears.add(jobs.map((j) => j.jobId)))
-      .catch((err) => this.log.debug("fast-path publish failed; the sweeper will publish", { error: (err as Error).message }));
+      .catch((err) => this.log.debug("fast-path publish or its outbox clear failed; the sweeper will publish", { error: (err as Error).message }));
     this.handOffs.add(work);
     void work.finally(() => this.handOffs.delete(work));
   }
