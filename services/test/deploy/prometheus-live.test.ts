@@ -49,11 +49,14 @@ function substituteVariables(expr: string): string {
 
 const COMPARISON = /^(?:==|!=|>=|<=|>|<)/;
 const WORD_OPERATOR = /^(?:and|or|unless)\b/;
+/** What may follow a binary operator before its right operand: `bool`, `on (…)`/`ignoring (…)`, `group_left (…)`. */
+const BINARY_MODIFIERS = /^\s*(?:bool\b)?\s*(?:(?:on|ignoring)\s*\([^)]*\))?\s*(?:(?:group_left|group_right)\b\s*(?:\([^)]*\))?)?/;
 
 /**
  * The operands of an expression's top-level comparisons and set operators (outside any
- * parentheses, braces, brackets or strings), with a `bool` modifier dropped. `a > 0.1 and b` gives
- * ["a", "0.1", "b"]; an expression without one gives itself.
+ * parentheses, braces, brackets or strings), with the operators' modifiers dropped
+ * (BINARY_MODIFIERS). `a > 0.1 and on () b` gives ["a", "0.1", "b"]; an expression without one
+ * gives itself.
  */
 function operands(expr: string): string[] {
   const parts: string[] = [];
@@ -83,7 +86,7 @@ function operands(expr: string): string[] {
     }
   }
   parts.push(expr.slice(start));
-  return parts.map((p) => p.replace(/^\s*bool\b/, "").trim()).filter((p) => p !== "");
+  return parts.map((p) => p.replace(BINARY_MODIFIERS, "").trim()).filter((p) => p !== "");
 }
 
 const isNumber = (expr: string) => /^[\d.]+(e[+-]?\d+)?$/i.test(expr.replace(/[()\s]/g, ""));
@@ -229,10 +232,18 @@ describe("prometheus, live", () => {
     });
     expect(checks.length).toBeGreaterThan(80);
     // Rates need two scrapes after a series first appears: poll until all answer, then report the rest.
+    // A query Prometheus refuses is reported as refused, never mistaken for one still without data.
+    const emptyOrRefused = async (c: { where: string; expr: string }) => {
+      try {
+        return (await query(c.expr)).length > 0 ? null : `${c.where}: ${c.expr}`;
+      } catch (err) {
+        return `${c.where}: refused: ${String(err)}`;
+      }
+    };
     let empty: string[] = [];
     await pollUntil(
       async () => {
-        const results = await Promise.all(checks.map(async (c) => ((await query(c.expr)).length > 0 ? null : `${c.where}: ${c.expr}`)));
+        const results = await Promise.all(checks.map(emptyOrRefused));
         empty = results.filter((r): r is string => r !== null);
         return empty.length === 0;
       },
