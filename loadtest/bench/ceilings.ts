@@ -4,6 +4,7 @@ import os from "node:os";
 import postgres from "postgres";
 import { coreSpeedApart, timesPerSecond } from "./core-speed.ts";
 import { runClosedLoop } from "./generator.ts";
+import { kernelSpeed, type KernelSpeed } from "./kernel-speed.ts";
 
 /**
  * This machine's raw ceilings for the work Evently does, measured without Evently: how fast Postgres
@@ -77,6 +78,8 @@ export interface Ceilings {
   http: Probe<HttpCeiling>;
   /** Absent in reports made before it was measured. */
   cpu?: Probe<CpuCeiling>;
+  /** The WAL flush and a process's wake-up (kernel-speed.ts); absent in reports made before it was measured. */
+  kernel?: Probe<KernelSpeed>;
 }
 
 const DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -130,6 +133,7 @@ export async function measureCeilings(options: CeilingOptions = {}): Promise<Cei
   const batch64 = rabbitmq ? await safely("rabbitmq batch64", log, () => measureAmqp(amqpUrl, queueType, ms, 64)) : undefined;
   const http = await safely("http", log, () => measureHttp(ms));
   const cpu = await safely("cpu", log, () => measureCpu(options.databaseUrl ?? process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL, ms / 5));
+  const kernel = await safely("kernel", log, () => kernelSpeed(ms / 5));
   return {
     quick,
     measuredAt: new Date().toISOString(),
@@ -138,6 +142,7 @@ export async function measureCeilings(options: CeilingOptions = {}): Promise<Cei
     rabbitmq: { single, batch64 },
     http,
     cpu,
+    kernel,
   };
 }
 

@@ -1,6 +1,7 @@
 import { budgetLines } from "./budget.ts";
 import { waitEventLines } from "./wait-events.ts";
 import type { AmqpCeiling, Ceilings, CpuCeiling, PostgresCeiling, Probe } from "./ceilings.ts";
+import type { KernelSpeed } from "./kernel-speed.ts";
 import type { CpuUse, PhaseResult } from "./phases.ts";
 import { KEEP_UP } from "./phases.ts";
 import type { ScalingReport } from "./scaling.ts";
@@ -182,6 +183,8 @@ function ceilingLines(c: Ceilings): string[] {
     `| One core: signatures (HMAC-SHA256, base64) · JSON parse + stringify of the payload, one JS thread | ${probe(c.cpu, (p: CpuCeiling) => `${n(p.signaturesPerSec)}/s · ${n(p.jsonRoundTripsPerSec)}/s`)} |`,
     `| One core: copying 64 MiB between buffers | ${probe(c.cpu, (p: CpuCeiling) => `${p.memoryCopyGiBPerSec} GiB/s`)} |`,
     `| One core: a Postgres backend hashing generate_series rows (JIT off) | ${probe(c.cpu, (p: CpuCeiling) => `${n(p.postgresRowsPerSec)} rows/s`)} |`,
+    `| Kernel: 8 KiB written and fdatasync'd, one thread (the WAL flush of a commit) | ${probe(c.kernel, (k: KernelSpeed) => `${n(k.flushesPerSec)}/s`)} |`,
+    `| Kernel: one-byte TCP round trips between two processes over loopback, back to back · CPU of both per round trip 1 ms apart (two wake-ups) | ${probe(c.kernel, (k: KernelSpeed) => `${n(k.loopbackRoundTripsPerSec)}/s · ${n(k.idleRoundTripCpuMicros)} µs`)} |`,
   ];
 }
 

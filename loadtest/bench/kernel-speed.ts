@@ -1,0 +1,134 @@
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/**
+ * How fast this machine's kernel and virtual disk are right now, Evently aside: the two things a
+ * single event at 1,000/s pays for that no code of ours does (BENCHMARKS.md, "Why a single event at
+ * 1,000/s costs what it costs"): the WAL flush each durable commit waits for, and waking a process
+ * that sleeps in epoll. One core's computing is core-speed.ts's; the slowest hours read as fast or
+ * faster there, so what slowed in them has to be told apart here. The ceilings take these once per
+ * run (ceilings.ts).
+ *
+ *   bun loadtest/bench/kernel-speed.ts [ms]   # prints the KernelSpeed of `ms` per probe
+ */
+export interface KernelSpeed {
+  /** 8 KiB written then fdatasync'd per second, one thread, in a file of the temp directory (on this machine, the disk Postgres writes its WAL to). */
+  flushesPerSec: number;
+  /** One-byte TCP round trips per second between two processes over loopback, back to back. */
+  loopbackRoundTripsPerSec: number;
+  /**
+   * CPU (µs, both processes, user + system) per one-byte round trip when 1 ms passes between them,
+   * so both sides sleep in epoll each time and are woken: what a wake-up costs a role at 1,000/s.
+   */
+  idleRoundTripCpuMicros: number;
+}
+
+/** Writes and flushes 8 KiB at the start of a temp file as often as it can for `durationMs`. */
+export function flushesPerSecond(durationMs: number): number {
+  const dir = mkdtempSync(join(tmpdir(), "evently-flush-"));
+  const fd = openSync(join(dir, "wal"), "w");
+  const page = Buffer.alloc(8192, 1);
+  try {
+    let count = 0;
+    const start = performance.now();
+    while (performance.now() - start < durationMs) {
+      writeSync(fd, page, 0, page.length, 0);
+      fdatasyncSync(fd);
+      count++;
+    }
+    return Math.round((count * 1000) / (performance.now() - start));
+  } finally {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** CPU time this process used so far, in µs. */
+const cpuMicros = () => {
+  const { user, system } = process.cpuUsage();
+  return user + system;
+};
+
+/**
+ * Round trips with an echo server in a child process (this file, `echo`): back to back for
+ * `durationMs`, then `idleTrips` of them 1 ms apart, whose CPU both processes report.
+ */
+export async function loopback(durationMs: number, idleTrips: number): Promise<Omit<KernelSpeed, "flushesPerSec">> {
+  const child = Bun.spawn([process.execPath, import.meta.path, "echo"], { stdout: "pipe", stderr: "ignore" });
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  const nextLine = async (): Promise<string> => {
+    while (!buffered.includes("\n")) {
+      const { value, done } = await lines.read();
+      if (done) throw new Error("the echo process ended early");
+      buffered += value;
+    }
+    const at = buffered.indexOf("\n");
+    const line = buffered.slice(0, at);
+    buffered = buffered.slice(at + 1);
+    return line;
+  };
+  try {
+    const port = Number(await nextLine());
+    let answered: (() => void) | undefined;
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data: () => answered?.() } });
+    socket.setNoDelay(true);
+    const trip = () =>
+      new Promise<void>((resolve) => {
+        answered = resolve;
+        socket.write("x");
+      });
+    for (let i = 0; i < 200; i++) await trip();
+    let trips = 0;
+    const start = performance.now();
+    while (performance.now() - start < durationMs) {
+      await trip();
+      trips++;
+    }
+    const loopbackRoundTripsPerSec = Math.round((trips * 1000) / (performance.now() - start));
+    // The echo reports its CPU at each "c": read before and after the idle trips.
+    const childCpu = async () => {
+      socket.write("c");
+      return Number(await nextLine());
+    };
+    const [ownBefore, childBefore] = [cpuMicros(), await childCpu()];
+    for (let i = 0; i < idleTrips; i++) {
+      await Bun.sleep(1);
+      await trip();
+    }
+    const [ownAfter, childAfter] = [cpuMicros(), await childCpu()];
+    socket.end();
+    const idleRoundTripCpuMicros = Math.round((ownAfter - ownBefore + childAfter - childBefore) / idleTrips);
+    return { loopbackRoundTripsPerSec, idleRoundTripCpuMicros };
+  } finally {
+    child.kill();
+    await child.exited;
+  }
+}
+
+/** Every probe above, `durationMs` each (the idle trips take about as long). */
+export async function kernelSpeed(durationMs: number): Promise<KernelSpeed> {
+  const flushesPerSec = flushesPerSecond(durationMs);
+  return { flushesPerSec, ...(await loopback(durationMs, Math.max(100, Math.round(durationMs / 1.2)))) };
+}
+
+if (import.meta.main && Bun.argv[2] === "echo") {
+  // Echoes each byte but "c", which it answers with its own CPU time so far (µs) on stdout.
+  const server = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(socket) {
+        socket.setNoDelay(true);
+      },
+      data(socket, data) {
+        if (data[0] === 0x63) console.log(cpuMicros());
+        else socket.write(data);
+      },
+    },
+  });
+  console.log(server.port);
+} else if (import.meta.main) {
+  console.log(JSON.stringify(await kernelSpeed(Number(Bun.argv[2] ?? 1000))));
+}

@@ -1,0 +1,29 @@
+import { expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { flushesPerSecond, loopback } from "../../../loadtest/bench/kernel-speed.ts";
+
+/**
+ * The bench's kernel probe (loadtest/bench/kernel-speed.ts): flushes leave no file behind; the
+ * loopback round trips go to an echo process of its own, and the idle ones are spaced out, so each
+ * costs the wake-ups the probe is for.
+ */
+
+const flushDirs = () => readdirSync(tmpdir()).filter((name) => name.startsWith("evently-flush-"));
+
+test("flushes a page per fdatasync and removes its file", () => {
+  const before = flushDirs().length;
+  const rate = flushesPerSecond(100);
+  expect(rate).toBeGreaterThan(10);
+  expect(flushDirs().length).toBe(before);
+});
+
+test("round trips to an echo process, back to back and then 1 ms apart, with the CPU of both", async () => {
+  const start = performance.now();
+  const speed = await loopback(100, 50);
+  // 50 trips each after a sleep of at least 1 ms.
+  expect(performance.now() - start).toBeGreaterThan(150);
+  expect(speed.loopbackRoundTripsPerSec).toBeGreaterThan(100);
+  expect(speed.idleRoundTripCpuMicros).toBeGreaterThan(0);
+  expect(speed.idleRoundTripCpuMicros).toBeLessThan(20_000);
+});
