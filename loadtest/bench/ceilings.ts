@@ -4,7 +4,7 @@ import os from "node:os";
 import postgres from "postgres";
 import { coreSpeedApart, timesPerSecond } from "./core-speed.ts";
 import { runClosedLoop } from "./generator.ts";
-import { kernelSpeed, type KernelSpeed } from "./kernel-speed.ts";
+import { kernelSpeedApart, type KernelSpeed } from "./kernel-speed.ts";
 
 /**
  * This machine's raw ceilings for the work Evently does, measured without Evently: how fast Postgres
@@ -133,7 +133,11 @@ export async function measureCeilings(options: CeilingOptions = {}): Promise<Cei
   const batch64 = rabbitmq ? await safely("rabbitmq batch64", log, () => measureAmqp(amqpUrl, queueType, ms, 64)) : undefined;
   const http = await safely("http", log, () => measureHttp(ms));
   const cpu = await safely("cpu", log, () => measureCpu(options.databaseUrl ?? process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL, ms / 5));
-  const kernel = await safely("kernel", log, () => kernelSpeed(ms / 5));
+  const kernel = await safely("kernel", log, async () => {
+    const speed = kernelSpeedApart(ms / 5);
+    if (speed === null) throw new Error("the kernel-speed probe's process failed");
+    return speed;
+  });
   return {
     quick,
     measuredAt: new Date().toISOString(),

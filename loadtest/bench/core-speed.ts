@@ -53,9 +53,14 @@ export interface CoreSpeed {
 
 /** The probes above in a fresh process (Bun's own startup not counted), `durationMs` each; null when it failed. */
 export function coreSpeedApart(durationMs: number, json = false): CoreSpeed | null {
-  const child = Bun.spawnSync([process.execPath, import.meta.path, String(durationMs), ...(json ? ["json"] : [])], { stdout: "pipe", stderr: "ignore" });
+  return runApart<CoreSpeed>(import.meta.path, [String(durationMs), ...(json ? ["json"] : [])]);
+}
+
+/** Runs a probe script in a fresh process and parses the JSON it prints; null when it failed. */
+export function runApart<T>(script: string, args: string[]): T | null {
+  const child = Bun.spawnSync([process.execPath, script, ...args], { stdout: "pipe", stderr: "ignore" });
   try {
-    return child.exitCode === 0 ? (JSON.parse(child.stdout.toString()) as CoreSpeed) : null;
+    return child.exitCode === 0 ? (JSON.parse(child.stdout.toString()) as T) : null;
   } catch {
     return null;
   }

@@ -1,14 +1,15 @@
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { runApart } from "./core-speed.ts";
 
 /**
  * How fast this machine's kernel and virtual disk are right now, Evently aside: the two things a
  * single event at 1,000/s pays for that no code of ours does (BENCHMARKS.md, "Why a single event at
  * 1,000/s costs what it costs"): the WAL flush each durable commit waits for, and waking a process
- * that sleeps in epoll. One core's computing is core-speed.ts's; the slowest hours read as fast or
- * faster there, so what slowed in them has to be told apart here. The ceilings take these once per
- * run (ceilings.ts).
+ * that sleeps in epoll. One core's computing is core-speed.ts's; the slowest hour yet read no slower
+ * there, so what slowed in it has to be told apart here. The ceilings take these once per run
+ * (ceilings.ts), in a process of their own (`kernelSpeedApart`), whose CPU is the probe's alone.
  *
  *   bun loadtest/bench/kernel-speed.ts [ms]   # prints the KernelSpeed of `ms` per probe
  */
@@ -111,6 +112,11 @@ export async function loopback(durationMs: number, idleTrips: number): Promise<O
 export async function kernelSpeed(durationMs: number): Promise<KernelSpeed> {
   const flushesPerSec = flushesPerSecond(durationMs);
   return { flushesPerSec, ...(await loopback(durationMs, Math.max(100, Math.round(durationMs / 1.2)))) };
+}
+
+/** `kernelSpeed` in a fresh process; null when it failed. */
+export function kernelSpeedApart(durationMs: number): KernelSpeed | null {
+  return runApart<KernelSpeed>(import.meta.path, [String(durationMs)]);
 }
 
 if (import.meta.main && Bun.argv[2] === "echo") {

@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { flushesPerSecond, loopback } from "../../../loadtest/bench/kernel-speed.ts";
+import { flushesPerSecond, kernelSpeedApart, loopback } from "../../../loadtest/bench/kernel-speed.ts";
 
 /**
  * The bench's kernel probe (loadtest/bench/kernel-speed.ts): flushes leave no file behind; the
@@ -26,4 +26,11 @@ test("round trips to an echo process, back to back and then 1 ms apart, with the
   expect(speed.loopbackRoundTripsPerSec).toBeGreaterThan(100);
   expect(speed.idleRoundTripCpuMicros).toBeGreaterThan(0);
   expect(speed.idleRoundTripCpuMicros).toBeLessThan(20_000);
+});
+
+test("a process of its own takes every probe and answers with all three", () => {
+  const speed = kernelSpeedApart(50);
+  expect(speed?.flushesPerSec).toBeGreaterThan(10);
+  expect(speed?.loopbackRoundTripsPerSec).toBeGreaterThan(100);
+  expect(speed?.idleRoundTripCpuMicros).toBeGreaterThan(0);
 });
