@@ -1,13 +1,15 @@
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { dlopen, FFIType, suffix } from "bun:ffi";
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runApart } from "./core-speed.ts";
 
 /**
- * How fast this machine's kernel and virtual disk are right now, Evently aside: the two things a
+ * How fast this machine's kernel and virtual disk are right now, Evently aside: the things a
  * single event at 1,000/s pays for that no code of ours does (BENCHMARKS.md, "Why a single event at
- * 1,000/s costs what it costs"): the WAL flush each durable commit waits for, and waking a process
- * that sleeps in epoll. One core's computing is core-speed.ts's; the slowest hour yet read no slower
+ * 1,000/s costs what it costs"): the WAL flush each durable commit waits for, waking a process
+ * that sleeps in epoll, and the price of a page fault and of a system call, which the bench counts
+ * per delivery (kernel-report.ts). One core's computing is core-speed.ts's; the slowest hour yet read no slower
  * there, so what slowed in it has to be told apart here. The ceilings take these once per run
  * (ceilings.ts), in a process of their own (`kernelSpeedApart`), whose CPU is the probe's alone.
  *
@@ -23,6 +25,10 @@ export interface KernelSpeed {
    * so both sides sleep in epoll each time and are woken: what a wake-up costs a role at 1,000/s.
    */
   idleRoundTripCpuMicros: number;
+  /** CPU (µs) per page fault: the first write to each page of fresh memory. Absent where /proc is not. */
+  pageFaultCpuMicros?: number;
+  /** CPU (µs) per system call, the cheapest there is (getppid, called through libc). Absent without libc. */
+  syscallCpuMicros?: number;
 }
 
 /** Writes and flushes 8 KiB at the start of a temp file as often as it can for `durationMs`. */
@@ -43,6 +49,48 @@ export function flushesPerSecond(durationMs: number): number {
     closeSync(fd);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Page faults this process took so far (minflt + majflt), or undefined without /proc. */
+function faultsSoFar(): number | undefined {
+  try {
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[7]) + Number(fields[9]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Writes one byte to each page of a fresh `mib` MiB buffer: every write takes a page fault (the
+ * memory is mapped but not yet backed). CPU per fault, counted from /proc rather than assumed.
+ */
+export function pageFaultCpu(mib: number): number | undefined {
+  const pages = (mib * 1024 * 1024) / 4096;
+  const [faultsBefore, cpuBefore] = [faultsSoFar(), cpuMicros()];
+  const memory = new Uint8Array(new ArrayBuffer(pages * 4096));
+  for (let i = 0; i < pages; i++) memory[i * 4096] = 1;
+  const [faultsAfter, cpuAfter] = [faultsSoFar(), cpuMicros()];
+  if (faultsBefore === undefined || faultsAfter === undefined || faultsAfter - faultsBefore < pages / 2) return undefined;
+  return Math.round(((cpuAfter - cpuBefore) / (faultsAfter - faultsBefore)) * 100) / 100;
+}
+
+/** getppid through libc as often as it can for `durationMs`: CPU (µs) per call, or undefined where libc cannot be opened. */
+export function syscallCpu(durationMs: number): number | undefined {
+  let getppid: () => number;
+  try {
+    getppid = dlopen(`libc.${suffix}.6`, { getppid: { args: [], returns: FFIType.i32 } }).symbols.getppid;
+  } catch {
+    return undefined;
+  }
+  let calls = 0;
+  const [start, cpuBefore] = [performance.now(), cpuMicros()];
+  while (performance.now() - start < durationMs) {
+    for (let i = 0; i < 1000; i++) getppid();
+    calls += 1000;
+  }
+  return Math.round(((cpuMicros() - cpuBefore) / calls) * 1000) / 1000;
 }
 
 /** CPU time this process used so far, in µs. */
@@ -111,7 +159,10 @@ export async function loopback(durationMs: number, idleTrips: number): Promise<O
 /** Every probe above, `durationMs` each (the idle trips take about as long). */
 export async function kernelSpeed(durationMs: number): Promise<KernelSpeed> {
   const flushesPerSec = flushesPerSecond(durationMs);
-  return { flushesPerSec, ...(await loopback(durationMs, Math.max(100, Math.round(durationMs / 1.2)))) };
+  const speed: KernelSpeed = { flushesPerSec, ...(await loopback(durationMs, Math.max(100, Math.round(durationMs / 1.2)))) };
+  const pageFaultCpuMicros = pageFaultCpu(64);
+  const syscallCpuMicros = syscallCpu(Math.min(durationMs, 500));
+  return { ...speed, ...(pageFaultCpuMicros ? { pageFaultCpuMicros } : {}), ...(syscallCpuMicros ? { syscallCpuMicros } : {}) };
 }
 
 /** `kernelSpeed` in a fresh process; null when it failed. */

@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { flushesPerSecond, kernelSpeedApart, loopback } from "../../../loadtest/bench/kernel-speed.ts";
+import { flushesPerSecond, kernelSpeedApart, loopback, pageFaultCpu, syscallCpu } from "../../../loadtest/bench/kernel-speed.ts";
 
 /**
  * The bench's kernel probe (loadtest/bench/kernel-speed.ts): flushes leave no file behind; the
@@ -28,9 +28,20 @@ test("round trips to an echo process, back to back and then 1 ms apart, with the
   expect(speed.idleRoundTripCpuMicros).toBeLessThan(20_000);
 });
 
-test("a process of its own takes every probe and answers with all three", () => {
+test("a process of its own takes every probe and answers with all of them", () => {
   const speed = kernelSpeedApart(50);
   expect(speed?.flushesPerSec).toBeGreaterThan(10);
   expect(speed?.loopbackRoundTripsPerSec).toBeGreaterThan(100);
   expect(speed?.idleRoundTripCpuMicros).toBeGreaterThan(0);
+  expect(speed?.pageFaultCpuMicros).toBeGreaterThan(0);
+  expect(speed?.syscallCpuMicros).toBeGreaterThan(0);
+});
+
+test("prices a page fault by the faults /proc counted, and a system call by the calls made", () => {
+  const fault = pageFaultCpu(8);
+  expect(fault).toBeGreaterThan(0);
+  expect(fault).toBeLessThan(1_000);
+  const call = syscallCpu(20);
+  expect(call).toBeGreaterThan(0);
+  expect(call).toBeLessThan(100);
 });
