@@ -89,6 +89,8 @@ const round = (v: number) => (Math.abs(v) >= 100 ? Math.round(v) : Math.round(v 
 export interface CpuSample {
   atMs: number;
   groups: Record<string, number>;
+  /** Kernel events per process group (every thread of its processes) since they started; not for "other". */
+  kernel?: Record<string, KernelEvents>;
   machine: { busy: number; total: number };
   /** CPU seconds of each backend serving `database`, by pid; with the pool each belongs to, where known. */
   backends?: Record<number, number>;
@@ -98,12 +100,43 @@ export interface CpuSample {
 const TICKS_PER_S = 100; // USER_HZ: 100 on every Linux this runs on.
 
 /**
+ * What a process group made the kernel do besides running it. On this kind of virtual machine each
+ * is dear (kernel-speed.ts reads their price), and none shows in a JavaScript profile.
+ */
+export interface KernelEvents {
+  /** Voluntary context switches: a thread blocked (in epoll, a socket read, a lock), so each is one wake-up later. */
+  sleeps: number;
+  /** Involuntary context switches: a thread that could have run was preempted. */
+  preemptions: number;
+  /** Page faults, minor and major. */
+  faults: number;
+}
+
+/** A process's kernel events, all its threads together; undefined when it is gone. */
+function kernelEventsOf(pid: string, fields: string[]): KernelEvents | undefined {
+  let sleeps = 0;
+  let preemptions = 0;
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const status = readFileSync(`/proc/${pid}/task/${task}/status`, "utf8");
+      sleeps += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+      preemptions += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+    }
+  } catch {
+    return undefined;
+  }
+  // minflt and majflt (fields 10 and 12 of /proc/<pid>/stat) already sum every thread.
+  return { sleeps, preemptions, faults: Number(fields[7]) + Number(fields[9]) };
+}
+
+/**
  * Groups: the role pids given, "bench" (this process), postgres, rabbitmq (beam.smp), other. With
  * `database`, Postgres backends serving another database (e.g. a test suite running meanwhile) count
  * as "other"; Postgres's background processes (WAL writer, checkpointer…) as "postgres bg".
  */
 export function sampleCpu(rolePids: Record<string, number>, database?: string, pools?: Record<number, string>): CpuSample {
   const groups: Record<string, number> = {};
+  const kernel: Record<string, KernelEvents> = {};
   const backends: Record<number, number> = {};
   const byPid = new Map<number, string>(Object.entries(rolePids).map(([r, p]) => [p, r]));
   byPid.set(process.pid, "bench");
@@ -138,6 +171,13 @@ export function sampleCpu(rolePids: Record<string, number>, database?: string, p
       else backends[pid] = ticks / TICKS_PER_S;
     }
     groups[group] = (groups[group] ?? 0) + ticks / TICKS_PER_S;
+    const events = group === "other" ? undefined : kernelEventsOf(e, fields);
+    if (events) {
+      const sum = (kernel[group] ??= { sleeps: 0, preemptions: 0, faults: 0 });
+      sum.sleeps += events.sleeps;
+      sum.preemptions += events.preemptions;
+      sum.faults += events.faults;
+    }
   }
   let machine = { busy: 0, total: 0 };
   try {
@@ -146,7 +186,7 @@ export function sampleCpu(rolePids: Record<string, number>, database?: string, p
     const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0);
     machine = { busy: total - idle, total };
   } catch {}
-  return { atMs: Date.now(), groups, machine, ...(database ? { backends, pools } : {}) };
+  return { atMs: Date.now(), groups, kernel, machine, ...(database ? { backends, pools } : {}) };
 }
 
 /**
@@ -157,7 +197,13 @@ export function sampleCpu(rolePids: Record<string, number>, database?: string, p
 export function cpuBetween(
   a: CpuSample,
   b: CpuSample,
-): { cores: Record<string, number>; cpuSeconds: Record<string, number>; machineBusyPct: number; postgresPools?: Record<string, number> } {
+): {
+  cores: Record<string, number>;
+  cpuSeconds: Record<string, number>;
+  machineBusyPct: number;
+  postgresPools?: Record<string, number>;
+  kernel?: Record<string, KernelEvents>;
+} {
   const seconds = (b.atMs - a.atMs) / 1000;
   const cores: Record<string, number> = {};
   const cpuSeconds: Record<string, number> = {};
@@ -171,7 +217,32 @@ export function cpuBetween(
     }
   }
   const total = b.machine.total - a.machine.total;
-  return { cores, cpuSeconds, machineBusyPct: total > 0 ? Math.round(((b.machine.busy - a.machine.busy) / total) * 100) : 0, ...(postgresPools ? { postgresPools } : {}) };
+  const kernel = kernelBetween(a, b);
+  return {
+    cores,
+    cpuSeconds,
+    machineBusyPct: total > 0 ? Math.round(((b.machine.busy - a.machine.busy) / total) * 100) : 0,
+    ...(postgresPools ? { postgresPools } : {}),
+    ...(kernel ? { kernel } : {}),
+  };
+}
+
+/**
+ * Each group's kernel events between two samples. By group, as the CPU is: a process that exited in
+ * between takes its counts with it, so a group whose processes come and go reads low (never below 0).
+ */
+function kernelBetween(a: CpuSample, b: CpuSample): Record<string, KernelEvents> | undefined {
+  if (!a.kernel || !b.kernel) return undefined;
+  const out: Record<string, KernelEvents> = {};
+  for (const [g, v] of Object.entries(b.kernel)) {
+    const w = a.kernel[g] ?? { sleeps: 0, preemptions: 0, faults: 0 };
+    out[g] = {
+      sleeps: Math.max(0, v.sleeps - w.sleeps),
+      preemptions: Math.max(0, v.preemptions - w.preemptions),
+      faults: Math.max(0, v.faults - w.faults),
+    };
+  }
+  return out;
 }
 
 /**

@@ -6,7 +6,7 @@ import { coreSpeedApart } from "./core-speed.ts";
 import { runClosedLoop, runOpenLoop, type LoadResult } from "./generator.ts";
 import type { BenchTransport, DbStats } from "./stack.ts";
 import type { PeerName } from "../peers/peer.ts";
-import { cpuBetween, diffMetrics, sampleCpu, scrapeRoles, type CpuSample, type StageStat } from "./observe.ts";
+import { cpuBetween, diffMetrics, sampleCpu, scrapeRoles, type CpuSample, type KernelEvents, type StageStat } from "./observe.ts";
 
 /**
  * One benchmark phase: publish for a while (open loop at a fixed event rate, or closed loop to find
@@ -74,6 +74,8 @@ export interface CpuUse {
   seconds: number;
   /** The stack's Postgres backends' CPU seconds by the pool they serve (`evently-ingest`, `evently-take`…). */
   postgresPools?: Record<string, number>;
+  /** Context switches and page faults per process group over the window (observe.ts). */
+  kernel?: Record<string, KernelEvents>;
 }
 
 export interface PhaseResult {

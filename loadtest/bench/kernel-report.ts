@@ -1,0 +1,58 @@
+import type { KernelEvents } from "./observe.ts";
+import type { PhaseResult } from "./phases.ts";
+import { PEER_LABEL } from "./peers-report.ts";
+import { stackGroups, type BenchReport } from "./report.ts";
+
+/**
+ * The report's "Context switches and page faults per delivered event" section: what each process
+ * made the kernel do for one delivery, for Evently's transports and the peers alike. CPU per
+ * delivery says what a delivery costs; these counts say how much of that is paid per wake-up and per
+ * fault, whose prices the ceilings' kernel probe reads (kernel-speed.ts).
+ */
+
+const TRANSPORT_LABEL: Record<string, string> = { rabbitmq: "Evently, RabbitMQ", postgres: "Evently, Postgres transport" };
+
+/** "api 1.12 · worker 2.47": one count per delivered event for each group that has it. */
+function perGroup(kernel: Record<string, KernelEvents>, groups: string[], delivered: number, pick: (k: KernelEvents) => number): string {
+  const cells = groups.filter((g) => kernel[g]).map((g) => `${g} ${(pick(kernel[g]!) / delivered).toFixed(2)}`);
+  return cells.length ? cells.join(" · ") : "–";
+}
+
+function total(kernel: Record<string, KernelEvents>, groups: string[], delivered: number, pick: (k: KernelEvents) => number): string {
+  return (groups.reduce((sum, g) => sum + (kernel[g] ? pick(kernel[g]!) : 0), 0) / delivered).toFixed(1);
+}
+
+function row(label: string, p: PhaseResult): string | undefined {
+  const kernel = p.cpu.total.kernel;
+  const delivered = p.delivery.unique;
+  if (!kernel || delivered <= 0 || p.spec.group === "warmup") return undefined;
+  const groups = stackGroups(p.transport);
+  const sleeps = (k: KernelEvents) => k.sleeps;
+  const faults = (k: KernelEvents) => k.faults;
+  const preemptions = (k: KernelEvents) => k.preemptions;
+  return (
+    `| ${label} | ${p.spec.name} | ${perGroup(kernel, groups, delivered, sleeps)} | ${perGroup(kernel, groups, delivered, faults)} | ` +
+    `**${total(kernel, groups, delivered, sleeps)}** · ${total(kernel, groups, delivered, preemptions)} · **${total(kernel, groups, delivered, faults)}** | ` +
+    `${kernel.bench ? `${(kernel.bench.sleeps / delivered).toFixed(2)} · ${(kernel.bench.faults / delivered).toFixed(2)}` : "–"} |`
+  );
+}
+
+export function kernelEventLines(r: Pick<BenchReport, "runs" | "peers">): string[] {
+  const rows = [
+    ...r.runs.flatMap((t) => t.phases.map((p) => row(TRANSPORT_LABEL[t.transport] ?? t.transport, p))),
+    ...(r.peers ?? []).flatMap((peer) => peer.phases.map((p) => row(PEER_LABEL[peer.peer], p))),
+  ].filter((line): line is string => line !== undefined);
+  if (!rows.length) return [];
+  return [
+    "## Context switches and page faults per delivered event",
+    "",
+    "Over each phase (publishing and drain), from `/proc`, every thread of each process. A sleep is a voluntary context",
+    "switch: a thread blocked (epoll, a socket, a lock) and was woken again later, so it counts wake-ups. A preemption",
+    "is an involuntary one. The ceilings' kernel probe reads what a wake-up and a page fault cost on this machine. `bench`",
+    "is the generator and sink, outside the stack.",
+    "",
+    "| System | Phase | Sleeps per event, by process | Page faults per event, by process | Stack: sleeps · preemptions · faults | bench: sleeps · faults |",
+    "| --- | --- | --- | --- | --- | --- |",
+    ...rows,
+  ];
+}
