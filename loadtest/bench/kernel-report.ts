@@ -54,5 +54,6 @@ export function kernelEventLines(r: Pick<BenchReport, "runs" | "peers">): string
     "| System | Phase | Sleeps per event, by process | Page faults per event, by process | Stack: sleeps · preemptions · faults | bench: sleeps · faults |",
     "| --- | --- | --- | --- | --- | --- |",
     ...rows,
+    "",
   ];
 }
