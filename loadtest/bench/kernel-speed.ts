@@ -1,5 +1,5 @@
 import { dlopen, FFIType, suffix } from "bun:ffi";
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runApart } from "./core-speed.ts";
@@ -25,6 +25,13 @@ export interface KernelSpeed {
    * so both sides sleep in epoll each time and are woken: what a wake-up costs a role at 1,000/s.
    */
   idleRoundTripCpuMicros: number;
+  /**
+   * The same CPU divided by the times either process blocked meanwhile (voluntary context switches,
+   * from /proc: the client sleeps for its timer and for the answer, the echo for the question), so
+   * the price of one wake-up with its event-loop turn, which the bench counts per delivery. Absent
+   * where /proc is not.
+   */
+  wakeUpCpuMicros?: number;
   /** CPU (µs) per page fault: the first write to each page of fresh memory. Absent where /proc is not. */
   pageFaultCpuMicros?: number;
   /** CPU (µs) per system call, the cheapest there is (getppid, called through libc). Absent without libc. */
@@ -57,6 +64,18 @@ function faultsSoFar(): number | undefined {
     const stat = readFileSync("/proc/self/stat", "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return Number(fields[7]) + Number(fields[9]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Times this process's threads blocked so far (voluntary context switches), or undefined without /proc. */
+export function sleepsSoFar(): number | undefined {
+  try {
+    let sleeps = 0;
+    for (const task of readdirSync("/proc/self/task"))
+      sleeps += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/self/task/${task}/status`, "utf8"))?.[1] ?? NaN);
+    return sleeps;
   } catch {
     return undefined;
   }
@@ -136,20 +155,26 @@ export async function loopback(durationMs: number, idleTrips: number): Promise<O
       trips++;
     }
     const loopbackRoundTripsPerSec = Math.round((trips * 1000) / (performance.now() - start));
-    // The echo reports its CPU at each "c": read before and after the idle trips.
-    const childCpu = async () => {
+    // The echo reports its CPU and sleeps at each "c": read before and after the idle trips.
+    const childReading = async () => {
       socket.write("c");
-      return Number(await nextLine());
+      const [cpu, sleeps] = (await nextLine()).split(" ").map(Number);
+      return { cpu: cpu!, sleeps };
     };
-    const [ownBefore, childBefore] = [cpuMicros(), await childCpu()];
+    const own = () => ({ cpu: cpuMicros(), sleeps: sleepsSoFar() });
+    const [ownBefore, childBefore] = [own(), await childReading()];
     for (let i = 0; i < idleTrips; i++) {
       await Bun.sleep(1);
       await trip();
     }
-    const [ownAfter, childAfter] = [cpuMicros(), await childCpu()];
+    const [ownAfter, childAfter] = [own(), await childReading()];
     socket.end();
-    const idleRoundTripCpuMicros = Math.round((ownAfter - ownBefore + childAfter - childBefore) / idleTrips);
-    return { loopbackRoundTripsPerSec, idleRoundTripCpuMicros };
+    const cpu = ownAfter.cpu - ownBefore.cpu + childAfter.cpu - childBefore.cpu;
+    const idleRoundTripCpuMicros = Math.round(cpu / idleTrips);
+    const sleeps = [ownBefore.sleeps, ownAfter.sleeps, childBefore.sleeps, childAfter.sleeps];
+    if (sleeps.some((v) => v === undefined || Number.isNaN(v))) return { loopbackRoundTripsPerSec, idleRoundTripCpuMicros };
+    const [a, b, c, d] = sleeps as number[];
+    return { loopbackRoundTripsPerSec, idleRoundTripCpuMicros, wakeUpCpuMicros: Math.round(cpu / (b! - a! + d! - c!)) };
   } finally {
     child.kill();
     await child.exited;
@@ -171,7 +196,7 @@ export function kernelSpeedApart(durationMs: number): KernelSpeed | null {
 }
 
 if (import.meta.main && Bun.argv[2] === "echo") {
-  // Echoes each byte but "c", which it answers with its own CPU time so far (µs) on stdout.
+  // Echoes each byte but "c", which it answers with its own CPU time so far (µs) and sleeps on stdout.
   const server = Bun.listen({
     hostname: "127.0.0.1",
     port: 0,
@@ -180,7 +205,7 @@ if (import.meta.main && Bun.argv[2] === "echo") {
         socket.setNoDelay(true);
       },
       data(socket, data) {
-        if (data[0] === 0x63) console.log(cpuMicros());
+        if (data[0] === 0x63) console.log(`${cpuMicros()} ${sleepsSoFar() ?? "NaN"}`);
         else socket.write(data);
       },
     },

@@ -185,7 +185,7 @@ function ceilingLines(c: Ceilings): string[] {
     `| One core: copying 64 MiB between buffers | ${probe(c.cpu, (p: CpuCeiling) => `${p.memoryCopyGiBPerSec} GiB/s`)} |`,
     `| One core: a Postgres backend hashing generate_series rows (JIT off) | ${probe(c.cpu, (p: CpuCeiling) => `${n(p.postgresRowsPerSec)} rows/s`)} |`,
     `| Kernel: 8 KiB written and fdatasync'd, one thread (the WAL flush of a commit) | ${probe(c.kernel, (k: KernelSpeed) => `${n(k.flushesPerSec)}/s`)} |`,
-    `| Kernel: one-byte TCP round trips between two processes over loopback, back to back · CPU of both per round trip 1 ms apart (two wake-ups) | ${probe(c.kernel, (k: KernelSpeed) => `${n(k.loopbackRoundTripsPerSec)}/s · ${n(k.idleRoundTripCpuMicros)} µs`)} |`,
+    `| Kernel: one-byte TCP round trips between two processes over loopback, back to back · CPU of both per round trip 1 ms apart · that CPU per wake-up of either (three per trip) | ${probe(c.kernel, (k: KernelSpeed) => `${n(k.loopbackRoundTripsPerSec)}/s · ${n(k.idleRoundTripCpuMicros)} µs · ${k.wakeUpCpuMicros ?? "–"} µs`)} |`,
     `| Kernel: CPU per page fault (first write to fresh memory) · per system call (getppid) | ${probe(c.kernel, (k: KernelSpeed) => `${k.pageFaultCpuMicros ?? "–"} µs · ${k.syscallCpuMicros ?? "–"} µs`)} |`,
   ];
 }

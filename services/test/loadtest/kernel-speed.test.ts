@@ -26,6 +26,10 @@ test("round trips to an echo process, back to back and then 1 ms apart, with the
   expect(speed.loopbackRoundTripsPerSec).toBeGreaterThan(100);
   expect(speed.idleRoundTripCpuMicros).toBeGreaterThan(0);
   expect(speed.idleRoundTripCpuMicros).toBeLessThan(20_000);
+  // The client blocks for its timer and for the answer, the echo for the question: a wake-up costs
+  // about a third of a trip, and never more than all of it.
+  expect(speed.wakeUpCpuMicros).toBeGreaterThan(0);
+  expect(speed.wakeUpCpuMicros).toBeLessThanOrEqual(speed.idleRoundTripCpuMicros);
 });
 
 test("a process of its own takes every probe and answers with all of them", () => {
