@@ -4,10 +4,11 @@ import { PEER_LABEL } from "./peers-report.ts";
 import { stackGroups, type BenchReport } from "./report.ts";
 
 /**
- * The report's "Context switches and page faults per delivered event" section: what each process
- * made the kernel do for one delivery, for Evently's transports and the peers alike. CPU per
- * delivery says what a delivery costs; these counts say how much of that is paid per wake-up and per
- * fault, whose prices the ceilings' kernel probe reads (kernel-speed.ts).
+ * The report's sections on what a delivery's CPU is made of, for Evently's transports and the peers
+ * alike: the role processes' CPU by thread (the JavaScript thread, the JIT compiler, the HTTP
+ * client…), and what each process made the kernel do. CPU per delivery says what a delivery costs;
+ * these say how much of that is compiling, and how much is paid per wake-up and per fault, whose
+ * prices the ceilings' kernel probe reads (kernel-speed.ts).
  */
 
 const TRANSPORT_LABEL: Record<string, string> = { rabbitmq: "Evently, RabbitMQ", postgres: "Evently, Postgres transport" };
@@ -37,11 +38,50 @@ function row(label: string, p: PhaseResult): string | undefined {
   );
 }
 
-export function kernelEventLines(r: Pick<BenchReport, "runs" | "peers">): string[] {
-  const rows = [
-    ...r.runs.flatMap((t) => t.phases.map((p) => row(TRANSPORT_LABEL[t.transport] ?? t.transport, p))),
-    ...(r.peers ?? []).flatMap((peer) => peer.phases.map((p) => row(PEER_LABEL[peer.peer], p))),
+/** "api: main 0.205 · JITWorker 0.049": each role process's threads, core·ms per delivered event, the smallest left out. */
+function threadRow(label: string, p: PhaseResult): string | undefined {
+  const threads = p.cpu.total.threads;
+  const delivered = p.delivery.unique;
+  if (!threads || delivered <= 0 || p.spec.group === "warmup") return undefined;
+  const cells = stackGroups(p.transport)
+    .filter((g) => threads[g])
+    .map((g) => {
+      const named = Object.entries(threads[g]!)
+        .map(([name, seconds]) => [name, (seconds * 1000) / delivered] as const)
+        .filter(([, perEvent]) => perEvent >= 0.005)
+        .sort((x, y) => y[1] - x[1]);
+      return `${g}: ${named.length ? named.map(([name, perEvent]) => `${name} ${perEvent.toFixed(3)}`).join(" · ") : "–"}`;
+    });
+  return cells.length ? `| ${label} | ${p.spec.name} | ${cells.join("<br>")} |` : undefined;
+}
+
+/** Every Evently transport's phases and every peer's, each through `toRow`. */
+function rowsOf(r: Pick<BenchReport, "runs" | "peers">, toRow: (label: string, p: PhaseResult) => string | undefined): string[] {
+  return [
+    ...r.runs.flatMap((t) => t.phases.map((p) => toRow(TRANSPORT_LABEL[t.transport] ?? t.transport, p))),
+    ...(r.peers ?? []).flatMap((peer) => peer.phases.map((p) => toRow(PEER_LABEL[peer.peer], p))),
   ].filter((line): line is string => line !== undefined);
+}
+
+export function threadLines(r: Pick<BenchReport, "runs" | "peers">): string[] {
+  const rows = rowsOf(r, threadRow);
+  if (!rows.length) return [];
+  return [
+    "## The role processes' CPU per delivered event (core·ms), by thread",
+    "",
+    "Each process's threads by name, from `/proc`: `main` is the JavaScript thread; in Bun `JITWorker` compiles,",
+    "`HTTP Client` makes the worker's requests (fetch), `HeapHelper` helps the garbage collector and `mi-scavenger`",
+    "hands freed memory back. Threads under 0.005 core·ms per event are left out.",
+    "",
+    "| System | Phase | Threads |",
+    "| --- | --- | --- |",
+    ...rows,
+    "",
+  ];
+}
+
+export function kernelEventLines(r: Pick<BenchReport, "runs" | "peers">): string[] {
+  const rows = rowsOf(r, row);
   if (!rows.length) return [];
   return [
     "## Context switches and page faults per delivered event",

@@ -91,6 +91,8 @@ export interface CpuSample {
   groups: Record<string, number>;
   /** Kernel events per process group (every thread of its processes) since they started; not for "other". */
   kernel?: Record<string, KernelEvents>;
+  /** The role processes' (and the bench's) CPU seconds by thread name: group → thread → seconds. */
+  threads?: Record<string, Record<string, number>>;
   machine: { busy: number; total: number };
   /** CPU seconds of each backend serving `database`, by pid; with the pool each belongs to, where known. */
   backends?: Record<number, number>;
@@ -112,21 +114,32 @@ export interface KernelEvents {
   faults: number;
 }
 
-/** A process's kernel events, all its threads together; undefined when it is gone. */
-function kernelEventsOf(pid: string, fields: string[]): KernelEvents | undefined {
+/**
+ * A process's kernel events, all its threads together, and with `byThread` each thread's CPU seconds
+ * by its name ("main" for the process's first thread, whose name is the program's); undefined when
+ * the process is gone.
+ */
+function threadsOf(pid: string, fields: string[], byThread: boolean): { events: KernelEvents; cpu?: Record<string, number> } | undefined {
   let sleeps = 0;
   let preemptions = 0;
+  const cpu: Record<string, number> = {};
   try {
     for (const task of readdirSync(`/proc/${pid}/task`)) {
       const status = readFileSync(`/proc/${pid}/task/${task}/status`, "utf8");
       sleeps += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
       preemptions += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+      if (!byThread) continue;
+      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, "utf8");
+      const close = stat.lastIndexOf(")");
+      const name = task === pid ? "main" : stat.slice(stat.indexOf("(") + 1, close);
+      const f = stat.slice(close + 2).split(" ");
+      cpu[name] = (cpu[name] ?? 0) + (Number(f[11]) + Number(f[12])) / TICKS_PER_S;
     }
   } catch {
     return undefined;
   }
   // minflt and majflt (fields 10 and 12 of /proc/<pid>/stat) already sum every thread.
-  return { sleeps, preemptions, faults: Number(fields[7]) + Number(fields[9]) };
+  return { events: { sleeps, preemptions, faults: Number(fields[7]) + Number(fields[9]) }, ...(byThread ? { cpu } : {}) };
 }
 
 /**
@@ -137,6 +150,7 @@ function kernelEventsOf(pid: string, fields: string[]): KernelEvents | undefined
 export function sampleCpu(rolePids: Record<string, number>, database?: string, pools?: Record<number, string>): CpuSample {
   const groups: Record<string, number> = {};
   const kernel: Record<string, KernelEvents> = {};
+  const threads: Record<string, Record<string, number>> = {};
   const backends: Record<number, number> = {};
   const byPid = new Map<number, string>(Object.entries(rolePids).map(([r, p]) => [p, r]));
   byPid.set(process.pid, "bench");
@@ -171,12 +185,13 @@ export function sampleCpu(rolePids: Record<string, number>, database?: string, p
       else backends[pid] = ticks / TICKS_PER_S;
     }
     groups[group] = (groups[group] ?? 0) + ticks / TICKS_PER_S;
-    const events = group === "other" ? undefined : kernelEventsOf(e, fields);
-    if (events) {
+    const seen = group === "other" ? undefined : threadsOf(e, fields, byPid.has(pid));
+    if (seen) {
       const sum = (kernel[group] ??= { sleeps: 0, preemptions: 0, faults: 0 });
-      sum.sleeps += events.sleeps;
-      sum.preemptions += events.preemptions;
-      sum.faults += events.faults;
+      sum.sleeps += seen.events.sleeps;
+      sum.preemptions += seen.events.preemptions;
+      sum.faults += seen.events.faults;
+      if (seen.cpu) threads[group] = seen.cpu;
     }
   }
   let machine = { busy: 0, total: 0 };
@@ -186,7 +201,7 @@ export function sampleCpu(rolePids: Record<string, number>, database?: string, p
     const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0);
     machine = { busy: total - idle, total };
   } catch {}
-  return { atMs: Date.now(), groups, kernel, machine, ...(database ? { backends, pools } : {}) };
+  return { atMs: Date.now(), groups, kernel, threads, machine, ...(database ? { backends, pools } : {}) };
 }
 
 /**
@@ -203,6 +218,7 @@ export function cpuBetween(
   machineBusyPct: number;
   postgresPools?: Record<string, number>;
   kernel?: Record<string, KernelEvents>;
+  threads?: Record<string, Record<string, number>>;
 } {
   const seconds = (b.atMs - a.atMs) / 1000;
   const cores: Record<string, number> = {};
@@ -224,7 +240,19 @@ export function cpuBetween(
     machineBusyPct: total > 0 ? Math.round(((b.machine.busy - a.machine.busy) / total) * 100) : 0,
     ...(postgresPools ? { postgresPools } : {}),
     ...(kernel ? { kernel } : {}),
+    ...(b.threads ? { threads: threadsBetween(a, b) } : {}),
   };
+}
+
+/** Each role process's CPU seconds by thread name between two samples (threads that ended take theirs with them). */
+function threadsBetween(a: CpuSample, b: CpuSample): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const [group, byName] of Object.entries(b.threads ?? {}))
+    for (const [name, seconds] of Object.entries(byName)) {
+      const delta = seconds - (a.threads?.[group]?.[name] ?? 0);
+      if (delta > 0) (out[group] ??= {})[name] = Math.round(delta * 100) / 100;
+    }
+  return out;
 }
 
 /**

@@ -76,6 +76,8 @@ export interface CpuUse {
   postgresPools?: Record<string, number>;
   /** Context switches and page faults per process group over the window (observe.ts). */
   kernel?: Record<string, KernelEvents>;
+  /** The role processes' CPU seconds by thread (observe.ts): the JavaScript thread, the JIT's, the HTTP client's… */
+  threads?: Record<string, Record<string, number>>;
 }
 
 export interface PhaseResult {

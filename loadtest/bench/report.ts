@@ -9,7 +9,7 @@ import { scalingLines } from "./scaling/markdown.ts";
 import type { BenchTransport } from "./stack.ts";
 import { isPeerName, PEER_STACK_GROUPS } from "../peers/peer.ts";
 import type { PeerRun } from "./peers.ts";
-import { kernelEventLines } from "./kernel-report.ts";
+import { kernelEventLines, threadLines } from "./kernel-report.ts";
 import { peersLines } from "./peers-report.ts";
 
 export type Memory = Record<string, { peakRssMiB: number; rssMiB: number }>;
@@ -580,6 +580,7 @@ export function renderMarkdown(r: BenchReport): string {
       ...cpuPerDeliveryLines(r.runs),
       "",
       ...postgresPoolLines(r.runs),
+      ...threadLines(r),
       ...kernelEventLines(r),
     );
     lines.push(...budgetLines(r.runs));

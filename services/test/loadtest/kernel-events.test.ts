@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { kernelEventLines } from "../../../loadtest/bench/kernel-report.ts";
+import { kernelEventLines, threadLines } from "../../../loadtest/bench/kernel-report.ts";
 import { cpuBetween, sampleCpu } from "../../../loadtest/bench/observe.ts";
 import type { PhaseResult } from "../../../loadtest/bench/phases.ts";
 
@@ -20,6 +20,14 @@ test("counts a process's sleeps and page faults between two samples", async () =
   expect(own?.sleeps).toBeGreaterThanOrEqual(20);
   expect(own?.faults).toBeGreaterThanOrEqual(pages / 2);
   expect(own?.preemptions).toBeGreaterThanOrEqual(0);
+});
+
+test("splits a role process's CPU by thread, its JavaScript thread as main", () => {
+  const before = sampleCpu({});
+  for (const end = performance.now() + 120; performance.now() < end; );
+  const threads = cpuBetween(before, sampleCpu({})).threads?.bench;
+  // /proc counts in hundredths of a second: 120 ms busy on this thread is at least 0.1 s.
+  expect(threads?.main).toBeGreaterThanOrEqual(0.1);
 });
 
 test("the report divides each group's counts by the events delivered, with the stack's totals", () => {
@@ -54,4 +62,15 @@ test("the report divides each group's counts by the events delivered, with the s
   expect(rows[0]).toContain("api 1.75 · worker 1.85 · postgres 0.60");
   expect(rows[0]).toContain("**7.1** · 0.5 · **4.2**");
   expect(rows[0]).toContain("| 2.30 · 1.40 |");
+});
+
+test("the report lists each role's threads per delivered event, the busiest first and the idle left out", () => {
+  const phase = {
+    transport: "postgres",
+    spec: { name: "latency-1000", group: "latency" },
+    delivery: { unique: 10_000 },
+    cpu: { total: { threads: { api: { JITWorker: 0.49, main: 2.05, "mi-scavenger": 0.02 }, worker: { main: 1.77 } } } },
+  } as unknown as PhaseResult;
+  const lines = threadLines({ runs: [{ transport: "postgres", phases: [phase] }], peers: [] } as never);
+  expect(lines.find((l) => l.startsWith("| Evently"))).toBe("| Evently, Postgres transport | latency-1000 | api: main 0.205 · JITWorker 0.049<br>worker: main 0.177 |");
 });
