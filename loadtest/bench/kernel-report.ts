@@ -23,7 +23,7 @@ function total(kernel: Record<string, KernelEvents>, groups: string[], delivered
   return (groups.reduce((sum, g) => sum + (kernel[g] ? pick(kernel[g]!) : 0), 0) / delivered).toFixed(1);
 }
 
-function row(label: string, p: PhaseResult): string | undefined {
+function kernelRow(label: string, p: PhaseResult): string | undefined {
   const kernel = p.cpu.total.kernel;
   const delivered = p.delivery.unique;
   if (!kernel || delivered <= 0 || p.spec.group === "warmup") return undefined;
@@ -81,7 +81,7 @@ export function threadLines(r: Pick<BenchReport, "runs" | "peers">): string[] {
 }
 
 export function kernelEventLines(r: Pick<BenchReport, "runs" | "peers">): string[] {
-  const rows = rowsOf(r, row);
+  const rows = rowsOf(r, kernelRow);
   if (!rows.length) return [];
   return [
     "## Context switches and page faults per delivered event",
