@@ -22,7 +22,7 @@ export interface KernelSpeed {
   loopbackRoundTripsPerSec: number;
   /**
    * CPU (µs, both processes, user + system) per one-byte round trip when 1 ms passes between them,
-   * so both sides sleep in epoll each time and are woken: what a wake-up costs a role at 1,000/s.
+   * so both sides sleep in epoll each time and are woken (three wake-ups in all, `wakeUpCpuMicros`).
    */
   idleRoundTripCpuMicros: number;
   /**

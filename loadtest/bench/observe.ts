@@ -191,7 +191,7 @@ export function sampleCpu(rolePids: Record<string, number>, database?: string, p
       sum.sleeps += seen.events.sleeps;
       sum.preemptions += seen.events.preemptions;
       sum.faults += seen.events.faults;
-      if (seen.cpu) threads[group] = seen.cpu;
+      for (const [name, seconds] of Object.entries(seen.cpu ?? {})) (threads[group] ??= {})[name] = (threads[group]![name] ?? 0) + seconds;
     }
   }
   let machine = { busy: 0, total: 0 };
