@@ -1,6 +1,6 @@
 import type { KernelEvents } from "./observe.ts";
 import type { PhaseResult } from "./phases.ts";
-import { PEER_LABEL } from "./peers-report.ts";
+import { PEER_LABEL, TRANSPORT_LABEL } from "./peers-report.ts";
 import { stackGroups, type BenchReport } from "./report.ts";
 
 /**
@@ -10,8 +10,6 @@ import { stackGroups, type BenchReport } from "./report.ts";
  * these say how much of that is compiling, and how much is paid per wake-up and per fault, whose
  * prices the ceilings' kernel probe reads (kernel-speed.ts).
  */
-
-const TRANSPORT_LABEL: Record<string, string> = { rabbitmq: "Evently, RabbitMQ", postgres: "Evently, Postgres transport" };
 
 /** "api 1.12 · worker 2.47": one count per delivered event for each group that has it. */
 function perGroup(kernel: Record<string, KernelEvents>, groups: string[], delivered: number, pick: (k: KernelEvents) => number): string {

@@ -11,7 +11,7 @@ import type { BenchReport, CpuPerDelivery, Summary } from "./report.ts";
 const n = (v: number) => Math.round(v).toLocaleString("en-US");
 const ms = (v: number) => (v >= 100 ? n(v) : v.toFixed(1));
 export const PEER_LABEL: Record<PeerRun["peer"], string> = { graphile: "graphile-worker peer", bullmq: "BullMQ peer" };
-const TRANSPORT_LABEL: Record<string, string> = { rabbitmq: "Evently, RabbitMQ transport", postgres: "Evently, Postgres transport" };
+export const TRANSPORT_LABEL: Record<string, string> = { rabbitmq: "Evently, RabbitMQ transport", postgres: "Evently, Postgres transport" };
 
 /** Evently's transports and the peers alike: what the section's tables read. */
 interface System {
