@@ -9,17 +9,37 @@ import type { PhaseResult } from "../../../loadtest/bench/phases.ts";
  * delivered event (kernel-report.ts).
  */
 
+// A role process of its own, so that its memory is fresh (in this one, a buffer freed by an earlier
+// test would be reused without faulting): on "go" it sleeps 20 times and writes to 1,024 new pages.
+const CHILD = `
+  console.log("ready");
+  for await (const line of console) {
+    if (line !== "go") continue;
+    for (let i = 0; i < 20; i++) await Bun.sleep(2);
+    const memory = new Uint8Array(new ArrayBuffer(1024 * 4096));
+    for (let i = 0; i < 1024; i++) memory[i * 4096] = 1;
+    console.log("done");
+  }`;
+
 test("counts a process's sleeps and page faults between two samples", async () => {
-  const before = sampleCpu({});
-  for (let i = 0; i < 20; i++) await Bun.sleep(2);
-  const pages = 1024;
-  const memory = new Uint8Array(new ArrayBuffer(pages * 4096));
-  for (let i = 0; i < pages; i++) memory[i * 4096] = 1;
-  const own = cpuBetween(before, sampleCpu({})).kernel?.bench;
-  // Each sleep blocks the JavaScript thread once; each page of the fresh buffer faults once.
-  expect(own?.sleeps).toBeGreaterThanOrEqual(20);
-  expect(own?.faults).toBeGreaterThanOrEqual(pages / 2);
-  expect(own?.preemptions).toBeGreaterThanOrEqual(0);
+  const child = Bun.spawn([process.execPath, "-e", CHILD], { stdin: "pipe", stdout: "pipe", stderr: "ignore" });
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const readLine = async () => (await lines.read()).value?.trim();
+  try {
+    expect(await readLine()).toBe("ready");
+    const before = sampleCpu({ child: child.pid });
+    child.stdin.write("go\n");
+    child.stdin.flush();
+    expect(await readLine()).toBe("done");
+    const events = cpuBetween(before, sampleCpu({ child: child.pid })).kernel?.child;
+    // Each sleep blocks the JavaScript thread once; each page of the fresh buffer faults once.
+    expect(events?.sleeps).toBeGreaterThanOrEqual(20);
+    expect(events?.faults).toBeGreaterThanOrEqual(512);
+    expect(events?.preemptions).toBeGreaterThanOrEqual(0);
+  } finally {
+    child.kill();
+    await child.exited;
+  }
 });
 
 test("splits a role process's CPU by thread, its JavaScript thread as main", () => {
