@@ -1,8 +1,9 @@
 import { dlopen, FFIType, suffix } from "bun:ffi";
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runApart } from "./core-speed.ts";
+import { kernelEventsOf } from "./observe.ts";
 
 /**
  * How fast this machine's kernel and virtual disk are right now, Evently aside: the things a
@@ -58,39 +59,16 @@ export function flushesPerSecond(durationMs: number): number {
   }
 }
 
-/** Page faults this process took so far (minflt + majflt), or undefined without /proc. */
-function faultsSoFar(): number | undefined {
-  try {
-    const stat = readFileSync("/proc/self/stat", "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[7]) + Number(fields[9]);
-  } catch {
-    return undefined;
-  }
-}
-
-/** Times this process's threads blocked so far (voluntary context switches), or undefined without /proc. */
-export function sleepsSoFar(): number | undefined {
-  try {
-    let sleeps = 0;
-    for (const task of readdirSync("/proc/self/task"))
-      sleeps += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/self/task/${task}/status`, "utf8"))?.[1] ?? NaN);
-    return sleeps;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Writes one byte to each page of a fresh `mib` MiB buffer: every write takes a page fault (the
  * memory is mapped but not yet backed). CPU per fault, counted from /proc rather than assumed.
  */
 export function pageFaultCpu(mib: number): number | undefined {
   const pages = (mib * 1024 * 1024) / 4096;
-  const [faultsBefore, cpuBefore] = [faultsSoFar(), cpuMicros()];
+  const [faultsBefore, cpuBefore] = [kernelEventsOf("self")?.faults, cpuMicros()];
   const memory = new Uint8Array(new ArrayBuffer(pages * 4096));
   for (let i = 0; i < pages; i++) memory[i * 4096] = 1;
-  const [faultsAfter, cpuAfter] = [faultsSoFar(), cpuMicros()];
+  const [faultsAfter, cpuAfter] = [kernelEventsOf("self")?.faults, cpuMicros()];
   if (faultsBefore === undefined || faultsAfter === undefined || faultsAfter - faultsBefore < pages / 2) return undefined;
   return Math.round(((cpuAfter - cpuBefore) / (faultsAfter - faultsBefore)) * 100) / 100;
 }
@@ -161,7 +139,7 @@ export async function loopback(durationMs: number, idleTrips: number): Promise<O
       const [cpu, sleeps] = (await nextLine()).split(" ").map(Number);
       return { cpu: cpu!, sleeps };
     };
-    const own = () => ({ cpu: cpuMicros(), sleeps: sleepsSoFar() });
+    const own = () => ({ cpu: cpuMicros(), sleeps: kernelEventsOf("self")?.sleeps });
     const [ownBefore, childBefore] = [own(), await childReading()];
     for (let i = 0; i < idleTrips; i++) {
       await Bun.sleep(1);
@@ -205,7 +183,7 @@ if (import.meta.main && Bun.argv[2] === "echo") {
         socket.setNoDelay(true);
       },
       data(socket, data) {
-        if (data[0] === 0x63) console.log(`${cpuMicros()} ${sleepsSoFar() ?? "NaN"}`);
+        if (data[0] === 0x63) console.log(`${cpuMicros()} ${kernelEventsOf("self")?.sleeps ?? "NaN"}`);
         else socket.write(data);
       },
     },

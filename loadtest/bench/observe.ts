@@ -114,32 +114,42 @@ export interface KernelEvents {
   faults: number;
 }
 
+/** Fields 3 on of a /proc `stat` file (after the command name, which may hold spaces). */
+const statFields = (stat: string) => stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+
 /**
- * A process's kernel events, all its threads together, and with `byThread` each thread's CPU seconds
- * by its name ("main" for the process's first thread, whose name is the program's); undefined when
- * the process is gone.
+ * A process's kernel events so far, all its threads together ("self": this process); undefined when
+ * it is gone or there is no /proc. `fields`: its stat fields, when the caller has read them already.
  */
-function threadsOf(pid: string, fields: string[], byThread: boolean): { events: KernelEvents; cpu?: Record<string, number> } | undefined {
-  let sleeps = 0;
-  let preemptions = 0;
-  const cpu: Record<string, number> = {};
+export function kernelEventsOf(pid: string, fields?: string[]): KernelEvents | undefined {
   try {
+    const f = fields ?? statFields(readFileSync(`/proc/${pid}/stat`, "utf8"));
+    let sleeps = 0;
+    let preemptions = 0;
     for (const task of readdirSync(`/proc/${pid}/task`)) {
       const status = readFileSync(`/proc/${pid}/task/${task}/status`, "utf8");
       sleeps += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
       preemptions += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
-      if (!byThread) continue;
-      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, "utf8");
-      const close = stat.lastIndexOf(")");
-      const name = task === pid ? "main" : stat.slice(stat.indexOf("(") + 1, close);
-      const f = stat.slice(close + 2).split(" ");
-      cpu[name] = (cpu[name] ?? 0) + (Number(f[11]) + Number(f[12])) / TICKS_PER_S;
     }
+    // minflt and majflt (fields 10 and 12) already sum every thread.
+    return { sleeps, preemptions, faults: Number(f[7]) + Number(f[9]) };
   } catch {
     return undefined;
   }
-  // minflt and majflt (fields 10 and 12 of /proc/<pid>/stat) already sum every thread.
-  return { events: { sleeps, preemptions, faults: Number(fields[7]) + Number(fields[9]) }, ...(byThread ? { cpu } : {}) };
+}
+
+/** Each thread's CPU seconds by its name ("main" for the process's first thread, whose name is the program's). */
+function threadCpuOf(pid: string): Record<string, number> {
+  const cpu: Record<string, number> = {};
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, "utf8");
+      const name = task === pid ? "main" : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const f = statFields(stat);
+      cpu[name] = (cpu[name] ?? 0) + (Number(f[11]) + Number(f[12])) / TICKS_PER_S;
+    }
+  } catch {}
+  return cpu;
 }
 
 /**
@@ -168,9 +178,8 @@ export function sampleCpu(rolePids: Record<string, number>, database?: string, p
     } catch {
       continue;
     }
-    const close = stat.lastIndexOf(")");
-    const comm = stat.slice(stat.indexOf("(") + 1, close);
-    const fields = stat.slice(close + 2).split(" ");
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const fields = statFields(stat);
     const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14, 15)
     const pid = Number(e);
     let group = byPid.get(pid) ?? (comm === "postgres" ? "postgres" : comm.startsWith("beam") ? "rabbitmq" : "other");
@@ -185,14 +194,15 @@ export function sampleCpu(rolePids: Record<string, number>, database?: string, p
       else backends[pid] = ticks / TICKS_PER_S;
     }
     groups[group] = (groups[group] ?? 0) + ticks / TICKS_PER_S;
-    const seen = group === "other" ? undefined : threadsOf(e, fields, byPid.has(pid));
-    if (seen) {
+    const events = group === "other" ? undefined : kernelEventsOf(e, fields);
+    if (events) {
       const sum = (kernel[group] ??= { sleeps: 0, preemptions: 0, faults: 0 });
-      sum.sleeps += seen.events.sleeps;
-      sum.preemptions += seen.events.preemptions;
-      sum.faults += seen.events.faults;
-      for (const [name, seconds] of Object.entries(seen.cpu ?? {})) (threads[group] ??= {})[name] = (threads[group]![name] ?? 0) + seconds;
+      sum.sleeps += events.sleeps;
+      sum.preemptions += events.preemptions;
+      sum.faults += events.faults;
     }
+    if (byPid.has(pid))
+      for (const [name, seconds] of Object.entries(threadCpuOf(e))) (threads[group] ??= {})[name] = (threads[group]![name] ?? 0) + seconds;
   }
   let machine = { busy: 0, total: 0 };
   try {
