@@ -11,6 +11,7 @@ import { databaseHealth } from "./core/db/health.ts";
 import { Ingest } from "./core/ingest/index.ts";
 import { createLogger, type Logger } from "./core/log.ts";
 import { PostgresTransport } from "./core/queue/postgres/transport.ts";
+import { HANDOVER_PATH, handoverTokens, type HandoverHub } from "./core/queue/postgres/handover.ts";
 import { INGEST_SESSION } from "./core/events/sql.ts";
 import { RabbitTransport } from "./core/queue/rabbitmq/transport.ts";
 import type { JobTransport } from "./core/queue/transport.ts";
@@ -52,7 +53,7 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
   // Binds the instruments (and with them every role's process gauges: memory, event-loop lag).
   startSeries({ api: has("api"), worker: has("worker"), dispatcher: has("dispatcher") }, config.queue.QUEUE_TRANSPORT === "rabbitmq");
   const sql = createSql(config.database, { pool: role });
-  const transport = createTransport(config, sql, log);
+  const transport = createTransport(config, sql, log, role);
   await transport.start(BROKER_WAIT_MS);
   const stops: (() => Promise<void>)[] = [() => transport.stop()];
   const memory = new MemoryGuard({ limitBytes: memoryTarget(config.process, options.ownProcess ? role : undefined) });
@@ -75,6 +76,7 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
   const renderMetrics = options.telemetry?.renderMetrics;
   const adminKey = config.http.ADMIN_API_KEY;
   let httpApp;
+  let hub: HandoverHub | null = null;
   if (has("api")) {
     if (!adminKey) throw new Error("the api role needs ADMIN_API_KEY (run-role.ts makes one for `all`)");
     const authenticator = new Authenticator(sql, adminKey, log);
@@ -84,6 +86,9 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
     // Group commits go through connections of their own, one per commit in flight (INGEST_SESSION).
     const ingestSql = createSql(config.database, { pool: "ingest", max: config.ingest.INGEST_GROUP_CONCURRENCY, connection: INGEST_SESSION });
     stops.push(() => ingestSql.end({ timeout: 5 }));
+    // Separate workers may connect to take this process's new jobs straight from its commits.
+    if (transport instanceof PostgresTransport && !has("worker") && config.secrets.ENCRYPTION_KEY)
+      hub = transport.acceptHandovers(handoverTokens(config.secrets));
     const ingest = new Ingest(ingestSql, transport, config.ingest);
     httpApp = createApp({ config, sql, ingest, readiness, renderMetrics, log, authenticate: authenticator.authenticate, rateLimit, memory });
   } else {
@@ -94,12 +99,15 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
       authenticate: adminKey ? adminOnly(adminKey) : undefined,
     });
   }
-  const server = Bun.serve({
-    port: config.http.PORT,
-    hostname: config.http.HOST,
-    fetch: (request) => httpApp.handle(request),
-    maxRequestBodySize: Math.max(config.http.MAX_PAYLOAD_BYTES * 4, 64 * 1024 * 1024),
-  });
+  const listen = { port: config.http.PORT, hostname: config.http.HOST, maxRequestBodySize: Math.max(config.http.MAX_PAYLOAD_BYTES * 4, 64 * 1024 * 1024) };
+  const handovers = hub;
+  const server = handovers
+    ? Bun.serve({
+        ...listen,
+        fetch: (request, server) => (request.url.endsWith(HANDOVER_PATH) ? handovers.upgrade(request, server) : httpApp.handle(request)),
+        websocket: handovers.websocket,
+      })
+    : Bun.serve({ ...listen, fetch: (request) => httpApp.handle(request) });
   const port = server.port ?? config.http.PORT;
   log.info("evently started", { role, port, transport: transport.kind });
 
@@ -110,6 +118,8 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
     url: `http://127.0.0.1:${port}`,
     stop: () =>
       (stopping ??= (async () => {
+        // A server's graceful stop waits for its WebSockets too: the hand-over's go first.
+        handovers?.stop();
         await server.stop();
         for (const stop of stops.reverse()) await stop();
         await sql.end({ timeout: 5 });
@@ -118,7 +128,7 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
   };
 }
 
-export function createTransport(config: Config, sql: Sql, log: Logger): JobTransport {
+export function createTransport(config: Config, sql: Sql, log: Logger, role: Role = "all"): JobTransport {
   const q = config.queue;
   // A connection of its own for the transport's busiest statement, in INDEX_ONLY_SESSION: the fast
   // path's outbox clears on RabbitMQ, the takes on Postgres; made only in a role that runs them.
@@ -135,6 +145,11 @@ export function createTransport(config: Config, sql: Sql, log: Logger): JobTrans
       claimLeaseMs: config.delivery.WORKER_LEASE_MS,
       maxRetriesPerSecond: config.dispatch.DISPATCH_MAX_RETRIES_PER_SECOND,
       handOverLocally: q.QUEUE_LOCAL_HANDOVER,
+      // A worker alone connects to the API for the hand-over; `all` hands over in memory.
+      handoverFrom:
+        role === "worker" && q.QUEUE_HANDOVER_URL && config.secrets.ENCRYPTION_KEY
+          ? { url: q.QUEUE_HANDOVER_URL, token: handoverTokens(config.secrets)[0]! }
+          : undefined,
     },
     log,
   );

@@ -184,3 +184,13 @@ Call with (dict "root" $ "component" "api"); renders "true" or nothing.
 {{- $postgresTransport := eq (toString .root.Values.config.QUEUE_TRANSPORT) "postgres" -}}
 {{- if and $values.enabled (not (and (eq .component "dispatcher") $postgresTransport)) -}}true{{- end -}}
 {{- end }}
+
+{{/*
+Whether workers connect to the API Service for the Postgres transport's hand-over
+(QUEUE_HANDOVER_URL): with that transport, both roles deployed and worker.handover on. Renders
+"true" or nothing.
+*/}}
+{{- define "evently.workerHandover" -}}
+{{- $postgresTransport := eq (toString .Values.config.QUEUE_TRANSPORT) "postgres" -}}
+{{- if and $postgresTransport .Values.api.enabled .Values.worker.enabled .Values.worker.handover -}}true{{- end -}}
+{{- end }}

@@ -50,6 +50,13 @@ export const queueSchema = z
     QUEUE_LOCAL_HANDOVER: bool(true).describe(
       "Postgres transport, a process that both ingests and delivers (role `all`): a commit whose new jobs fit in this process's worker (up to QUEUE_TAKE_BATCH) claims them itself and hands them over in memory, with no NOTIFY and no take. Off: every job goes through the outbox's take.",
     ),
+    QUEUE_HANDOVER_URL: z
+      .string()
+      .regex(/^https?:\/\/[^/?#]+\/?$/, "must be an http:// or https:// URL with no path, like `http://api:8080`")
+      .optional()
+      .describe(
+        "Postgres transport, a worker process: the API process to connect to for the hand-over, like `http://evently-api:8080`. Commits of that API whose new jobs fit in this worker's room (up to QUEUE_TAKE_BATCH) claim them and send them over the connection, with no NOTIFY and no take; the rest, and everything while the connection is down, come from the outbox as usual. Authenticated with a token both derive from ENCRYPTION_KEY. Unset: no hand-over.",
+      ),
     QUEUE_TAKE_LEASE_MS: z.coerce
       .number()
       .int()

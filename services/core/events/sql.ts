@@ -32,7 +32,7 @@ export interface InsertedBatch {
   claimed: boolean;
 }
 
-/** Room offered to a consumer in the committing process (queue/transport.ts `LocalConsumer`). */
+/** Room a consumer offered the committing process (queue/transport.ts `CommitConsumer`). */
 export interface CommitClaim {
   /** Most jobs it may be given: a statement that makes more claims none of them. */
   maxJobs: number;
@@ -71,11 +71,12 @@ export const INGEST_SESSION: Record<string, string> = { plan_cache_mode: "force_
  * queue/transport.ts). As a statement of its own after the commit, it cost a round trip and a
  * durable commit more per group.
  *
- * `claimFor`: a consumer in the same process has room (the Postgres transport in role `all`). When
- * every job the statement makes fits in it, they are made claimed, as a take would leave them:
- * `delivering` under a lease, their outbox entry a `lease` due when it lapses; and nobody is
- * notified. The caller hands them over in memory, so they need no wake-up and no take; if it dies
- * first, the leases lapse and any worker takes them then. More jobs than that: made as usual.
+ * `claimFor`: a consumer offered the committing process room (the Postgres transport's worker in
+ * the same process, or one connected for the hand-over). When every job the statement makes fits
+ * in it, they are made claimed, as a take would leave them: `delivering` under a lease, their
+ * outbox entry a `lease` due when it lapses; and nobody is notified. The caller hands them over, so
+ * they need no wake-up and no take; if that fails, the leases lapse and any worker takes them then.
+ * More jobs than that: made as usual.
  */
 export async function insertEventsWithJobs(
   tx: TxSql | Sql,

@@ -15,7 +15,7 @@ import {
   type StoredEventSummary,
 } from "../events/sql.ts";
 import { listJobsForEvents } from "../jobs/sql.ts";
-import type { LocalConsumer } from "../queue/transport.ts";
+import type { CommitConsumer, Reservation } from "../queue/transport.ts";
 import { newId } from "../ids.ts";
 import { instruments } from "../telemetry/instruments.ts";
 import { SPAN } from "../telemetry/names.ts";
@@ -53,11 +53,10 @@ export interface CommittedEvent {
   jobs: CreatedJob[];
 }
 
-/** Jobs a commit claimed for the consumer of its own process, to be handed over to it (LocalConsumer). */
+/** Jobs a commit claimed for a consumer that offered it room, to be handed over to it (CommitConsumer). */
 export interface ClaimedJobs {
-  consumer: LocalConsumer;
   /** The room reserved for the commit: handing over frees what the jobs did not use. */
-  reserved: number;
+  reservation: Reservation;
   /** Events whose jobs the commit claimed: those it inserted, not those an earlier try had. */
   eventIds: Set<string>;
 }
@@ -75,11 +74,11 @@ export interface GroupCommitOptions {
   graceMs: number;
   /** The channel the commit notifies when it makes jobs (the queue transport's `commitNotify`). */
   notifyChannel?: string | null;
-  /** A consumer in this process the commit may claim its jobs for (the queue transport's `localConsumer`). */
-  localConsumer?: () => LocalConsumer | null;
+  /** A consumer the commit may claim its jobs for (the queue transport's `commitConsumer`). */
+  commitConsumer?: () => CommitConsumer | null;
   /**
    * Receives every group once it is committed; `claimed` when the commit claimed its jobs for the
-   * local consumer, which must then be handed them (or have the reservation released).
+   * commit consumer, which must then be handed them (or have the reservation released).
    */
   onCommitted?: (events: CommittedEvent[], claimed: ClaimedJobs | null) => void;
 }
@@ -170,17 +169,17 @@ export class GroupCommitter {
   }
 
   private async commitGroup(group: NewEventRow[][]): Promise<AcceptedEvent[][]> {
-    const consumer = this.options.localConsumer?.() ?? null;
-    const reserved = consumer?.reserve() ?? 0;
+    const consumer = this.options.commitConsumer?.() ?? null;
+    const reservation = consumer?.reserve() ?? null;
     let batch: CommittedBatch;
     try {
-      batch = await this.insertGroup(group, consumer && reserved > 0 ? { maxJobs: reserved, leaseMs: consumer.leaseMs } : null);
+      batch = await this.insertGroup(group, reservation ? { maxJobs: reservation.jobs, leaseMs: consumer!.leaseMs } : null);
     } catch (err) {
-      consumer?.release(reserved);
+      reservation?.release();
       throw err;
     }
-    const claimed = batch.claimed ? { consumer: consumer!, reserved, eventIds: batch.insertedEventIds } : null;
-    if (!claimed) consumer?.release(reserved);
+    const claimed = batch.claimed && reservation ? { reservation, eventIds: batch.insertedEventIds } : null;
+    if (!claimed) reservation?.release();
     return this.answer(group, batch, claimed);
   }
 

@@ -7,14 +7,14 @@ import { GroupCommitter, type AcceptedEvent, type ClaimedJobs, type CommittedEve
 export type { AcceptedEvent, CommittedEvent, EventInput } from "./group-commit.ts";
 
 /** What ingest needs of the queue transport. */
-export type JobHandoff = Pick<JobTransport, "publishGraceMs" | "commitNotify" | "publish" | "localConsumer">;
+export type JobHandoff = Pick<JobTransport, "publishGraceMs" | "commitNotify" | "publish" | "commitConsumer">;
 
 /**
  * The one way events enter Evently, for every producer (the REST API today; sources, replays and
  * system events later): commit the events, their jobs and outbox entries together (group commit),
- * then hand the new jobs to the queue transport, or to the worker of this very process when the
- * commit claimed them for it (`localConsumer`). An answer means the events are durable; the
- * hand-off may fail without loss, since the outbox still holds every job.
+ * then hand the new jobs to the queue transport, or to the worker the commit claimed them for
+ * (`commitConsumer`: this process's own, or one connected for the hand-over). An answer means the
+ * events are durable; the hand-off may fail without loss, since the outbox still holds every job.
  */
 export class Ingest {
   private readonly committer: GroupCommitter;
@@ -26,7 +26,7 @@ export class Ingest {
       overlapMinEvents: options.INGEST_OVERLAP_MIN_EVENTS,
       graceMs: handoff.publishGraceMs,
       notifyChannel: handoff.commitNotify,
-      localConsumer: () => handoff.localConsumer(),
+      commitConsumer: () => handoff.commitConsumer(),
       onCommitted: (committed, claimed) => handOn(handoff, committed, claimed),
     });
   }
@@ -38,12 +38,12 @@ export class Ingest {
 }
 
 /**
- * Hands committed events' jobs on after a commit made with `handoff.commitNotify`: to the local
- * consumer the commit claimed them for, else to the transport. Where the commit notified the
+ * Hands committed events' jobs on after a commit made with `handoff.commitNotify`: to the consumer
+ * the commit claimed them for, else to the transport. Where the commit notified the
  * workers itself, there is nothing to hand on, so no messages are built.
  */
 export function handOn(handoff: JobHandoff, committed: CommittedEvent[], claimed: ClaimedJobs | null = null): void {
-  if (claimed) claimed.consumer.handOver(jobMessagesOf(committed.filter(({ row }) => claimed.eventIds.has(row.id))), claimed.reserved);
+  if (claimed) claimed.reservation.handOver(jobMessagesOf(committed.filter(({ row }) => claimed.eventIds.has(row.id))));
   else if (!handoff.commitNotify) handoff.publish(jobMessagesOf(committed));
 }
 

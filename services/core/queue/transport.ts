@@ -26,11 +26,12 @@ export interface JobTransport {
    */
   readonly commitNotify: string | null;
   /**
-   * A consumer of this transport running in this very process that takes new jobs claimed by the
-   * commit that made them, handed over in memory (the Postgres transport in role `all`); null where
-   * there is none, or the transport hands jobs on otherwise (RabbitMQ).
+   * Where the jobs a commit makes can go claimed by that very commit, with no NOTIFY and no take: a
+   * consumer of this transport in this process (the Postgres transport in role `all`), or workers
+   * connected to this API process for the hand-over (postgres/handover.ts). Null where there is
+   * none, or the transport hands jobs on otherwise (RabbitMQ).
    */
-  localConsumer(): LocalConsumer | null;
+  commitConsumer(): CommitConsumer | null;
   /** Connects; resolves once connected or after `waitMs`, reconnecting in the background. */
   start(waitMs: number): Promise<void>;
   /**
@@ -56,21 +57,27 @@ export interface JobTransport {
 }
 
 /**
- * Room in a consumer of the committing process (`JobTransport.localConsumer`). Ingest reserves room
- * before a commit, has the commit claim its jobs when they fit (events/sql.ts `claimFor`), and hands
- * the claimed jobs over afterwards; what it reserved and did not use, it releases. Nothing claimed
- * this way depends on the hand-over for its safety: a claim never handed over lapses, and the job is
- * taken again then.
+ * A consumer the committing process can hand new jobs to (`JobTransport.commitConsumer`). Ingest
+ * reserves room before a commit, has the commit claim its jobs when they fit (events/sql.ts
+ * `claimFor`), and hands the claimed jobs over afterwards, or releases the room. Nothing claimed this
+ * way depends on the hand-over for its safety: a claim never handed over lapses, and the job is taken
+ * again then.
  */
-export interface LocalConsumer {
+export interface CommitConsumer {
   /** The lease the commit gives each claim (WORKER_LEASE_MS), as a take would. */
   readonly leaseMs: number;
-  /** Reserves room for one commit's jobs, at most what one take would take; how many (0: no room, or stopping). */
-  reserve(): number;
-  /** Handles jobs the commit claimed for this consumer, as a message it took; frees the rest of `reserved`. */
-  handOver(jobs: JobMessage[], reserved: number): void;
-  /** Frees room reserved for a commit that claimed nothing. */
-  release(reserved: number): void;
+  /** Room for one commit's jobs, at most what one take would take; null: no room, or stopping. */
+  reserve(): Reservation | null;
+}
+
+/** Room one commit reserved in a CommitConsumer: handed over or released, once. */
+export interface Reservation {
+  /** Most jobs the commit may claim. */
+  readonly jobs: number;
+  /** Hands over the jobs the commit claimed, as a message the consumer took; frees the rest of the room. */
+  handOver(jobs: JobMessage[]): void;
+  /** Frees the room of a commit that claimed nothing. */
+  release(): void;
 }
 
 export interface QueueDepth {

@@ -43,7 +43,7 @@ export function keyProblem(text: string): string | null {
   return null;
 }
 
-function decodeKey(text: string, variable: string): Uint8Array {
+export function decodeKey(text: string, variable: string): Uint8Array {
   const problem = keyProblem(text);
   if (problem) throw new SecretCipherError(`${variable}: ${problem}`);
   return new Uint8Array(Buffer.from(text.trim(), "base64"));

@@ -55,7 +55,7 @@ export interface StartOptions {
  * API tests deliver nothing: committed jobs stay due in the outbox, as with a RabbitMQ that is
  * down, which is what these tests look at.
  */
-export const noHandoff: JobHandoff = { publishGraceMs: 5000, commitNotify: null, publish: () => {}, localConsumer: () => null };
+export const noHandoff: JobHandoff = { publishGraceMs: 5000, commitNotify: null, publish: () => {}, commitConsumer: () => null };
 
 // api_keys is left out: its last_used_at changes with every flush of key uses.
 const TABLES = ["applications", "endpoints", "routes", "events", "jobs", "outbox", "attempts"] as const;

@@ -8,7 +8,7 @@ import { createLogger } from "../../core/log.ts";
 import { takeDueJobs } from "../../core/outbox/sql.ts";
 import type { DeliveryMessage } from "../../core/queue/messages.ts";
 import { PostgresTransport } from "../../core/queue/postgres/transport.ts";
-import type { LocalConsumer, Received } from "../../core/queue/transport.ts";
+import type { CommitConsumer, Received } from "../../core/queue/transport.ts";
 import { startApi, type TestApi } from "../api/harness.ts";
 
 /**
@@ -135,17 +135,22 @@ describe("ingest with a Postgres-transport consumer in the same process", () => 
     });
     let handedOver = 0;
     // The transport's own consumer, counted as ingest hands jobs to it.
-    const local = transport.localConsumer()!;
-    const counted: LocalConsumer = {
+    const local = transport.commitConsumer()!;
+    const counted: CommitConsumer = {
       leaseMs: local.leaseMs,
-      reserve: () => local.reserve(),
-      release: (n) => local.release(n),
-      handOver: (jobs, reserved) => {
-        handedOver += jobs.length;
-        local.handOver(jobs, reserved);
+      reserve: () => {
+        const reservation = local.reserve();
+        return reservation && {
+          jobs: reservation.jobs,
+          release: () => reservation.release(),
+          handOver: (jobs) => {
+            handedOver += jobs.length;
+            reservation.handOver(jobs);
+          },
+        };
       },
     };
-    const ingest = new Ingest(ingestSql, { publishGraceMs: 0, commitNotify: transport.commitNotify, publish: () => {}, localConsumer: () => counted }, api.config.ingest);
+    const ingest = new Ingest(ingestSql, { publishGraceMs: 0, commitNotify: transport.commitNotify, publish: () => {}, commitConsumer: () => counted }, api.config.ingest);
     const jobsReceived = () => received.flatMap((r) => r.message.jobs);
     const waitForJobs = async (n: number) => {
       for (let i = 0; i < 250 && jobsReceived().length < n; i++) await Bun.sleep(20);

@@ -204,8 +204,9 @@ describe("helm chart", () => {
 
   test("config covers every non-secret Evently setting, and nothing else", () => {
     const values = Bun.YAML.parse(valuesText) as { config: Record<string, unknown> };
-    // The chart sets HOST and PORT itself; the embedded Postgres's settings never apply (it sets DATABASE_URL).
-    const notInChart = new Set(["HOST", "PORT", "EVENTLY_DATA_DIR", "EMBEDDED_POSTGRES_PORT", ...REMOVED_ENV]);
+    // The chart sets HOST and PORT itself, and QUEUE_HANDOVER_URL for workers (worker.handover); the
+    // embedded Postgres's settings never apply (it sets DATABASE_URL).
+    const notInChart = new Set(["HOST", "PORT", "QUEUE_HANDOVER_URL", "EVENTLY_DATA_DIR", "EMBEDDED_POSTGRES_PORT", ...REMOVED_ENV]);
     const expected = [...CONFIG_ENV].filter((k) => !SECRET_ENV.has(k) && !notInChart.has(k)).sort();
     expect(Object.keys(values.config).sort()).toEqual(expected);
     expect(Object.keys(schema.properties?.config?.properties ?? {}).sort()).toEqual(expected);
@@ -260,6 +261,27 @@ describe("helm chart rendering rules", () => {
     expect(of(docs, "PodDisruptionBudget")).toEqual([]);
     const config = of(docs, "ConfigMap").find((c) => c.data?.QUEUE_TRANSPORT !== undefined);
     expect(config?.data.QUEUE_TRANSPORT).toBe("postgres");
+  });
+
+  test("with the Postgres transport workers connect to the API Service for the hand-over, which the network policy lets through", () => {
+    const handoverUrl = (args: string[]) => {
+      const worker = of(template(args), "Deployment").find((d) => d.spec.template.spec.containers[0].args[0] === "worker")!;
+      return worker.spec.template.spec.containers[0].env.find((e: { name: string }) => e.name === "QUEUE_HANDOVER_URL")?.value;
+    };
+    const postgres = ["--set", "config.QUEUE_TRANSPORT=postgres"];
+    const docs = template(postgres);
+    const service = of(docs, "Service").find((s) => s.metadata.name.endsWith("-api"))!;
+    expect(handoverUrl(postgres)).toBe(`http://${service.metadata.name}:${service.spec.ports[0].port}`);
+    expect(handoverUrl([])).toBeUndefined(); // RabbitMQ
+    expect(handoverUrl([...postgres, "--set", "worker.handover=false"])).toBeUndefined();
+    // Only the ingress controller may reach the API: the workers still can.
+    const restricted = ["--set", "networkPolicy.enabled=true", "--set-json", 'networkPolicy.apiIngressFrom=[{"namespaceSelector":{"matchLabels":{"name":"ingress"}}}]'];
+    const apiPolicy = (args: string[]) => of(template(args), "NetworkPolicy").find((p) => p.metadata.name.endsWith("-api"))!;
+    const workerLabels = of(docs, "Deployment").find((d) => d.spec.template.spec.containers[0].args[0] === "worker")!.spec.template.metadata.labels;
+    const rules = apiPolicy([...postgres, ...restricted]).spec.ingress;
+    expect(rules).toHaveLength(2);
+    expect(matches(rules[1].from[0].podSelector.matchLabels, workerLabels)).toBe(true);
+    expect(apiPolicy(restricted).spec.ingress).toHaveLength(1);
   });
 
   test("image.tag and image.digest override the appVersion", () => {

@@ -5,7 +5,8 @@ import { RetryBudget } from "../../outbox/retry-budget.ts";
 import { messageForSwept, OUTBOX_CHANNEL as CHANNEL, takeDueJobs, type Take } from "../../outbox/sql.ts";
 import { instruments } from "../../telemetry/instruments.ts";
 import type { JobMessage } from "../messages.ts";
-import type { JobHandler, JobTransport, LocalConsumer, QueueDepth } from "../transport.ts";
+import type { CommitConsumer, JobHandler, JobTransport, QueueDepth, Reservation } from "../transport.ts";
+import { HandoverHub, HandoverLink, type HandoverReceiver } from "./handover.ts";
 
 // A connection cut at the wrong moment can leave a query unsettled forever; these statements are
 // safe to repeat, so each is bounded and tried again.
@@ -28,10 +29,15 @@ export interface PostgresTransportOptions {
   /** Most due retries this worker takes per second (DISPATCH_MAX_RETRIES_PER_SECOND); unbounded when absent. */
   maxRetriesPerSecond?: number;
   /**
-   * Whether a consumer offers itself to ingest in the same process (`localConsumer`,
+   * Whether a consumer offers itself to ingest in the same process (`commitConsumer`,
    * QUEUE_LOCAL_HANDOVER): new jobs are claimed by their own commit and handed over in memory.
    */
   handOverLocally?: boolean;
+  /**
+   * A worker process's link to an API process for the hand-over (handover.ts; QUEUE_HANDOVER_URL and
+   * the token): each consumer connects to it and gets the jobs that API's commits claim for it.
+   */
+  handoverFrom?: { url: string; token: string };
 }
 
 /**
@@ -43,16 +49,19 @@ export interface PostgresTransportOptions {
  * loop. Crash safety is the outbox's own: a taken job stays in it as a lease until its outcome is
  * recorded.
  *
- * Where the process also ingests (role `all`), its consumer is also ingest's `localConsumer`: a
+ * Where the process also ingests (role `all`), its consumer is also ingest's `commitConsumer`: a
  * commit whose jobs fit in the consumer's room claims them itself and notifies nobody, and ingest
  * hands them over in memory, saving the wake-up and the take a job costs otherwise ("Why a single
  * event at 1,000/s costs what it costs" in BENCHMARKS.md). Jobs that do not fit go the usual way.
+ * Separate API and worker processes do the same over a connection (handover.ts): the API
+ * `acceptHandovers`, the worker connects (`handoverFrom`).
  */
 export class PostgresTransport implements JobTransport {
   readonly kind = "postgres";
   readonly publishGraceMs = 0;
   readonly commitNotify = CHANNEL;
   private readonly consumers = new Set<OutboxConsumer>();
+  private hub: HandoverHub | null = null;
 
   /**
    * @param sql the process's pool: listening, the depth gauge.
@@ -76,17 +85,31 @@ export class PostgresTransport implements JobTransport {
     const listening = await this.sql.listen(CHANNEL, () => consumer.wake());
     consumer.start();
     this.consumers.add(consumer);
+    const from = this.options.handoverFrom;
+    const link = from ? new HandoverLink(from.url, from.token, consumer, this.log) : null;
+    consumer.onRoomChange = link ? () => link.roomChanged() : undefined;
+    link?.start();
     return async () => {
       this.consumers.delete(consumer);
+      await link?.stop();
       await consumer.stop();
       await listening.unlisten().catch(() => {});
     };
   }
 
-  localConsumer(): LocalConsumer | null {
-    if (!this.options.handOverLocally) return null;
-    for (const consumer of this.consumers) return consumer;
-    return null;
+  /**
+   * Makes this process's commits offer their jobs to workers that connect for the hand-over
+   * (handover.ts); the caller serves the hub's `upgrade` and `websocket`, and stops it before its
+   * server. A consumer in this very process (role `all`) still comes first.
+   */
+  acceptHandovers(tokens: string[]): HandoverHub {
+    this.hub = new HandoverHub(tokens, this.options.claimLeaseMs, this.options.takeBatch, this.log);
+    return this.hub;
+  }
+
+  commitConsumer(): CommitConsumer | null {
+    if (this.options.handOverLocally) for (const consumer of this.consumers) return consumer;
+    return this.hub;
   }
 
   /**
@@ -112,9 +135,10 @@ export class PostgresTransport implements JobTransport {
 
 /**
  * One consume loop: take what is due while there is room, hand it on, sleep until news. Also takes
- * jobs ingest claimed for it at commit (LocalConsumer), within the same room.
+ * jobs a commit claimed for it, within the same room: in this process (CommitConsumer) or from an
+ * API process over the hand-over connection (HandoverReceiver).
  */
-class OutboxConsumer implements LocalConsumer {
+class OutboxConsumer implements CommitConsumer, HandoverReceiver {
   private stopped = false;
   private loop: Promise<void> | undefined;
   private inFlight = 0;
@@ -128,6 +152,8 @@ class OutboxConsumer implements LocalConsumer {
   private waitingForRoom = false;
   private readonly retries: RetryBudget | undefined;
   private lapsedLookedAt = 0;
+  /** Told whenever the jobs in hand change (the hand-over link grants room by it). */
+  onRoomChange: (() => void) | undefined;
 
   /** The one connection takes go through, so their cached plan is made once (INDEX_ONLY_SESSION). */
   private takeSql: Sql;
@@ -156,23 +182,36 @@ class OutboxConsumer implements LocalConsumer {
    * more than it reserved), so a busy ingest never starves the take; the jobs in hand can pass
    * WORKER_MAX_IN_FLIGHT by what commits claimed meanwhile, at most a take's worth per commit.
    */
-  reserve(): number {
-    if (this.stopped) return 0;
-    const room = this.options.maxInFlight - this.inFlight - this.reservedForCommits;
-    const reserved = Math.max(0, Math.min(this.options.takeBatch, room));
+  reserve(): Reservation | null {
+    const reserved = this.room();
+    if (reserved === 0) return null;
     this.reservedForCommits += reserved;
-    return reserved;
+    let settled = false;
+    const settle = () => {
+      if (settled) return false;
+      settled = true;
+      this.reservedForCommits -= reserved;
+      return true;
+    };
+    return {
+      jobs: reserved,
+      handOver: (jobs) => {
+        if (settle()) this.receive(jobs, "process");
+      },
+      release: () => void settle(),
+    };
   }
 
-  release(reserved: number): void {
-    this.reservedForCommits -= reserved;
+  room(): number {
+    if (this.stopped) return 0;
+    return Math.max(0, Math.min(this.options.takeBatch, this.options.maxInFlight - this.inFlight - this.reservedForCommits));
   }
 
-  handOver(jobs: JobMessage[], reserved: number): void {
-    this.release(reserved);
+  /** Jobs a commit claimed for this consumer, here or in the API process that sent them (`from`). */
+  receive(jobs: JobMessage[], from: "process" | "api" = "api"): void {
     // Stopping: the claims are left to lapse, and the jobs are taken again then, by any worker.
     if (jobs.length === 0 || this.stopped) return;
-    instruments().jobsHandedOver.add(jobs.length);
+    instruments().jobsHandedOver.add(jobs.length, { from });
     this.track(jobs);
   }
 
@@ -271,6 +310,7 @@ class OutboxConsumer implements LocalConsumer {
   private track(jobs: JobMessage[]): void {
     instruments().messagesConsumed.add(1);
     this.inFlight += jobs.length;
+    this.onRoomChange?.();
     const work = this.handle({ v: 1, jobs }, { claimed: true })
       // The take claimed the jobs and the handler stops renewing the claims of a message it failed:
       // they lapse, and the jobs are taken again then, as a dead worker's would be. Releasing them
@@ -279,6 +319,7 @@ class OutboxConsumer implements LocalConsumer {
       .finally(() => {
         this.inFlight -= jobs.length;
         this.unsettled.delete(work);
+        this.onRoomChange?.();
         // Only a loop waiting for room needs to hear: waking one that sleeps until news would
         // spend a take on finding nothing new.
         if (this.waitingForRoom) this.wake();

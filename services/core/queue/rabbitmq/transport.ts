@@ -88,7 +88,7 @@ export class RabbitTransport implements JobTransport {
   }
 
   /** None: every job goes through the broker, whichever process consumes it. */
-  localConsumer(): null {
+  commitConsumer(): null {
     return null;
   }
 

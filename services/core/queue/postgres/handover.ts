@@ -1,0 +1,289 @@
+import { createHmac, timingSafeEqual } from "node:crypto";
+import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
+import type { Config } from "../../config/index.ts";
+import type { Logger } from "../../log.ts";
+import { decodeKey } from "../../secrets/cipher.ts";
+import { decodeDeliveryMessage, encodeDeliveryMessage, type JobMessage } from "../messages.ts";
+import type { CommitConsumer, Reservation } from "../transport.ts";
+
+/**
+ * The Postgres transport's hand-over between processes: a worker connects to an API process over a
+ * WebSocket and says how many jobs it can take; the API's group commits claim their new jobs for it
+ * when they fit, exactly as a take would (events/sql.ts `claimFor`), send no NOTIFY, and the jobs go
+ * to the worker over that connection. The worker saves the wake-up and the take, Postgres the take
+ * and the NOTIFY's wake-ups of every listening session ("Why a single event at 1,000/s costs what
+ * it costs" in BENCHMARKS.md). Role `all` does the same in memory (transport.ts `OutboxConsumer`).
+ *
+ * Nothing depends on the connection for safety: a claim whose jobs never reach the worker (the
+ * connection dropped, the worker died) lapses after WORKER_LEASE_MS, and any worker takes the jobs
+ * again from the outbox. A worker that is not connected, or has no room, gets its jobs the usual way.
+ *
+ * Worker → API: text frames `{"granted": n}`, the jobs it will have taken over this connection
+ * once it has taken what it has room for (a running total, so a grant never races the jobs in
+ * flight towards it), and `{"leaving": true}` when it stops. API → worker: binary frames, each a
+ * delivery message exactly as RabbitMQ carries one (messages.ts), checked the same way, and the text
+ * frame `{"left": true}` once no commit under way can send it more, after which the worker closes:
+ * a worker that stops loses no job to a lapsed claim. The worker trusts what comes as it trusts its
+ * broker: QUEUE_HANDOVER_URL, like AMQP_URL, names a process inside the installation's network.
+ */
+export const HANDOVER_PATH = "/internal/queue/handover";
+
+const TOKEN_CONTEXT = "evently queue hand-over v1";
+
+/**
+ * The credential of the hand-over connection: derived from ENCRYPTION_KEY, which every API and
+ * worker process holds already, so there is nothing more to configure or to leak. The API accepts
+ * one derived from a previous key too, so a key rotation does not cut workers off meanwhile.
+ */
+export function handoverTokens(secrets: Config["secrets"]): string[] {
+  const keys = [secrets.ENCRYPTION_KEY, ...secrets.ENCRYPTION_PREVIOUS_KEYS].filter((key): key is string => key !== undefined);
+  return keys.map((key) => createHmac("sha256", decodeKey(key, "ENCRYPTION_KEY")).update(TOKEN_CONTEXT).digest("base64url"));
+}
+
+/** One worker's connection, as the API sees it. */
+interface Link {
+  socket?: ServerWebSocket<Link>;
+  /** The worker's latest running total of jobs it will take over this connection. */
+  granted: number;
+  /** Jobs sent to it over this connection. */
+  sent: number;
+  /** Room reserved by commits under way. */
+  reserved: number;
+  open: boolean;
+  /**
+   * Who ends the connection: the worker (it asked to leave: it gets `left` once the last
+   * reservation settles) or this process (it stops: the connection closes then). Either way no new
+   * reservations.
+   */
+  leaving?: "worker" | "api";
+}
+
+/**
+ * The API's side: the workers connected for the hand-over, offered to ingest as one CommitConsumer.
+ * Commits go to them in turn, skipping a worker with no room, as a broker spreads messages over its
+ * consumers: choosing by the most room instead starved a worker whose room sat level with another's,
+ * the other's grants coming back between two commits.
+ */
+export class HandoverHub implements CommitConsumer {
+  private links: Link[] = [];
+  private next = 0;
+  private readonly tokens: Buffer[];
+
+  /**
+   * @param maxPerCommit most jobs one commit may claim for a worker (QUEUE_TAKE_BATCH, as a take).
+   */
+  constructor(
+    tokens: string[],
+    readonly leaseMs: number,
+    private readonly maxPerCommit: number,
+    private readonly log: Logger,
+  ) {
+    this.tokens = tokens.map((token) => Buffer.from(token));
+  }
+
+  reserve(): Reservation | null {
+    for (let i = 0; i < this.links.length; i++) {
+      const link = this.links[(this.next + i) % this.links.length]!;
+      const room = link.granted - link.sent - link.reserved;
+      if (room <= 0) continue;
+      this.next = (this.next + i + 1) % this.links.length;
+      return this.reserveIn(link, Math.min(this.maxPerCommit, room));
+    }
+    return null;
+  }
+
+  private reserveIn(link: Link, jobs: number): Reservation {
+    link.reserved += jobs;
+    let settled = false;
+    const settle = (claimed: JobMessage[]) => {
+      if (settled) return;
+      settled = true;
+      link.reserved -= jobs;
+      if (claimed.length > 0) this.send(link, claimed);
+      if (link.leaving && link.reserved === 0) finish(link);
+    };
+    return { jobs, handOver: settle, release: () => settle([]) };
+  }
+
+  private send(link: Link, jobs: JobMessage[]): void {
+    link.sent += jobs.length;
+    // 0: the connection closed or is past its buffer; the claims lapse and the jobs are taken again.
+    if (!link.open || link.socket?.send(encodeDeliveryMessage(jobs)) === 0)
+      this.log.warn("jobs claimed for a worker that went away; they are offered again once their claims lapse", { jobs: jobs.length });
+  }
+
+  /**
+   * For Bun.serve's `fetch`, on requests for HANDOVER_PATH: upgrades one that carries the token
+   * (undefined, as Bun asks of an upgraded request), answers anything else with a 4xx.
+   */
+  upgrade(request: Request, server: Server<Link>): Response | undefined {
+    const header = request.headers.get("authorization") ?? "";
+    const token = Buffer.from(header.startsWith("Bearer ") ? header.slice(7) : "");
+    if (!this.tokens.some((known) => known.length === token.length && timingSafeEqual(known, token)))
+      return Response.json({ code: "unauthorized", detail: "the hand-over needs the token workers derive from ENCRYPTION_KEY" }, { status: 401 });
+    const link: Link = { granted: 0, sent: 0, reserved: 0, open: false };
+    if (server.upgrade(request, { data: link })) return undefined;
+    return Response.json({ code: "upgrade_required", detail: "the hand-over is a WebSocket connection" }, { status: 426 });
+  }
+
+  readonly websocket: WebSocketHandler<Link> = {
+    open: (socket) => {
+      socket.data.socket = socket;
+      socket.data.open = true;
+      this.links.push(socket.data);
+      this.log.info("a worker connected for the hand-over", { workers: this.links.length });
+    },
+    message: (socket, text) => {
+      const frame = frameOf(text);
+      const link = socket.data;
+      if (frame === "leaving") this.leave(link, "worker");
+      else if (frame === null) socket.close(1003, 'expected {"granted": n} or {"leaving": true}');
+      else link.granted = Math.max(link.granted, frame);
+    },
+    close: (socket) => {
+      socket.data.open = false;
+      this.links = this.links.filter((link) => link !== socket.data);
+      this.log.info("a worker left the hand-over", { workers: this.links.length });
+    },
+  };
+
+  /**
+   * Offers no more room, and closes each connection once the commits under way that reserved room
+   * in it have handed their jobs over; workers reconnect, to another API process behind the same
+   * address or to this one started again, and get their jobs by take meanwhile.
+   */
+  stop(): void {
+    for (const link of this.links) this.leave(link, "api");
+  }
+
+  private leave(link: Link, who: "worker" | "api"): void {
+    link.leaving = who;
+    this.links = this.links.filter((l) => l !== link);
+    if (link.reserved === 0) finish(link);
+  }
+}
+
+/** Ends a leaving link: tells the worker nothing more will come, or closes it when this process stops. */
+function finish(link: Link): void {
+  if (link.leaving === "worker") link.socket?.send(JSON.stringify({ left: true }));
+  else link.socket?.close(1001, "stopping");
+}
+
+/** A worker's frame: its running grant, or that it is leaving; null for anything else. */
+function frameOf(text: string | Buffer): number | "leaving" | null {
+  try {
+    const frame = JSON.parse(String(text)) as { granted?: unknown; leaving?: unknown };
+    if (frame.leaving === true) return "leaving";
+    return Number.isSafeInteger(frame.granted) && (frame.granted as number) >= 0 ? (frame.granted as number) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** What the worker's side needs of its consumer (transport.ts `OutboxConsumer`). */
+export interface HandoverReceiver {
+  /** Jobs it would take now, at most a take's worth. */
+  room(): number;
+  /** Handles jobs a commit claimed for it, as a message it took. */
+  receive(jobs: JobMessage[]): void;
+}
+
+const RECONNECT_MIN_MS = 500;
+const RECONNECT_MAX_MS = 30_000;
+
+/**
+ * The worker's side: keeps a connection to the API at `url` (QUEUE_HANDOVER_URL), grants room as
+ * its consumer's frees, and hands what comes to the consumer. Reconnects while running.
+ */
+export class HandoverLink {
+  private socket: WebSocket | undefined;
+  private open = false;
+  private stopped = false;
+  private failures = 0;
+  private retry: Timer | undefined;
+  /** Jobs received over the current connection, and the running total last granted on it. */
+  private received = 0;
+  private lastGranted = 0;
+  /** Resolves `stop`'s wait once the API says nothing more will come. */
+  private onLeft: (() => void) | undefined;
+
+  constructor(
+    private readonly url: string,
+    private readonly token: string,
+    private readonly receiver: HandoverReceiver,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.connect();
+  }
+
+  /**
+   * The consumer's room grew or shrank. A new grant goes out once what the API may still send is
+   * under half the room: a frame per half a take's worth of settled jobs, not one per job.
+   */
+  roomChanged(): void {
+    if (!this.open || this.stopped) return;
+    const granted = this.received + this.receiver.room();
+    if (granted > this.lastGranted && (this.lastGranted - this.received) * 2 < granted - this.received) this.grant(granted);
+  }
+
+  /**
+   * Stops granting: says it is leaving, takes what commits under way still send (up to `waitMs`),
+   * then closes. Call before the consumer stops, so what comes meanwhile is handled.
+   */
+  async stop(waitMs = 2000): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retry);
+    const socket = this.socket;
+    if (!socket) return;
+    if (this.open) {
+      const left = new Promise<void>((resolve) => (this.onLeft = resolve));
+      socket.send(JSON.stringify({ leaving: true }));
+      await Promise.race([left, Bun.sleep(waitMs)]);
+    }
+    socket.close(1000, "stopping");
+  }
+
+  private grant(granted: number): void {
+    this.lastGranted = granted;
+    this.socket?.send(JSON.stringify({ granted }));
+  }
+
+  private connect(): void {
+    const url = this.url.replace(/^http/, "ws").replace(/\/$/, "") + HANDOVER_PATH;
+    // Bun's WebSocket takes request headers as a second argument the DOM's type does not know.
+    const socket = new WebSocket(url, { headers: { authorization: `Bearer ${this.token}` } } as unknown as string[]);
+    this.socket = socket;
+    socket.onopen = () => {
+      this.open = true;
+      this.received = 0;
+      this.lastGranted = 0;
+      this.log.info("connected for the hand-over", { api: this.url });
+      this.failures = 0;
+      this.grant(this.receiver.room());
+    };
+    socket.binaryType = "arraybuffer";
+    socket.onmessage = (event) => {
+      if (typeof event.data === "string") {
+        if (event.data === '{"left":true}') this.onLeft?.();
+        return;
+      }
+      const jobs = event.data instanceof ArrayBuffer ? decodeDeliveryMessage(Buffer.from(event.data))?.jobs : undefined;
+      if (!jobs) return;
+      this.received += jobs.length;
+      this.receiver.receive(jobs);
+      this.roomChanged();
+    };
+    socket.onclose = (event) => {
+      this.open = false;
+      this.socket = undefined;
+      this.onLeft?.();
+      if (this.stopped) return;
+      this.failures++;
+      if (this.failures === 1 || this.failures % 10 === 0)
+        this.log.warn("hand-over connection closed; jobs come by take meanwhile", { api: this.url, code: event.code, failures: this.failures });
+      this.retry = setTimeout(() => this.connect(), Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** Math.min(this.failures - 1, 6)));
+    };
+  }
+}
