@@ -18,7 +18,7 @@ import { parseScalingChoice, runScaling } from "./scaling.ts";
 import { parsePeersChoice, runPeers } from "./peers.ts";
 
 /**
- * `npm run bench -- [--transport=rabbitmq|postgres|both] [--quick] [--no-ceilings] [--scale=2] [--roles=all] [--phases=warmup,burst-batch] [--budget] [--wait-events] [--peers=graphile,bullmq|none] [--scaling[=fanout,payload,…]] [--charts-from=run.json] [--out=dir] [--db-set=name=value] [--cpu-prof=dir]`
+ * `npm run bench -- [--transport=rabbitmq|postgres|both] [--quick] [--no-ceilings] [--scale=2] [--roles=all] [--phases=warmup,burst-batch] [--budget] [--wait-events] [--peers=graphile,bullmq|none] [--handover=off] [--scaling[=fanout,payload,…]] [--charts-from=run.json] [--out=dir] [--db-set=name=value] [--cpu-prof=dir]`
  *
  * Measures this machine's raw ceilings, then for each queue transport (both by default, RabbitMQ
  * first) starts Evently on a scratch database (and, for RabbitMQ, its own AMQP prefix) with an
@@ -65,6 +65,8 @@ const { values: args } = parseArgs({
     "charts-from": { type: "string" },
     /** Peers run after the transports with the same phases (bench/peers.ts): graphile, bullmq, or none. Default both; none with --quick. */
     peers: { type: "string" },
+    /** Postgres transport, separate roles: workers connect to the API for the hand-over (QUEUE_HANDOVER_URL, as deployed), or `off`. */
+    handover: { type: "string", default: "on" },
   },
 });
 const quick = args.quick!;
@@ -122,6 +124,12 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
     notes.push("The dispatcher process was started but idles: on the Postgres transport workers take due jobs from the outbox themselves.");
   if (transport === "postgres" && !roles.includes("dispatcher") && !roles.includes("all"))
     notes.push("No dispatcher process: on the Postgres transport it has nothing to do (workers take due jobs from the outbox themselves).");
+  if (transport === "postgres" && roles.includes("worker") && roles.includes("api"))
+    notes.push(
+      args.handover === "off"
+        ? "Hand-over off (`--handover=off`): every job went from the commit's NOTIFY to a worker's take."
+        : "Each worker connected to an API process for the hand-over (QUEUE_HANDOVER_URL, as the deployments set it): new jobs that fit its room went claimed from the commit over that connection, the rest through NOTIFY and take.",
+    );
   const phases: PhaseResult[] = [];
   const failures: string[] = [];
   const memory: Memory = {};
@@ -130,7 +138,7 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
   let stack: Awaited<ReturnType<typeof startStack>> | undefined;
   const sink = startSink({ port: 0 });
   try {
-    stack = await startStack({ transport, roles, env: stackEnv, databaseSettings, cpuProfileDir: args["cpu-prof"], log });
+    stack = await startStack({ transport, roles, env: stackEnv, databaseSettings, cpuProfileDir: args["cpu-prof"], log, handover: args.handover !== "off" });
     const s = stack;
     // As a producer runs: with an application's own key (made with the admin key), which is what
     // every request of the phases authenticates with.

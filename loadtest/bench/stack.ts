@@ -40,6 +40,12 @@ export interface StackOptions {
   repoRoot?: string;
   /** Names the scratch database (`evently_<label>_…`), AMQP prefix and log directory, so leftovers say whose they are. Default bench. */
   label?: string;
+  /**
+   * Postgres transport: each worker connects to an API process for the hand-over
+   * (QUEUE_HANDOVER_URL; the n-th worker to the n-th API, round the APIs), as the deployments set
+   * it up. Default true; false measures the take alone.
+   */
+  handover?: boolean;
 }
 
 export interface Stack {
@@ -167,7 +173,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       const earlier = roles.slice(0, i).filter((r) => r === role).length;
       const name = earlier ? `${role}-${earlier + 1}` : role;
       const cpuProfile = options.cpuProfileDir ? { dir: options.cpuProfileDir, name: `${transport}-${name}.cpuprofile` } : undefined;
-      const child = spawnRole(role, childEnv, logDir, cpuProfile, name, root);
+      const apis = Object.entries(roleUrls).filter(([started]) => started.startsWith("api")).map(([, url]) => url);
+      const workerNo = roles.slice(0, i).filter((r) => r === "worker").length;
+      const handoverUrl = transport === "postgres" && role === "worker" && options.handover !== false ? apis[workerNo % apis.length] : undefined;
+      const child = spawnRole(role, handoverUrl ? { ...childEnv, QUEUE_HANDOVER_URL: handoverUrl } : childEnv, logDir, cpuProfile, name, root);
       children.push(child);
       pids[name] = child.proc.pid;
       const port = await Promise.race([child.started, Bun.sleep(30_000).then(() => Promise.reject(new Error(`${name} did not start within 30 s`)))]);
