@@ -44,8 +44,8 @@ const TRACE_SPANS: Record<string, TraceHop> = {
   [SPAN.attemptsRecord]: "record",
 };
 
-// A publish span is RabbitMQ's only: the Postgres transport's wake-up is a NOTIFY inside the
-// commit, so its stages run from the commit's end.
+// A publish span is RabbitMQ's only: the Postgres transport's jobs leave with the commit (a NOTIFY
+// inside it, or the hand-over's frame right after it), so its stages run from the commit's end.
 interface Hops {
   request: OtlpSpan;
   commit: OtlpSpan;
@@ -62,7 +62,8 @@ const STAGES: { stage: string; means: string; from: Edge; to: Edge }[] = [
   { stage: "publish", means: "AMQP publish until confirmed (RabbitMQ; none on Postgres, whose NOTIFY is in the commit)", from: (h) => h.publish?.startMs, to: (h) => h.publish?.endMs },
   {
     stage: "queue wait",
-    means: "published (or committed, where no publish span) → the worker starts on the message (broker, prefetch; Postgres: wake-up and take)",
+    means:
+      "published (or committed, where no publish span) → the worker starts on the message (broker, prefetch; Postgres: the hand-over's frame, or wake-up and take)",
     from: (h) => h.publish?.endMs ?? h.commit.endMs,
     to: (h) => h.consume.startMs,
   },
