@@ -35,7 +35,6 @@ afterAll(async () => {
   await receiver.stop();
 }, 90_000);
 
-const workersConnected = () => apiLines.filter((l) => l.msg === "a worker connected for the hand-over").length;
 const workersLeft = () => apiLines.filter((l) => l.msg === "a worker left the hand-over").length;
 
 /** Every notification on the outbox channel while `run` runs, up to a fence sent after it. */
@@ -60,28 +59,38 @@ const post = async (n: number) => {
 
 describe("a worker connected to the API for the hand-over", () => {
   test("gets the API's new jobs over the connection: delivered, signed, and no commit notified", async () => {
-    const connectedBefore = workersConnected();
-    const worker = await stack.start("worker", { QUEUE_HANDOVER_URL: api.url });
-    await pollUntil(() => workersConnected() > connectedBefore, { timeoutMs: 5000 });
-    await Bun.sleep(100); // its first grant
-    const ids: string[] = [];
-    const notified = await notificationsDuring(async () => {
-      for (let i = 0; i < 5; i++) ids.push(await post(i));
-      await pollUntil(() => receiver.on("/remote").length >= 5, { timeoutMs: 10_000 });
-    });
-    expect(notified).toEqual([]);
-    const delivered = receiver.on("/remote").map((r) => JSON.parse(r.body).id);
-    expect(delivered.sort()).toEqual([...ids].sort());
-    expect(receiver.on("/remote").every((r) => r.headers["webhook-signature"]?.startsWith("v1,"))).toBe(true);
-    // Each job recorded once, delivered.
-    const jobs = await stack.sql<{ status: string; attempts: number }[]>`
-      select j.status, (select count(*)::int from attempts a where a.job_id = j.id) as attempts
-      from jobs j where j.event_id = any (${ids}::text[])`;
-    expect(jobs.map((j) => j.status)).toEqual(Array(5).fill("delivered"));
-    expect(jobs.every((j) => j.attempts === 1)).toBe(true);
-    const leftBefore = workersLeft();
-    await worker.stop();
-    await pollUntil(() => workersLeft() > leftBefore, { timeoutMs: 5000 });
+    const workerLog = captureLog();
+    const worker = await stack.start("worker", { QUEUE_HANDOVER_URL: api.url }, workerLog.log);
+    try {
+      // It logs the connection just before it sends its first grant; give that frame a moment.
+      await pollUntil(() => workerLog.lines.some((l) => l.msg === "connected for the hand-over"), { timeoutMs: 5000 });
+      await Bun.sleep(100);
+      const ids: string[] = [];
+      const notified = await notificationsDuring(async () => {
+        for (let i = 0; i < 5; i++) ids.push(await post(i));
+        await pollUntil(() => receiver.on("/remote").length >= 5, { timeoutMs: 10_000 });
+      });
+      expect(notified).toEqual([]);
+      const delivered = receiver.on("/remote").map((r) => JSON.parse(r.body).id);
+      expect(delivered.sort()).toEqual([...ids].sort());
+      expect(receiver.on("/remote").every((r) => r.headers["webhook-signature"]?.startsWith("v1,"))).toBe(true);
+      // Each job recorded once, delivered: the outcomes are written in batches after the receipt.
+      const jobs = await pollUntil(
+        async () => {
+          const rows = await stack.sql<{ status: string; attempts: number }[]>`
+            select j.status, (select count(*)::int from attempts a where a.job_id = j.id) as attempts
+            from jobs j where j.event_id = any (${ids}::text[])`;
+          return rows.every((j) => j.status === "delivered") && rows;
+        },
+        { timeoutMs: 5000, what: "the outcomes recorded" },
+      );
+      expect(jobs).toHaveLength(5);
+      expect(jobs.every((j) => j.attempts === 1)).toBe(true);
+    } finally {
+      const leftBefore = workersLeft();
+      await worker.stop();
+      await pollUntil(() => workersLeft() > leftBefore, { timeoutMs: 5000 });
+    }
   });
 
   test("a connection without the workers' token is refused, naming what it needs", async () => {
@@ -119,25 +128,31 @@ describe("a worker connected to the API for the hand-over", () => {
     // A worker with no hand-over takes both: the second at once, the first once its lease lapsed.
     const started = Date.now();
     const worker = await stack.start("worker");
-    await pollUntil(() => receiver.on("/remote").length >= before + 2, { timeoutMs: 15_000 });
-    const delivered = receiver.on("/remote").slice(before).map((r) => JSON.parse(r.body).id);
-    expect(delivered.sort()).toEqual([id, second].sort());
-    expect(Date.now() - started).toBeGreaterThan(1000); // the first waited for its claim to lapse
-    await worker.stop();
+    try {
+      await pollUntil(() => receiver.on("/remote").length >= before + 2, { timeoutMs: 15_000 });
+      const delivered = receiver.on("/remote").slice(before).map((r) => JSON.parse(r.body).id);
+      expect(delivered.sort()).toEqual([id, second].sort());
+      expect(Date.now() - started).toBeGreaterThan(1000); // the first waited for its claim to lapse
+    } finally {
+      await worker.stop();
+    }
   });
 
   test("an API that stops closes the hand-over first, so it stops promptly; its worker goes on taking from the outbox", async () => {
     const other = captureLog();
     const second = await stack.start("api", {}, other.log);
     const worker = await stack.start("worker", { QUEUE_HANDOVER_URL: second.url });
-    await pollUntil(() => other.lines.some((l) => l.msg === "a worker connected for the hand-over"), { timeoutMs: 5000 });
-    const started = Date.now();
-    await second.stop();
-    expect(Date.now() - started).toBeLessThan(3000);
-    const before = receiver.on("/remote").length;
-    const id = await post(200);
-    await pollUntil(() => receiver.on("/remote").length > before, { timeoutMs: 5000 });
-    expect(JSON.parse(receiver.on("/remote").at(-1)!.body).id).toBe(id);
-    await worker.stop();
+    try {
+      await pollUntil(() => other.lines.some((l) => l.msg === "a worker connected for the hand-over"), { timeoutMs: 5000 });
+      const started = Date.now();
+      await second.stop();
+      expect(Date.now() - started).toBeLessThan(3000);
+      const before = receiver.on("/remote").length;
+      const id = await post(200);
+      await pollUntil(() => receiver.on("/remote").length > before, { timeoutMs: 5000 });
+      expect(JSON.parse(receiver.on("/remote").at(-1)!.body).id).toBe(id);
+    } finally {
+      await worker.stop();
+    }
   });
 });
