@@ -80,6 +80,20 @@ export interface Reservation {
   release(): void;
 }
 
+/**
+ * A Reservation of `jobs` whose handing over or release runs `settle` once, with the jobs claimed
+ * (none for a release): the consumer frees the room there and takes the jobs.
+ */
+export function reservationOf(jobs: number, settle: (claimed: JobMessage[]) => void): Reservation {
+  let settled = false;
+  const once = (claimed: JobMessage[]) => {
+    if (settled) return;
+    settled = true;
+    settle(claimed);
+  };
+  return { jobs, handOver: once, release: () => once([]) };
+}
+
 export interface QueueDepth {
   queue: string;
   /** Messages (RabbitMQ) or outbox entries (Postgres) ready to be taken. */

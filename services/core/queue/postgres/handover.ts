@@ -4,7 +4,7 @@ import type { Config } from "../../config/index.ts";
 import type { Logger } from "../../log.ts";
 import { decodeKey } from "../../secrets/cipher.ts";
 import { decodeDeliveryMessage, encodeDeliveryMessage, type JobMessage } from "../messages.ts";
-import type { CommitConsumer, Reservation } from "../transport.ts";
+import { reservationOf, type CommitConsumer, type Reservation } from "../transport.ts";
 
 /**
  * The Postgres transport's hand-over between processes: a worker connects to an API process over a
@@ -94,15 +94,11 @@ export class HandoverHub implements CommitConsumer {
 
   private reserveIn(link: Link, jobs: number): Reservation {
     link.reserved += jobs;
-    let settled = false;
-    const settle = (claimed: JobMessage[]) => {
-      if (settled) return;
-      settled = true;
+    return reservationOf(jobs, (claimed) => {
       link.reserved -= jobs;
       if (claimed.length > 0) this.send(link, claimed);
       if (link.leaving && link.reserved === 0) finish(link);
-    };
-    return { jobs, handOver: settle, release: () => settle([]) };
+    });
   }
 
   private send(link: Link, jobs: JobMessage[]): void {

@@ -5,7 +5,7 @@ import { RetryBudget } from "../../outbox/retry-budget.ts";
 import { messageForSwept, OUTBOX_CHANNEL as CHANNEL, takeDueJobs, type Take } from "../../outbox/sql.ts";
 import { instruments } from "../../telemetry/instruments.ts";
 import type { JobMessage } from "../messages.ts";
-import type { CommitConsumer, JobHandler, JobTransport, QueueDepth, Reservation } from "../transport.ts";
+import { reservationOf, type CommitConsumer, type JobHandler, type JobTransport, type QueueDepth, type Reservation } from "../transport.ts";
 import { HandoverHub, HandoverLink, type HandoverReceiver } from "./handover.ts";
 
 // A connection cut at the wrong moment can leave a query unsettled forever; these statements are
@@ -186,20 +186,10 @@ class OutboxConsumer implements CommitConsumer, HandoverReceiver {
     const reserved = this.room();
     if (reserved === 0) return null;
     this.reservedForCommits += reserved;
-    let settled = false;
-    const settle = () => {
-      if (settled) return false;
-      settled = true;
+    return reservationOf(reserved, (claimed) => {
       this.reservedForCommits -= reserved;
-      return true;
-    };
-    return {
-      jobs: reserved,
-      handOver: (jobs) => {
-        if (settle()) this.receive(jobs, "process");
-      },
-      release: () => void settle(),
-    };
+      this.receive(claimed, "process");
+    });
   }
 
   room(): number {
