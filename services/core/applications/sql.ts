@@ -1,5 +1,6 @@
 import type { Sql, TxSql } from "../db/client.ts";
 import { isId } from "../ids.ts";
+import { deleteEntriesOfJobs } from "../outbox/sql.ts";
 
 type Db = Sql | TxSql;
 
@@ -80,15 +81,21 @@ export async function updateApplication(sql: Db, id: string, values: Application
 }
 
 /**
- * Deletes the application and everything in it: keys, endpoints, routes, events, jobs, attempts.
- * Events are deleted here; the rest by cascade from the application (jobs, their attempts and
- * outbox entries through their endpoints). Events carry no foreign key to the application, nor jobs
- * to their event, since checking one per ingested row cost ingest (migrations 0006 and 0013).
+ * Deletes the application and everything in it: keys, endpoints, routes, events, jobs, attempts,
+ * outbox entries. Events and outbox entries are deleted here; the rest by cascade from the
+ * application (jobs and their attempts through their endpoints). Events carry no foreign key to the
+ * application, jobs none to their event, outbox entries none to their job, since checking one per
+ * ingested row cost ingest (migrations 0006, 0013 and 0014). The application is locked first, which
+ * holds off new endpoints, and then its endpoints, which holds off new jobs.
  */
 export async function deleteApplication(sql: Sql, id: string): Promise<boolean> {
   return sql.begin(async (tx) => {
-    const result = await tx`delete from applications where id = ${id}`;
-    if (result.count > 0) await tx`delete from events where app_id = ${id}`;
-    return result.count > 0;
+    const [found] = await tx`select id from applications where id = ${id} for update`;
+    if (found === undefined) return false;
+    await tx`select count(*) from (select id from endpoints where app_id = ${id} order by id for update) locked`;
+    await deleteEntriesOfJobs(tx, { appId: id });
+    await tx`delete from applications where id = ${id}`;
+    await tx`delete from events where app_id = ${id}`;
+    return true;
   });
 }

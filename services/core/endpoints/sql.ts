@@ -1,5 +1,6 @@
 import type { Sql, TxSql } from "../db/client.ts";
 import type { RetryPolicy } from "../delivery/retry-policy.ts";
+import { deleteEntriesOfJobs } from "../outbox/sql.ts";
 
 export type Ordering = "unordered" | "fifo";
 
@@ -281,10 +282,19 @@ export async function releaseHeldJobs(sql: Db, endpointIds: string[]): Promise<n
   return rows.length;
 }
 
-/** Deletes the endpoint with its routes, jobs and attempts (cascade); false when it did not exist. */
-export async function deleteEndpoint(sql: Db, appId: string, id: string): Promise<boolean> {
-  const result = await sql`delete from endpoints where app_id = ${appId} and id = ${id}`;
-  return result.count > 0;
+/**
+ * Deletes the endpoint with its routes, jobs and attempts (cascade) and its jobs' outbox entries;
+ * false when it did not exist. The endpoint is locked first, which holds off new jobs for it (their
+ * insert checks its key).
+ */
+export async function deleteEndpoint(sql: Sql, appId: string, id: string): Promise<boolean> {
+  return sql.begin(async (tx) => {
+    const [found] = await tx`select id from endpoints where app_id = ${appId} and id = ${id} for update`;
+    if (found === undefined) return false;
+    await deleteEntriesOfJobs(tx, { appId, endpointId: id });
+    await tx`delete from endpoints where app_id = ${appId} and id = ${id}`;
+    return true;
+  });
 }
 
 export async function endpointExists(sql: Db, appId: string, id: string): Promise<boolean> {

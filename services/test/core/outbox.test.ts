@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
+import { deleteEndpoint } from "../../core/endpoints/sql.ts";
 import { claimJobs, deferJobs, recordOutcomes, replayJobs } from "../../core/jobs/sql.ts";
 import { clearPublished, sweepOutbox } from "../../core/outbox/sql.ts";
 import { hookUrl, startApi, type TestApi } from "../api/harness.ts";
 import { attemptAt } from "../support/attempts.ts";
+import { asAdminOf, TEST_ADMIN_KEY } from "../support/keys.ts";
 
 // The outbox's state machine against a real database: which statement adds, moves or removes a
 // job's entry, and that no interleaving of fast path, worker and sweeper strands a job without one.
@@ -182,11 +184,78 @@ describe("recording outcomes", () => {
     const [kept, gone] = [await newJob(), await newJob()];
     await publishAndClaim([kept, gone]);
     const attempts = [await attemptAt(api.sql, kept), await attemptAt(api.sql, gone)];
-    // What deleting its endpoint does to a job while its request is out (the cascade).
+    // What deleting its endpoint does to a job while its request is out (deleteEndpoint).
+    await api.sql`delete from outbox where job_id = ${gone}`;
     await api.sql`delete from jobs where id = ${gone}`;
     await recordOutcomes(api.sql, attempts, [outcome(kept, "delivered", 1), outcome(gone, "delivered", 1)]);
     const written = await api.sql<{ jobId: string }[]>`select job_id from attempts where job_id = any (${[kept, gone]}::text[])`;
     expect(written.map((r) => r.jobId)).toEqual([kept]);
     expect(await jobOf(kept)).toMatchObject({ status: "delivered", attemptCount: 1 });
+  });
+});
+
+// The outbox keeps no foreign key to its job (migration 0014): deleting jobs deletes their entries.
+describe("deleting jobs with their endpoint or application", () => {
+  async function endpointFor(eventType: string, headers: Record<string, string> = {}): Promise<string> {
+    const res = await api.request("POST", "/endpoints", { headers, body: { url: hookUrl(), eventTypes: [eventType] } });
+    expect(res.status).toBe(201);
+    return res.body.id;
+  }
+
+  async function jobsOf(eventType: string, count: number, headers: Record<string, string> = {}): Promise<string[]> {
+    const ids: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const res = await api.request("POST", "/events", { headers, body: { type: eventType, data: {} } });
+      expect(res.status).toBe(202);
+      ids.push(...res.body.jobs.map((job: { id: string }) => job.id));
+    }
+    return ids;
+  }
+
+  const entriesOf = async (jobIds: string[]) =>
+    (await api.sql<{ count: number }[]>`select count(*)::int as count from outbox where job_id = any (${jobIds}::text[])`)[0]!.count;
+
+  test("an endpoint's delete takes its jobs' entries, and leaves other endpoints' alone", async () => {
+    const doomed = await endpointFor("doomed.*");
+    const doomedJobs = await jobsOf("doomed.x", 3);
+    const keptJobs = await jobsOf("outbox.kept", 2);
+    expect(await entriesOf(doomedJobs)).toBe(3);
+    expect(await deleteEndpoint(api.sql, DEFAULT_APPLICATION_ID, doomed)).toBe(true);
+    expect(await entriesOf(doomedJobs)).toBe(0);
+    expect(await entriesOf(keptJobs)).toBe(2);
+    const [left] = await api.sql<{ count: number }[]>`select count(*)::int as count from jobs where id = any (${doomedJobs}::text[])`;
+    expect(left!.count).toBe(0);
+    expect(await deleteEndpoint(api.sql, DEFAULT_APPLICATION_ID, doomed)).toBe(false);
+  });
+
+  test("an entry written while the delete waits for its job's lock goes with the job", async () => {
+    const doomed = await endpointFor("raced.*");
+    const [jobId] = await jobsOf("raced.x", 1);
+    expect(await publishAndClaim([jobId!])).toEqual(new Set([jobId!]));
+    expect(await entryOf(jobId!)).toBeNull();
+    // An outcome being recorded: it holds the job's lock, then writes the retry's entry.
+    let deleted!: Promise<boolean>;
+    await api.sql.begin(async (tx) => {
+      await tx`select id from jobs where id = ${jobId!} for update`;
+      deleted = deleteEndpoint(api.sql, DEFAULT_APPLICATION_ID, doomed);
+      await Bun.sleep(200);
+      await tx`insert into outbox (job_id, due_at, reason) values (${jobId!}, now() + interval '1 minute', 'retry')`;
+    });
+    expect(await deleted).toBe(true);
+    expect(await entryOf(jobId!)).toBeNull();
+  });
+
+  test("an application's delete takes its jobs' entries, and leaves other applications' alone", async () => {
+    const created = await api.request("POST", "/applications", { key: TEST_ADMIN_KEY, body: { name: "Doomed" } });
+    expect(created.status).toBe(201);
+    const app = asAdminOf(created.body.id);
+    await endpointFor("gone.*", app);
+    await endpointFor("gone.*", app);
+    const doomedJobs = await jobsOf("gone.x", 2, app);
+    expect(doomedJobs).toHaveLength(4);
+    const keptJobs = await jobsOf("outbox.kept", 1);
+    expect((await api.request("DELETE", `/applications/${created.body.id}`, { key: TEST_ADMIN_KEY })).status).toBe(204);
+    expect(await entriesOf(doomedJobs)).toBe(0);
+    expect(await entriesOf(keptJobs)).toBe(1);
   });
 });
