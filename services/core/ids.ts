@@ -2,8 +2,9 @@ import { randomBytes } from "node:crypto";
 
 /**
  * Prefixed, time-sortable ids: `<prefix>_` + 12 hex digits of epoch milliseconds + 20 random hex
- * digits. Lexical order follows creation time, so ids double as pagination cursors. The SQL function
- * `evently_id(prefix)` (migration 0001) produces the same shape for rows created inside Postgres.
+ * digits. Lexical order follows creation time, so ids double as pagination cursors. The SQL
+ * function `evently_id(prefix)` (migrations 0001, 0015) produces the same shape for rows created
+ * inside Postgres (job ids).
  */
 export const ID_PREFIX = {
   application: "app",

@@ -5,7 +5,7 @@ import { ensureDatabase, migrate } from "../../core/db/migrate.ts";
 import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
 import { createSql } from "../../core/db/client.ts";
 import { insertEventsWithJobs } from "../../core/events/sql.ts";
-import { newId } from "../../core/ids.ts";
+import { isId, newId } from "../../core/ids.ts";
 
 const scratch = (label: string) => `evently_${label}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
 const name = scratch("migrate");
@@ -140,5 +140,27 @@ test("0004 moves a filled database into the default application, where everythin
     const admin = postgres("postgres://postgres@127.0.0.1:5432/postgres", { max: 1, onnotice: () => {} });
     await admin.unsafe(`drop database if exists "${database}" with (force)`);
     await admin.end();
+  }
+});
+
+test("job ids made in Postgres have the API's shape, carry their creation time and do not repeat", async () => {
+  const sql = postgres(url, { max: 2, onnotice: () => {} });
+  try {
+    const before = Date.now();
+    // Two sessions at once: each backend draws from its own seed.
+    const made = await Promise.all([0, 1].map(() => sql<{ id: string }[]>`select evently_id('job') as id from generate_series(1, 20000)`));
+    const after = Date.now();
+    const ids = made.flat().map((r) => r.id);
+    expect(ids.filter((id) => !isId("job", id))).toEqual([]);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const id of [ids[0]!, ids.at(-1)!]) {
+      const ms = Number.parseInt(id.slice(4, 16), 16);
+      expect(ms).toBeGreaterThanOrEqual(before - 1);
+      expect(ms).toBeLessThanOrEqual(after + 1);
+    }
+    // Random digits, not a constant or a counter: each of the 20 positions takes many values.
+    for (let i = 16; i < 36; i++) expect(new Set(ids.map((id) => id[i])).size).toBeGreaterThan(12);
+  } finally {
+    await sql.end();
   }
 });
