@@ -20,10 +20,21 @@ afterAll(async () => {
   await api.close();
 });
 
+/** Sends `count` events of `eventType`, one request each, and returns the ids of the jobs they made. */
+async function jobsOf(eventType: string, count: number, headers: Record<string, string> = {}): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const res = await api.request("POST", "/events", { headers, body: { type: eventType, data: {} } });
+    expect(res.status).toBe(202);
+    ids.push(...res.body.jobs.map((job: { id: string }) => job.id));
+  }
+  return ids;
+}
+
 async function newJob(): Promise<string> {
-  const res = await api.request("POST", "/events", { body: { type: "outbox.test", data: {} } });
-  expect(res.status).toBe(202);
-  return res.body.jobs[0].id;
+  const [jobId] = await jobsOf("outbox.test", 1);
+  expect(jobId).toBeDefined();
+  return jobId!;
 }
 
 async function entryOf(jobId: string) {
@@ -200,16 +211,6 @@ describe("deleting jobs with their endpoint or application", () => {
     const res = await api.request("POST", "/endpoints", { headers, body: { url: hookUrl(), eventTypes: [eventType] } });
     expect(res.status).toBe(201);
     return res.body.id;
-  }
-
-  async function jobsOf(eventType: string, count: number, headers: Record<string, string> = {}): Promise<string[]> {
-    const ids: string[] = [];
-    for (let i = 0; i < count; i++) {
-      const res = await api.request("POST", "/events", { headers, body: { type: eventType, data: {} } });
-      expect(res.status).toBe(202);
-      ids.push(...res.body.jobs.map((job: { id: string }) => job.id));
-    }
-    return ids;
   }
 
   const entriesOf = async (jobIds: string[]) =>
