@@ -1,6 +1,6 @@
 import type { Sql, TxSql } from "../db/client.ts";
 import { isId } from "../ids.ts";
-import { deleteEntriesOfJobs } from "../outbox/sql.ts";
+import { deleteJobsOf } from "../jobs/sql.ts";
 
 type Db = Sql | TxSql;
 
@@ -82,18 +82,19 @@ export async function updateApplication(sql: Db, id: string, values: Application
 
 /**
  * Deletes the application and everything in it: keys, endpoints, routes, events, jobs, attempts,
- * outbox entries. Events and outbox entries are deleted here; the rest by cascade from the
- * application (jobs and their attempts through their endpoints). Events carry no foreign key to the
- * application, jobs none to their event, outbox entries none to their job, since checking one per
- * ingested row cost ingest (migrations 0006, 0013 and 0014). The application is locked first, which
- * holds off new endpoints, and then its endpoints, which holds off new jobs.
+ * outbox entries. Events, jobs (their attempts by cascade) and outbox entries are deleted here; keys,
+ * endpoints and routes by cascade from the application. Events carry no foreign key to the
+ * application, jobs none to their event or endpoint, outbox entries none to their job, since checking
+ * one per ingested row cost ingest (migrations 0006, 0013, 0014 and 0016). The application is locked
+ * first, which holds off new endpoints, and then its endpoints, which waits for any ingest that
+ * routed to them and holds off new jobs.
  */
 export async function deleteApplication(sql: Sql, id: string): Promise<boolean> {
   return sql.begin(async (tx) => {
     const [found] = await tx`select id from applications where id = ${id} for update`;
     if (found === undefined) return false;
     await tx`select count(*) from (select id from endpoints where app_id = ${id} order by id for update) locked`;
-    await deleteEntriesOfJobs(tx, { appId: id });
+    await deleteJobsOf(tx, { appId: id });
     await tx`delete from applications where id = ${id}`;
     await tx`delete from events where app_id = ${id}`;
     return true;

@@ -1,6 +1,6 @@
 import type { Sql, TxSql } from "../db/client.ts";
 import type { RetryPolicy } from "../delivery/retry-policy.ts";
-import { deleteEntriesOfJobs } from "../outbox/sql.ts";
+import { deleteJobsOf } from "../jobs/sql.ts";
 
 export type Ordering = "unordered" | "fifo";
 
@@ -283,15 +283,15 @@ export async function releaseHeldJobs(sql: Db, endpointIds: string[]): Promise<n
 }
 
 /**
- * Deletes the endpoint with its routes, jobs and attempts (cascade) and its jobs' outbox entries;
- * false when it did not exist. The endpoint is locked first, which holds off new jobs for it (their
- * insert checks its key).
+ * Deletes the endpoint with its routes (cascade), its jobs with their attempts and outbox entries
+ * (`deleteJobsOf`); false when it did not exist. The endpoint is locked first: that waits for any
+ * ingest that routed to it, and holds off new jobs for it.
  */
 export async function deleteEndpoint(sql: Sql, appId: string, id: string): Promise<boolean> {
   return sql.begin(async (tx) => {
     const [found] = await tx`select id from endpoints where app_id = ${appId} and id = ${id} for update`;
     if (found === undefined) return false;
-    await deleteEntriesOfJobs(tx, { appId, endpointId: id });
+    await deleteJobsOf(tx, { appId, endpointId: id });
     await tx`delete from endpoints where app_id = ${appId} and id = ${id}`;
     return true;
   });

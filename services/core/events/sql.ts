@@ -57,7 +57,9 @@ export const INGEST_SESSION: Record<string, string> = { plan_cache_mode: "force_
  * matching route) with its outbox row, due when the fast-path grace (`graceMs`) ends. Events whose
  * idempotency key already exists are skipped, and get no jobs; so are events whose id exists, which
  * happens only when a retried transaction had in fact committed.
- * Fan-out is computed against committed routes inside the transaction, never against a cache.
+ * Fan-out is computed against committed routes inside the transaction, never against a cache; an
+ * endpoint deleted while the statement runs gets no job (its delete and this statement take turns
+ * on the endpoint's row).
  *
  * The input is read through evently_event_input (migrations 0007, 0011), a PL/pgSQL function: its
  * declared row estimate is the same for every group, so Postgres settles on one generic plan for
@@ -108,6 +110,10 @@ export async function insertEventsWithJobs(
       -- filter run for every (event, route of the application) pair: about 0.3 µs each, so 0.35 ms
       -- per event at 1,100 routes and 1.5 ms at 5,000; only past ~50,000 did the plan use the index.
       -- Distinct: an endpoint two of a type's patterns route to gets one job.
+      -- Each endpoint routed to is locked for key share until the commit, in place of the foreign
+      -- key jobs no longer have (migration 0016): a delete of the endpoint waits for this statement
+      -- and then deletes the jobs it made; one that got there first is waited for, and its endpoint
+      -- skipped. One lock per route probed, where the key's check locked the endpoint once per job.
       select distinct t.app_id, t.type, m.endpoint_id, m.ttl_seconds
       from (select distinct app_id, type, patterns from input) t
       cross join lateral unnest(string_to_array(t.patterns, ' ')) as p (pattern)
@@ -116,6 +122,7 @@ export async function insertEventsWithJobs(
         join endpoints e on e.app_id = r.app_id and e.id = r.endpoint_id and e.enabled
         where r.app_id = t.app_id and r.event_type = p.pattern
         offset 0
+        for key share of e
       ) m
     ), targets as (
       select i.id as event_id, i.app_id, i.type, i.created_at, rt.endpoint_id,

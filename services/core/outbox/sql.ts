@@ -120,23 +120,6 @@ export async function clearPublished(sql: Sql, jobIds: string[]): Promise<void> 
       order by job_id for update skip locked)`;
 }
 
-/**
- * Deletes the outbox entries of an application's jobs, or of one endpoint's, ahead of deleting those
- * jobs: the outbox keeps no foreign key to its job (migration 0014), so the delete does not cascade
- * to it. Runs in the deleting transaction, after the caller locked the parent rows (the endpoint, or
- * the application and its endpoints), which stops new jobs. The jobs are locked first, in a
- * statement of their own: every statement that writes an entry locks its job before, so once the
- * lock is held no entry can be added, and the delete (a new statement, so a new snapshot) sees every
- * entry committed before it.
- */
-export async function deleteEntriesOfJobs(tx: TxSql, scope: { appId: string; endpointId?: string }): Promise<void> {
-  const ofScope = scope.endpointId === undefined
-    ? tx`app_id = ${scope.appId}`
-    : tx`app_id = ${scope.appId} and endpoint_id = ${scope.endpointId}`;
-  await tx`select count(*) from (select id from jobs where ${ofScope} order by id for update) locked`;
-  await tx`delete from outbox where job_id in (select id from jobs where ${ofScope})`;
-}
-
 export interface SweepOptions {
   /** Most `retry` entries taken, within `limit` (DISPATCH_MAX_RETRIES_PER_SECOND); `limit` when absent. */
   retryLimit?: number;

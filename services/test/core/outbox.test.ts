@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
 import { deleteEndpoint } from "../../core/endpoints/sql.ts";
+import { insertEventsWithJobs } from "../../core/events/sql.ts";
+import { newId } from "../../core/ids.ts";
 import { claimJobs, deferJobs, recordOutcomes, replayJobs } from "../../core/jobs/sql.ts";
 import { clearPublished, sweepOutbox } from "../../core/outbox/sql.ts";
 import { hookUrl, startApi, type TestApi } from "../api/harness.ts";
@@ -205,7 +207,8 @@ describe("recording outcomes", () => {
   });
 });
 
-// The outbox keeps no foreign key to its job (migration 0014): deleting jobs deletes their entries.
+// Neither the outbox nor jobs keep a foreign key to their parent (migrations 0014, 0016): deleting an
+// endpoint or an application deletes its jobs and their entries itself, and takes turns with ingest.
 describe("deleting jobs with their endpoint or application", () => {
   async function endpointFor(eventType: string, headers: Record<string, string> = {}): Promise<string> {
     const res = await api.request("POST", "/endpoints", { headers, body: { url: hookUrl(), eventTypes: [eventType] } });
@@ -244,6 +247,39 @@ describe("deleting jobs with their endpoint or application", () => {
     });
     expect(await deleted).toBe(true);
     expect(await entryOf(jobId!)).toBeNull();
+  });
+
+  const jobsFor = async (endpointId: string) =>
+    (await api.sql<{ count: number }[]>`select count(*)::int as count from jobs where endpoint_id = ${endpointId}`)[0]!.count;
+
+  test("an ingest that routes to an endpoint being deleted waits for the delete, and makes no job for it", async () => {
+    const doomed = await endpointFor("racing.*");
+    let ingested!: Promise<{ status: number; body: any }>;
+    await api.sql.begin(async (tx) => {
+      // What deleteEndpoint does: the endpoint locked first, deleted at the end of the transaction.
+      await tx`select id from endpoints where id = ${doomed} for update`;
+      ingested = api.request("POST", "/events", { body: { type: "racing.x", data: {} } });
+      await Bun.sleep(200);
+      await tx`delete from endpoints where id = ${doomed}`;
+    });
+    const res = await ingested;
+    expect(res.status).toBe(202);
+    expect(res.body.jobs).toEqual([]);
+    expect(await jobsFor(doomed)).toBe(0);
+  });
+
+  test("a delete waits for an ingest that routed to the endpoint, and deletes the jobs it made", async () => {
+    const doomed = await endpointFor("awaited.*");
+    let deleted!: Promise<boolean>;
+    await api.sql.begin(async (tx) => {
+      const row = { id: newId("event"), appId: DEFAULT_APPLICATION_ID, type: "awaited.x", dataJson: "{}", idempotencyKey: null, createdAt: new Date(), ttlSeconds: null };
+      const made = await insertEventsWithJobs(tx, [row], 0);
+      expect(made.jobs.map((job) => job.endpointId)).toEqual([doomed]);
+      deleted = deleteEndpoint(api.sql, DEFAULT_APPLICATION_ID, doomed);
+      await Bun.sleep(200);
+    });
+    expect(await deleted).toBe(true);
+    expect(await jobsFor(doomed)).toBe(0);
   });
 
   test("an application's delete takes its jobs' entries, and leaves other applications' alone", async () => {
