@@ -82,10 +82,10 @@ export async function updateApplication(sql: Db, id: string, values: Application
 
 /**
  * Deletes the application and everything in it: keys, endpoints, routes, events, jobs, attempts,
- * outbox entries. Events, jobs (their attempts by cascade) and outbox entries are deleted here; keys,
- * endpoints and routes by cascade from the application. Events carry no foreign key to the
- * application, jobs none to their event or endpoint, outbox entries none to their job, since checking
- * one per ingested row cost ingest (migrations 0006, 0013, 0014 and 0016). The application is locked
+ * outbox entries. Events, jobs, attempts and outbox entries are deleted here; keys, endpoints and
+ * routes by cascade from the application. Events carry no foreign key to the application, jobs none
+ * to their event or endpoint, attempts and outbox entries none to their job, since checking one per
+ * written row cost ingest and delivery (migrations 0006, 0013, 0014, 0016 and 0017). The application is locked
  * first, which holds off new endpoints, and then its endpoints, which waits for any ingest that
  * routed to them and holds off new jobs.
  */

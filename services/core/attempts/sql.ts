@@ -43,7 +43,8 @@ export interface AttemptRow {
  * write retried after a lost acknowledgement is harmless. Composed into recordOutcomes, which
  * passes the ids of the batch's jobs it has locked as `existingJobs`: an attempt whose job is gone
  * (its endpoint or application was deleted while the request was out, and the job with it) is
- * dropped, not written. Written, it broke the foreign key, and the whole batch failed on every retry.
+ * dropped, not written: with the foreign key attempts had then, it failed the whole batch on every
+ * retry; without it (migration 0017), it would be left without its job.
  */
 export function attemptsInsert(sql: Sql | TxSql, rows: AttemptRow[], existingJobs: ReturnType<Sql["unsafe"]>) {
   return sql`

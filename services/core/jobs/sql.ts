@@ -340,9 +340,8 @@ export async function renewClaims(sql: Sql, jobIds: string[], leaseMs: number): 
 }
 
 /**
- * Deletes an application's jobs, or one endpoint's, with their outbox entries (attempts go with
- * their job by cascade). Neither has a foreign key to the parent that would cascade (migrations 0014,
- * 0016). Runs in the deleting transaction, after the caller locked the endpoints (one, or all of the
+ * Deletes an application's jobs, or one endpoint's, with their attempts and outbox entries. None of
+ * them has a foreign key that would cascade the delete (migrations 0014, 0016, 0017). Runs in the deleting transaction, after the caller locked the endpoints (one, or all of the
  * application's): that waits for any ingest that routed to them, which holds them for key share
  * until it commits, and stops new ones making jobs for them. The jobs are then locked in a statement
  * of their own: every statement that writes an outbox entry locks its job first, so once the lock is
@@ -355,6 +354,10 @@ export async function deleteJobsOf(tx: TxSql, scope: { appId: string; endpointId
     : tx`app_id = ${scope.appId} and endpoint_id = ${scope.endpointId}`;
   await tx`select count(*) from (select id from jobs where ${ofScope} order by id for update) locked`;
   await tx`
-    with gone as (delete from jobs where ${ofScope} returning id)
-    delete from outbox where job_id in (select id from gone)`;
+    with gone as (
+      delete from jobs where ${ofScope} returning id
+    ), entries as (
+      delete from outbox where job_id in (select id from gone)
+    )
+    delete from attempts where job_id in (select id from gone)`;
 }

@@ -207,8 +207,8 @@ describe("recording outcomes", () => {
   });
 });
 
-// Neither the outbox nor jobs keep a foreign key to their parent (migrations 0014, 0016): deleting an
-// endpoint or an application deletes its jobs and their entries itself, and takes turns with ingest.
+// Neither jobs, attempts nor outbox entries keep a foreign key to their parent (migrations 0014,
+// 0016, 0017): deleting an endpoint or an application deletes them itself, and takes turns with ingest.
 describe("deleting jobs with their endpoint or application", () => {
   async function endpointFor(eventType: string, headers: Record<string, string> = {}): Promise<string> {
     const res = await api.request("POST", "/endpoints", { headers, body: { url: hookUrl(), eventTypes: [eventType] } });
@@ -218,15 +218,23 @@ describe("deleting jobs with their endpoint or application", () => {
 
   const entriesOf = async (jobIds: string[]) =>
     (await api.sql<{ count: number }[]>`select count(*)::int as count from outbox where job_id = any (${jobIds}::text[])`)[0]!.count;
+  const attemptsOf = async (jobIds: string[]) =>
+    (await api.sql<{ count: number }[]>`select count(*)::int as count from attempts where job_id = any (${jobIds}::text[])`)[0]!.count;
+  /** One attempt written for each job, as the worker's recorder writes them; the jobs' states are left as they are. */
+  const attemptOn = async (jobIds: string[]) => recordOutcomes(api.sql, await Promise.all(jobIds.map((id) => attemptAt(api.sql, id))), []);
 
-  test("an endpoint's delete takes its jobs' entries, and leaves other endpoints' alone", async () => {
+  test("an endpoint's delete takes its jobs' entries and attempts, and leaves other endpoints' alone", async () => {
     const doomed = await endpointFor("doomed.*");
     const doomedJobs = await jobsOf("doomed.x", 3);
     const keptJobs = await jobsOf("outbox.kept", 2);
+    await attemptOn([doomedJobs[0]!, keptJobs[0]!]);
     expect(await entriesOf(doomedJobs)).toBe(3);
+    expect(await attemptsOf(doomedJobs)).toBe(1);
     expect(await deleteEndpoint(api.sql, DEFAULT_APPLICATION_ID, doomed)).toBe(true);
     expect(await entriesOf(doomedJobs)).toBe(0);
+    expect(await attemptsOf(doomedJobs)).toBe(0);
     expect(await entriesOf(keptJobs)).toBe(2);
+    expect(await attemptsOf(keptJobs)).toBe(1);
     const [left] = await api.sql<{ count: number }[]>`select count(*)::int as count from jobs where id = any (${doomedJobs}::text[])`;
     expect(left!.count).toBe(0);
     expect(await deleteEndpoint(api.sql, DEFAULT_APPLICATION_ID, doomed)).toBe(false);
@@ -282,7 +290,7 @@ describe("deleting jobs with their endpoint or application", () => {
     expect(await jobsFor(doomed)).toBe(0);
   });
 
-  test("an application's delete takes its jobs' entries, and leaves other applications' alone", async () => {
+  test("an application's delete takes its jobs' entries and attempts, and leaves other applications' alone", async () => {
     const created = await api.request("POST", "/applications", { key: TEST_ADMIN_KEY, body: { name: "Doomed" } });
     expect(created.status).toBe(201);
     const app = asAdminOf(created.body.id);
@@ -291,8 +299,11 @@ describe("deleting jobs with their endpoint or application", () => {
     const doomedJobs = await jobsOf("gone.x", 2, app);
     expect(doomedJobs).toHaveLength(4);
     const keptJobs = await jobsOf("outbox.kept", 1);
+    await attemptOn([doomedJobs[0]!, doomedJobs[3]!, keptJobs[0]!]);
     expect((await api.request("DELETE", `/applications/${created.body.id}`, { key: TEST_ADMIN_KEY })).status).toBe(204);
     expect(await entriesOf(doomedJobs)).toBe(0);
+    expect(await attemptsOf(doomedJobs)).toBe(0);
     expect(await entriesOf(keptJobs)).toBe(1);
+    expect(await attemptsOf(keptJobs)).toBe(1);
   });
 });
