@@ -85,9 +85,9 @@ export async function updateApplication(sql: Db, id: string, values: Application
  * outbox entries. Events, jobs, attempts and outbox entries are deleted here; keys, endpoints and
  * routes by cascade from the application. Events carry no foreign key to the application, jobs none
  * to their event or endpoint, attempts and outbox entries none to their job, since checking one per
- * written row cost ingest and delivery (migrations 0006, 0013, 0014, 0016 and 0017). The application is locked
- * first, which holds off new endpoints, and then its endpoints, which waits for any ingest that
- * routed to them and holds off new jobs.
+ * written row cost ingest and delivery (migrations 0006, 0013, 0014, 0016 and 0017). The
+ * application is locked first, which holds off new endpoints, and then its endpoints, which waits
+ * for any ingest that routed to them and holds off new jobs.
  */
 export async function deleteApplication(sql: Sql, id: string): Promise<boolean> {
   return sql.begin(async (tx) => {

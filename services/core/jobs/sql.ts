@@ -340,13 +340,13 @@ export async function renewClaims(sql: Sql, jobIds: string[], leaseMs: number): 
 }
 
 /**
- * Deletes an application's jobs, or one endpoint's, with their attempts and outbox entries. None of
- * them has a foreign key that would cascade the delete (migrations 0014, 0016, 0017). Runs in the deleting transaction, after the caller locked the endpoints (one, or all of the
- * application's): that waits for any ingest that routed to them, which holds them for key share
- * until it commits, and stops new ones making jobs for them. The jobs are then locked in a statement
- * of their own: every statement that writes an outbox entry locks its job first, so once the lock is
- * held no entry can be added, and the delete (a new statement, so a new snapshot) sees every job and
- * entry committed before it.
+ * Deletes an application's jobs, or one endpoint's, with their attempts and outbox entries: no
+ * foreign key cascades the delete (migrations 0014, 0016, 0017). Runs in the deleting transaction,
+ * after the caller locked the endpoints (one, or all of the application's): that waits for any
+ * ingest that routed to them, which holds them for key share until it commits, and stops new ones
+ * making jobs for them. The jobs are then locked in a statement of their own: every statement that
+ * writes an outbox entry or an attempt locks its job first, so once the lock is held none can be
+ * added, and the delete (a new statement, so a new snapshot) sees every row committed before it.
  */
 export async function deleteJobsOf(tx: TxSql, scope: { appId: string; endpointId?: string }): Promise<void> {
   const ofScope = scope.endpointId === undefined

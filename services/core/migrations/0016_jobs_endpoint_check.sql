@@ -10,7 +10,6 @@
 --   event's application, and locks those endpoints (for key share) for the rest of its transaction.
 --   An endpoint deleted meanwhile is skipped instead of failing the whole group (core/events/sql.ts).
 -- * Deleting an endpoint's jobs with it (`on delete cascade`): deleting an endpoint or an
---   application deletes its jobs itself, with their outbox entries, after locking the endpoints,
---   which waits for any ingest that routed to them (core/jobs/sql.ts `deleteJobsOf`). Attempts still
---   go with their job by cascade.
+--   application deletes its jobs itself, with their attempts and outbox entries, after locking the
+--   endpoints, which waits for any ingest that routed to them (core/jobs/sql.ts `deleteJobsOf`).
 alter table jobs drop constraint jobs_endpoint_fkey;
