@@ -7,7 +7,8 @@
 -- (what group commit makes), the check was 5-10 µs of Postgres CPU per event, 5-9% of it.
 --
 -- What still refuses rows across applications: jobs_endpoint_fkey (a job's endpoint is of the
--- job's application) and routes_endpoint_fkey. What the key also did, deleting an event's jobs with
--- it, is done without it: events are deleted only with their application
--- (core/applications/sql.ts), whose endpoints take their jobs with them (jobs_endpoint_fkey).
+-- job's application; dropped in migration 0016, where the ingest statement's join does it) and
+-- routes_endpoint_fkey. What the key also did, deleting an event's jobs with it, is done without it:
+-- events are deleted only with their application (core/applications/sql.ts), which deletes its jobs
+-- (by cascade through jobs_endpoint_fkey here; by core/jobs/sql.ts `deleteJobsOf` since 0016).
 alter table jobs drop constraint jobs_event_fkey;

@@ -5,9 +5,10 @@
 -- 4-9 µs of Postgres CPU per event, 11-21% of the statement; in groups of one, 26-37 of 463-468 µs.
 --
 -- What the key did was `on delete cascade`: a job deleted with its endpoint or application took its
--- entry with it. Those two deletes now clear the entries themselves first (outbox/sql.ts
--- `deleteEntriesOfJobs`), with the jobs locked, so no entry can be added meanwhile: every statement
--- that writes an entry locks its job row first, and skips a job that is gone.
+-- entry with it. Those two deletes now clear the entries themselves (core/jobs/sql.ts
+-- `deleteJobsOf`, which since migration 0016 deletes the jobs too), with the jobs locked, so no
+-- entry can be added meanwhile: every statement that writes an entry locks its job row first, and
+-- skips a job that is gone.
 --
 -- An entry whose job is gone would be left due: the take and the sweep join each entry to its job
 -- and pass over one they cannot find. A job deleted by hand must take its entry with it.
