@@ -28,6 +28,15 @@ export function refusedForItsContent(err: unknown): boolean {
   return typeof code === "string" && (code.startsWith("22") || code.startsWith("23"));
 }
 
+/**
+ * 40P01 (deadlock_detected) and 55P03 (lock_not_available, a `lock_timeout` reached): the
+ * transaction was rolled back for when it ran, not for what it holds, so it may run again as it was.
+ */
+export function lostLockRace(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "40P01" || code === "55P03";
+}
+
 export class DeadlineError extends Error {
   readonly code = "DEADLINE_EXCEEDED";
 }

@@ -1,7 +1,7 @@
 import { trace } from "@opentelemetry/api";
 import { Batcher } from "../batching.ts";
 import type { Sql } from "../db/client.ts";
-import { isConnectionError, withDeadline } from "../db/errors.ts";
+import { isConnectionError, lostLockRace, withDeadline } from "../db/errors.ts";
 import { databaseHealth, type DatabaseHealth } from "../db/health.ts";
 import { UnavailableError } from "../errors.ts";
 import {
@@ -61,7 +61,7 @@ export interface ClaimedJobs {
   eventIds: Set<string>;
 }
 
-const RETRIES_ON_CONNECTION_LOSS = 4;
+const COMMIT_TRIES = 4;
 // Far above a healthy commit (milliseconds); reached only when a connection was cut mid-commit.
 const COMMIT_DEADLINE_MS = 10_000;
 
@@ -154,6 +154,9 @@ export class GroupCommitter {
    * cannot be reached at all (stopped, restarting) is not waited for: the shared circuit
    * (db/health.ts) opens and every commit is refused with 503 at once until a probe gets through,
    * so producers retry (with their idempotency keys) instead of hanging.
+   * A commit Postgres failed to break a deadlock is retried at once, like the producer would: two
+   * groups that share idempotency keys in opposite orders wait for each other's inserts, and an
+   * application's delete can hold endpoints a fan-out waits for (applications/sql.ts).
    */
   private async commitWithRetry(group: NewEventRow[][]): Promise<AcceptedEvent[][]> {
     for (let attempt = 1; ; attempt++) {
@@ -162,8 +165,9 @@ export class GroupCommitter {
         return await this.commitGroup(group);
       } catch (err) {
         this.health.observe(err);
-        if (!isConnectionError(err) || !this.health.available || attempt >= RETRIES_ON_CONNECTION_LOSS) throw err;
-        await Bun.sleep(50 * 2 ** attempt);
+        const retried = isConnectionError(err) ? this.health.available : lostLockRace(err);
+        if (!retried || attempt >= COMMIT_TRIES) throw err;
+        if (isConnectionError(err)) await Bun.sleep(50 * 2 ** attempt);
       }
     }
   }

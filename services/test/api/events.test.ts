@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
+import { newId } from "../../core/ids.ts";
 import { hookUrl, startApi, type TestApi } from "./harness.ts";
 
 let api: TestApi;
@@ -187,6 +189,42 @@ describe("batch", () => {
     expect(res.body.data[3].jobs).toEqual([]);
     const [{ n }] = (await api.sql`select count(*)::int as n from events where idempotency_key = 'batch-seen'`) as unknown as [{ n: number }];
     expect(n).toBe(1);
+  });
+
+  test("two batches that share keys in opposite orders deadlock in Postgres; the failed one is retried, both 202", async () => {
+    await endpoint(["cross.*"]);
+    const event = (key: string) => ({ type: "cross.x", data: { key }, idempotencyKey: key });
+    const untilLockWaits = async (count: number) => {
+      for (const deadline = Date.now() + 2_000; Date.now() < deadline; await Bun.sleep(10)) {
+        const [row] = await api.sql`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`;
+        if (row!.n >= count) return;
+      }
+    };
+    let first!: Promise<{ status: number; body: any }>;
+    let second!: Promise<{ status: number; body: any }>;
+    // A transaction holding "cross-held" stops `first` after it inserted "cross-a". `second` (big
+    // enough to commit alongside, see INGEST_OVERLAP_MIN_EVENTS) inserts "cross-b" and waits for
+    // `first`'s "cross-a". Released, `first` goes on to "cross-b" and waits for `second`: a cycle.
+    await api.sql
+      .begin(async (tx) => {
+        await tx`insert into events (id, app_id, type, payload, idempotency_key, created_at)
+                 values (${newId("event")}, ${DEFAULT_APPLICATION_ID}, 'cross.x', '{}', 'cross-held', now())`;
+        first = api.request("POST", "/events/batch", { body: { events: [event("cross-a"), event("cross-held"), event("cross-b")] } });
+        await untilLockWaits(1);
+        const filler = Array.from({ length: 40 }, (_, i) => event(`cross-fill-${i}`));
+        second = api.request("POST", "/events/batch", { body: { events: [event("cross-b"), event("cross-a"), ...filler] } });
+        await untilLockWaits(2);
+        throw new Error("release");
+      })
+      .catch((err) => expect(String(err)).toContain("release"));
+    const [a, b] = await Promise.all([first, second]);
+    expect([a.status, b.status]).toEqual([202, 202]);
+    const [row] = await api.sql`select count(*)::int as n from events where idempotency_key like 'cross-%'`;
+    expect(row!.n).toBe(43);
+    // Whichever committed second answers the shared keys as replays of the first's events.
+    const ids = (res: { body: any }, key: string) => res.body.data.find((e: { idempotencyKey: string }) => e.idempotencyKey === key).id;
+    expect(ids(a, "cross-a")).toBe(ids(b, "cross-a"));
+    expect(ids(a, "cross-b")).toBe(ids(b, "cross-b"));
   });
 });
 
