@@ -1,4 +1,6 @@
 import type { Sql, TxSql } from "../db/client.ts";
+import { lostLockRace } from "../db/errors.ts";
+import { UnavailableError } from "../errors.ts";
 import { isId } from "../ids.ts";
 import { deleteJobsOf } from "../jobs/sql.ts";
 
@@ -80,6 +82,10 @@ export async function updateApplication(sql: Db, id: string, values: Application
   return fromRaw(row!);
 }
 
+/** How long deleteApplication waits for one lock before it rolls back and tries again, and how often. */
+const DELETE_LOCK_TIMEOUT_MS = 200;
+const DELETE_TRIES = 20;
+
 /**
  * Deletes the application and everything in it: keys, endpoints, routes, events, jobs, attempts,
  * outbox entries. Events, jobs, attempts and outbox entries are deleted here; keys, endpoints and
@@ -88,15 +94,30 @@ export async function updateApplication(sql: Db, id: string, values: Application
  * written row cost ingest and delivery (migrations 0006, 0013, 0014, 0016 and 0017). The
  * application is locked first, which holds off new endpoints, and then its endpoints, which waits
  * for any ingest that routed to them and holds off new jobs.
+ *
+ * The delete locks the endpoints in id order, but an ingest fanning out to several locks them in the
+ * order it probes its routes, so the two can deadlock. The delete then gives way: it waits for a lock
+ * at most DELETE_LOCK_TIMEOUT_MS, under Postgres' deadlock_timeout (1 s unless changed), so it fails
+ * before the deadlock check would fail the ingest, whose group holds other requests' events too.
+ * It rolls back and starts again.
  */
 export async function deleteApplication(sql: Sql, id: string): Promise<boolean> {
-  return sql.begin(async (tx) => {
-    const [found] = await tx`select id from applications where id = ${id} for update`;
-    if (found === undefined) return false;
-    await tx`select count(*) from (select id from endpoints where app_id = ${id} order by id for update) locked`;
-    await deleteJobsOf(tx, { appId: id });
-    await tx`delete from applications where id = ${id}`;
-    await tx`delete from events where app_id = ${id}`;
-    return true;
-  });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await sql.begin(async (tx) => {
+        await tx`select set_config('lock_timeout', ${`${DELETE_LOCK_TIMEOUT_MS}ms`}, true)`;
+        const [found] = await tx`select id from applications where id = ${id} for update`;
+        if (found === undefined) return false;
+        await tx`select count(*) from (select id from endpoints where app_id = ${id} order by id for update) locked`;
+        await deleteJobsOf(tx, { appId: id });
+        await tx`delete from applications where id = ${id}`;
+        await tx`delete from events where app_id = ${id}`;
+        return true;
+      });
+    } catch (err) {
+      if (!lostLockRace(err)) throw err;
+      if (attempt >= DELETE_TRIES) throw new UnavailableError(`application ${id} kept receiving events while it was being deleted; try again`);
+      await Bun.sleep(DELETE_LOCK_TIMEOUT_MS * Math.random());
+    }
+  }
 }

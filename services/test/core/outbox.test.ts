@@ -290,6 +290,46 @@ describe("deleting jobs with their endpoint or application", () => {
     expect(await jobsFor(doomed)).toBe(0);
   });
 
+  /** Waits, for at most two seconds, until `count` of this database's backends wait for a lock. */
+  async function untilLockWaits(count: number): Promise<void> {
+    for (const deadline = Date.now() + 2_000; Date.now() < deadline; await Bun.sleep(10)) {
+      const [row] = await api.sql<{ waiting: number }[]>`
+        select count(*)::int as waiting from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`;
+      if (row!.waiting >= count) return;
+    }
+  }
+
+  test("an application's delete racing an ingest that fans out to two of its endpoints: both succeed, nothing is left", async () => {
+    const created = await api.request("POST", "/applications", { key: TEST_ADMIN_KEY, body: { name: "Fanned" } });
+    expect(created.status).toBe(201);
+    const app = asAdminOf(created.body.id);
+    // Ids grow with time, so the delete locks `prefixed` first; the ingest locks `exact` first,
+    // since it probes an event's own type before its prefixes.
+    const prefixed = await endpointFor("fan.*", app);
+    const exact = await endpointFor("fan.x", app);
+    expect(prefixed < exact).toBe(true);
+    let deleted!: Promise<{ status: number }>;
+    let ingested!: Promise<{ status: number; body: any }>;
+    // A third transaction holds `prefixed` so that the delete queues for it first and the ingest,
+    // holding `exact` already, behind it: released, the delete gets `prefixed` and then waits for
+    // `exact`, while the ingest waits for `prefixed`. Postgres breaks such a cycle by failing one side.
+    await api.sql.begin(async (tx) => {
+      await tx`select id from endpoints where id = ${prefixed} for update`;
+      deleted = api.request("DELETE", `/applications/${created.body.id}`, { key: TEST_ADMIN_KEY });
+      await untilLockWaits(1);
+      ingested = api.request("POST", "/events", { headers: app, body: { type: "fan.x", data: {} } });
+      await untilLockWaits(2);
+    });
+    const res = await ingested;
+    expect(res.status).toBe(202);
+    expect(res.body.jobs).toHaveLength(2);
+    expect((await deleted).status).toBe(204);
+    const [left] = await api.sql<{ jobs: number; events: number }[]>`
+      select (select count(*)::int from jobs where app_id = ${created.body.id}) as jobs,
+             (select count(*)::int from events where app_id = ${created.body.id}) as events`;
+    expect(left).toEqual({ jobs: 0, events: 0 });
+  });
+
   test("an application's delete takes its jobs' entries and attempts, and leaves other applications' alone", async () => {
     const created = await api.request("POST", "/applications", { key: TEST_ADMIN_KEY, body: { name: "Doomed" } });
     expect(created.status).toBe(201);

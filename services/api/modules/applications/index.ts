@@ -68,6 +68,7 @@ export function applicationOperations(applications: ApplicationService): ApiOper
       tag,
       access: "admin",
       status: 204,
+      errors: [503],
       handle: ({ params }) => applications.remove(params.id!),
     }),
   ];
