@@ -82,7 +82,7 @@ export async function updateApplication(sql: Db, id: string, values: Application
   return fromRaw(row!);
 }
 
-/** How long deleteApplication waits for one lock before it rolls back and tries again, and how often. */
+/** How long deleteApplication waits for an endpoint's lock before it rolls back and tries again, and how often. */
 const DELETE_LOCK_TIMEOUT_MS = 200;
 const DELETE_TRIES = 20;
 
@@ -96,19 +96,22 @@ const DELETE_TRIES = 20;
  * for any ingest that routed to them and holds off new jobs.
  *
  * The delete locks the endpoints in id order, but an ingest fanning out to several locks them in the
- * order it probes its routes, so the two can deadlock. The delete then gives way: it waits for a lock
- * at most DELETE_LOCK_TIMEOUT_MS, under Postgres' deadlock_timeout (1 s unless changed), so it fails
- * before the deadlock check would fail the ingest, whose group holds other requests' events too.
- * It rolls back and starts again.
+ * order it probes its routes, so the two can deadlock. The delete then gives way: it waits for an
+ * endpoint's lock at most DELETE_LOCK_TIMEOUT_MS, under Postgres' deadlock_timeout (1 s unless
+ * changed), so it fails before the deadlock check would fail the ingest, whose group holds other
+ * requests' events too. It rolls back and starts again.
  */
 export async function deleteApplication(sql: Sql, id: string): Promise<boolean> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await sql.begin(async (tx) => {
-        await tx`select set_config('lock_timeout', ${`${DELETE_LOCK_TIMEOUT_MS}ms`}, true)`;
         const [found] = await tx`select id from applications where id = ${id} for update`;
         if (found === undefined) return false;
+        await tx`select set_config('lock_timeout', ${`${DELETE_LOCK_TIMEOUT_MS}ms`}, true)`;
         await tx`select count(*) from (select id from endpoints where app_id = ${id} order by id for update) locked`;
+        // Holding the endpoints, the delete waits for no ingest any more, and giving way later would
+        // throw its work away: the rest waits as long as it must (workers hold jobs only briefly).
+        await tx`set local lock_timeout to default`;
         await deleteJobsOf(tx, { appId: id });
         await tx`delete from applications where id = ${id}`;
         await tx`delete from events where app_id = ${id}`;
