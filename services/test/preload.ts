@@ -1,5 +1,6 @@
 import { connect } from "node:net";
-import { prepareTemplate } from "./support/database.ts";
+import { afterAll } from "bun:test";
+import { dropTemplate, prepareTemplate } from "./support/database.ts";
 
 /**
  * Runs once per `bun test` process. The tests use the real local Postgres and RabbitMQ; when one
@@ -38,5 +39,6 @@ if (missing.length > 0) {
   process.exit(1);
 }
 
-// Migrates the template every test file clones.
+// Migrates the template every test file clones; a hook declared here runs once, after every file.
 await prepareTemplate();
+afterAll(dropTemplate);

@@ -36,9 +36,11 @@ export async function prepareTemplate(): Promise<void> {
     }
   });
   await migrate(urlFor(TEMPLATE));
-  process.on("exit", () => {
-    Bun.spawnSync(["psql", ADMIN_URL, "-qc", `drop database if exists "${TEMPLATE}" with (force)`]);
-  });
+}
+
+/** Drops this run's template, after the last test file (the preload's afterAll: `bun test` fires no process "exit"). */
+export async function dropTemplate(): Promise<void> {
+  await withAdmin((sql) => sql.unsafe(`drop database if exists "${TEMPLATE}" with (force)`));
 }
 
 export interface TestDatabase {
