@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { DEFAULT_APPLICATION_ID } from "../../core/applications/sql.ts";
 import { newId } from "../../core/ids.ts";
+import { untilLockWaits } from "../support/locks.ts";
 import { hookUrl, startApi, type TestApi } from "./harness.ts";
 
 let api: TestApi;
@@ -194,12 +195,6 @@ describe("batch", () => {
   test("two batches that share keys in opposite orders deadlock in Postgres; the failed one is retried, both 202", async () => {
     await endpoint(["cross.*"]);
     const event = (key: string) => ({ type: "cross.x", data: { key }, idempotencyKey: key });
-    const untilLockWaits = async (count: number) => {
-      for (const deadline = Date.now() + 2_000; Date.now() < deadline; await Bun.sleep(10)) {
-        const [row] = await api.sql`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`;
-        if (row!.n >= count) return;
-      }
-    };
     let first!: Promise<{ status: number; body: any }>;
     let second!: Promise<{ status: number; body: any }>;
     // A transaction holding "cross-held" stops `first` after it inserted "cross-a". `second` (big
@@ -210,10 +205,10 @@ describe("batch", () => {
         await tx`insert into events (id, app_id, type, payload, idempotency_key, created_at)
                  values (${newId("event")}, ${DEFAULT_APPLICATION_ID}, 'cross.x', '{}', 'cross-held', now())`;
         first = api.request("POST", "/events/batch", { body: { events: [event("cross-a"), event("cross-held"), event("cross-b")] } });
-        await untilLockWaits(1);
+        await untilLockWaits(api.sql, 1);
         const filler = Array.from({ length: 40 }, (_, i) => event(`cross-fill-${i}`));
         second = api.request("POST", "/events/batch", { body: { events: [event("cross-b"), event("cross-a"), ...filler] } });
-        await untilLockWaits(2);
+        await untilLockWaits(api.sql, 2);
         throw new Error("release");
       })
       .catch((err) => expect(String(err)).toContain("release"));

@@ -8,6 +8,7 @@ import { clearPublished, sweepOutbox } from "../../core/outbox/sql.ts";
 import { hookUrl, startApi, type TestApi } from "../api/harness.ts";
 import { attemptAt } from "../support/attempts.ts";
 import { asAdminOf, TEST_ADMIN_KEY } from "../support/keys.ts";
+import { untilLockWaits } from "../support/locks.ts";
 
 // The outbox's state machine against a real database: which statement adds, moves or removes a
 // job's entry, and that no interleaving of fast path, worker and sweeper strands a job without one.
@@ -290,15 +291,6 @@ describe("deleting jobs with their endpoint or application", () => {
     expect(await jobsFor(doomed)).toBe(0);
   });
 
-  /** Waits, for at most two seconds, until `count` of this database's backends wait for a lock. */
-  async function untilLockWaits(count: number): Promise<void> {
-    for (const deadline = Date.now() + 2_000; Date.now() < deadline; await Bun.sleep(10)) {
-      const [row] = await api.sql<{ waiting: number }[]>`
-        select count(*)::int as waiting from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`;
-      if (row!.waiting >= count) return;
-    }
-  }
-
   test("an application's delete racing an ingest that fans out to two of its endpoints: both succeed, nothing is left", async () => {
     const created = await api.request("POST", "/applications", { key: TEST_ADMIN_KEY, body: { name: "Fanned" } });
     expect(created.status).toBe(201);
@@ -316,9 +308,9 @@ describe("deleting jobs with their endpoint or application", () => {
     await api.sql.begin(async (tx) => {
       await tx`select id from endpoints where id = ${prefixed} for update`;
       deleted = api.request("DELETE", `/applications/${created.body.id}`, { key: TEST_ADMIN_KEY });
-      await untilLockWaits(1);
+      await untilLockWaits(api.sql, 1);
       ingested = api.request("POST", "/events", { headers: app, body: { type: "fan.x", data: {} } });
-      await untilLockWaits(2);
+      await untilLockWaits(api.sql, 2);
     });
     const res = await ingested;
     expect(res.status).toBe(202);
