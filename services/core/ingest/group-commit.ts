@@ -165,9 +165,10 @@ export class GroupCommitter {
         return await this.commitGroup(group);
       } catch (err) {
         this.health.observe(err);
-        const retried = isConnectionError(err) ? this.health.available : lostLockRace(err);
+        const connectionLost = isConnectionError(err);
+        const retried = connectionLost ? this.health.available : lostLockRace(err);
         if (!retried || attempt >= COMMIT_TRIES) throw err;
-        if (isConnectionError(err)) await Bun.sleep(50 * 2 ** attempt);
+        if (connectionLost) await Bun.sleep(50 * 2 ** attempt);
       }
     }
   }

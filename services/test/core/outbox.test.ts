@@ -251,7 +251,7 @@ describe("deleting jobs with their endpoint or application", () => {
     await api.sql.begin(async (tx) => {
       await tx`select id from jobs where id = ${jobId!} for update`;
       deleted = deleteEndpoint(api.sql, DEFAULT_APPLICATION_ID, doomed);
-      await Bun.sleep(200);
+      await untilLockWaits(api.sql, 1);
       await tx`insert into outbox (job_id, due_at, reason) values (${jobId!}, now() + interval '1 minute', 'retry')`;
     });
     expect(await deleted).toBe(true);
@@ -268,7 +268,7 @@ describe("deleting jobs with their endpoint or application", () => {
       // What deleteEndpoint does: the endpoint locked first, deleted at the end of the transaction.
       await tx`select id from endpoints where id = ${doomed} for update`;
       ingested = api.request("POST", "/events", { body: { type: "racing.x", data: {} } });
-      await Bun.sleep(200);
+      await untilLockWaits(api.sql, 1);
       await tx`delete from endpoints where id = ${doomed}`;
     });
     const res = await ingested;
@@ -285,7 +285,7 @@ describe("deleting jobs with their endpoint or application", () => {
       const made = await insertEventsWithJobs(tx, [row], 0);
       expect(made.jobs.map((job) => job.endpointId)).toEqual([doomed]);
       deleted = deleteEndpoint(api.sql, DEFAULT_APPLICATION_ID, doomed);
-      await Bun.sleep(200);
+      await untilLockWaits(api.sql, 1);
     });
     expect(await deleted).toBe(true);
     expect(await jobsFor(doomed)).toBe(0);
