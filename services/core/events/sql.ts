@@ -41,14 +41,15 @@ export interface CommitClaim {
 }
 
 /**
- * The session settings of the connections group commits go through (runtime.ts gives ingest a small
- * pool of its own): the ingest statement always runs from its one generic plan. Left to choose
- * (plan_cache_mode auto), Postgres went back to planning it afresh on every call once an
- * application had about a hundred routes: measured in the active-endpoints curve (Postgres
- * transport, 500 events/s), its bind step took 1.03-1.04 ms per call at 100 and 1,000 endpoints
- * against 0.08-0.12 ms at 1 and 10, and Postgres's CPU per delivery grew 1.26 → 1.72 core·ms from 1
- * to 1,000 endpoints; with generic plans forced it stayed 1.33-1.44. The input goes through
- * evently_event_input precisely so that one generic plan is right for every group size.
+ * The session settings of the connections group commits go through (runtime.ts gives ingest a
+ * small pool of its own): the ingest statement always runs from a generic plan, one for each of
+ * its two texts (eventInput). Left to choose (plan_cache_mode auto), Postgres went back to
+ * planning it afresh on every call once an application had about a hundred routes: measured in the
+ * active-endpoints curve (Postgres transport, 500 events/s), its bind step took 1.03-1.04 ms per
+ * call at 100 and 1,000 endpoints against 0.08-0.12 ms at 1 and 10, and Postgres's CPU per
+ * delivery grew 1.26 → 1.72 core·ms from 1 to 1,000 endpoints; with generic plans forced it stayed
+ * 1.33-1.44. Groups of more than one go through evently_event_input precisely so that one generic
+ * plan is right for every size of them.
  */
 export const INGEST_SESSION: Record<string, string> = { plan_cache_mode: "force_generic_plan" };
 
@@ -61,12 +62,13 @@ export const INGEST_SESSION: Record<string, string> = { plan_cache_mode: "force_
  * endpoint deleted while the statement runs gets no job (its delete and this statement take turns
  * on the endpoint's row).
  *
- * The input is read through evently_event_input (migrations 0007, 0011), a PL/pgSQL function: its
- * declared row estimate is the same for every group, so Postgres settles on one generic plan for
- * all sizes. Over a plain unnest the estimate follows each group's size, and small groups were
- * planned afresh on every call (custom plans): measured on the statement alone
- * (loadtest/bench/ingest-statement.ts), groups of 1 and 4 cost 874-991 and 331-379 µs of Postgres
- * CPU per event that way, against 375-453 and 170-216 through the function; 14 and 64 the same.
+ * A group of more than one event is read through evently_event_input (migrations 0007, 0011), a
+ * PL/pgSQL function: its declared row estimate is the same for every group, so Postgres settles on
+ * one generic plan for all sizes (a group of one has a text of its own: eventInput). Over a plain
+ * unnest the estimate follows each group's size, and small groups were planned afresh on every
+ * call (custom plans): measured on the statement alone (loadtest/bench/ingest-statement.ts),
+ * groups of 1 and 4 cost 874-991 and 331-379 µs of Postgres CPU per event that way, against
+ * 375-453 and 170-216 through the function; 14 and 64 the same.
  *
  * `notifyChannel`: when the statement makes jobs, it also NOTIFYs this channel, so the wake-up goes
  * out with the commit itself (the Postgres transport's workers LISTEN on it; `commitNotify` in
@@ -88,14 +90,7 @@ export async function insertEventsWithJobs(
   claimFor: CommitClaim | null = null,
 ): Promise<InsertedBatch> {
   const result = await tx<{ kind: "e" | "j"; id: string; eventId: string | null; endpointId: string | null; expiresAt: Date | null; claimed: boolean }[]>`
-    with input as (
-      select * from evently_event_input(
-        ${rows.map((r) => r.id)}::text[], ${rows.map((r) => r.appId)}::text[], ${rows.map((r) => r.type)}::text[],
-        ${rows.map((r) => r.dataJson)}::text[],
-        ${rows.map((r) => r.idempotencyKey)}::text[], ${rows.map((r) => r.createdAt.toISOString())}::timestamptz[],
-        ${rows.map((r) => matchingPatterns(r.type).join(" "))}::text[], ${rows.map((r) => r.ttlSeconds)}::int[],
-        ${rows.map((r) => r.traceParent ?? null)}::text[]
-      )
+    with input as (${eventInput(tx, rows)}
     ), inserted as (
       insert into events (id, app_id, type, payload, idempotency_key, created_at, trace_parent)
       select id, app_id, type, data::json, idempotency_key, created_at, trace_parent from input
@@ -163,6 +158,34 @@ export async function insertEventsWithJobs(
     else jobs.push({ id: row.id, eventId: row.eventId!, endpointId: row.endpointId!, expiresAt: row.expiresAt });
   }
   return { insertedEventIds, jobs, claimed: jobs.length > 0 && result[0]!.claimed };
+}
+
+/**
+ * The ingest statement's input rows. A group of one event, the usual group below a few thousand
+ * requests/s, is one row of parameters: a plan that knows it has one row runs nested loops where the
+ * function's estimate of 100 builds hash tables, and it skips the PL/pgSQL call. Measured on the
+ * statement alone (ingest-statement.ts, groups of 1, interleaved with the function for every group):
+ * a median of 572 against 662 µs of Postgres CPU per event with claims (`--claim`), 581 against 688
+ * without. Larger groups go through evently_event_input. The two texts are two prepared
+ * statements, each with its own generic plan.
+ */
+function eventInput(tx: TxSql | Sql, rows: NewEventRow[]) {
+  if (rows.length === 1) {
+    const r = rows[0]!;
+    return tx`
+      select ${r.id}::text as id, ${r.appId}::text as app_id, ${r.type}::text as type, ${r.dataJson}::text as data,
+             ${r.idempotencyKey}::text as idempotency_key, ${r.createdAt.toISOString()}::timestamptz as created_at,
+             ${matchingPatterns(r.type).join(" ")}::text as patterns, ${r.ttlSeconds}::int as ttl_seconds,
+             ${r.traceParent ?? null}::text as trace_parent`;
+  }
+  return tx`
+      select * from evently_event_input(
+        ${rows.map((r) => r.id)}::text[], ${rows.map((r) => r.appId)}::text[], ${rows.map((r) => r.type)}::text[],
+        ${rows.map((r) => r.dataJson)}::text[],
+        ${rows.map((r) => r.idempotencyKey)}::text[], ${rows.map((r) => r.createdAt.toISOString())}::timestamptz[],
+        ${rows.map((r) => matchingPatterns(r.type).join(" "))}::text[], ${rows.map((r) => r.ttlSeconds)}::int[],
+        ${rows.map((r) => r.traceParent ?? null)}::text[]
+      )`;
 }
 
 /** An event without its payload: what lists show and what explains a skipped insert. */
