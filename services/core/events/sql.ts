@@ -161,13 +161,13 @@ export async function insertEventsWithJobs(
 }
 
 /**
- * The ingest statement's input rows. A group of one event, the usual group below a few thousand
- * requests/s, is one row of parameters: a plan that knows it has one row runs nested loops where the
- * function's estimate of 100 builds hash tables, and it skips the PL/pgSQL call. Measured on the
- * statement alone (ingest-statement.ts, groups of 1, interleaved with the function for every group):
- * a median of 572 against 662 µs of Postgres CPU per event with claims (`--claim`), 581 against 688
- * without. Larger groups go through evently_event_input. The two texts are two prepared
- * statements, each with its own generic plan.
+ * The ingest statement's input rows. A group of one event (most groups at low rates, where a
+ * request finds no commit running) is one row of parameters: a plan that knows it has one row runs
+ * nested loops where the function's estimate of 100 builds hash tables, and it skips the PL/pgSQL
+ * call. Measured on the statement alone (ingest-statement.ts, groups of 1, interleaved with the
+ * function for every group): a median of 572 against 662 µs of Postgres CPU per event with claims
+ * (`--claim`), 581 against 688 without. Larger groups go through evently_event_input. The two
+ * texts are two prepared statements, each with its own generic plan.
  */
 function eventInput(tx: TxSql | Sql, rows: NewEventRow[]) {
   if (rows.length === 1) {

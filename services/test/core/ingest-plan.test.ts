@@ -7,8 +7,9 @@ import { startApi, type TestApi } from "../api/harness.ts";
 
 /**
  * How the ingest statement is planned on the connections group commits use (INGEST_SESSION): from
- * a generic plan, from the first call, for groups of one (their own text) and larger alike. Left to choose, Postgres planned it afresh on every
- * call (about 1 ms each) once an application had about a hundred routes.
+ * a generic plan, from the first call, for groups of one (their own text) and larger alike. Left
+ * to choose, Postgres planned it afresh on every call (about 1 ms each) once an application had
+ * about a hundred routes.
  */
 
 let api: TestApi;
