@@ -11,7 +11,7 @@ import { databaseHealth } from "./core/db/health.ts";
 import { Ingest } from "./core/ingest/index.ts";
 import { createLogger, type Logger } from "./core/log.ts";
 import { PostgresTransport } from "./core/queue/postgres/transport.ts";
-import { HANDOVER_PATH, handoverTokens, type HandoverHub } from "./core/queue/postgres/handover.ts";
+import { HANDOVER_PATH, handoverTokens, type HandoverHub } from "./core/queue/handover.ts";
 import { INGEST_SESSION } from "./core/events/sql.ts";
 import { RabbitTransport } from "./core/queue/rabbitmq/transport.ts";
 import type { JobTransport } from "./core/queue/transport.ts";
@@ -87,7 +87,7 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
     const ingestSql = createSql(config.database, { pool: "ingest", max: config.ingest.INGEST_GROUP_CONCURRENCY, connection: INGEST_SESSION });
     stops.push(() => ingestSql.end({ timeout: 5 }));
     // Separate workers may connect to take this process's new jobs straight from its commits.
-    if (transport instanceof PostgresTransport && !has("worker") && config.secrets.ENCRYPTION_KEY)
+    if ((transport instanceof PostgresTransport || transport instanceof RabbitTransport) && !has("worker") && config.secrets.ENCRYPTION_KEY)
       hub = transport.acceptHandovers(handoverTokens(config.secrets));
     const ingest = new Ingest(ingestSql, transport, config.ingest);
     httpApp = createApp({ config, sql, ingest, readiness, renderMetrics, log, authenticate: authenticator.authenticate, rateLimit, memory });
@@ -133,8 +133,15 @@ export function createTransport(config: Config, sql: Sql, log: Logger, role: Rol
   // A connection of its own for the transport's busiest statement, in INDEX_ONLY_SESSION: the fast
   // path's outbox clears on RabbitMQ, the takes on Postgres; made only in a role that runs them.
   const connectOwn = (pool: "outbox-clear" | "take") => () => createIndexOnlySql(config.database, 1, { pool });
-  if (q.QUEUE_TRANSPORT === "rabbitmq")
-    return new RabbitTransport({ ...q, AMQP_URL: q.AMQP_URL! }, sql, log, config.delivery.WORKER_PREFETCH, connectOwn("outbox-clear"));
+  // A worker alone connects to the API for the hand-over; `all` hands over in memory (Postgres transport).
+  const handoverFrom =
+    role === "worker" && q.QUEUE_HANDOVER_URL && config.secrets.ENCRYPTION_KEY
+      ? { url: q.QUEUE_HANDOVER_URL, token: handoverTokens(config.secrets)[0]! }
+      : undefined;
+  if (q.QUEUE_TRANSPORT === "rabbitmq") {
+    const handover = { leaseMs: config.delivery.WORKER_LEASE_MS, maxPerCommit: q.QUEUE_TAKE_BATCH, maxInFlight: config.delivery.WORKER_MAX_IN_FLIGHT, from: handoverFrom };
+    return new RabbitTransport({ ...q, AMQP_URL: q.AMQP_URL! }, sql, log, config.delivery.WORKER_PREFETCH, connectOwn("outbox-clear"), handover);
+  }
   return new PostgresTransport(
     sql,
     connectOwn("take"),
@@ -145,11 +152,7 @@ export function createTransport(config: Config, sql: Sql, log: Logger, role: Rol
       claimLeaseMs: config.delivery.WORKER_LEASE_MS,
       maxRetriesPerSecond: config.dispatch.DISPATCH_MAX_RETRIES_PER_SECOND,
       handOverLocally: q.QUEUE_LOCAL_HANDOVER,
-      // A worker alone connects to the API for the hand-over; `all` hands over in memory.
-      handoverFrom:
-        role === "worker" && q.QUEUE_HANDOVER_URL && config.secrets.ENCRYPTION_KEY
-          ? { url: q.QUEUE_HANDOVER_URL, token: handoverTokens(config.secrets)[0]! }
-          : undefined,
+      handoverFrom,
     },
     log,
   );

@@ -65,7 +65,7 @@ const { values: args } = parseArgs({
     "charts-from": { type: "string" },
     /** Peers run after the transports with the same phases (bench/peers.ts): graphile, bullmq, or none. Default both; none with --quick. */
     peers: { type: "string" },
-    /** Postgres transport, separate roles: workers connect to the API for the hand-over (QUEUE_HANDOVER_URL, as deployed), or `off`. */
+    /** Separate roles: workers connect to the API for the hand-over (QUEUE_HANDOVER_URL, as deployed), or `off`. */
     handover: { type: "string", default: "on" },
   },
 });
@@ -124,12 +124,14 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
     notes.push("The dispatcher process was started but idles: on the Postgres transport workers take due jobs from the outbox themselves.");
   if (transport === "postgres" && !roles.includes("dispatcher") && !roles.includes("all"))
     notes.push("No dispatcher process: on the Postgres transport it has nothing to do (workers take due jobs from the outbox themselves).");
-  if (transport === "postgres" && roles.includes("worker") && roles.includes("api"))
+  if (roles.includes("worker") && roles.includes("api")) {
+    const usual = transport === "postgres" ? "the commit's NOTIFY and a worker's take" : "the broker, with the worker's claim";
     notes.push(
       args.handover === "off"
-        ? "Hand-over off (`--handover=off`): every job went from the commit's NOTIFY to a worker's take."
-        : "Each worker connected to an API process for the hand-over (QUEUE_HANDOVER_URL, as the deployments set it): new jobs that fit its room went claimed from the commit over that connection, the rest through NOTIFY and take.",
+        ? `Hand-over off (\`--handover=off\`): every job went through ${usual}.`
+        : `Each worker connected to an API process for the hand-over (QUEUE_HANDOVER_URL, as the deployments set it): new jobs that fit its room went claimed from the commit over that connection, the rest through ${usual}.`,
     );
+  }
   const phases: PhaseResult[] = [];
   const failures: string[] = [];
   const memory: Memory = {};

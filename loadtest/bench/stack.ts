@@ -41,9 +41,9 @@ export interface StackOptions {
   /** Names the scratch database (`evently_<label>_…`), AMQP prefix and log directory, so leftovers say whose they are. Default bench. */
   label?: string;
   /**
-   * Postgres transport: each worker connects to an API process for the hand-over
-   * (QUEUE_HANDOVER_URL; the n-th worker to the n-th API, round the APIs), as the deployments set
-   * it up. Default true; false measures the take alone.
+   * Each worker connects to an API process for the hand-over (QUEUE_HANDOVER_URL; the n-th worker
+   * to the n-th API, round the APIs), as the deployments set it up. Default true; false measures
+   * the take (Postgres transport) or the broker (RabbitMQ) alone.
    */
   handover?: boolean;
 }
@@ -175,7 +175,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       const cpuProfile = options.cpuProfileDir ? { dir: options.cpuProfileDir, name: `${transport}-${name}.cpuprofile` } : undefined;
       const apis = Object.entries(roleUrls).filter(([started]) => started.startsWith("api")).map(([, url]) => url);
       const workerNo = roles.slice(0, i).filter((r) => r === "worker").length;
-      const handoverUrl = transport === "postgres" && role === "worker" && options.handover !== false ? apis[workerNo % apis.length] : undefined;
+      const handoverUrl = role === "worker" && options.handover !== false ? apis[workerNo % apis.length] : undefined;
       const child = spawnRole(role, handoverUrl ? { ...childEnv, QUEUE_HANDOVER_URL: handoverUrl } : childEnv, logDir, cpuProfile, name, root);
       children.push(child);
       pids[name] = child.proc.pid;

@@ -141,9 +141,9 @@ export async function startFaultStack(options: StackOptions): Promise<FaultStack
   const start = async (name: string): Promise<RoleProcess> => {
     const role = name.replace(/-\d+$/, "");
     const port = role === "api" ? apiPort : 0;
-    // As deployed: on the Postgres transport each worker holds a hand-over connection to the API,
-    // whose port stays the same across restarts, so the scenarios' faults hit that path too.
-    const handover = transport === "postgres" && role === "worker" ? { QUEUE_HANDOVER_URL: `http://127.0.0.1:${apiPort}` } : {};
+    // As deployed: each worker holds a hand-over connection to the API, whose port stays the same
+    // across restarts, so the scenarios' faults hit that path too.
+    const handover = role === "worker" ? { QUEUE_HANDOVER_URL: `http://127.0.0.1:${apiPort}` } : {};
     const proc = Bun.spawn([process.execPath, MAIN, role], {
       cwd: REPO_ROOT,
       env: { ...childEnv, ...handover, PORT: String(port) },

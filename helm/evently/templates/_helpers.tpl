@@ -186,11 +186,9 @@ Call with (dict "root" $ "component" "api"); renders "true" or nothing.
 {{- end }}
 
 {{/*
-Whether workers connect to the API Service for the Postgres transport's hand-over
-(QUEUE_HANDOVER_URL): with that transport, both roles deployed and worker.handover on. Renders
-"true" or nothing.
+Whether workers connect to the API Service for the hand-over (QUEUE_HANDOVER_URL): both roles
+deployed and worker.handover on, with either transport. Renders "true" or nothing.
 */}}
 {{- define "evently.workerHandover" -}}
-{{- $postgresTransport := eq (toString .Values.config.QUEUE_TRANSPORT) "postgres" -}}
-{{- if and $postgresTransport .Values.api.enabled .Values.worker.enabled .Values.worker.handover -}}true{{- end -}}
+{{- if and .Values.api.enabled .Values.worker.enabled .Values.worker.handover -}}true{{- end -}}
 {{- end }}

@@ -46,7 +46,7 @@ export const queueSchema = z
     QUEUE_POLL_INTERVAL_MS: int(1000, 50, 60_000).describe(
       "Postgres transport: how often an idle worker looks for due jobs it was not notified of (retries, lapsed leases, a missed notification).",
     ),
-    QUEUE_TAKE_BATCH: int(256, 1, 10_000).describe("Postgres transport: most jobs a worker takes from the outbox at once."),
+    QUEUE_TAKE_BATCH: int(256, 1, 10_000).describe("Postgres transport: most jobs a worker takes from the outbox at once. Either transport: most jobs one commit hands over to a worker (QUEUE_HANDOVER_URL)."),
     QUEUE_LOCAL_HANDOVER: bool(true).describe(
       "Postgres transport, a process that both ingests and delivers (role `all`): a commit whose new jobs fit in this process's worker (up to QUEUE_TAKE_BATCH) claims them itself and hands them over in memory, with no NOTIFY and no take. Off: every job goes through the outbox's take.",
     ),
@@ -55,7 +55,7 @@ export const queueSchema = z
       .regex(/^https?:\/\/[^/?#]+\/?$/, "must be an http:// or https:// URL with no path, like `http://api:8080`")
       .optional()
       .describe(
-        "Postgres transport, a worker process: the API process to connect to for the hand-over, like `http://evently-api:8080`. Commits of that API whose new jobs fit in this worker's room (up to QUEUE_TAKE_BATCH) claim them and send them over the connection, with no NOTIFY and no take; the rest, and everything while the connection is down, come from the outbox as usual. Authenticated with a token both derive from ENCRYPTION_KEY. Unset: no hand-over.",
+        "A worker process: the API process to connect to for the hand-over, like `http://evently-api:8080`. Commits of that API whose new jobs fit in this worker's room (up to QUEUE_TAKE_BATCH) claim them and send them over the connection: on the Postgres transport with no NOTIFY and no take, on RabbitMQ with no publish and no claim statement. The rest, and everything while the connection is down, come the usual way (the outbox's take, or the broker). Authenticated with a token both derive from ENCRYPTION_KEY. Unset: no hand-over.",
       ),
     QUEUE_TAKE_LEASE_MS: z.coerce
       .number()

@@ -76,11 +76,11 @@ export const INGEST_SESSION: Record<string, string> = { plan_cache_mode: "force_
  * durable commit more per group.
  *
  * `claimFor`: a consumer offered the committing process room (the Postgres transport's worker in
- * the same process, or one connected for the hand-over). When every job the statement makes fits
- * in it, they are made claimed, as a take would leave them: `delivering` under a lease, their
- * outbox entry a `lease` due when it lapses; and nobody is notified. The caller hands them over, so
- * they need no wake-up and no take; if that fails, the leases lapse and any worker takes them then.
- * More jobs than that: made as usual.
+ * the same process, or one connected for the hand-over, on either transport). When every job the
+ * statement makes fits in it, they are made claimed, as a take would leave them: `delivering` under
+ * a lease, their outbox entry a `lease` due when it lapses; and nobody is notified. The caller hands
+ * them over, so they need no wake-up and no take, or no publish and no claim; if that fails, the
+ * leases lapse and the jobs are taken, or published, again then. More jobs than that: made as usual.
  */
 export async function insertEventsWithJobs(
   tx: TxSql | Sql,

@@ -1,3 +1,5 @@
+import type { Logger } from "../log.ts";
+import { instruments } from "../telemetry/instruments.ts";
 import type { DeliveryMessage, JobMessage } from "./messages.ts";
 
 /**
@@ -26,10 +28,10 @@ export interface JobTransport {
    */
   readonly commitNotify: string | null;
   /**
-   * Where the jobs a commit makes can go claimed by that very commit, with no NOTIFY and no take: a
-   * consumer of this transport in this process (the Postgres transport in role `all`), or workers
-   * connected to this API process for the hand-over (postgres/handover.ts). Null where there is
-   * none, or the transport hands jobs on otherwise (RabbitMQ).
+   * Where the jobs a commit makes can go claimed by that very commit, with no NOTIFY and no take,
+   * or no publish and no claim: a consumer of this transport in this process (the Postgres
+   * transport in role `all`), or workers connected to this API process for the hand-over
+   * (handover.ts). Null where there is none.
    */
   commitConsumer(): CommitConsumer | null;
   /** Connects; resolves once connected or after `waitMs`, reconnecting in the background. */
@@ -109,11 +111,26 @@ export interface Received {
   /** The publishing span, where the transport carries one (RabbitMQ's message headers). */
   traceparent?: string;
   /**
-   * The transport claimed every job of the message as it took it (the Postgres transport's take):
-   * the handler holds those claims rather than making its own. Absent: the handler claims.
+   * Every job of the message was claimed before it came (the Postgres transport's take, or the
+   * commit that handed it over): the handler holds those claims rather than making its own.
+   * Absent: the handler claims.
    */
   claimed?: boolean;
 }
 
 /** Resolves once every job of the message is durably settled (recorded, deferred or a duplicate). */
 export type JobHandler = (message: DeliveryMessage, received: Received) => Promise<void>;
+
+/**
+ * Hands `handle` jobs that were claimed before they came (a take, a commit's hand-over), as one
+ * message. Never rejects: the handler stops renewing the claims of a message it failed, so they
+ * lapse and the jobs are offered again then, as a dead worker's would be; releasing them at once
+ * would re-send a job whose request went out but whose outcome was not written. `settled` runs
+ * once the message is done with, either way.
+ */
+export function handleClaimed(handle: JobHandler, jobs: JobMessage[], log: Logger, settled: () => void): Promise<void> {
+  instruments().messagesConsumed.add(1);
+  return handle({ v: 1, jobs }, { claimed: true })
+    .catch((err) => log.warn("message handling failed; its jobs are offered again once their claims lapse", { error: (err as Error).message }))
+    .finally(settled);
+}

@@ -32,7 +32,7 @@ function build() {
     publishDuration: seconds(METRIC.publishDuration, "Publish-with-confirm duration per batch"),
     outboxSwept: counter(METRIC.outboxSwept, "Outbox entries taken by the sweeper, by reason (publish, retry, lease) and whether a message was sent"),
     messagesConsumed: counter(METRIC.messagesConsumed, "AMQP messages consumed by workers"),
-    jobsHandedOver: counter(METRIC.jobsHandedOver, "Jobs claimed by the commit that made them and handed to a worker, counted by the worker: from its own process (role all) or from an API process over the hand-over connection (Postgres transport)"),
+    jobsHandedOver: counter(METRIC.jobsHandedOver, "Jobs claimed by the commit that made them and handed to a worker, counted by the worker: from its own process (role all) or from an API process over the hand-over connection"),
     messagesDeadLettered: counter(METRIC.messagesDeadLettered, "AMQP messages rejected to the dead-letter queue"),
     duplicateJobs: counter(METRIC.duplicateJobs, "Job messages dropped because the job was already claimed"),
     deliveryAttempts: counter(

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import type { ServerWebSocket } from "bun";
 import { createLogger } from "../../core/log.ts";
 import { decodeDeliveryMessage, type JobMessage } from "../../core/queue/messages.ts";
-import { HandoverHub } from "../../core/queue/postgres/handover.ts";
+import { HandoverHub } from "../../core/queue/handover.ts";
 
 /**
  * The API's side of the Postgres transport's hand-over (handover.ts), on its own: which connected

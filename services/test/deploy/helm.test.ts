@@ -263,7 +263,7 @@ describe("helm chart rendering rules", () => {
     expect(config?.data.QUEUE_TRANSPORT).toBe("postgres");
   });
 
-  test("with the Postgres transport workers connect to the API Service for the hand-over, which the network policy lets through", () => {
+  test("workers connect to the API Service for the hand-over, with either transport, which the network policy lets through", () => {
     const handoverUrl = (args: string[]) => {
       const worker = of(template(args), "Deployment").find((d) => d.spec.template.spec.containers[0].args[0] === "worker")!;
       return worker.spec.template.spec.containers[0].env.find((e: { name: string }) => e.name === "QUEUE_HANDOVER_URL")?.value;
@@ -272,8 +272,9 @@ describe("helm chart rendering rules", () => {
     const docs = template(postgres);
     const service = of(docs, "Service").find((s) => s.metadata.name.endsWith("-api"))!;
     expect(handoverUrl(postgres)).toBe(`http://${service.metadata.name}:${service.spec.ports[0].port}`);
-    expect(handoverUrl([])).toBeUndefined(); // RabbitMQ
+    expect(handoverUrl([])).toBe(handoverUrl(postgres)); // RabbitMQ
     expect(handoverUrl([...postgres, "--set", "worker.handover=false"])).toBeUndefined();
+    expect(handoverUrl(["--set", "worker.handover=false"])).toBeUndefined();
     // Only the ingress controller may reach the API: the workers still can.
     const restricted = ["--set", "networkPolicy.enabled=true", "--set-json", 'networkPolicy.apiIngressFrom=[{"namespaceSelector":{"matchLabels":{"name":"ingress"}}}]'];
     const apiPolicy = (args: string[]) => of(template(args), "NetworkPolicy").find((p) => p.metadata.name.endsWith("-api"))!;
@@ -281,7 +282,7 @@ describe("helm chart rendering rules", () => {
     const rules = apiPolicy([...postgres, ...restricted]).spec.ingress;
     expect(rules).toHaveLength(2);
     expect(matches(rules[1].from[0].podSelector.matchLabels, workerLabels)).toBe(true);
-    expect(apiPolicy(restricted).spec.ingress).toHaveLength(1);
+    expect(apiPolicy([...restricted, "--set", "worker.handover=false"]).spec.ingress).toHaveLength(1);
   });
 
   test("image.tag and image.digest override the appVersion", () => {

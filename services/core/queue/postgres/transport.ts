@@ -5,8 +5,8 @@ import { RetryBudget } from "../../outbox/retry-budget.ts";
 import { messageForSwept, OUTBOX_CHANNEL as CHANNEL, takeDueJobs, type Take } from "../../outbox/sql.ts";
 import { instruments } from "../../telemetry/instruments.ts";
 import type { JobMessage } from "../messages.ts";
-import { reservationOf, type CommitConsumer, type JobHandler, type JobTransport, type QueueDepth, type Reservation } from "../transport.ts";
-import { HandoverHub, HandoverLink, type HandoverReceiver } from "./handover.ts";
+import { handleClaimed, reservationOf, type CommitConsumer, type JobHandler, type JobTransport, type QueueDepth, type Reservation } from "../transport.ts";
+import { HandoverHub, HandoverLink, type HandoverReceiver } from "../handover.ts";
 
 // A connection cut at the wrong moment can leave a query unsettled forever; these statements are
 // safe to repeat, so each is bounded and tried again.
@@ -298,22 +298,16 @@ class OutboxConsumer implements CommitConsumer, HandoverReceiver {
   }
 
   private track(jobs: JobMessage[]): void {
-    instruments().messagesConsumed.add(1);
     this.inFlight += jobs.length;
     this.onRoomChange?.();
-    const work = this.handle({ v: 1, jobs }, { claimed: true })
-      // The take claimed the jobs and the handler stops renewing the claims of a message it failed:
-      // they lapse, and the jobs are taken again then, as a dead worker's would be. Releasing them
-      // at once would re-send a job whose request went out but whose outcome was not written.
-      .catch((err) => this.log.warn("message handling failed; its jobs are offered again once their claims lapse", { error: (err as Error).message }))
-      .finally(() => {
-        this.inFlight -= jobs.length;
-        this.unsettled.delete(work);
-        this.onRoomChange?.();
-        // Only a loop waiting for room needs to hear: waking one that sleeps until news would
-        // spend a take on finding nothing new.
-        if (this.waitingForRoom) this.wake();
-      });
+    const work = handleClaimed(this.handle, jobs, this.log, () => {
+      this.inFlight -= jobs.length;
+      this.unsettled.delete(work);
+      this.onRoomChange?.();
+      // Only a loop waiting for room needs to hear: waking one that sleeps until news would
+      // spend a take on finding nothing new.
+      if (this.waitingForRoom) this.wake();
+    });
     this.unsettled.add(work);
   }
 }

@@ -17,6 +17,10 @@ export class WorkQueueConsumer {
   private consumerTags: string[] = [];
   private readonly unsettled = new Set<Promise<void>>();
   private stopped = false;
+  /** Jobs of the messages being handled now (a hand-over beside the broker counts them against its room). */
+  jobsInHand = 0;
+  /** Told whenever a message's jobs are settled. */
+  onSettled: (() => void) | undefined;
 
   constructor(
     private readonly broker: BrokerConnection,
@@ -59,6 +63,7 @@ export class WorkQueueConsumer {
       safely(() => channel.nack(msg, false, false));
       return;
     }
+    this.jobsInHand += message.jobs.length;
     try {
       const traceparent = msg.properties.headers?.traceparent;
       await this.handle(message, { traceparent: typeof traceparent === "string" ? traceparent : undefined });
@@ -67,6 +72,9 @@ export class WorkQueueConsumer {
       this.log.warn("message handling failed, requeueing", { error: (err as Error).message });
       await Bun.sleep(1000);
       safely(() => channel.nack(msg, false, true));
+    } finally {
+      this.jobsInHand -= message.jobs.length;
+      this.onSettled?.();
     }
   }
 

@@ -5,7 +5,8 @@ import { DeadlineError, isConnectionError, withDeadline } from "../../db/errors.
 import type { Logger } from "../../log.ts";
 import { clearPublished, type DeadLetter } from "../../outbox/sql.ts";
 import type { JobMessage } from "../messages.ts";
-import type { JobHandler, JobTransport, QueueDepth } from "../transport.ts";
+import { HandedOverJobs, HandoverHub, HandoverLink } from "../handover.ts";
+import type { CommitConsumer, JobHandler, JobTransport, QueueDepth } from "../transport.ts";
 import { BrokerConnection } from "./connection.ts";
 import { WorkQueueConsumer } from "./consumer.ts";
 import { publishJobs } from "./publish.ts";
@@ -30,10 +31,28 @@ const CLEAR_MIN_INTERVAL_MS = 10;
  */
 const CLEAR_DEADLINE_MS = 10_000;
 
+/** The hand-over between API and worker processes on this transport (handover.ts). */
+export interface RabbitHandoverOptions {
+  /** The lease the commit gives each claim (WORKER_LEASE_MS). */
+  leaseMs: number;
+  /** Most jobs one commit may claim for a worker (QUEUE_TAKE_BATCH). */
+  maxPerCommit: number;
+  /** Most jobs a worker holds at once, from the broker and the hand-over together (WORKER_MAX_IN_FLIGHT). */
+  maxInFlight: number;
+  /** A worker process's link to an API process (QUEUE_HANDOVER_URL and the token). */
+  from?: { url: string; token: string };
+}
+
 /**
  * The RabbitMQ transport: jobs are published with confirms right after commit (their outbox entries
  * are cleared once confirmed), and workers consume the work queues. What the fast path misses, and
  * every retry and lapsed lease, the dispatcher role sweeps from the outbox through `send`.
+ *
+ * A worker connected to an API process for the hand-over (handover.ts, as on the Postgres
+ * transport) gets that API's new jobs that fit its room claimed by their own commit, over the
+ * connection: no publish, no confirm, no clear and no claim statement. The commit leaves each a
+ * `lease` entry, so a job whose worker went away is published by the dispatcher once its claim
+ * lapses. The rest go through the broker as usual.
  */
 export class RabbitTransport implements JobTransport {
   readonly kind = "rabbitmq";
@@ -51,6 +70,7 @@ export class RabbitTransport implements JobTransport {
   private readonly clears: Batcher<string[], void>;
   /** The clears' own connection (connectClears), made at the first clear, so only a role that publishes has it. */
   private ownClearSql: Sql | undefined;
+  private hub: HandoverHub | null = null;
 
   /**
    * @param sql the process's pool; the clears run in it unless `connectClears` is given.
@@ -64,6 +84,7 @@ export class RabbitTransport implements JobTransport {
     private readonly log: Logger,
     private readonly prefetch = 64,
     private readonly connectClears?: () => Sql,
+    private readonly handover?: RabbitHandoverOptions,
   ) {
     this.publishGraceMs = config.AMQP_PUBLISH_GRACE_MS;
     this.broker = new BrokerConnection(config.AMQP_URL, log);
@@ -87,9 +108,19 @@ export class RabbitTransport implements JobTransport {
     );
   }
 
-  /** None: every job goes through the broker, whichever process consumes it. */
-  commitConsumer(): null {
-    return null;
+  /**
+   * Makes this process's commits offer their jobs to workers that connect for the hand-over; the
+   * caller serves the hub's `upgrade` and `websocket`, and stops it before its server.
+   */
+  acceptHandovers(tokens: string[]): HandoverHub {
+    if (!this.handover) throw new Error("the hand-over needs its options (leaseMs, maxPerCommit)");
+    this.hub = new HandoverHub(tokens, this.handover.leaseMs, this.handover.maxPerCommit, this.log);
+    return this.hub;
+  }
+
+  /** The workers connected for the hand-over, if this process accepts them; otherwise every job goes through the broker. */
+  commitConsumer(): CommitConsumer | null {
+    return this.hub;
   }
 
   async start(waitMs: number): Promise<void> {
@@ -139,7 +170,17 @@ export class RabbitTransport implements JobTransport {
   async consume(handle: JobHandler): Promise<() => Promise<void>> {
     const consumer = new WorkQueueConsumer(this.broker, this.topology, handle, this.prefetch, this.log);
     await consumer.start();
-    return () => consumer.stop();
+    const from = this.handover?.from;
+    if (!from) return () => consumer.stop();
+    const limits = { maxInFlight: this.handover!.maxInFlight, maxPerCommit: this.handover!.maxPerCommit };
+    const handedOver = new HandedOverJobs(handle, limits, () => consumer.jobsInHand, this.log);
+    const link = new HandoverLink(from.url, from.token, handedOver, this.log);
+    handedOver.onRoomChange = consumer.onSettled = () => link.roomChanged();
+    link.start();
+    return async () => {
+      await link.stop();
+      await Promise.all([handedOver.stop(), consumer.stop()]);
+    };
   }
 
   /** checkQueue on each work queue, on a channel of its own: a failed check closes its channel. */

@@ -1,22 +1,26 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
-import type { Config } from "../../config/index.ts";
-import type { Logger } from "../../log.ts";
-import { decodeKey } from "../../secrets/cipher.ts";
-import { decodeDeliveryMessage, encodeDeliveryMessage, type JobMessage } from "../messages.ts";
-import { reservationOf, type CommitConsumer, type Reservation } from "../transport.ts";
+import type { Config } from "../config/index.ts";
+import type { Logger } from "../log.ts";
+import { decodeKey } from "../secrets/cipher.ts";
+import { decodeDeliveryMessage, encodeDeliveryMessage, type JobMessage } from "./messages.ts";
+import { instruments } from "../telemetry/instruments.ts";
+import { handleClaimed, reservationOf, type CommitConsumer, type JobHandler, type Reservation } from "./transport.ts";
 
 /**
- * The Postgres transport's hand-over between processes: a worker connects to an API process over a
+ * The hand-over between processes, on either transport: a worker connects to an API process over a
  * WebSocket and says how many jobs it can take; the API's group commits claim their new jobs for it
- * when they fit, exactly as a take would (events/sql.ts `claimFor`), send no NOTIFY, and the jobs go
- * to the worker over that connection. The worker saves the wake-up and the take, Postgres the take
- * and the NOTIFY's wake-ups of every listening session ("Why a single event at 1,000/s costs what
- * it costs" in BENCHMARKS.md). Role `all` does the same in memory (transport.ts `OutboxConsumer`).
+ * when they fit, exactly as a take would (events/sql.ts `claimFor`), and the jobs go to the worker
+ * over that connection. On the Postgres transport the commit sends no NOTIFY: the worker saves the
+ * wake-up and the take, Postgres the take and the NOTIFY's wake-ups of every listening session ("Why
+ * a single event at 1,000/s costs what it costs" in BENCHMARKS.md); role `all` does the same in
+ * memory (postgres/transport.ts `OutboxConsumer`). On RabbitMQ nothing is published: the API saves
+ * the publish, its confirm and the outbox clear, the worker its claim statement.
  *
  * Nothing depends on the connection for safety: a claim whose jobs never reach the worker (the
- * connection dropped, the worker died) lapses after WORKER_LEASE_MS, and any worker takes the jobs
- * again from the outbox. A worker that is not connected, or has no room, gets its jobs the usual way.
+ * connection dropped, the worker died) lapses after WORKER_LEASE_MS, and its `lease` outbox entry
+ * offers the job again then (a take, or the dispatcher's publish). A worker that is not connected,
+ * or has no room, gets its jobs the usual way.
  *
  * Worker → API: text frames `{"granted": n}`, the jobs it will have taken over this connection
  * once it has taken what it has room for (a running total, so a grant never races the jobs in
@@ -176,7 +180,7 @@ function frameOf(text: string | Buffer): number | "leaving" | null {
   }
 }
 
-/** What the worker's side needs of its consumer (transport.ts `OutboxConsumer`). */
+/** What the worker's side needs of its consumer (postgres/transport.ts `OutboxConsumer`, or `HandedOverJobs`). */
 export interface HandoverReceiver {
   /** Jobs it would take now, at most a take's worth. */
   room(): number;
@@ -281,5 +285,51 @@ export class HandoverLink {
         this.log.warn("hand-over connection closed; jobs come by take meanwhile", { api: this.url, code: event.code, failures: this.failures });
       this.retry = setTimeout(() => this.connect(), Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** Math.min(this.failures - 1, 6)));
     };
+  }
+}
+
+/**
+ * A worker's handed-over jobs beside another source of work, RabbitMQ's work queues: each batch goes
+ * to the handler as a message the transport claimed (the commit did), and the room granted is what
+ * WORKER_MAX_IN_FLIGHT leaves beside the jobs in hand from both sources, at most `maxPerCommit`. So
+ * a worker busy with the broker's messages gets fewer new jobs straight from the commits, and the
+ * rest queue in the broker. (The Postgres transport's consumer counts its takes and hand-overs as one.)
+ */
+export class HandedOverJobs implements HandoverReceiver {
+  private inHand = 0;
+  private stopped = false;
+  private readonly unsettled = new Set<Promise<void>>();
+  /** Told whenever the handed-over jobs in hand change (the link grants room by it). */
+  onRoomChange: (() => void) | undefined;
+
+  constructor(
+    private readonly handle: JobHandler,
+    private readonly limits: { maxInFlight: number; maxPerCommit: number },
+    private readonly otherJobsInHand: () => number,
+    private readonly log: Logger,
+  ) {}
+
+  room(): number {
+    if (this.stopped) return 0;
+    return Math.max(0, Math.min(this.limits.maxPerCommit, this.limits.maxInFlight - this.inHand - this.otherJobsInHand()));
+  }
+
+  receive(jobs: JobMessage[]): void {
+    // Stopping: the claims are left to lapse, and the jobs are published again then.
+    if (jobs.length === 0 || this.stopped) return;
+    instruments().jobsHandedOver.add(jobs.length, { from: "api" });
+    this.inHand += jobs.length;
+    const work = handleClaimed(this.handle, jobs, this.log, () => {
+      this.inHand -= jobs.length;
+      this.unsettled.delete(work);
+      this.onRoomChange?.();
+    });
+    this.unsettled.add(work);
+  }
+
+  /** Takes no more, then lets the jobs in hand settle (bounded). Call after the link stopped. */
+  async stop(drainMs = 10_000): Promise<void> {
+    this.stopped = true;
+    await Promise.race([Promise.allSettled([...this.unsettled]), Bun.sleep(drainMs)]);
   }
 }
