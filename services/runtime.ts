@@ -87,7 +87,7 @@ export async function startRoles(config: Config, role: Role, options: StartOptio
     const ingestSql = createSql(config.database, { pool: "ingest", max: config.ingest.INGEST_GROUP_CONCURRENCY, connection: INGEST_SESSION });
     stops.push(() => ingestSql.end({ timeout: 5 }));
     // Separate workers may connect to take this process's new jobs straight from its commits.
-    if ((transport instanceof PostgresTransport || transport instanceof RabbitTransport) && !has("worker") && config.secrets.ENCRYPTION_KEY)
+    if (!has("worker") && config.secrets.ENCRYPTION_KEY)
       hub = transport.acceptHandovers(handoverTokens(config.secrets));
     const ingest = new Ingest(ingestSql, transport, config.ingest);
     httpApp = createApp({ config, sql, ingest, readiness, renderMetrics, log, authenticate: authenticator.authenticate, rateLimit, memory });

@@ -3,8 +3,8 @@ import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
 import type { Config } from "../config/index.ts";
 import type { Logger } from "../log.ts";
 import { decodeKey } from "../secrets/cipher.ts";
-import { decodeDeliveryMessage, encodeDeliveryMessage, type JobMessage } from "./messages.ts";
 import { instruments } from "../telemetry/instruments.ts";
+import { decodeDeliveryMessage, encodeDeliveryMessage, type JobMessage } from "./messages.ts";
 import { handleClaimed, reservationOf, type CommitConsumer, type JobHandler, type Reservation } from "./transport.ts";
 
 /**
@@ -107,7 +107,7 @@ export class HandoverHub implements CommitConsumer {
 
   private send(link: Link, jobs: JobMessage[]): void {
     link.sent += jobs.length;
-    // 0: the connection closed or is past its buffer; the claims lapse and the jobs are taken again.
+    // 0: the connection closed or is past its buffer; the claims lapse and the jobs are offered again.
     if (!link.open || link.socket?.send(encodeDeliveryMessage(jobs)) === 0)
       this.log.warn("jobs claimed for a worker that went away; they are offered again once their claims lapse", { jobs: jobs.length });
   }

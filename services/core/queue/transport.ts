@@ -1,5 +1,6 @@
 import type { Logger } from "../log.ts";
 import { instruments } from "../telemetry/instruments.ts";
+import type { HandoverHub } from "./handover.ts";
 import type { DeliveryMessage, JobMessage } from "./messages.ts";
 
 /**
@@ -34,6 +35,12 @@ export interface JobTransport {
    * (handover.ts). Null where there is none.
    */
   commitConsumer(): CommitConsumer | null;
+  /**
+   * Makes this process's commits offer their jobs to workers that connect for the hand-over
+   * (handover.ts), through `commitConsumer`; the caller serves the hub's `upgrade` and `websocket`,
+   * and stops it before its server.
+   */
+  acceptHandovers(tokens: string[]): HandoverHub;
   /** Connects; resolves once connected or after `waitMs`, reconnecting in the background. */
   start(waitMs: number): Promise<void>;
   /**

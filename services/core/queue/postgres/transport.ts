@@ -97,11 +97,7 @@ export class PostgresTransport implements JobTransport {
     };
   }
 
-  /**
-   * Makes this process's commits offer their jobs to workers that connect for the hand-over
-   * (handover.ts); the caller serves the hub's `upgrade` and `websocket`, and stops it before its
-   * server. A consumer in this very process (role `all`) still comes first.
-   */
+  /** The hand-over's API side (JobTransport.acceptHandovers); a consumer in this very process (role `all`) still comes first. */
   acceptHandovers(tokens: string[]): HandoverHub {
     this.hub = new HandoverHub(tokens, this.options.claimLeaseMs, this.options.takeBatch, this.log);
     return this.hub;

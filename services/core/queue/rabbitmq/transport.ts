@@ -108,10 +108,7 @@ export class RabbitTransport implements JobTransport {
     );
   }
 
-  /**
-   * Makes this process's commits offer their jobs to workers that connect for the hand-over; the
-   * caller serves the hub's `upgrade` and `websocket`, and stops it before its server.
-   */
+  /** The hand-over's API side (JobTransport.acceptHandovers). */
   acceptHandovers(tokens: string[]): HandoverHub {
     if (!this.handover) throw new Error("the hand-over needs its options (leaseMs, maxPerCommit)");
     this.hub = new HandoverHub(tokens, this.handover.leaseMs, this.handover.maxPerCommit, this.log);
