@@ -167,11 +167,10 @@ export class RabbitTransport implements JobTransport {
   async consume(handle: JobHandler): Promise<() => Promise<void>> {
     const consumer = new WorkQueueConsumer(this.broker, this.topology, handle, this.prefetch, this.log);
     await consumer.start();
-    const from = this.handover?.from;
-    if (!from) return () => consumer.stop();
-    const limits = { maxInFlight: this.handover!.maxInFlight, maxPerCommit: this.handover!.maxPerCommit };
-    const handedOver = new HandedOverJobs(handle, limits, () => consumer.jobsInHand, this.log);
-    const link = new HandoverLink(from.url, from.token, handedOver, this.log);
+    const handover = this.handover;
+    if (!handover?.from) return () => consumer.stop();
+    const handedOver = new HandedOverJobs(handle, handover, () => consumer.jobsInHand, this.log);
+    const link = new HandoverLink(handover.from.url, handover.from.token, handedOver, this.log);
     handedOver.onRoomChange = consumer.onSettled = () => link.roomChanged();
     link.start();
     return async () => {
