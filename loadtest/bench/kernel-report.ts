@@ -1,7 +1,7 @@
 import type { KernelEvents } from "./observe.ts";
 import type { PhaseResult } from "./phases.ts";
 import { PEER_LABEL, TRANSPORT_LABEL } from "./peers-report.ts";
-import { stackGroups, type BenchReport } from "./report.ts";
+import { OUTSIDE_STACK, stackGroups, type BenchReport } from "./report.ts";
 
 /**
  * The report's sections on what a delivery's CPU is made of, for Evently's transports and the peers
@@ -32,7 +32,7 @@ function kernelRow(label: string, p: PhaseResult): string | undefined {
   return (
     `| ${label} | ${p.spec.name} | ${perGroup(kernel, groups, delivered, sleeps)} | ${perGroup(kernel, groups, delivered, faults)} | ` +
     `**${total(kernel, groups, delivered, sleeps)}** · ${total(kernel, groups, delivered, preemptions)} · **${total(kernel, groups, delivered, faults)}** | ` +
-    `${kernel.bench ? `${(kernel.bench.sleeps / delivered).toFixed(2)} · ${(kernel.bench.faults / delivered).toFixed(2)}` : "–"} |`
+    `${OUTSIDE_STACK.filter((g) => kernel[g]).map((g) => `${g} ${(kernel[g]!.sleeps / delivered).toFixed(2)} · ${(kernel[g]!.faults / delivered).toFixed(2)}`).join("<br>") || "–"} |`
   );
 }
 
@@ -87,9 +87,9 @@ export function kernelEventLines(r: Pick<BenchReport, "runs" | "peers">): string
     "Over each phase (publishing and drain), from `/proc`, every thread of each process. A sleep is a voluntary context",
     "switch: a thread blocked (epoll, a socket, a lock) and was woken again later, so it counts wake-ups. A preemption",
     "is an involuntary one. The ceilings' kernel probe reads what a wake-up and a page fault cost on this machine. `bench`",
-    "is the generator and sink, outside the stack.",
+    "is the generator and `sink` the sink, each a process of its own outside the stack.",
     "",
-    "| System | Phase | Sleeps per event, by process | Page faults per event, by process | Stack: sleeps · preemptions · faults | bench: sleeps · faults |",
+    "| System | Phase | Sleeps per event, by process | Page faults per event, by process | Stack: sleeps · preemptions · faults | Generator and sink: sleeps · faults |",
     "| --- | --- | --- | --- | --- | --- |",
     ...rows,
     "",

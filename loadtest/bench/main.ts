@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { configSchemas, variablesOf } from "../../services/core/config/index.ts";
-import { startSink } from "../sink/server.ts";
+import { startSinkProcess, type SinkProcess } from "../sink/process.ts";
 import { measureCeilings, samplePayload } from "./ceilings.ts";
 import { memoryOf } from "./observe.ts";
 import { startOtlpReceiver } from "../../services/test/support/otlp.ts";
@@ -22,7 +22,7 @@ import { parsePeersChoice, runPeers } from "./peers.ts";
  *
  * Measures this machine's raw ceilings, then for each queue transport (both by default, RabbitMQ
  * first) starts Evently on a scratch database (and, for RabbitMQ, its own AMQP prefix) with an
- * in-process sink, runs the publish phases, and checks that every accepted event was delivered
+ * sink in a process of its own, runs the publish phases, and checks that every accepted event was delivered
  * exactly once with a valid signature. Then the peers (bench/peers.ts: webhook senders on
  * graphile-worker and BullMQ; not with --quick unless --peers names them) go through the same
  * warm-up, latency phase and ramp. Writes loadtest/results/bench-<time>[-quick].json and .md
@@ -138,8 +138,9 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
   let postgresSettings: Record<string, string> = {};
   log(`=== ${transport} transport: ${roles.join(", ")}`);
   let stack: Awaited<ReturnType<typeof startStack>> | undefined;
-  const sink = startSink({ port: 0 });
+  let sinkProcess: SinkProcess | undefined;
   try {
+    const sink = (sinkProcess = await startSinkProcess());
     stack = await startStack({ transport, roles, env: stackEnv, databaseSettings, cpuProfileDir: args["cpu-prof"], log, handover: args.handover !== "off" });
     const s = stack;
     // As a producer runs: with an application's own key (made with the admin key), which is what
@@ -147,7 +148,7 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
     const apiKey = await producerKey(s, "bench");
     const endpoint = await createVia(s, "/endpoints", { url: `${sink.url}/hooks/bench`, description: "benchmark sink" }, apiKey);
     await createVia(s, "/routes", { endpointId: endpoint.id, eventType: "bench.*" }, apiKey);
-    sink.addSecret(endpoint.secret, "bench");
+    await sink.addSecret(endpoint.secret, "bench");
 
     const target = {
       transport,
@@ -158,7 +159,7 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
       fanout: 1,
       payload: JSON.parse(samplePayload(1)),
       roleUrls: s.roleUrls,
-      pids: s.pids,
+      pids: { ...s.pids, sink: sink.pid },
       database: new URL(s.env.DATABASE_URL!).pathname.slice(1),
       dbStats: s.dbStats,
       backendPools: s.backendPools,
@@ -217,7 +218,7 @@ async function runTransport(transport: BenchTransport): Promise<TransportRun> {
   } catch (err) {
     failures.push(`run aborted: ${(err as Error).message}`);
   } finally {
-    await sink.stop();
+    await sinkProcess?.stop();
     await stack?.stop();
   }
   const passed = failures.length === 0;

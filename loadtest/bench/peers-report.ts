@@ -1,6 +1,6 @@
 import type { PhaseResult } from "./phases.ts";
 import type { PeerRun } from "./peers.ts";
-import type { BenchReport, CpuPerDelivery, Summary } from "./report.ts";
+import { cpuBreakdown, type BenchReport, type CpuPerDelivery, type Summary } from "./report.ts";
 
 /**
  * The report's "Peers" section: Evently on each transport next to the webhook senders a team could
@@ -25,14 +25,6 @@ interface System {
 
 const latencyOf = (s: System, phase: string) => s.summary.latency.find((l) => l.phase === phase);
 const cpuOf = (s: System, phase: string) => s.summary.cpuPerDelivery.find((c) => c.phase === phase);
-
-function cpuCell(c: CpuPerDelivery | undefined): string {
-  if (!c) return "–";
-  const parts = Object.entries(c.perGroup)
-    .filter(([g, v]) => g !== "bench" && v >= 0.005)
-    .map(([g, v]) => `${g} ${v.toFixed(2)}`);
-  return `**${c.stack.toFixed(2)} ms** (${parts.join(", ")})`;
-}
 
 function sustainedCell(s: System): string {
   const best = s.summary.sustained;
@@ -96,7 +88,7 @@ export function peersLines(r: BenchReport): string[] {
       return l ? `**${ms(l.p50)} / ${ms(l.p95)} / ${ms(l.p99)} ms** (${n(l.achievedPerSecond)}/s achieved)` : "–";
     });
   row("Sustained deliveries (ramp: highest step kept up)", sustainedCell);
-  for (const phase of cpuPhases) row(`CPU per delivered event, \`${phase}\` (core·ms; total, then by process)`, (s) => cpuCell(cpuOf(s, phase)));
+  for (const phase of cpuPhases) row(`CPU per delivered event, \`${phase}\` (core·ms; total, then by process)`, (s) => cpuBreakdown(cpuOf(s, phase)));
   row("What it does not give", (s) => (s.peer ? s.peer.doesNotGive.join("; ") : "–"));
 
   // Evently ÷ the best peer, figure by figure: the best peer may differ from one figure to the next.

@@ -2,7 +2,7 @@ import { generateSecret } from "../../services/core/signing/index.ts";
 import { PEERS } from "../peers/drivers.ts";
 import { startPeer, type RunningPeer } from "../peers/launch.ts";
 import { isPeerName, PEER_NAMES, settingsOf, type PeerName, type PeerSettings } from "../peers/peer.ts";
-import { startSink } from "../sink/server.ts";
+import { startSinkProcess, type SinkProcess } from "../sink/process.ts";
 import { samplePayload } from "./ceilings.ts";
 import { memoryOf } from "./observe.ts";
 import { defaultPhases, rampSteps, runPhase, type PhaseResult, type PhaseSpec, type PhaseTarget } from "./phases.ts";
@@ -77,15 +77,16 @@ export async function runPeer(peer: PeerName, options: PeerRunOptions): Promise<
   const { log } = options;
   const driver = PEERS[peer];
   const settings = settingsOf(driver, options.settings);
-  const sink = startSink({ port: 0 });
   const secret = generateSecret();
-  sink.addSecret(secret, "bench");
   const phases: PhaseResult[] = [];
   const failures: string[] = [];
   const notes: string[] = [];
   const memory: Memory = {};
   let running: RunningPeer | undefined;
+  let sinkProcess: SinkProcess | undefined;
   try {
+    const sink = (sinkProcess = await startSinkProcess());
+    await sink.addSecret(secret, "bench");
     running = await startPeer({ peer, endpoints: [{ id: "ep_bench", url: `${sink.url}/hooks/bench`, secret }], settings, log });
     log(`=== peer ${peer}: ${JSON.stringify(settings)}`);
     const queue = running.queue;
@@ -98,7 +99,7 @@ export async function runPeer(peer: PeerName, options: PeerRunOptions): Promise<
       fanout: 1,
       payload: JSON.parse(samplePayload(1)),
       roleUrls: {},
-      pids: running.pids,
+      pids: { ...running.pids, sink: sink.pid },
       database: queue.database,
     };
     const run = async (spec: PhaseSpec) => {
@@ -127,7 +128,7 @@ export async function runPeer(peer: PeerName, options: PeerRunOptions): Promise<
   } catch (err) {
     failures.push(`run aborted: ${(err as Error).message}`);
   } finally {
-    await sink.stop();
+    await sinkProcess?.stop();
     await running?.stop();
   }
   const left = await running?.queue.leftovers().catch(() => 0);

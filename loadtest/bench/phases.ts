@@ -1,7 +1,7 @@
 import type { HistogramSummary } from "../sink/histogram.ts";
 import type { LatencyBudget } from "./budget.ts";
 import type { WaitProfile, WaitSampler } from "./wait-events.ts";
-import type { Sink } from "../sink/server.ts";
+import type { SinkProcess } from "../sink/process.ts";
 import { coreSpeedApart } from "./core-speed.ts";
 import { runClosedLoop, runOpenLoop, type LoadResult } from "./generator.ts";
 import type { BenchTransport, DbStats } from "./stack.ts";
@@ -43,7 +43,8 @@ export interface PhaseTarget {
   transport: BenchTransport | PeerName;
   apiUrl: string;
   apiKey?: string;
-  sink: Sink;
+  /** The verifying sink, in a process of its own: its pid is in `pids` as `sink`. */
+  sink: Pick<SinkProcess, "stats" | "reset" | "waitFor">;
   eventType: string;
   /** Endpoints routed to eventType: deliveries expected per event. */
   fanout: number;
@@ -161,7 +162,7 @@ function requestFor(t: PhaseTarget, batchSize: number): (i: number) => { url: st
 }
 
 export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: number, log: (m: string) => void): Promise<PhaseResult> {
-  t.sink.reset();
+  await t.sink.reset();
   const request = requestFor(t, spec.batchSize);
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (t.apiKey) headers.authorization = `Bearer ${t.apiKey}`;
@@ -175,7 +176,10 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
     eventsAccepted += spec.batchSize === 1 ? 1 : (JSON.parse(text) as { data: unknown[] }).data.length;
   };
   const onProgress = (p: { elapsedMs: number; ok: number; errors: number; inFlight: number }) =>
-    log(`  ${spec.name} ${(p.elapsedMs / 1000).toFixed(0)}s: ${p.ok} requests ok, ${p.errors} errors, ${p.inFlight} in flight, sink ${t.sink.stats().unique}`);
+    void t.sink
+      .stats()
+      .then((s) => log(`  ${spec.name} ${(p.elapsedMs / 1000).toFixed(0)}s: ${p.ok} requests ok, ${p.errors} errors, ${p.inFlight} in flight, sink ${s.unique}`))
+      .catch(() => {});
 
   log(`phase ${spec.name} [${t.transport}]: ${spec.description}`);
   const dbBefore = t.dbStats ? await t.dbStats().catch(() => undefined) : undefined;
@@ -195,7 +199,7 @@ export async function runPhase(t: PhaseTarget, spec: PhaseSpec, drainTimeoutMs: 
       spec.mode === "open"
         ? await runOpenLoop({ rate: (spec.eventsPerSecond ?? 0) / spec.batchSize, durationMs: spec.durationMs, concurrencyLimit: spec.concurrency, send, onProgress })
         : await runClosedLoop({ concurrency: spec.concurrency, durationMs: spec.durationMs, count: spec.requests, send, onProgress });
-    atPublishEnd = t.sink.stats().unique;
+    atPublishEnd = (await t.sink.stats()).unique;
   } catch (err) {
     await waits?.stop(); // a load that throws leaves no sampler running
     throw err;

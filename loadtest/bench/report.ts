@@ -41,7 +41,7 @@ export interface BenchReport {
   ceilings: Ceilings | null;
   /** One run per transport measured, one after the other on the same machine. */
   runs: TransportRun[];
-  /** The bench process (generator + sink) over all runs. */
+  /** The bench process (the generator; the sink runs apart) over all runs. */
   benchMemory?: { peakRssMiB: number; rssMiB: number };
   /** Every run passed. */
   passed: boolean;
@@ -100,6 +100,9 @@ export interface CpuPerDelivery {
   bench: number;
 }
 
+/** The processes of the bench itself, whose CPU every table shows apart from the stack's: the generator and the sink. */
+export const OUTSIDE_STACK = ["bench", "sink"];
+
 /** The process groups whose CPU serves a stack on this transport, or a peer (its processes and queue server). */
 export function stackGroups(transport: PhaseResult["transport"]): string[] {
   if (isPeerName(transport)) return PEER_STACK_GROUPS[transport];
@@ -111,7 +114,7 @@ export function cpuPerDelivery(p: PhaseResult): CpuPerDelivery | undefined {
   if (delivered <= 0) return undefined;
   const u = p.cpu.total;
   const perEvent = (cpuSeconds: number) => Math.round(((cpuSeconds * 1000) / delivered) * 1000) / 1000;
-  const groups = [...stackGroups(p.transport), "bench"];
+  const groups = [...stackGroups(p.transport), ...OUTSIDE_STACK];
   const perGroup = Object.fromEntries(groups.filter((g) => u.cpuSeconds[g] !== undefined).map((g) => [g, perEvent(u.cpuSeconds[g]!)]));
   const stack = stackGroups(p.transport).reduce((sum, g) => sum + (perGroup[g] ?? 0), 0);
   return { phase: p.spec.name, delivered, perGroup, stack: Math.round(stack * 1000) / 1000, bench: perGroup.bench ?? 0 };
@@ -238,7 +241,7 @@ function headline(r: TransportRun, c: Ceilings | null): string[] {
   return lines;
 }
 
-const GROUPS = ["api", "worker", "dispatcher", "all", "bench", "postgres", "postgres bg", "rabbitmq", "other"];
+const GROUPS = ["api", "worker", "dispatcher", "all", ...OUTSIDE_STACK, "postgres", "postgres bg", "rabbitmq", "other"];
 
 /** The CPU columns of a run: its own role processes, and the rest of the machine. */
 function groupsOf(r: TransportRun): string[] {
@@ -312,10 +315,11 @@ function comparedCpuPhases(runs: TransportRun[]): string[] {
   return names.filter((x, i): x is string => x !== undefined && names.indexOf(x) === i);
 }
 
-function cpuBreakdown(c: CpuPerDelivery | undefined): string {
+/** A stack's CPU per delivery, bold, with the processes that make it up. */
+export function cpuBreakdown(c: CpuPerDelivery | undefined): string {
   if (!c) return "–";
   const parts = Object.entries(c.perGroup)
-    .filter(([g, v]) => g !== "bench" && v >= 0.005)
+    .filter(([g, v]) => !OUTSIDE_STACK.includes(g) && v >= 0.005)
     .map(([g, v]) => `${g} ${v.toFixed(2)}`);
   return `**${c.stack.toFixed(2)} ms** (${parts.join(", ")})`;
 }
@@ -560,7 +564,7 @@ export function renderMarkdown(r: BenchReport): string {
       "CPU per delivered event: CPU time from a phase's first request to its last delivery (ingest and",
       "delivery together) over the events delivered, in milliseconds of one core. The stack total counts its",
       "roles, Postgres (the stack's backends and background processes) and, on the RabbitMQ transport,",
-      "RabbitMQ; not the load generator and sink, nor other load.",
+      "RabbitMQ; not the load generator (`bench`) and the sink (`sink`), nor other load.",
       "",
       ...sideBySide(r),
       "",
@@ -571,7 +575,7 @@ export function renderMarkdown(r: BenchReport): string {
       `A ramp step keeps up when deliveries during the step reach ${KEEP_UP.deliveredShare * 100}% of the accepted rate, the backlog`,
       `left drains within ${KEEP_UP.drainMs / 1000} s, and the generator achieves ≥ ${KEEP_UP.achievedShare * 100}% of the target with no drops or errors.`,
       "Burst phases stop the delivery roles (worker, and dispatcher where it runs) while publishing.",
-      "`bench` in the CPU tables is this process: the load generator and the sink. `postgres` is the backends serving the",
+      "`bench` in the CPU tables is this process, the load generator; `sink` the sink's own process. `postgres` is the backends serving the",
       "stack's database, `postgres bg` Postgres's background processes (WAL writer, checkpointer, …); `other` is everything",
       "else on the machine seen in both samples (a lower bound), including Postgres backends of other databases.",
       "",
@@ -588,7 +592,7 @@ export function renderMarkdown(r: BenchReport): string {
     lines.push(...peersLines(r));
     for (const t of r.runs) lines.push(...runLines(t, r.ceilings));
   }
-  if (r.benchMemory) lines.push("", `Peak RSS of the bench process (sink + generator) over all runs: ${r.benchMemory.peakRssMiB} MiB (${r.benchMemory.rssMiB} MiB at the end).`);
+  if (r.benchMemory) lines.push("", `Peak RSS of the bench process (the generator) over all runs: ${r.benchMemory.peakRssMiB} MiB (${r.benchMemory.rssMiB} MiB at the end).`);
   lines.push("", ...scalingLines(r));
   if (r.ceilings) lines.push("", "## This machine's raw ceilings", "", ...ceilingLines(r.ceilings));
   lines.push("");

@@ -21,9 +21,9 @@ function sampleTimeline(bench: Awaited<ReturnType<typeof openBench>>, everyMs: n
   const timeline: Timeline = [];
   const started = Date.now();
   let last = { at: started, delivered: 0 };
-  const timer = setInterval(() => {
+  const timer = setInterval(async () => {
     const at = Date.now();
-    const delivered = bench.sink.stats().unique;
+    const delivered = (await bench.sink.stats().catch(() => ({ unique: last.delivered }))).unique;
     const rssMiB: Record<string, number> = {};
     for (const [role, pid] of Object.entries(bench.stack.pids)) {
       const m = memoryOf(pid);
@@ -52,7 +52,7 @@ export async function runBacklog(ctx: CurveContext): Promise<ScalingCurve> {
       requests: Math.ceil(jobs / BATCH),
       durationMs: 15 * 60_000,
     };
-    bench.sink.reset();
+    await bench.sink.reset();
     const sampler = sampleTimeline(bench, ctx.quick ? 500 : 2000);
     let p: PhaseResult;
     try {

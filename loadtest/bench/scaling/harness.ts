@@ -1,4 +1,4 @@
-import { startSink, type Sink } from "../../sink/server.ts";
+import { startSinkProcess, type SinkProcess } from "../../sink/process.ts";
 import { runClosedLoop } from "../generator.ts";
 import { cpuBetween, sampleCpu } from "../observe.ts";
 import { defaultPhases, runPhase, type PhaseResult, type PhaseSpec, type PhaseTarget } from "../phases.ts";
@@ -7,7 +7,7 @@ import type { ScalingPoint } from "../scaling.ts";
 import { createVia, producerKey, startStack, type BenchTransport, type Stack } from "../stack.ts";
 
 /**
- * What every scaling curve does the same way: a stack of its own with the in-process sink, an
+ * What every scaling curve does the same way: a stack of its own with the sink in its own process, an
  * application and key as a producer has, endpoints on the sink made through the API, phases run
  * with the same checks as the main bench (every accepted event delivered once, signatures valid),
  * and a phase turned into a point of the curve.
@@ -29,7 +29,7 @@ export interface CurveContext {
 
 export interface Bench {
   stack: Stack;
-  sink: Sink;
+  sink: SinkProcess;
   roles: Role[];
   /** A target for runPhase: the stack, sink and key, publishing `eventType` to `fanout` endpoints. */
   target(fields: Partial<PhaseTarget> & Pick<PhaseTarget, "eventType" | "payload">): PhaseTarget;
@@ -47,9 +47,10 @@ export const defaultRoles = (transport: BenchTransport): Role[] => (transport ==
 /** Starts a stack (its own scratch database and AMQP prefix) and the sink, and makes the producer's application and key. */
 export async function openBench(ctx: CurveContext, options: { roles?: Role[]; env?: Record<string, string> } = {}): Promise<Bench> {
   const roles = options.roles ?? defaultRoles(ctx.transport);
-  const sink = startSink({ port: 0 });
+  let sinkProcess: SinkProcess | undefined;
   let stack: Stack | undefined;
   try {
+    const sink = (sinkProcess = await startSinkProcess());
     stack = await startStack({ transport: ctx.transport, roles, env: { ...ctx.env, ...options.env }, databaseSettings: ctx.databaseSettings, log: ctx.log, label: "scaling" });
     const s = stack;
     const database = new URL(s.env.DATABASE_URL!).pathname.slice(1);
@@ -63,7 +64,7 @@ export async function openBench(ctx: CurveContext, options: { roles?: Role[]; en
       sink,
       fanout: 1,
       roleUrls: s.roleUrls,
-      pids: s.pids,
+      pids: { ...s.pids, sink: sink.pid },
       database,
       dbStats: s.dbStats,
       backendPools: s.backendPools,
@@ -78,7 +79,7 @@ export async function openBench(ctx: CurveContext, options: { roles?: Role[]; en
         send: async (i) => {
           const hook = `${scope}-${i}`;
           const endpoint = await createVia(s, "/endpoints", { url: `${sink.url}/hooks/${hook}`, description: `scaling ${hook}`, eventTypes: [eventTypes[i]] }, apiKey);
-          sink.addSecret(endpoint.secret, hook);
+          await sink.addSecret(endpoint.secret, hook);
           ids[i] = { id: endpoint.id };
         },
       });
@@ -114,7 +115,7 @@ export async function openBench(ctx: CurveContext, options: { roles?: Role[]; en
     };
     return { stack: s, sink, roles, target, addEndpoints, measure, warmUp, stop };
   } catch (err) {
-    await sink.stop();
+    await sinkProcess?.stop();
     await stack?.stop();
     throw err;
   }

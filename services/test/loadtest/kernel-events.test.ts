@@ -69,6 +69,7 @@ test("the report divides each group's counts by the events delivered, with the s
             worker: { sleeps: 2500, preemptions: 300, faults: 1850 },
             postgres: { sleeps: 3500, preemptions: 100, faults: 600 },
             bench: { sleeps: 2300, preemptions: 0, faults: 1400 },
+            sink: { sleeps: 1200, preemptions: 0, faults: 300 },
           }),
         ],
       },
@@ -81,7 +82,8 @@ test("the report divides each group's counts by the events delivered, with the s
   expect(rows[0]).toContain("api 1.10 · worker 2.50 · postgres 3.50");
   expect(rows[0]).toContain("api 1.75 · worker 1.85 · postgres 0.60");
   expect(rows[0]).toContain("**7.1** · 0.5 · **4.2**");
-  expect(rows[0]).toContain("| 2.30 · 1.40 |");
+  // The generator and the sink apart, neither in the stack's totals.
+  expect(rows[0]).toContain("| bench 2.30 · 1.40<br>sink 1.20 · 0.30 |");
 });
 
 test("the report lists each role's threads per delivered event, the busiest first and the idle left out", () => {
