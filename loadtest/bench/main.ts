@@ -21,9 +21,9 @@ import { parsePeersChoice, runPeers } from "./peers.ts";
  * `npm run bench -- [--transport=rabbitmq|postgres|both] [--quick] [--no-ceilings] [--scale=2] [--roles=all] [--phases=warmup,burst-batch] [--budget] [--wait-events] [--peers=graphile,bullmq|none] [--handover=off] [--scaling[=fanout,payload,…]] [--charts-from=run.json] [--out=dir] [--db-set=name=value] [--cpu-prof=dir]`
  *
  * Measures this machine's raw ceilings, then for each queue transport (both by default, RabbitMQ
- * first) starts Evently on a scratch database (and, for RabbitMQ, its own AMQP prefix) with an
- * sink in a process of its own, runs the publish phases, and checks that every accepted event was delivered
- * exactly once with a valid signature. Then the peers (bench/peers.ts: webhook senders on
+ * first) starts Evently on a scratch database (and, for RabbitMQ, its own AMQP prefix) with a
+ * sink in a process of its own, runs the publish phases, and checks that every accepted event was
+ * delivered exactly once with a valid signature. Then the peers (bench/peers.ts: webhook senders on
  * graphile-worker and BullMQ; not with --quick unless --peers names them) go through the same
  * warm-up, latency phase and ramp. Writes loadtest/results/bench-<time>[-quick].json and .md
  * (a full run of both transports also latest.json and latest.md). Exits 1 when a check fails, never

@@ -53,12 +53,14 @@ async function listeningUrl(proc: Bun.Subprocess<"ignore", "pipe", "inherit">, t
 }
 
 export async function startSinkProcess(options: SinkProcessOptions = {}): Promise<SinkProcess> {
+  // The bench's environment (its allocator settings, say), without sink settings it may hold: faults
+  // injected from there would fail the run's deliveries.
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("SINK_")));
   const proc = Bun.spawn([process.execPath, MAIN], {
     env: {
-      ...process.env,
+      ...inherited,
       PORT: "0",
       HOST: "127.0.0.1",
-      SINK_SECRET: "",
       SINK_DEDUP_WINDOW: String(options.dedupWindow ?? 5_000_000),
     },
     stdin: "ignore",
