@@ -95,9 +95,9 @@ export interface Summary {
 export interface CpuPerDelivery {
   phase: string;
   delivered: number;
+  /** Each process group's share, the generator (`bench`) and the sink (`sink`) among them. */
   perGroup: Record<string, number>;
   stack: number;
-  bench: number;
 }
 
 /** The processes of the bench itself, whose CPU every table shows apart from the stack's: the generator and the sink. */
@@ -117,7 +117,7 @@ export function cpuPerDelivery(p: PhaseResult): CpuPerDelivery | undefined {
   const groups = [...stackGroups(p.transport), ...OUTSIDE_STACK];
   const perGroup = Object.fromEntries(groups.filter((g) => u.cpuSeconds[g] !== undefined).map((g) => [g, perEvent(u.cpuSeconds[g]!)]));
   const stack = stackGroups(p.transport).reduce((sum, g) => sum + (perGroup[g] ?? 0), 0);
-  return { phase: p.spec.name, delivered, perGroup, stack: Math.round(stack * 1000) / 1000, bench: perGroup.bench ?? 0 };
+  return { phase: p.spec.name, delivered, perGroup, stack: Math.round(stack * 1000) / 1000 };
 }
 
 const ok = <T extends object>(p: Probe<T> | undefined): T | undefined => (p && !("error" in p) ? (p as T) : undefined);

@@ -150,7 +150,8 @@ export class HandoverHub implements CommitConsumer {
   /**
    * Offers no more room, and closes each connection once the commits under way that reserved room
    * in it have handed their jobs over; workers reconnect, to another API process behind the same
-   * address or to this one started again, and get their jobs by take meanwhile.
+   * address or to this one started again, and get their jobs the usual way meanwhile (a take, or
+   * the broker).
    */
   stop(): void {
     for (const link of this.links) this.leave(link, "api");
@@ -282,7 +283,7 @@ export class HandoverLink {
       if (this.stopped) return;
       this.failures++;
       if (this.failures === 1 || this.failures % 10 === 0)
-        this.log.warn("hand-over connection closed; jobs come by take meanwhile", { api: this.url, code: event.code, failures: this.failures });
+        this.log.warn("hand-over connection closed; jobs come the usual way meanwhile (a take, or the broker)", { api: this.url, code: event.code, failures: this.failures });
       this.retry = setTimeout(() => this.connect(), Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** Math.min(this.failures - 1, 6)));
     };
   }

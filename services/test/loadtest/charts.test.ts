@@ -41,7 +41,7 @@ function xmlProblem(xml: string): string | null {
   return open.length ? `<${open.at(-1)}> never closed` : roots === 1 ? null : "no root element";
 }
 
-const cpu = (stack: number, groups: Record<string, number>): CpuPerDelivery => ({ phase: "p", delivered: 1000, perGroup: groups, stack, bench: 0.1 });
+const cpu = (stack: number, groups: Record<string, number>): CpuPerDelivery => ({ phase: "p", delivered: 1000, perGroup: groups, stack });
 
 function point(x: number, label: string, over: Partial<ScalingPoint> = {}): ScalingPoint {
   return {
