@@ -88,6 +88,7 @@ export class PostgresTransport implements JobTransport {
     const from = this.options.handoverFrom;
     const link = from ? new HandoverLink(from.url, from.token, consumer, this.log) : null;
     consumer.onRoomChange = link ? () => link.roomChanged() : undefined;
+    if (link) consumer.heldForCommits = () => link.heldForCommits(this.options.pollIntervalMs);
     link?.start();
     return async () => {
       this.consumers.delete(consumer);
@@ -150,6 +151,10 @@ class OutboxConsumer implements CommitConsumer, HandoverReceiver {
   private lapsedLookedAt = 0;
   /** Told whenever the jobs in hand change (the hand-over link grants room by it). */
   onRoomChange: (() => void) | undefined;
+  /** Room the take leaves to an API's commits that are using it (HandoverLink.heldForCommits). */
+  heldForCommits: () => number = () => 0;
+  /** Since when that has kept the take from taking: at most a poll interval. */
+  private heldBackSince: number | undefined;
 
   /** The one connection takes go through, so their cached plan is made once (INDEX_ONLY_SESSION). */
   private takeSql: Sql;
@@ -234,10 +239,12 @@ class OutboxConsumer implements CommitConsumer, HandoverReceiver {
   private async run(): Promise<void> {
     let failures = 0;
     while (!this.stopped) {
-      const room = Math.min(this.options.takeBatch, this.options.maxInFlight - this.inFlight);
+      const room = this.takeRoom();
       if (room <= 0) {
         this.waitingForRoom = true;
-        await this.sleep(this.options.pollIntervalMs); // woken when a message settles
+        // Woken when a message settles; room held for commits lapses after a poll interval.
+        const heldFor = this.heldBackSince === undefined ? 0 : performance.now() - this.heldBackSince;
+        await this.sleep(Math.max(1, this.options.pollIntervalMs - heldFor));
         this.waitingForRoom = false;
         continue;
       }
@@ -276,6 +283,25 @@ class OutboxConsumer implements CommitConsumer, HandoverReceiver {
       } else if (this.wokenMeanwhile) this.wokenMeanwhile = false;
       else await this.sleep(this.sleepFor(take.nextDueMs));
     }
+  }
+
+  /**
+   * What the next take may take: the room the jobs in hand leave, less what commits handing jobs
+   * over are about to use. Once that has kept the loop from taking for a poll interval, all of the
+   * room: jobs due in the outbox (retries, what did not fit in a commit) are taken at least once per
+   * interval even while commits keep the worker full. Under sustained overload new events come first.
+   */
+  private takeRoom(): number {
+    const free = this.options.maxInFlight - this.inFlight;
+    const held = free > 0 ? this.heldForCommits() : 0;
+    if (held < free || free <= 0) {
+      this.heldBackSince = undefined;
+      return Math.min(this.options.takeBatch, free - held);
+    }
+    this.heldBackSince ??= performance.now();
+    if (performance.now() - this.heldBackSince < this.options.pollIntervalMs) return 0;
+    this.heldBackSince = undefined;
+    return Math.min(this.options.takeBatch, free);
   }
 
   /**
