@@ -48,14 +48,14 @@ export const queueSchema = z
     ),
     QUEUE_TAKE_BATCH: int(256, 1, 10_000).describe("Postgres transport: most jobs a worker takes from the outbox at once. Either transport: most jobs one commit hands over to a worker (QUEUE_HANDOVER_URL)."),
     QUEUE_LOCAL_HANDOVER: bool(true).describe(
-      "Postgres transport, a process that both ingests and delivers (role `all`): a commit whose new jobs fit in this process's worker (up to QUEUE_TAKE_BATCH) claims them itself and hands them over in memory, with no NOTIFY and no take. Off: every job goes through the outbox's take.",
+      "Postgres transport, a process that both ingests and delivers (role `all`): a commit claims the new jobs that fit in this process's worker (up to QUEUE_TAKE_BATCH) itself and hands them over in memory, with no NOTIFY and no take; the rest go through the outbox. Off: every job goes through the outbox's take.",
     ),
     QUEUE_HANDOVER_URL: z
       .string()
       .regex(/^https?:\/\/[^/?#]+\/?$/, "must be an http:// or https:// URL with no path, like `http://api:8080`")
       .optional()
       .describe(
-        "A worker process: the API process to connect to for the hand-over, like `http://evently-api:8080`. Commits of that API whose new jobs fit in this worker's room (up to QUEUE_TAKE_BATCH) claim them and send them over the connection: on the Postgres transport with no NOTIFY and no take, on RabbitMQ with no publish and no claim statement. The rest, and everything while the connection is down, come the usual way (the outbox's take, or the broker). Authenticated with a token both derive from ENCRYPTION_KEY. Unset: no hand-over.",
+        "A worker process: the API process to connect to for the hand-over, like `http://evently-api:8080`. Commits of that API claim the new jobs that fit in this worker's room (up to QUEUE_TAKE_BATCH) and send them over the connection: on the Postgres transport with no NOTIFY and no take, on RabbitMQ with no publish and no claim statement. The rest, and everything while the connection is down, come the usual way (the outbox's take, or the broker). Authenticated with a token both derive from ENCRYPTION_KEY. Unset: no hand-over.",
       ),
     QUEUE_TAKE_LEASE_MS: z.coerce
       .number()

@@ -28,13 +28,13 @@ export interface CreatedJob {
 export interface InsertedBatch {
   insertedEventIds: Set<string>;
   jobs: CreatedJob[];
-  /** The statement claimed every job it made for the consumer `claimFor` offered room in (no NOTIFY went out). */
-  claimed: boolean;
+  /** Jobs the statement made claimed for the consumer `claimFor` offered room in; empty: none. */
+  claimedJobIds: Set<string>;
 }
 
 /** Room a consumer offered the committing process (queue/transport.ts `CommitConsumer`). */
 export interface CommitClaim {
-  /** Most jobs it may be given: a statement that makes more claims none of them. */
+  /** Most jobs it may be given: a statement that makes more claims this many of them. */
   maxJobs: number;
   /** The lease of each claim (WORKER_LEASE_MS), as the take's. */
   leaseMs: number;
@@ -76,11 +76,14 @@ export const INGEST_SESSION: Record<string, string> = { plan_cache_mode: "force_
  * durable commit more per group.
  *
  * `claimFor`: a consumer offered the committing process room (the Postgres transport's worker in
- * the same process, or one connected for the hand-over, on either transport). When every job the
- * statement makes fits in it, they are made claimed, as a take would leave them: `delivering` under
- * a lease, their outbox entry a `lease` due when it lapses; and nobody is notified. The caller hands
- * them over, so they need no wake-up and no take, or no publish and no claim; if that fails, the
- * leases lapse and the jobs are taken, or published, again then. More jobs than that: made as usual.
+ * the same process, or one connected for the hand-over, on either transport). The jobs that fit in
+ * it are made claimed, as a take would leave them: `delivering` under a lease, their outbox entry a
+ * `lease` due when it lapses. The caller hands them over, so they need no wake-up and no take, or
+ * no publish and no claim; if that fails, the leases lapse and the jobs are taken, or published,
+ * again then. The rest are made as usual, and the statement notifies only when there are any. It
+ * claims those that fit, not none, when a group makes more: at the edge of a worker's capacity its
+ * room frees a few jobs at a time, and groups of batched events went whole to the take
+ * (BENCHMARKS.md, "The take leaves commits their room").
  */
 export async function insertEventsWithJobs(
   tx: TxSql | Sql,
@@ -121,43 +124,48 @@ export async function insertEventsWithJobs(
       ) m
     ), targets as (
       select i.id as event_id, i.app_id, i.type, i.created_at, rt.endpoint_id,
-             i.created_at + make_interval(secs => coalesce(i.ttl_seconds, rt.ttl_seconds)) as expires_at
+             i.created_at + make_interval(secs => coalesce(i.ttl_seconds, rt.ttl_seconds)) as expires_at,
+             row_number() over () as n
       from inserted
       join input i on i.id = inserted.id
       join routed rt on rt.app_id = i.app_id and rt.type = i.type
     ), claim as (
-      -- One row: whether the jobs go, claimed, to the committing process's consumer (claimFor).
-      select ${claimFor?.maxJobs ?? 0}::int > 0 and (select count(*) from targets) <= ${claimFor?.maxJobs ?? 0}::int as local,
-             now() + ${claimFor?.leaseMs ?? 0}::int * interval '1 millisecond' as lease_until
+      -- One row: how many of the jobs go, claimed, to the committing process's consumer (claimFor).
+      select ${claimFor?.maxJobs ?? 0}::int as max_jobs, now() + ${claimFor?.leaseMs ?? 0}::int * interval '1 millisecond' as lease_until
     ), jobs_inserted as (
       insert into jobs (id, app_id, event_id, endpoint_id, event_type, status, next_attempt_at, created_at, expires_at)
       select evently_id('job'), t.app_id, t.event_id, t.endpoint_id, t.type,
-             case when c.local then 'delivering' else 'pending' end, case when c.local then c.lease_until end, t.created_at, t.expires_at
+             case when t.n <= c.max_jobs then 'delivering' else 'pending' end, case when t.n <= c.max_jobs then c.lease_until end,
+             t.created_at, t.expires_at
       from targets t cross join claim c
-      returning id, event_id, endpoint_id, created_at, expires_at
+      returning id, event_id, endpoint_id, created_at, expires_at, status = 'delivering' as claimed
     ), outbox_inserted as (
       insert into outbox (job_id, due_at, reason)
-      select j.id, case when c.local then c.lease_until else j.created_at + ${graceMs} * interval '1 millisecond' end,
-             case when c.local then 'lease' else 'publish' end
+      select j.id, case when j.claimed then c.lease_until else j.created_at + ${graceMs} * interval '1 millisecond' end,
+             case when j.claimed then 'lease' else 'publish' end
       from jobs_inserted j cross join claim c
     ), woken as (
       -- Always one row, so joining it keeps the rows of inserted; the notification is sent at commit.
       select count(*) as notified from (
-        select pg_notify(${notifyChannel}::text, '') from (select 1 from jobs_inserted limit 1) made
-        where ${notifyChannel}::text is not null and not (select local from claim)
+        select pg_notify(${notifyChannel}::text, '') from (select 1 from jobs_inserted where not claimed limit 1) made
+        where ${notifyChannel}::text is not null
       ) n
     )
-    select 'e' as kind, id, null as event_id, null as endpoint_id, null::timestamptz as expires_at, c.local as claimed
-    from inserted cross join woken cross join claim c
+    select 'e' as kind, id, null as event_id, null as endpoint_id, null::timestamptz as expires_at, false as claimed
+    from inserted cross join woken
     union all
-    select 'j' as kind, j.id, j.event_id, j.endpoint_id, j.expires_at, c.local as claimed from jobs_inserted j cross join claim c`;
+    select 'j' as kind, j.id, j.event_id, j.endpoint_id, j.expires_at, j.claimed from jobs_inserted j`;
   const insertedEventIds = new Set<string>();
+  const claimedJobIds = new Set<string>();
   const jobs: CreatedJob[] = [];
   for (const row of result) {
     if (row.kind === "e") insertedEventIds.add(row.id);
-    else jobs.push({ id: row.id, eventId: row.eventId!, endpointId: row.endpointId!, expiresAt: row.expiresAt });
+    else {
+      jobs.push({ id: row.id, eventId: row.eventId!, endpointId: row.endpointId!, expiresAt: row.expiresAt });
+      if (row.claimed) claimedJobIds.add(row.id);
+    }
   }
-  return { insertedEventIds, jobs, claimed: jobs.length > 0 && result[0]!.claimed };
+  return { insertedEventIds, jobs, claimedJobIds };
 }
 
 /**

@@ -57,8 +57,8 @@ export interface CommittedEvent {
 export interface ClaimedJobs {
   /** The room reserved for the commit: handing over frees what the jobs did not use. */
   reservation: Reservation;
-  /** Events whose jobs the commit claimed: those it inserted, not those an earlier try had. */
-  eventIds: Set<string>;
+  /** The jobs the commit claimed: those that fit the room, of events it inserted (not an earlier try's). */
+  jobIds: Set<string>;
 }
 
 const COMMIT_TRIES = 4;
@@ -77,8 +77,8 @@ export interface GroupCommitOptions {
   /** A consumer the commit may claim its jobs for (the queue transport's `commitConsumer`). */
   commitConsumer?: () => CommitConsumer | null;
   /**
-   * Receives every group once it is committed; `claimed` when the commit claimed its jobs for the
-   * commit consumer, which must then be handed them (or have the reservation released).
+   * Receives every group once it is committed; `claimed` when the commit claimed jobs for the commit
+   * consumer, which must then be handed them (or have the reservation released).
    */
   onCommitted?: (events: CommittedEvent[], claimed: ClaimedJobs | null) => void;
 }
@@ -183,7 +183,7 @@ export class GroupCommitter {
       reservation?.release();
       throw err;
     }
-    const claimed = batch.claimed && reservation ? { reservation, eventIds: batch.insertedEventIds } : null;
+    const claimed = batch.claimedJobIds.size > 0 && reservation ? { reservation, jobIds: batch.claimedJobIds } : null;
     if (!claimed) reservation?.release();
     return this.answer(group, batch, claimed);
   }

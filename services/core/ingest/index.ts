@@ -38,21 +38,22 @@ export class Ingest {
 }
 
 /**
- * Hands committed events' jobs on after a commit made with `handoff.commitNotify`: to the consumer
- * the commit claimed them for, else to the transport. Where the commit notified the
- * workers itself, there is nothing to hand on, so no messages are built.
+ * Hands committed events' jobs on: those the commit claimed to the consumer it claimed them for,
+ * the rest to the transport. Where the commit notified the workers itself (`handoff.commitNotify`),
+ * the rest need nothing, so no messages are built for them.
  */
 export function handOn(handoff: JobHandoff, committed: CommittedEvent[], claimed: ClaimedJobs | null = null): void {
-  if (claimed) claimed.reservation.handOver(jobMessagesOf(committed.filter(({ row }) => claimed.eventIds.has(row.id))));
-  else if (!handoff.commitNotify) handoff.publish(jobMessagesOf(committed));
+  if (claimed) claimed.reservation.handOver(jobMessagesOf(committed, (jobId) => claimed.jobIds.has(jobId)));
+  if (!handoff.commitNotify) handoff.publish(jobMessagesOf(committed, claimed ? (jobId) => !claimed.jobIds.has(jobId) : () => true));
 }
 
-/** The messages of committed events' jobs: what a transport is handed after the commit. */
-function jobMessagesOf(committed: CommittedEvent[]): JobMessage[] {
+/** The messages of committed events' jobs that `keep` keeps: what a transport or a consumer is handed after the commit. */
+function jobMessagesOf(committed: CommittedEvent[], keep: (jobId: string) => boolean): JobMessage[] {
   return committed.flatMap(({ row, jobs }) => {
-    if (jobs.length === 0) return [];
+    const kept = jobs.filter((job) => keep(job.id));
+    if (kept.length === 0) return [];
     const event = { id: row.id, type: row.type, createdAt: row.createdAt, dataJson: row.dataJson, traceParent: row.traceParent };
     const body = envelopeBody(row.id, row.type, row.createdAt, row.dataJson); // once per event, shared by its jobs
-    return jobs.map((job) => jobMessage({ id: job.id, endpointId: job.endpointId, attemptCount: 0, expiresAt: job.expiresAt }, event, body));
+    return kept.map((job) => jobMessage({ id: job.id, endpointId: job.endpointId, attemptCount: 0, expiresAt: job.expiresAt }, event, body));
   });
 }

@@ -9,9 +9,9 @@ import { handleClaimed, reservationOf, type CommitConsumer, type JobHandler, typ
 
 /**
  * The hand-over between processes, on either transport: a worker connects to an API process over a
- * WebSocket and says how many jobs it can take; the API's group commits claim their new jobs for it
- * when they fit, exactly as a take would (events/sql.ts `claimFor`), and the jobs go to the worker
- * over that connection. On the Postgres transport the commit sends no NOTIFY: the worker saves the
+ * WebSocket and says how many jobs it can take; the API's group commits claim the new jobs that fit
+ * for it, exactly as a take would (events/sql.ts `claimFor`), and the jobs go to the worker
+ * over that connection. On the Postgres transport those need no NOTIFY: the worker saves the
  * wake-up and the take, Postgres the take and the NOTIFY's wake-ups of every listening session ("Why
  * a single event at 1,000/s costs what it costs" in BENCHMARKS.md); role `all` does the same in
  * memory (postgres/transport.ts `OutboxConsumer`). On RabbitMQ nothing is published: the API saves

@@ -67,7 +67,7 @@ export interface JobTransport {
 
 /**
  * A consumer the committing process can hand new jobs to (`JobTransport.commitConsumer`). Ingest
- * reserves room before a commit, has the commit claim its jobs when they fit (events/sql.ts
+ * reserves room before a commit, has the commit claim the jobs that fit (events/sql.ts
  * `claimFor`), and hands the claimed jobs over afterwards, or releases the room. Nothing claimed this
  * way depends on the hand-over for its safety: a claim never handed over lapses, and the job is taken
  * again then.

@@ -43,6 +43,7 @@ const row = (): NewEventRow => ({
 });
 
 interface JobState {
+  id: string;
   status: string;
   reason: string | null;
   leaseMs: number | null;
@@ -51,7 +52,7 @@ interface JobState {
 
 async function statesOf(jobIds: string[]): Promise<JobState[]> {
   return api.sql<JobState[]>`
-    select j.status, o.reason,
+    select j.id, j.status, o.reason,
            round(extract(epoch from j.next_attempt_at - now()) * 1000)::int as lease_ms,
            round(extract(epoch from o.due_at - now()) * 1000)::int as due_ms
     from jobs j left join outbox o on o.job_id = j.id where j.id = any (${jobIds}::text[])`;
@@ -65,20 +66,29 @@ describe("the ingest statement's claim for a local consumer", () => {
     try {
       // Two events, two endpoints: four jobs, room for exactly four.
       const fits = await insertEventsWithJobs(api.sql, [row(), row()], 0, channel, { maxJobs: 4, leaseMs: 10_000 });
-      expect(fits.claimed).toBe(true);
       expect(fits.jobs).toHaveLength(4);
+      expect([...fits.claimedJobIds].sort()).toEqual(fits.jobs.map((j) => j.id).sort());
       for (const state of await statesOf(fits.jobs.map((j) => j.id))) {
         expect(state).toMatchObject({ status: "delivering", reason: "lease" });
         expect(state.leaseMs).toBeGreaterThan(9_000);
         expect(state.dueMs).toBe(state.leaseMs);
       }
-      // One job more than the room: none claimed, all made as usual, and the workers notified.
+      // One job more than the room: the five that fit claimed, the sixth made as usual, and the
+      // workers notified for it.
       const over = await insertEventsWithJobs(api.sql, [row(), row(), row()], 0, channel, { maxJobs: 5, leaseMs: 10_000 });
-      expect(over.claimed).toBe(false);
-      for (const state of await statesOf(over.jobs.map((j) => j.id))) expect(state).toMatchObject({ status: "pending", reason: "publish" });
+      expect(over.jobs).toHaveLength(6);
+      expect(over.claimedJobIds.size).toBe(5);
+      for (const state of await statesOf(over.jobs.map((j) => j.id))) {
+        if (over.claimedJobIds.has(state.id)) expect(state).toMatchObject({ status: "delivering", reason: "lease" });
+        else expect(state).toMatchObject({ status: "pending", reason: "publish" });
+      }
+      // No room: nothing claimed, and the workers notified.
+      const none = await insertEventsWithJobs(api.sql, [row()], 0, channel, null);
+      expect(none.claimedJobIds.size).toBe(0);
+      for (const state of await statesOf(none.jobs.map((j) => j.id))) expect(state).toMatchObject({ status: "pending", reason: "publish" });
       await api.sql`select pg_notify(${channel}, 'fence')`;
       for (let i = 0; i < 100 && !heard.includes("fence"); i++) await Bun.sleep(20);
-      expect(heard).toEqual(["", "fence"]);
+      expect(heard).toEqual(["", "", "fence"]);
     } finally {
       await listening.unlisten();
       await api.sql`delete from outbox where job_id in (select id from jobs where event_type = ${TYPE})`;
@@ -89,7 +99,7 @@ describe("the ingest statement's claim for a local consumer", () => {
     const take = createIndexOnlySql(api.config.database, 1, { pool: "test" });
     try {
       const made = await insertEventsWithJobs(api.sql, [row()], 0, null, { maxJobs: 256, leaseMs: 300 });
-      expect(made.claimed).toBe(true);
+      expect(made.claimedJobIds.size).toBe(made.jobs.length);
       const ids = made.jobs.map((j) => j.id).sort();
       // Held: not offered while the lease runs.
       expect((await takeDueJobs(take, { limit: 256, leaseMs: 10_000 })).jobs.filter((j) => ids.includes(j.id))).toEqual([]);
@@ -180,13 +190,13 @@ describe("ingest with a Postgres-transport consumer in the same process", () => 
     }
   });
 
-  test("jobs beyond the worker's room go through the outbox: the commit notifies, and the worker takes what fits", async () => {
+  test("jobs beyond the worker's room go through the outbox: the commit claims what fits and notifies for the rest", async () => {
     const c = await consumer(3);
     try {
       // Two events of two jobs each in one group: four jobs, room for three.
       const accepted = await c.ingest.accept([input(), input()]);
       const jobs = await c.waitForJobs(3);
-      expect(c.handedOver()).toBe(0);
+      expect(c.handedOver()).toBe(3);
       expect(jobs).toHaveLength(3);
       const ids = accepted.flatMap((a) => a.jobs.map((j) => j.id));
       const states = await statesOf(ids);

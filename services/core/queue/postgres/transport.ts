@@ -50,9 +50,9 @@ export interface PostgresTransportOptions {
  * recorded.
  *
  * Where the process also ingests (role `all`), its consumer is also ingest's `commitConsumer`: a
- * commit whose jobs fit in the consumer's room claims them itself and notifies nobody, and ingest
- * hands them over in memory, saving the wake-up and the take a job costs otherwise ("Why a single
- * event at 1,000/s costs what it costs" in BENCHMARKS.md). Jobs that do not fit go the usual way.
+ * commit claims the jobs that fit in the consumer's room itself and notifies only for the rest;
+ * ingest hands them over in memory, saving the wake-up and the take a job costs otherwise ("Why a
+ * single event at 1,000/s costs what it costs" in BENCHMARKS.md). The rest go the usual way.
  * Separate API and worker processes do the same over a connection (handover.ts): the API
  * `acceptHandovers`, the worker connects (`handoverFrom`).
  */
