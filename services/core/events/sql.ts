@@ -38,6 +38,8 @@ export interface CommitClaim {
   maxJobs: number;
   /** The lease of each claim (WORKER_LEASE_MS), as the take's. */
   leaseMs: number;
+  /** When more jobs are made than `maxJobs`, claim none (CommitConsumer.allOrNone). */
+  allOrNone?: boolean;
 }
 
 /**
@@ -81,9 +83,9 @@ export const INGEST_SESSION: Record<string, string> = { plan_cache_mode: "force_
  * `lease` due when it lapses. The caller hands them over, so they need no wake-up and no take, or
  * no publish and no claim; if that fails, the leases lapse and the jobs are taken, or published,
  * again then. The rest are made as usual, and the statement notifies only when there are any. It
- * claims those that fit, not none, when a group makes more: at the edge of a worker's capacity its
- * room frees a few jobs at a time, and groups of batched events went whole to the take
- * (BENCHMARKS.md, "The take leaves commits their room").
+ * claims those that fit, not none, when a group makes more (unless `allOrNone`): at the edge of a
+ * worker's capacity its room frees a few jobs at a time, and groups of batched events went whole
+ * to the take (BENCHMARKS.md, "The take leaves commits their room").
  */
 export async function insertEventsWithJobs(
   tx: TxSql | Sql,
@@ -131,7 +133,9 @@ export async function insertEventsWithJobs(
       join routed rt on rt.app_id = i.app_id and rt.type = i.type
     ), claim as (
       -- One row: how many of the jobs go, claimed, to the committing process's consumer (claimFor).
-      select ${claimFor?.maxJobs ?? 0}::int as max_jobs, now() + ${claimFor?.leaseMs ?? 0}::int * interval '1 millisecond' as lease_until
+      select case when ${claimFor?.allOrNone ?? false}::bool and (select count(*) from targets) > ${claimFor?.maxJobs ?? 0}::int then 0
+                  else ${claimFor?.maxJobs ?? 0}::int end as max_jobs,
+             now() + ${claimFor?.leaseMs ?? 0}::int * interval '1 millisecond' as lease_until
     ), jobs_inserted as (
       insert into jobs (id, app_id, event_id, endpoint_id, event_type, status, next_attempt_at, created_at, expires_at)
       select evently_id('job'), t.app_id, t.event_id, t.endpoint_id, t.type,

@@ -178,7 +178,7 @@ export class GroupCommitter {
     const reservation = consumer?.reserve() ?? null;
     let batch: CommittedBatch;
     try {
-      batch = await this.insertGroup(group, reservation ? { maxJobs: reservation.jobs, leaseMs: consumer!.leaseMs } : null);
+      batch = await this.insertGroup(group, reservation ? { maxJobs: reservation.jobs, leaseMs: consumer!.leaseMs, allOrNone: consumer!.allOrNone } : null);
     } catch (err) {
       reservation?.release();
       throw err;

@@ -75,12 +75,14 @@ export class HandoverHub implements CommitConsumer {
 
   /**
    * @param maxPerCommit most jobs one commit may claim for a worker (QUEUE_TAKE_BATCH, as a take).
+   * @param allOrNone CommitConsumer.allOrNone: the RabbitMQ transport's.
    */
   constructor(
     tokens: string[],
     readonly leaseMs: number,
     private readonly maxPerCommit: number,
     private readonly log: Logger,
+    readonly allOrNone = false,
   ) {
     this.tokens = tokens.map((token) => Buffer.from(token));
   }

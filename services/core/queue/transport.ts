@@ -75,6 +75,12 @@ export interface JobTransport {
 export interface CommitConsumer {
   /** The lease the commit gives each claim (WORKER_LEASE_MS), as a take would. */
   readonly leaseMs: number;
+  /**
+   * A commit whose jobs do not all fit claims none of them, rather than those that fit. RabbitMQ's
+   * workers want that: the rest would be published, and the broker's messages in a worker's hands
+   * count against the room it grants, so remainders wore the hand-over down at the edge.
+   */
+  readonly allOrNone?: boolean;
   /** Room for one commit's jobs, at most what one take would take; null: no room, or stopping. */
   reserve(): Reservation | null;
 }

@@ -82,13 +82,19 @@ describe("the ingest statement's claim for a local consumer", () => {
         if (over.claimedJobIds.has(state.id)) expect(state).toMatchObject({ status: "delivering", reason: "lease" });
         else expect(state).toMatchObject({ status: "pending", reason: "publish" });
       }
+      // All or none (RabbitMQ's workers): one job more than the room claims none.
+      const whole = await insertEventsWithJobs(api.sql, [row(), row(), row()], 0, channel, { maxJobs: 5, leaseMs: 10_000, allOrNone: true });
+      expect(whole.claimedJobIds.size).toBe(0);
+      for (const state of await statesOf(whole.jobs.map((j) => j.id))) expect(state).toMatchObject({ status: "pending", reason: "publish" });
+      const wholeFits = await insertEventsWithJobs(api.sql, [row(), row()], 0, channel, { maxJobs: 4, leaseMs: 10_000, allOrNone: true });
+      expect(wholeFits.claimedJobIds.size).toBe(4);
       // No room: nothing claimed, and the workers notified.
       const none = await insertEventsWithJobs(api.sql, [row()], 0, channel, null);
       expect(none.claimedJobIds.size).toBe(0);
       for (const state of await statesOf(none.jobs.map((j) => j.id))) expect(state).toMatchObject({ status: "pending", reason: "publish" });
       await api.sql`select pg_notify(${channel}, 'fence')`;
       for (let i = 0; i < 100 && !heard.includes("fence"); i++) await Bun.sleep(20);
-      expect(heard).toEqual(["", "", "fence"]);
+      expect(heard).toEqual(["", "", "", "fence"]);
     } finally {
       await listening.unlisten();
       await api.sql`delete from outbox where job_id in (select id from jobs where event_type = ${TYPE})`;

@@ -179,8 +179,8 @@ class OutboxConsumer implements CommitConsumer, HandoverReceiver {
 
   /**
    * Room for a commit's jobs: what neither the jobs in hand nor other commits' reservations use.
-   * The take does not count reservations (most of them are handed back unused, a group's jobs being
-   * more than it reserved), so a busy ingest never starves the take; the jobs in hand can pass
+   * The take does not count reservations (a commit may claim fewer jobs than it reserved room for,
+   * or none), so a busy ingest never starves the take; the jobs in hand can pass
    * WORKER_MAX_IN_FLIGHT by what commits claimed meanwhile, at most a take's worth per commit.
    */
   reserve(): Reservation | null {

@@ -111,7 +111,7 @@ export class RabbitTransport implements JobTransport {
   /** The hand-over's API side (JobTransport.acceptHandovers). */
   acceptHandovers(tokens: string[]): HandoverHub {
     if (!this.handover) throw new Error("the hand-over needs its options (leaseMs, maxPerCommit)");
-    this.hub = new HandoverHub(tokens, this.handover.leaseMs, this.handover.maxPerCommit, this.log);
+    this.hub = new HandoverHub(tokens, this.handover.leaseMs, this.handover.maxPerCommit, this.log, true);
     return this.hub;
   }
 
