@@ -55,7 +55,7 @@ export const queueSchema = z
       .regex(/^https?:\/\/[^/?#]+\/?$/, "must be an http:// or https:// URL with no path, like `http://api:8080`")
       .optional()
       .describe(
-        "A worker process: the API process to connect to for the hand-over, like `http://evently-api:8080`. Commits of that API claim the new jobs that fit in this worker's room (up to QUEUE_TAKE_BATCH) and send them over the connection: on the Postgres transport with no NOTIFY and no take, on RabbitMQ with no publish and no claim statement. The rest, and everything while the connection is down, come the usual way (the outbox's take, or the broker). Authenticated with a token both derive from ENCRYPTION_KEY. Unset: no hand-over.",
+        "A worker process: the API process to connect to for the hand-over, like `http://evently-api:8080`. Commits of that API claim the new jobs that fit in this worker's room (up to QUEUE_TAKE_BATCH; on RabbitMQ only a commit's jobs that all fit) and send them over the connection: on the Postgres transport with no NOTIFY and no take, on RabbitMQ with no publish and no claim statement. The rest, and everything while the connection is down, come the usual way (the outbox's take, or the broker). Authenticated with a token both derive from ENCRYPTION_KEY. Unset: no hand-over.",
       ),
     QUEUE_TAKE_LEASE_MS: z.coerce
       .number()
