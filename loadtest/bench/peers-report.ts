@@ -1,6 +1,6 @@
 import type { PhaseResult } from "./phases.ts";
 import type { PeerRun } from "./peers.ts";
-import { cpuBreakdown, type BenchReport, type CpuPerDelivery, type Summary } from "./report.ts";
+import { cpuBreakdown, type BenchReport, type Summary } from "./report.ts";
 
 /**
  * The report's "Peers" section: Evently on each transport next to the webhook senders a team could
