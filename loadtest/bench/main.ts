@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { configSchemas, variablesOf } from "../../services/core/config/index.ts";
+import { releaseChildren } from "./reaper.ts";
 import { startSinkProcess, type SinkProcess } from "../sink/process.ts";
 import { measureCeilings, samplePayload } from "./ceilings.ts";
 import { memoryOf } from "./observe.ts";
@@ -273,4 +274,6 @@ if (!quick && !args.budget && !args["wait-events"] && !scalingChoice && !phaseCh
 }
 await otlp?.stop();
 log(report.passed ? "PASSED: every accepted event was delivered once, on every transport" : `FAILED:\n  ${failures.join("\n  ")}`);
+// Every stack, sink and peer has been stopped: the reaper need not kill them.
+releaseChildren();
 process.exit(report.passed ? 0 : 1);

@@ -6,6 +6,7 @@ import postgres from "postgres";
 import { loadConfig } from "../../services/core/config/index.ts";
 import { deleteTopology } from "../../services/core/queue/rabbitmq/topology.ts";
 import { installationEnv, pipeRoleOutput, waitReady } from "../processes.ts";
+import { processAlive, watchChild } from "./reaper.ts";
 import { BACKEND_POOL_SQL } from "./wait-events.ts";
 
 /**
@@ -107,6 +108,7 @@ function spawnRole(role: string, env: Record<string, string | undefined>, logDir
     stdout: "pipe",
     stderr: "pipe",
   });
+  watchChild(proc.pid);
   const logged = pipeRoleOutput(proc, join(logDir, `${name}.log`));
   const exited = proc.exited.then((code) => Promise.reject(new Error(`${name} exited with code ${code} before starting; see ${logDir}/${name}.log`)));
   return { role: name, proc, started: Promise.race([logged, exited]) };
@@ -151,6 +153,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await cleanup(transport === "rabbitmq" ? env : undefined, adminUrl.toString(), dbUrl.pathname.slice(1)).catch((err) => log(`stack cleanup: ${(err as Error).message}`));
   };
 
+  await removeLeftovers(label, adminUrl.toString(), options.amqpUrl ?? process.env.AMQP_URL, log);
   try {
     const root = options.repoRoot ?? REPO_ROOT;
     const migrate = Bun.spawn([process.execPath, join(root, "services/main.ts"), "migrate"], { cwd: root, env: childEnv, stdout: "ignore", stderr: "pipe" });
@@ -289,6 +292,33 @@ async function cleanup(amqpEnv: Record<string, string> | undefined, adminUrl: st
     await admin.unsafe(`drop database if exists "${database}" with (force)`);
   } finally {
     await admin.end();
+  }
+}
+
+/**
+ * Drops the scratch databases, exchanges and queues of stacks with this label whose process is gone
+ * without its cleanup (killed; the reaper stopped its roles): they would fill the server run by run.
+ * A stack's id begins with its process's pid, so a live one, this process's among them, is left alone.
+ */
+async function removeLeftovers(label: string, adminUrl: string, amqpUrl: string | undefined, log: (line: string) => void): Promise<void> {
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  let names: string[];
+  try {
+    names = (await admin<{ datname: string }[]>`select datname from pg_database where datname ~ ${`^evently_${label}_[0-9]+_[a-z0-9]+$`}`).map((r) => r.datname);
+  } finally {
+    await admin.end();
+  }
+  for (const name of names) {
+    const id = name.slice(`evently_${label}_`.length);
+    if (processAlive(Number(id.split("_")[0]))) continue;
+    const { env } = installationEnv({
+      transport: "rabbitmq",
+      databaseUrl: adminUrl,
+      amqp: { url: amqpUrl ?? "amqp://guest:guest@127.0.0.1:5672", prefix: `evently-${label}-${id}` },
+    });
+    // Its transport is not known: RabbitMQ's names are deleted if they exist, skipped if it is down.
+    await cleanup(env, adminUrl, name).catch(() => cleanup(undefined, adminUrl, name));
+    log(`removed the leftovers of a stack whose process is gone: ${name}`);
   }
 }
 

@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeRoleOutput, waitReady } from "../processes.ts";
+import { watchChild } from "../bench/reaper.ts";
 import { PEERS } from "./drivers.ts";
 import { settingsOf, type Endpoint, type PeerConfig, type PeerDriver, type PeerName, type PeerSettings, type ProvisionedQueue } from "./peer.ts";
 
@@ -61,6 +62,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       stderr: "pipe",
     });
     children.push(proc);
+    watchChild(proc.pid);
     const exited = proc.exited.then((code) => Promise.reject(new Error(`${driver.name} ${role} exited with code ${code}; see ${logDir}/${role}.log`)));
     const timeout = Bun.sleep(START_TIMEOUT_MS).then(() => Promise.reject(new Error(`${driver.name} ${role} did not start within ${START_TIMEOUT_MS / 1000} s`)));
     const port = await Promise.race([pipeRoleOutput(proc, join(logDir, `${role}.log`), "peer started"), exited, timeout]);

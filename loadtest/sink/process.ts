@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { watchChild } from "../bench/reaper.ts";
 import type { SinkStats } from "./state.ts";
 
 /**
@@ -67,6 +68,7 @@ export async function startSinkProcess(options: SinkProcessOptions = {}): Promis
     stdout: "pipe",
     stderr: "inherit",
   });
+  watchChild(proc.pid);
   const url = await listeningUrl(proc, options.startTimeoutMs ?? 10_000);
   const control = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
     const res = await fetch(`${url}${path}`, {
