@@ -1,5 +1,6 @@
 import { Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
+import { processAlive } from "../bench/reaper.ts";
 import type { PeerDriver } from "./peer.ts";
 
 /**
@@ -61,16 +62,24 @@ export const bullmqPeer: PeerDriver = {
   async provision(runId) {
     const queueUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
     const queueName = `evently-bullmq-${runId}`;
-    const keys = async (redis: Redis) => {
+    const keys = async (redis: Redis, pattern = `${keyPrefix}:${queueName}:*`) => {
       const found: string[] = [];
       let cursor = "0";
       do {
-        const [next, batch] = await redis.scan(cursor, "MATCH", `${keyPrefix}:${queueName}:*`, "COUNT", 1000);
+        const [next, batch] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
         found.push(...batch);
         cursor = next;
       } while (cursor !== "0");
       return found;
     };
+    // Queues of benches killed before their cleanup (their pid gone): see bench/reaper.ts.
+    await withRedis(queueUrl, async (redis) => {
+      const stale = (await keys(redis, `${keyPrefix}:evently-bullmq-*`)).filter((key) => {
+        const pid = /:evently-bullmq-(\d+)_/.exec(key)?.[1];
+        return pid !== undefined && !processAlive(Number(pid));
+      });
+      for (let i = 0; i < stale.length; i += 1000) await redis.del(...stale.slice(i, i + 1000));
+    });
     // Redis is one process: its CPU counts for the peer through its pid, which INFO reports.
     const info = await withRedis(queueUrl, (redis) => redis.info("server"));
     const pid = Number(/^process_id:(\d+)/m.exec(info)?.[1]);
