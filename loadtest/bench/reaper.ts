@@ -47,6 +47,20 @@ function startTime(pid: number): string | null {
   }
 }
 
+/**
+ * A name for a run's scratch database, queues and logs: this process's pid, then a random part. The
+ * pid is what lets a later run tell a killed run's leftovers (`runGone`) from a live one's.
+ */
+export function newRunId(): string {
+  return `${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Whether the process that made this run id (newRunId) is gone, so what it left may be removed. */
+export function runGone(runId: string): boolean {
+  const pid = Number(/^(\d+)_[a-z0-9]+$/.exec(runId)?.[1]);
+  return Number.isInteger(pid) && pid > 0 && !processAlive(pid);
+}
+
 /** Whether a process with this pid exists (EPERM: it does, another user's). */
 export function processAlive(pid: number): boolean {
   try {

@@ -6,7 +6,7 @@ import postgres from "postgres";
 import { loadConfig } from "../../services/core/config/index.ts";
 import { deleteTopology } from "../../services/core/queue/rabbitmq/topology.ts";
 import { installationEnv, pipeRoleOutput, waitReady } from "../processes.ts";
-import { processAlive, watchChild } from "./reaper.ts";
+import { newRunId, runGone, watchChild } from "./reaper.ts";
 import { BACKEND_POOL_SQL } from "./wait-events.ts";
 
 /**
@@ -117,7 +117,7 @@ function spawnRole(role: string, env: Record<string, string | undefined>, logDir
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const log = options.log ?? (() => {});
   const transport = options.transport ?? "rabbitmq";
-  const id = `${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  const id = newRunId();
   const label = options.label ?? "bench";
   if (!/^[a-z]+$/.test(label)) throw new Error(`stack label must be lower-case letters, not ${label}`);
   const dbUrl = new URL(options.databaseUrl ?? process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres");
@@ -298,7 +298,7 @@ async function cleanup(amqpEnv: Record<string, string> | undefined, adminUrl: st
 /**
  * Drops the scratch databases, exchanges and queues of stacks with this label whose process is gone
  * without its cleanup (killed; the reaper stopped its roles): they would fill the server run by run.
- * A stack's id begins with its process's pid, so a live one, this process's among them, is left alone.
+ * A live stack's, this process's among them, are left alone (runGone).
  */
 async function removeLeftovers(label: string, adminUrl: string, amqpUrl: string | undefined, log: (line: string) => void): Promise<void> {
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
@@ -310,7 +310,7 @@ async function removeLeftovers(label: string, adminUrl: string, amqpUrl: string 
   }
   for (const name of names) {
     const id = name.slice(`evently_${label}_`.length);
-    if (processAlive(Number(id.split("_")[0]))) continue;
+    if (!runGone(id)) continue;
     const { env } = installationEnv({
       transport: "rabbitmq",
       databaseUrl: adminUrl,

@@ -1,6 +1,6 @@
 import { Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
-import { processAlive } from "../bench/reaper.ts";
+import { runGone } from "../bench/reaper.ts";
 import type { PeerDriver } from "./peer.ts";
 
 /**
@@ -74,10 +74,7 @@ export const bullmqPeer: PeerDriver = {
     };
     // Queues of benches killed before their cleanup (their pid gone): see bench/reaper.ts.
     await withRedis(queueUrl, async (redis) => {
-      const stale = (await keys(redis, `${keyPrefix}:evently-bullmq-*`)).filter((key) => {
-        const pid = /:evently-bullmq-(\d+)_/.exec(key)?.[1];
-        return pid !== undefined && !processAlive(Number(pid));
-      });
+      const stale = (await keys(redis, `${keyPrefix}:evently-bullmq-*`)).filter((key) => runGone(key.split(":")[1]!.slice("evently-bullmq-".length)));
       for (let i = 0; i < stale.length; i += 1000) await redis.del(...stale.slice(i, i + 1000));
     });
     // Redis is one process: its CPU counts for the peer through its pid, which INFO reports.

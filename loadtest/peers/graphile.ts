@@ -1,7 +1,7 @@
 import { Logger, makeWorkerUtils, run, runMigrations, type WorkerUtils } from "graphile-worker";
 import pg from "pg";
 import postgres from "postgres";
-import { processAlive } from "../bench/reaper.ts";
+import { runGone } from "../bench/reaper.ts";
 import type { PeerDriver } from "./peer.ts";
 
 /**
@@ -84,8 +84,8 @@ export const graphilePeer: PeerDriver = {
       return sql.unsafe(statement).finally(() => sql.end());
     };
     // Scratch databases of benches killed before their cleanup (their pid gone): see bench/reaper.ts.
-    for (const { datname } of await admin(`select datname from pg_database where datname ~ '^evently_graphile_[0-9]+_[a-z0-9]+$'`))
-      if (!processAlive(Number(String(datname).split("_")[2]))) await admin(`drop database if exists "${datname}" with (force)`);
+    for (const { datname } of await admin(`select datname from pg_database where datname like 'evently_graphile_%'`))
+      if (runGone(String(datname).slice("evently_graphile_".length))) await admin(`drop database if exists "${datname}" with (force)`);
     await admin(`create database "${database}"`);
     await runMigrations({ connectionString: queueUrl, logger: quietLogger });
     return {

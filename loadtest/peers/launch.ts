@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeRoleOutput, waitReady } from "../processes.ts";
-import { watchChild } from "../bench/reaper.ts";
+import { newRunId, watchChild } from "../bench/reaper.ts";
 import { PEERS } from "./drivers.ts";
 import { settingsOf, type Endpoint, type PeerConfig, type PeerDriver, type PeerName, type PeerSettings, type ProvisionedQueue } from "./peer.ts";
 
@@ -39,7 +39,7 @@ const START_TIMEOUT_MS = 30_000;
 export async function startPeer(options: StartPeerOptions): Promise<RunningPeer> {
   const driver = PEERS[options.peer];
   const settings = settingsOf(driver, options.settings);
-  const runId = `${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  const runId = newRunId();
   const logDir = join(tmpdir(), `evently-${driver.name}-${runId}`);
   mkdirSync(logDir, { recursive: true });
   const queue = await driver.provision(runId);

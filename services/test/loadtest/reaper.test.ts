@@ -2,6 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { processAlive } from "../../../loadtest/bench/reaper.ts";
 
 const REAPER = join(import.meta.dir, "../../../loadtest/bench/reaper.ts");
 
@@ -29,15 +30,6 @@ setInterval(() => {}, 1000);
 const dirs: string[] = [];
 const children: number[] = [];
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function startBench(release: boolean): Promise<{ bench: ReturnType<typeof Bun.spawn>; child: number }> {
   const bench = Bun.spawn([process.execPath, standIn(release)], { stdout: "pipe", stderr: "inherit" });
   const reader = bench.stdout.getReader();
@@ -62,17 +54,17 @@ async function waitFor(check: () => boolean, ms: number): Promise<boolean> {
 }
 
 afterEach(() => {
-  for (const pid of children.splice(0)) if (alive(pid)) process.kill(pid, "SIGKILL");
+  for (const pid of children.splice(0)) if (processAlive(pid)) process.kill(pid, "SIGKILL");
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
 describe("the bench's reaper", () => {
   test("kills a watched child when the bench is SIGKILLed", async () => {
     const { bench, child } = await startBench(false);
-    expect(alive(child)).toBe(true);
+    expect(processAlive(child)).toBe(true);
     bench.kill("SIGKILL");
     await bench.exited;
-    expect(await waitFor(() => !alive(child), 5000)).toBe(true);
+    expect(await waitFor(() => !processAlive(child), 5000)).toBe(true);
   });
 
   test("leaves children alone once the bench released them", async () => {
@@ -81,6 +73,6 @@ describe("the bench's reaper", () => {
     await bench.exited;
     // Longer than the reaper's poll: had it still been watching, the child would be gone.
     await Bun.sleep(1000);
-    expect(alive(child)).toBe(true);
+    expect(processAlive(child)).toBe(true);
   });
 });
